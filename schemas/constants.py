@@ -88,3 +88,20 @@ UPDATE_STRATEGY_TYPES: Final = (STRATEGY_RECREATE, STRATEGY_IN_PLACE_IF_POSSIBLE
 
 # Who we are, in Events and field managers.
 COMPONENT: Final = "kruisebus"
+
+# Added for the planner's parsing/validation/revision helpers (kruise-semantics §1.3, §2.1).
+STRATEGY_ON_DELETE: Final = "OnDelete"  # v1beta1 only; the v1alpha1 webhook rejects it
+KIND_CLONESET: Final = "CloneSet"
+CONTROLLER_REVISION_API_VERSION: Final = "apps/v1"
+CONTROLLER_REVISION_KIND: Final = "ControllerRevision"
+# Revision names keep at most this many characters of the CloneSet name (Kubernetes ControllerRevisionName).
+REVISION_NAME_PREFIX_MAX: Final = 223
+
+# Added for the CloneSet planner (kruise-semantics §1.5 Progressing reasons, §1.6 events, §3 status).
+REASON_CLONESET_AVAILABLE: Final = "CloneSetAvailable"
+REASON_CLONESET_PAUSED: Final = "CloneSetPaused"
+REASON_PROGRESS_PARTITION_AVAILABLE: Final = "ProgressPartitionAvailable"
+REASON_PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+REASON_CLONESET_UPDATED: Final = "CloneSetUpdated"
+REASON_INVALID_SPEC: Final = "InvalidSpec"
+MAX_INT32: Final = 2**31 - 1

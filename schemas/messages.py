@@ -67,6 +67,7 @@ class Resource(msgspec.Struct, frozen=True, kw_only=True):
 
 
 PODS = Resource(plural="pods")
+NODES = Resource(plural="nodes", namespaced=False)
 EVENTS = Resource(plural="events")
 CLONESETS = Resource(group="apps.kruise.io", version="v1alpha1", plural="clonesets")
 CONTROLLER_REVISIONS = Resource(group="apps", version="v1", plural="controllerrevisions")
@@ -179,6 +180,7 @@ __all__ = [
     "KubeEvent",
     "NodeState",
     "ObjectReference",
+    "NODES",
     "PODS",
     "PatchOp",
     "PodState",

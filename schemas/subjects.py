@@ -119,6 +119,13 @@ class Subjects:
     def events_all(self) -> str:
         return f"{self.prefix}.events.>"
 
+    def events_of_type(self, event: str) -> str:
+        """Filter for one event type across all namespaces and workloads."""
+        return f"{self.prefix}.events.*.*.{encode_token(event)}"
+
+    def events_of_workload(self, namespace: str, workload: str) -> str:
+        return f"{self.prefix}.events.{encode_token(namespace)}.{encode_token(workload)}.>"
+
     def parse(self, subject: str) -> list[str]:
         """Split a kruisebus subject into decoded tokens after the prefix and family.
 

@@ -1,0 +1,844 @@
+"""The bus: the only module that talks to NATS JetStream (DESIGN §3).
+
+Everything a service needs from NATS goes through `Bus`: connect, create the five streams, publish a
+schema message (JSON, a deterministic `Nats-Msg-Id`, W3C trace headers, retries on the transient
+errors of a leader election), consume a work queue with explicit settle rules, and replay-then-follow
+the compacted state stream. Keeping it in one place keeps the contract in one place:
+
+- a publish is retried with the *same* message id, so the stream's duplicate window makes retries
+  free of duplicates;
+- a handler decides how its message is settled by what it raises (`services.errors`): return -> ack,
+  `TransientError` -> `nak(delay)`, `PermanentError` -> `term()` plus a `rejected` rollout event,
+  anything else -> logged and retried; a message that reaches `max_deliver` is termed and rejected,
+  so it never sits invisible in a work-queue stream; a bad message never stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from schemas.messages import (
+    ENCODER,
+    EVENT_DECODER,
+    CloneSetState,
+    Command,
+    NodeState,
+    RolloutEvent,
+    StateEvent,
+)
+from schemas.subjects import (
+    DEFAULT_PREFIX,
+    EVENT_REJECTED,
+    NONE_TOKEN,
+    STREAM_CMD,
+    STREAM_EVENTS,
+    STREAM_NODE,
+    STREAM_PROBE,
+    STREAM_STATE,
+    Subjects,
+    decode_token,
+)
+from services import telemetry
+from services.errors import PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[T, Msg], Awaitable[None]]
+"""A message handler: gets the decoded message and the raw NATS message (for metadata/headers)."""
+
+MSG_ID = api.Header.MSG_ID  # "Nats-Msg-Id"
+MSG_TTL = api.Header.MSG_TTL  # "Nats-TTL"
+
+# Errors worth retrying a publish over, with the same message id (leader elections, reconnects).
+TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
+
+DEFAULT_DUPLICATE_WINDOW = 120.0
+DEFAULT_EVENTS_MAX_AGE = 7 * 24 * 3600.0
+DEFAULT_EVENTS_MAX_BYTES = 1 << 30
+DEFAULT_TOMBSTONE_TTL = 3600.0
+
+REASON_MALFORMED = "malformed"
+REASON_MAX_DELIVERIES = "max-deliveries"
+
+# family token -> (stream base, subject template after the prefix)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "state": (STREAM_STATE, "state.{namespace}.{owner}.{kind}.{uid}"),
+    "cmd": (STREAM_CMD, "cmd.{namespace}.{owner}.{verb}"),
+    "node": (STREAM_NODE, "node.{node}.{verb}"),
+    "probe": (STREAM_PROBE, "probe.{namespace}.{pod}.{probe}"),
+    "events": (STREAM_EVENTS, "events.{namespace}.{workload}.{event}"),
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- pure helpers ----------------------------------------------------------------------------------
+
+
+def state_kind(event: StateEvent) -> str:
+    """The `<kind>` token of a state event (its msgspec tag)."""
+    return str(type(event).__struct_config__.tag)
+
+
+def state_owner(event: StateEvent) -> str | None:
+    """The routing owner of a state event: the workload's own uid, a controller's uid, or None."""
+    meta = event.object.metadata
+    if isinstance(event, CloneSetState):
+        return meta.uid
+    if isinstance(event, NodeState):
+        return None
+    ref = meta.controller_ref()
+    return ref.uid if ref is not None else None
+
+
+def state_msg_id(event: StateEvent) -> str:
+    """`<uid>@<resourceVersion>`, or `<uid>@deleted@<resourceVersion>` for a tombstone."""
+    meta = event.object.metadata
+    if event.deleted:
+        return f"{meta.uid}@deleted@{meta.resource_version}"
+    return f"{meta.uid}@{meta.resource_version}"
+
+
+def stream_configs(
+    subjects: Subjects,
+    *,
+    replicas: int = 1,
+    duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+    events_max_age: float = DEFAULT_EVENTS_MAX_AGE,
+    events_max_bytes: int = DEFAULT_EVENTS_MAX_BYTES,
+) -> list[api.StreamConfig]:
+    """The five streams of DESIGN §3 under `subjects.prefix`."""
+    common: dict[str, Any] = {
+        "storage": api.StorageType.FILE,
+        "num_replicas": replicas,
+        "duplicate_window": duplicate_window,
+        "discard": api.DiscardPolicy.OLD,
+    }
+    return [
+        api.StreamConfig(
+            name=subjects.stream(STREAM_STATE),
+            description="kruisebus: latest observed state per object (compacted; tombstones expire by TTL)",
+            subjects=[subjects.state_all()],
+            retention=api.RetentionPolicy.LIMITS,
+            max_msgs_per_subject=1,
+            allow_msg_ttl=True,
+            allow_direct=True,
+            **common,
+        ),
+        api.StreamConfig(
+            name=subjects.stream(STREAM_CMD),
+            description="kruisebus: planner commands, each handled by one executor",
+            subjects=[subjects.command_all()],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            **common,
+        ),
+        api.StreamConfig(
+            name=subjects.stream(STREAM_NODE),
+            description="kruisebus: per-node work (image pre-pull)",
+            subjects=[subjects.node_all()],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            **common,
+        ),
+        api.StreamConfig(
+            name=subjects.stream(STREAM_PROBE),
+            description="kruisebus: latest probe result per pod and probe",
+            subjects=[subjects.probe_all()],
+            retention=api.RetentionPolicy.LIMITS,
+            max_msgs_per_subject=1,
+            allow_direct=True,
+            **common,
+        ),
+        api.StreamConfig(
+            name=subjects.stream(STREAM_EVENTS),
+            description="kruisebus: user-facing rollout log",
+            subjects=[subjects.events_all()],
+            retention=api.RetentionPolicy.LIMITS,
+            max_age=events_max_age,
+            max_bytes=events_max_bytes,
+            **common,
+        ),
+    ]
+
+
+async def _log_error(err: Exception) -> None:
+    log.warning("nats: %s: %s", type(err).__name__, err)
+
+
+async def _log_disconnected() -> None:
+    log.info("nats: disconnected")
+
+
+async def _log_reconnected() -> None:
+    log.info("nats: reconnected")
+
+
+# --- the bus ---------------------------------------------------------------------------------------
+
+
+class Bus:
+    """A NATS connection plus the kruisebus contract on top of it. Build with `await Bus.connect(...)`."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        tracer_provider: trace.TracerProvider | None = None,
+        replicas: int = 1,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        publish_attempts: int = 8,
+        js_timeout: float = 5.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=js_timeout)
+        self.subjects = Subjects(prefix)
+        self.tracer = telemetry.get_tracer(tracer_provider)
+        self.replicas = replicas
+        self.tombstone_ttl = tombstone_ttl
+        self.publish_attempts = publish_attempts
+        self.clock = clock
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str | Sequence[str],
+        *,
+        name: str,
+        prefix: str = DEFAULT_PREFIX,
+        tracer_provider: trace.TracerProvider | None = None,
+        replicas: int = 1,
+        **kwargs: Any,
+    ) -> Bus:
+        """Connect (reconnecting forever) and return a Bus; extra kwargs go to `Bus(...)`."""
+        servers = [url] if isinstance(url, str) else list(url)
+        nc = await nats.connect(
+            servers,
+            name=name,
+            error_cb=_log_error,
+            disconnected_cb=_log_disconnected,
+            reconnected_cb=_log_reconnected,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            drain_timeout=5,
+        )
+        return cls(nc, prefix=prefix, tracer_provider=tracer_provider, replicas=replicas, **kwargs)
+
+    async def close(self, *, drain: bool = True) -> None:
+        """Drain (flush pending publishes and acks) and close the connection."""
+        if self.nc.is_closed:
+            return
+        try:
+            if drain:
+                await self.nc.drain()
+        except Exception as err:  # drain can time out on unread subscriptions
+            log.warning("nats drain failed: %s", err)
+        finally:
+            if not self.nc.is_closed:
+                await self.nc.close()
+
+    # --- naming --------------------------------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return self.subjects.prefix
+
+    def stream_for(self, subject: str) -> str:
+        """The stream name that holds `subject` (or a wildcard filter under it)."""
+        parts = subject.split(".")
+        if len(parts) < 2 or parts[0] != self.prefix or parts[1] not in FAMILIES:
+            raise ValueError(f"subject {subject!r} is not in a kruisebus stream under {self.prefix!r}")
+        return self.subjects.stream(FAMILIES[parts[1]][0])
+
+    def template(self, subject: str) -> str:
+        """The low-cardinality template of a subject (`kb.cmd.{namespace}.{owner}.{verb}`) for spans."""
+        parts = subject.split(".", 2)
+        if len(parts) >= 2 and parts[0] == self.prefix and parts[1] in FAMILIES:
+            return f"{self.prefix}.{FAMILIES[parts[1]][1]}"
+        return subject
+
+    def state_subject(self, event: StateEvent) -> str:
+        meta = event.object.metadata
+        return self.subjects.state(meta.namespace or None, state_owner(event), state_kind(event), meta.uid)
+
+    # --- streams -------------------------------------------------------------------------------
+    async def ensure_streams(
+        self,
+        *,
+        events_max_age: float = DEFAULT_EVENTS_MAX_AGE,
+        events_max_bytes: int = DEFAULT_EVENTS_MAX_BYTES,
+        duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+    ) -> dict[str, api.StreamInfo]:
+        """Create the five streams, or update them when their config changed. Idempotent."""
+        out: dict[str, api.StreamInfo] = {}
+        for cfg in stream_configs(
+            self.subjects,
+            replicas=self.replicas,
+            duplicate_window=duplicate_window,
+            events_max_age=events_max_age,
+            events_max_bytes=events_max_bytes,
+        ):
+            assert cfg.name is not None
+            try:
+                info = await self.js.add_stream(cfg)
+            except BadRequestError as err:
+                if err.err_code != 10058:  # "stream name already in use with a different configuration"
+                    raise
+                info = await self.js.update_stream(cfg)
+            out[cfg.name] = info
+        return out
+
+    # --- publish -------------------------------------------------------------------------------
+    async def publish(
+        self,
+        subject: str,
+        message: msgspec.Struct,
+        *,
+        msg_id: str,
+        template: str | None = None,
+        ttl: float | None = None,
+        context: otel_context.Context | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> api.PubAck:
+        """Publish one schema message as JSON with `Nats-Msg-Id` and trace headers, inside a `send`
+        span (child of `context`, default the current span).
+
+        Transient NATS errors are retried with backoff and the same message id; after the last
+        attempt a `TransientError` is raised. `ttl` (seconds, rounded up to >= 1) sets `Nats-TTL`.
+        """
+        payload = ENCODER.encode(message)
+        tmpl = template or self.template(subject)
+        attrs = telemetry.message_attributes(message)
+        attrs.update(attributes or {})
+        headers: dict[str, str] = {MSG_ID: msg_id}
+        if ttl is not None:
+            headers[MSG_TTL] = str(max(1, math.ceil(ttl)))
+        with telemetry.publish_span(
+            self.tracer, subject, tmpl, msg_id, headers, context=context, attributes=attrs
+        ) as span:
+            ack = await self.publish_raw(subject, payload, headers)
+            span.set_attribute(telemetry.NATS_STREAM, ack.stream)
+            span.set_attribute(telemetry.NATS_STREAM_SEQUENCE, ack.seq)
+            if ack.duplicate:
+                span.set_attribute(telemetry.NATS_DUPLICATE, True)
+            return ack
+
+    async def publish_raw(self, subject: str, payload: bytes, headers: dict[str, str]) -> api.PubAck:
+        """`js.publish` with bounded retries over transient errors (same headers, so same msg id)."""
+        delay = 0.05
+        for attempt in range(1, self.publish_attempts + 1):
+            try:
+                return await self.js.publish(subject, payload, headers=headers)
+            except TRANSIENT_NATS_ERRORS as err:
+                if attempt == self.publish_attempts:
+                    raise TransientError(
+                        f"publish to {subject} failed after {attempt} attempts: {type(err).__name__}",
+                        delay=1.0,
+                    ) from err
+                log.info("publish to %s: %s; retry %d", subject, type(err).__name__, attempt)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def publish_state(
+        self, event: StateEvent, *, subject: str | None = None, ttl: float | None = None
+    ) -> api.PubAck:
+        """Publish an object's latest state on its state subject (msg id `<uid>@<rv>`).
+
+        A tombstone (`deleted=True`) gets msg id `<uid>@deleted@<rv>` and a TTL (default
+        `tombstone_ttl`). Pass `subject` to tombstone an object's *old* routing key
+        (`bus.subjects.state(ns, old_owner, kind, uid)`) when it was adopted or orphaned.
+        """
+        if event.deleted and ttl is None:
+            ttl = self.tombstone_ttl
+        meta = event.object.metadata
+        attrs: dict[str, Any] = {telemetry.KB_EVENT_TYPE: state_kind(event)}
+        if meta.namespace:
+            attrs[telemetry.K8S_NAMESPACE] = meta.namespace
+        return await self.publish(
+            subject or self.state_subject(event),
+            event,
+            msg_id=state_msg_id(event),
+            ttl=ttl,
+            attributes=attrs,
+        )
+
+    async def publish_command(self, cmd: Command, *, context: otel_context.Context | None = None) -> api.PubAck:
+        """Publish a command on `<p>.cmd.<ns>.<workload_uid>.<verb>` with msg id `cmd.id`.
+
+        Trace parent: `context` if given; else the current span if it is in the command's rollout
+        trace; else the rollout root (from `cmd.rollout_trace_id`); else the current span.
+        """
+        if context is None and cmd.rollout_trace_id:
+            current = trace.get_current_span().get_span_context()
+            if not (current.is_valid and telemetry.format_trace_id(current.trace_id) == cmd.rollout_trace_id):
+                context = telemetry.rollout_context_from_trace_id(cmd.rollout_trace_id)
+        subject = self.subjects.command(cmd.namespace, cmd.workload_uid, cmd.verb)
+        return await self.publish(subject, cmd, msg_id=cmd.id, context=context)
+
+    async def publish_event(
+        self, ev: RolloutEvent, msg_id: str, *, context: otel_context.Context | None = None
+    ) -> api.PubAck:
+        """Publish a rollout event on `<p>.events.<ns>.<workload>.<type>`."""
+        subject = self.subjects.event(ev.namespace, ev.workload, ev.type)
+        return await self.publish(subject, ev, msg_id=msg_id, context=context)
+
+    async def reject(
+        self,
+        msg: Msg,
+        *,
+        reason: str,
+        message: str,
+        decoded: Any = None,
+    ) -> None:
+        """Publish a `rejected` rollout event about `msg` (never raises: the caller settles anyway)."""
+        ns_tok, wl_tok = self._location_tokens(msg.subject)
+        namespace = getattr(decoded, "namespace", None)
+        workload = getattr(decoded, "workload", None)
+        if isinstance(namespace, str) and isinstance(workload, str) and workload:
+            subject = self.subjects.event(namespace, workload, EVENT_REJECTED)
+        else:
+            subject = f"{self.prefix}.events.{ns_tok}.{wl_tok}.{EVENT_REJECTED}"
+            namespace, workload = _decode_or_empty(ns_tok), _decode_or_empty(wl_tok)
+        headers = msg.headers or {}
+        try:
+            md = msg.metadata
+            msg_id = f"rejected@{md.stream}@{md.sequence.stream}"
+        except Exception:
+            msg_id = f"rejected@{msg.subject}@{headers.get(MSG_ID, '')}"
+        ev = RolloutEvent(
+            type=EVENT_REJECTED,
+            namespace=namespace,
+            workload=workload,
+            message=message,
+            time=rfc3339(self.clock()),
+            reason=reason,
+            subject=msg.subject,
+            command_id=headers.get(MSG_ID, ""),
+            pod=str(getattr(decoded, "pod", "") or ""),
+            revision=str(getattr(decoded, "revision", "") or ""),
+        )
+        try:
+            await self.publish(subject, ev, msg_id=msg_id)
+        except Exception as err:
+            log.error("could not publish rejected event for %s (%s): %s", msg.subject, reason, err)
+
+    def _location_tokens(self, subject: str) -> tuple[str, str]:
+        """(namespace, workload-or-owner) tokens of a subject for its rejected event, `_` if unknown."""
+        parts = subject.split(".")
+        if len(parts) >= 4 and parts[0] == self.prefix and parts[1] in ("state", "cmd", "probe", "events"):
+            ns, owner = parts[2], parts[3]
+            if _decodable(ns) and _decodable(owner):
+                return ns, owner
+        return NONE_TOKEN, NONE_TOKEN
+
+    # --- work-queue consumers ------------------------------------------------------------------
+    async def consume(
+        self,
+        stream_base: str,
+        durable: str,
+        *,
+        filter_subject: str,
+        decoder: msgspec.json.Decoder[T],
+        handler: Handler[T],
+        stop: asyncio.Event,
+        max_deliver: int = 5,
+        ack_wait: float = 30.0,
+        backoff: Sequence[float] | None = None,
+        batch: int = 32,
+        max_ack_pending: int = 256,
+        concurrency: int = 16,
+        fetch_timeout: float = 1.0,
+        retry_delay: float = 1.0,
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        """Run a durable pull consumer on `stream_base` until `stop` is set, then finish in-flight work.
+
+        Up to `concurrency` handlers run at once. Settle rules: handler returns -> ack;
+        `TransientError` -> `nak(err.delay)`; `PermanentError` -> term + `rejected` event;
+        undecodable -> term + `rejected`; other exceptions -> logged, `nak` with exponential delay
+        from `retry_delay`; at `max_deliver` deliveries a retry becomes term + `rejected`. While a
+        handler runs, `in_progress()` keeps its ack timer from expiring. `ready` is set once the
+        consumer exists on the server.
+        """
+        if backoff and max_deliver <= len(backoff):
+            raise ValueError("max_deliver must be greater than len(backoff)")
+        stream = self.subjects.stream(stream_base)
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            backoff=list(backoff) if backoff else None,
+            filter_subject=filter_subject,
+            max_ack_pending=max_ack_pending,
+            num_replicas=self.replicas,
+        )
+        await self.js.add_consumer(stream, config)  # creates, or updates a changed config
+        sub = await self.js.pull_subscribe_bind(durable, stream=stream)
+        if ready is not None:
+            ready.set()
+        timer = min(ack_wait, backoff[0]) if backoff else ack_wait
+        settle = _Settler(self, durable, decoder, handler, max_deliver, retry_delay, timer)
+        tasks: set[asyncio.Task[None]] = set()
+        stop_wait = asyncio.ensure_future(stop.wait())
+        fetch: asyncio.Future[list[Msg]] | None = None
+        cancelled = False
+        try:
+            while not stop.is_set():
+                free = concurrency - len(tasks)
+                if free <= 0:
+                    await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                fetch = asyncio.ensure_future(sub.fetch(min(batch, free), timeout=fetch_timeout))
+                await asyncio.wait([fetch, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():  # stopping: do not wait out the fetch (cancelled in finally)
+                    break
+                try:
+                    msgs = fetch.result()
+                except nats.errors.TimeoutError:
+                    continue
+                except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError) as err:
+                    log.info("consumer %s: %s; waiting", durable, type(err).__name__)
+                    await asyncio.wait([stop_wait], timeout=0.5)
+                    if self.nc.is_closed:
+                        break
+                    continue
+                except Exception as err:  # never let one failed fetch end the service
+                    log.warning("consumer %s: fetch failed: %r", durable, err)
+                    await asyncio.wait([stop_wait], timeout=0.5)
+                    continue
+                for m in msgs:
+                    t = asyncio.create_task(settle.run(m))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            # Stop pulling and drop our inbox *before* in-flight handlers settle, so a nak'ed
+            # message cannot be redelivered into this dying subscription (it would then wait out
+            # ack_wait); naks queued messages already delivered to us.
+            stop_wait.cancel()
+            await _cancel(fetch)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            await _release_pending(sub)
+            if cancelled:  # cancelled from outside: in-flight handlers are cancelled and nak
+                for t in tasks:
+                    t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- ordered consumers (replay + follow) ---------------------------------------------------
+    async def watch(
+        self,
+        subject_filter: str,
+        *,
+        decoder: msgspec.json.Decoder[T],
+        handler: Handler[T],
+        stop: asyncio.Event,
+        deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL,
+        replayed: asyncio.Event | None = None,
+        start_seq: int | None = None,
+        start_time: datetime | None = None,
+        traced: bool = False,
+    ) -> None:
+        """Replay `subject_filter` from its stream, then follow it live, until `stop` is set.
+
+        An ordered consumer (no acks, gap-free, in stream order, re-created by the client after a
+        reconnect). Handlers run one at a time in order. `replayed` is set once every message that
+        existed when the watch started has been handled (at once for an empty stream). A malformed
+        message is skipped with a `rejected` event; a handler exception is logged and skipped.
+        """
+        stream = self.stream_for(subject_filter)
+        done = replayed if replayed is not None else asyncio.Event()
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                await self._watch_one(msg, decoder, handler, traced)
+            finally:
+                with contextlib.suppress(Exception):
+                    if not done.is_set() and msg.metadata.num_pending == 0:
+                        done.set()
+
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start_seq else
+            api.DeliverPolicy.BY_START_TIME if start_time else deliver_policy,
+            opt_start_seq=start_seq,
+            opt_start_time=start_time,
+        )
+        sub = await self.js.subscribe(
+            subject_filter, stream=stream, cb=on_msg, ordered_consumer=True, config=config, idle_heartbeat=5
+        )
+        try:
+            info = await sub.consumer_info()
+            if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
+                done.set()  # nothing to replay
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _watch_one(
+        self, msg: Msg, decoder: msgspec.json.Decoder[T], handler: Handler[T], traced: bool
+    ) -> None:
+        try:
+            decoded = decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            log.warning("skipping malformed message on %s: %s", msg.subject, err)
+            await self.reject(msg, reason=REASON_MALFORMED, message=_malformed_message(msg.subject, err))
+            return
+        try:
+            if traced:
+                with telemetry.process_span(self.tracer, msg, self.template(msg.subject), "watch"):
+                    await handler(decoded, msg)
+            else:
+                await handler(decoded, msg)
+        except Exception:
+            log.exception("watch handler failed on %s; skipped", msg.subject)
+
+    async def subscribe_events(
+        self,
+        filter_subject: str | None = None,
+        *,
+        deliver: Literal["all", "new", "last", "last_per_subject"] = "all",
+        start_seq: int | None = None,
+        start_time: datetime | None = None,
+    ) -> AsyncIterator[tuple[RolloutEvent | None, Msg]]:
+        """Iterate rollout events (for `kruisebus events`): `(event, msg)`, event None if malformed.
+
+        `start_seq` / `start_time` override `deliver`. Use it inside `contextlib.aclosing(...)` so
+        the subscription is removed as soon as the loop is left.
+        """
+        policy = {
+            "all": api.DeliverPolicy.ALL,
+            "new": api.DeliverPolicy.NEW,
+            "last": api.DeliverPolicy.LAST,
+            "last_per_subject": api.DeliverPolicy.LAST_PER_SUBJECT,
+        }[deliver]
+        if start_seq:
+            policy = api.DeliverPolicy.BY_START_SEQUENCE
+        elif start_time:
+            policy = api.DeliverPolicy.BY_START_TIME
+        subject = filter_subject or self.subjects.events_all()
+        config = api.ConsumerConfig(deliver_policy=policy, opt_start_seq=start_seq, opt_start_time=start_time)
+        sub = await self.js.subscribe(
+            subject, stream=self.stream_for(subject), ordered_consumer=True, config=config, idle_heartbeat=5
+        )
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=None)
+                except nats.errors.TimeoutError:
+                    continue
+                try:
+                    ev: RolloutEvent | None = EVENT_DECODER.decode(msg.data)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    ev = None
+                yield ev, msg
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+class _Settler:
+    """Decode, handle inside a process span, and settle one work-queue message."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        durable: str,
+        decoder: msgspec.json.Decoder[Any],
+        handler: Handler[Any],
+        max_deliver: int,
+        retry_delay: float,
+        ack_timer: float,
+    ) -> None:
+        self.bus = bus
+        self.durable = durable
+        self.decoder = decoder
+        self.handler = handler
+        self.max_deliver = max_deliver
+        self.retry_delay = retry_delay
+        self.heartbeat = max(ack_timer / 3, 0.1)
+
+    async def run(self, msg: Msg) -> None:
+        bus = self.bus
+        template = bus.template(msg.subject)
+        try:
+            decoded = self.decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            with telemetry.process_span(bus.tracer, msg, template, self.durable) as span:
+                text = _malformed_message(msg.subject, err)
+                log.warning("%s", text)
+                _mark_error(span, err, REASON_MALFORMED)
+                await bus.reject(msg, reason=REASON_MALFORMED, message=text)
+                await _settle(msg.term())
+            return
+
+        parent = None
+        rollout = getattr(decoded, "rollout_trace_id", "")
+        if isinstance(rollout, str) and rollout:
+            parent = telemetry.rollout_context_from_trace_id(rollout)
+        with telemetry.process_span(
+            bus.tracer, msg, template, self.durable, parent=parent,
+            attributes=telemetry.message_attributes(decoded),
+        ) as span:
+            keepalive = asyncio.create_task(self._keep_alive(msg))
+            try:
+                await self.handler(decoded, msg)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                span.set_attribute(telemetry.KB_SETTLE, "nak")
+                raise
+            except TransientError as err:
+                _mark_error(span, err, "transient")
+                await self._retry(msg, decoded, err.delay, str(err), span)
+            except PermanentError as err:
+                _mark_error(span, err, err.reason)
+                log.info("rejecting message on %s: %s (%s)", msg.subject, err, err.reason)
+                await bus.reject(msg, reason=err.reason, message=str(err) or err.reason, decoded=decoded)
+                await _settle(msg.term())
+                span.set_attribute(telemetry.KB_SETTLE, "term")
+            except Exception as err:
+                _mark_error(span, err, type(err).__name__)
+                log.exception("handler failed on %s", msg.subject)
+                n = _num_delivered(msg)
+                delay = min(self.retry_delay * 2 ** max(n - 1, 0), 60.0)
+                await self._retry(msg, decoded, delay, f"{type(err).__name__}: {err}", span)
+            else:
+                await _settle(msg.ack())
+                span.set_attribute(telemetry.KB_SETTLE, "ack")
+            finally:
+                keepalive.cancel()
+
+    async def _retry(self, msg: Msg, decoded: Any, delay: float, why: str, span: trace.Span) -> None:
+        n = _num_delivered(msg)
+        if n >= self.max_deliver:
+            await self.bus.reject(
+                msg,
+                reason=REASON_MAX_DELIVERIES,
+                message=f"gave up on {msg.subject} after {n} deliveries: {why}",
+                decoded=decoded,
+            )
+            await _settle(msg.term())
+            span.set_attribute(telemetry.KB_SETTLE, "term")
+        else:
+            await _settle(msg.nak(delay=delay))
+            span.set_attribute(telemetry.KB_SETTLE, "nak")
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(self.heartbeat)
+                await msg.in_progress()
+
+
+async def _settle(aw: Awaitable[Any]) -> None:
+    try:
+        await aw
+    except nats.errors.MsgAlreadyAckdError:
+        pass  # the handler settled it itself
+    except Exception as err:  # lost connection: the server redelivers after ack_wait
+        log.warning("could not settle message: %r", err)
+
+
+async def _cancel(fut: asyncio.Future[Any] | None) -> None:
+    """Cancel a pending fetch and wait for it, swallowing its outcome."""
+    if fut is None:
+        return
+    if not fut.done():
+        fut.cancel()
+    with contextlib.suppress(BaseException):
+        await fut
+
+
+async def _release_pending(sub: JetStreamContext.PullSubscription) -> None:
+    """Nak messages a cancelled fetch left in the client's queue, so another replica gets them now
+    instead of after `ack_wait`."""
+    queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+    while queue is not None and not queue.empty():
+        m = queue.get_nowait()
+        if m.reply and not JetStreamContext.is_status_msg(m):
+            with contextlib.suppress(Exception):
+                await m.nak()
+
+
+def _num_delivered(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+def _mark_error(span: trace.Span, err: BaseException, error_type: str) -> None:
+    span.record_exception(err)
+    span.set_status(Status(StatusCode.ERROR, str(err)))
+    span.set_attribute("error.type", error_type)
+
+
+def _malformed_message(subject: str, err: Exception) -> str:
+    return f"malformed message on {subject}: {err}"
+
+
+def _decodable(token: str) -> bool:
+    try:
+        decode_token(token)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _decode_or_empty(token: str) -> str:
+    try:
+        return decode_token(token)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
+__all__ = [
+    "Bus",
+    "FAMILIES",
+    "Handler",
+    "PermanentError",
+    "REASON_MALFORMED",
+    "REASON_MAX_DELIVERIES",
+    "TRANSIENT_NATS_ERRORS",
+    "TransientError",
+    "state_kind",
+    "state_msg_id",
+    "state_owner",
+    "stream_configs",
+]

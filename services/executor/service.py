@@ -1,0 +1,152 @@
+"""The executor: commands from KB_CMD -> Kubernetes API calls.
+
+It holds no rollout logic. A command lists the exact operations the planner decided (with their
+preconditions); the executor performs them in order and settles the message by what the API server
+said. A failed precondition means the planner decided on a view that is no longer true: the command
+is dropped (term + `rejected` rollout event with reason "stale") and the planner re-plans from fresh
+state. Throttling and server errors are transient (nak with a delay); anything else that can never
+succeed is recorded as a Warning Event on the workload and a `rejected` rollout event.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from schemas.constants import API_VERSION, COMPONENT
+from schemas.messages import (
+    COMMAND_DECODER,
+    EVENTS,
+    Command,
+    CreateOp,
+    DeleteOp,
+    KubeEvent,
+    PatchOp,
+    RolloutEvent,
+)
+from schemas.subjects import STREAM_CMD
+from services.bus import Bus
+from services.errors import PermanentError, StaleError, TransientError
+from services.kube import (
+    Kube,
+    KubeConflict,
+    KubeError,
+    KubeForbidden,
+    KubeInvalid,
+    KubeNotFound,
+    KubeServerError,
+    KubeTooManyRequests,
+)
+
+log = logging.getLogger("kruisebus.executor")
+
+CONSUMER = "executor"
+
+
+def rfc3339(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _has_test_ops(op: PatchOp) -> bool:
+    return op.patch_type == "json" and isinstance(op.patch, list) and any(
+        isinstance(p, dict) and p.get("op") == "test" for p in op.patch)
+
+
+def _is_precondition_failure(op: Any, err: KubeError) -> bool:
+    """Does this error say the command's view of the object was stale?"""
+    if isinstance(err, KubeNotFound):
+        return True  # the object is gone (deletes treat 404 as done before getting here)
+    if isinstance(err, KubeConflict):
+        return True  # stale resourceVersion, uid precondition, or a concurrent writer
+    if isinstance(err, KubeInvalid) and isinstance(op, PatchOp) and _has_test_ops(op):
+        # A failed JSON-patch `test` is a 422 whose message is not a field validation error.
+        msg = err.message.lower()
+        return "test" in msg or "rejected our request" in msg
+    return False
+
+
+class Executor:
+    def __init__(self, kube: Kube, bus: Bus) -> None:
+        self.kube = kube
+        self.bus = bus
+
+    async def perform(self, op: CreateOp | PatchOp | DeleteOp) -> None:
+        ns = op.namespace or None
+        if isinstance(op, CreateOp):
+            try:
+                await self.kube.create(op.resource, ns, op.body)
+            except KubeConflict as e:
+                if not e.already_exists:
+                    raise
+        elif isinstance(op, PatchOp):
+            await self.kube.patch(op.resource, ns, op.name, op.patch, op.patch_type, op.subresource)
+        else:
+            try:
+                await self.kube.delete(op.resource, ns, op.name, uid=op.uid,
+                                       resource_version=op.resource_version,
+                                       grace_period_seconds=op.grace_period_seconds)
+            except KubeNotFound:
+                pass  # already gone: the delete is done
+
+    async def record(self, cmd: Command, event: KubeEvent) -> None:
+        """A Kubernetes Event on the workload, as Kruise writes them (best effort)."""
+        now = rfc3339(datetime.now(UTC))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{cmd.workload}.", "namespace": cmd.namespace},
+            "involvedObject": {"apiVersion": API_VERSION, "kind": "CloneSet", "name": cmd.workload,
+                               "namespace": cmd.namespace, "uid": cmd.workload_uid},
+            "reason": event.reason,
+            "message": event.message,
+            "type": event.type,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.kube.create(EVENTS, cmd.namespace, body)
+        except KubeError as e:
+            log.warning("could not record event %s on %s/%s: %s", event.reason, cmd.namespace,
+                        cmd.workload, e)
+
+    async def handle(self, cmd: Command, msg: Msg) -> None:
+        for index, op in enumerate(cmd.ops):
+            try:
+                await self.perform(op)
+            except (KubeTooManyRequests, KubeServerError) as e:
+                raise TransientError(f"command {cmd.id} op {index}: {e}", delay=2.0) from None
+            except KubeError as e:
+                if _is_precondition_failure(op, e):
+                    raise StaleError(f"command {cmd.id} op {index} ({op.resource.plural} "
+                                     f"{getattr(op, 'name', '')}): precondition failed: {e.message}") from None
+                if cmd.on_failure is not None:
+                    await self.record(cmd, KubeEvent(type="Warning", reason=cmd.on_failure.reason,
+                                                     message=f"{cmd.on_failure.message}: {e.message}"))
+                kind = "forbidden" if isinstance(e, KubeForbidden) else "invalid"
+                raise PermanentError(f"command {cmd.id} op {index} {kind}: {e.message}") from None
+        if cmd.on_success is not None:
+            await self.record(cmd, cmd.on_success)
+        event = RolloutEvent(
+            type=cmd.verb, namespace=cmd.namespace, workload=cmd.workload,
+            message=cmd.on_success.message if cmd.on_success else f"{cmd.verb} done",
+            time=rfc3339(datetime.now(UTC)), pod=cmd.pod, revision=cmd.revision, command_id=cmd.id,
+        )
+        if cmd.verb != "status":  # status writes are too chatty for the user-facing log
+            await self.bus.publish_event(event, msg_id=f"done:{cmd.id}")
+
+
+async def run_executor(kube: Kube, bus: Bus, *, stop: Any) -> None:
+    executor = Executor(kube, bus)
+    await bus.consume(
+        STREAM_CMD, CONSUMER, filter_subject=bus.subjects.command_all(), decoder=COMMAND_DECODER,
+        handler=executor.handle, stop=stop, max_deliver=8, ack_wait=30,
+    )
+
+
+__all__ = ["Executor", "run_executor"]

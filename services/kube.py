@@ -1,0 +1,338 @@
+"""The one door to the Kubernetes API: client factory, typed errors, rate limiting, raw list/watch.
+
+Why not the generated API classes: they deserialise every object into model instances, which is slow
+and loses nothing we need to keep; kruisebus decodes response bytes with msgspec straight into the
+`schemas` Structs. We still go through the real `kubernetes-asyncio` `ApiClient` for configuration,
+authentication, TLS and the connection pool, so anything that works with kubectl's kubeconfig works
+here.
+
+Errors are mapped from HTTP status into a small tree (like kopf's) so callers write an `except`
+ladder instead of inspecting `ApiException.status`; every write passes a token bucket and honours 429
+`Retry-After`, because a controller that floods the API server during a large rollout is a bad citizen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import msgspec
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from schemas.messages import Resource
+
+log = logging.getLogger(__name__)
+
+PATCH_CONTENT_TYPES = {
+    "json": "application/json-patch+json",
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+class StatusDetails(msgspec.Struct, omit_defaults=True):
+    name: str = ""
+    kind: str = ""
+    causes: list[dict[str, str]] = []
+
+
+class StatusBody(msgspec.Struct, omit_defaults=True):
+    """Kubernetes' `Status` error body."""
+
+    message: str = ""
+    reason: str = ""
+    code: int = 0
+    details: StatusDetails | None = None
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 for a transport failure)."""
+
+    def __init__(self, status: int, message: str, reason: str = "", body: StatusBody | None = None) -> None:
+        super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.body = body
+
+
+class KubeNotFound(KubeError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class KubeConflict(KubeError):
+    """409: stale resourceVersion, failed uid precondition, or AlreadyExists."""
+
+    @property
+    def already_exists(self) -> bool:
+        return self.reason == "AlreadyExists"
+
+
+class KubeInvalid(KubeError):
+    """422: the object or patch was rejected (validation, or a failed JSON-patch `test`)."""
+
+
+class KubeGone(KubeError):
+    """410: the resourceVersion is too old for a watch; relist."""
+
+
+class KubeTooManyRequests(KubeError):
+    """429: throttled; `retry_after` seconds from the header."""
+
+    retry_after: float = 1.0
+
+
+class KubeServerError(KubeError):
+    """5xx or a transport failure: worth retrying later."""
+
+
+class KubeForbidden(KubeError):
+    """401/403: RBAC does not allow the call."""
+
+
+def _error_for(status: int, raw: bytes, headers: Mapping[str, str] | None = None) -> KubeError:
+    try:
+        body: StatusBody | None = msgspec.json.decode(raw, type=StatusBody) if raw else None
+    except msgspec.DecodeError:
+        body = None
+    message = body.message if body and body.message else raw.decode(errors="replace")[:500]
+    reason = body.reason if body else ""
+    cls: type[KubeError]
+    if status == 404:
+        cls = KubeNotFound
+    elif status == 409:
+        cls = KubeConflict
+    elif status == 422:
+        cls = KubeInvalid
+    elif status == 410:
+        cls = KubeGone
+    elif status == 429:
+        cls = KubeTooManyRequests
+    elif status in (401, 403):
+        cls = KubeForbidden
+    else:
+        cls = KubeServerError
+    err = cls(status, message, reason, body)
+    if isinstance(err, KubeTooManyRequests):
+        try:
+            err.retry_after = float((headers or {}).get("Retry-After", "1"))
+        except ValueError:
+            err.retry_after = 1.0
+    return err
+
+
+# --- rate limiting ---------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """qps tokens per second, at most `burst` saved up; `acquire` waits for one."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.burst = max(1, burst)
+        self._tokens = float(self.burst)
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+        self.throttled_seconds = 0.0
+
+    async def acquire(self) -> None:
+        if self.qps <= 0:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
+            self._stamp = now
+            if self._tokens < 1:
+                wait = (1 - self._tokens) / self.qps
+                self.throttled_seconds += wait
+                await asyncio.sleep(wait)
+                self._stamp = time.monotonic()
+                self._tokens = 0.0
+            else:
+                self._tokens -= 1
+
+
+# --- paths -----------------------------------------------------------------------------------------
+
+
+def resource_path(resource: Resource, namespace: str | None = None, name: str | None = None,
+                  subresource: str = "") -> str:
+    base = "/api/v1" if not resource.group else f"/apis/{resource.group}/{resource.version}"
+    if resource.namespaced and namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{resource.plural}"
+    if name:
+        base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+    return base
+
+
+class _ListMeta(msgspec.Struct):
+    resourceVersion: str = ""  # noqa: N815 - wire name
+    # `continue` is a keyword; paging is not used (the sim and small clusters return everything)
+
+
+class ListEnvelope(msgspec.Struct):
+    metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
+    items: list[msgspec.Raw] = []
+
+
+class WatchEvent(msgspec.Struct):
+    type: str
+    object: msgspec.Raw
+
+
+_LIST_DECODER = msgspec.json.Decoder(ListEnvelope)
+_WATCH_DECODER = msgspec.json.Decoder(WatchEvent)
+
+
+# --- the client ------------------------------------------------------------------------------------
+
+
+class Kube:
+    """A shared kubernetes-asyncio ApiClient plus typed errors and a write rate limiter."""
+
+    def __init__(self, api: client.ApiClient, *, qps: float = 0.0, burst: int = 100,
+                 retries: int = 5) -> None:
+        self.api = api
+        self.limiter = TokenBucket(qps, burst)
+        self.retries = retries
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None, *, qps: float = 0.0, burst: int = 100) -> Kube:
+        """In-cluster config first when running in a pod, else the kubeconfig file."""
+        cfg = client.Configuration()
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                await config.load_kube_config(client_configuration=cfg)
+        else:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        cfg.connection_pool_maxsize = 64
+        return cls(client.ApiClient(cfg), qps=qps, burst=burst)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def _send(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None,
+                    body: Any = None, content_type: str = "application/json",
+                    timeout: Any = 30) -> aiohttp.ClientResponse:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            resp: aiohttp.ClientResponse = await self.api.call_api(
+                path, method, query_params=query or [], header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
+            )
+        except ApiException as e:  # raised only for transport-level failures with preload off
+            raise KubeServerError(e.status or 0, str(e.reason)) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeServerError(0, f"{type(e).__name__}: {e}") from None
+        return resp
+
+    async def request(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None,
+                      body: Any = None, content_type: str = "application/json") -> bytes:
+        """One API call; retries 429 (after Retry-After) and 5xx/transport errors with backoff."""
+        attempt = 0
+        while True:
+            if method != "GET":
+                await self.limiter.acquire()
+            try:
+                resp = await self._send(method, path, query=query, body=body, content_type=content_type)
+                async with resp:
+                    data = await resp.read()
+                    if 200 <= resp.status < 300:
+                        return data
+                    raise _error_for(resp.status, data, resp.headers)
+            except (KubeTooManyRequests, KubeServerError) as e:
+                attempt += 1
+                if attempt > self.retries:
+                    raise
+                delay = e.retry_after if isinstance(e, KubeTooManyRequests) else min(
+                    0.1 * 2**attempt, 5.0) * (0.5 + random.random())
+                log.debug("retrying %s %s after %.2fs: %s", method, path, delay, e)
+                await asyncio.sleep(delay)
+
+    # --- typed verbs -------------------------------------------------------------------------------
+    async def get(self, resource: Resource, namespace: str | None, name: str) -> bytes:
+        return await self.request("GET", resource_path(resource, namespace, name))
+
+    async def list(self, resource: Resource, namespace: str | None = None, *,
+                   label_selector: str | None = None, field_selector: str | None = None
+                   ) -> tuple[list[msgspec.Raw], str]:
+        query: list[tuple[str, Any]] = []
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        data = await self.request("GET", resource_path(resource, namespace), query=query)
+        env = _LIST_DECODER.decode(data)
+        return env.items, env.metadata.resourceVersion
+
+    async def create(self, resource: Resource, namespace: str | None, body: Any) -> bytes:
+        return await self.request("POST", resource_path(resource, namespace), body=body)
+
+    async def patch(self, resource: Resource, namespace: str | None, name: str, patch: Any,
+                    patch_type: str, subresource: str = "") -> bytes:
+        return await self.request("PATCH", resource_path(resource, namespace, name, subresource),
+                                  body=patch, content_type=PATCH_CONTENT_TYPES[patch_type])
+
+    async def delete(self, resource: Resource, namespace: str | None, name: str, *, uid: str = "",
+                     resource_version: str = "", grace_period_seconds: int | None = None) -> bytes:
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        pre: dict[str, str] = {}
+        if uid:
+            pre["uid"] = uid
+        if resource_version:
+            pre["resourceVersion"] = resource_version
+        if pre:
+            body["preconditions"] = pre
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        return await self.request("DELETE", resource_path(resource, namespace, name), body=body)
+
+    async def watch(self, resource: Resource, resource_version: str, *, namespace: str | None = None,
+                    timeout_seconds: int = 300, label_selector: str | None = None
+                    ) -> AsyncIterator[WatchEvent]:
+        """Stream watch events from `resource_version`; raises KubeGone when it is too old.
+
+        The stream ends when the server closes it (timeoutSeconds); the caller re-watches from the
+        last resourceVersion it saw, which is what makes this loop ours rather than the client's.
+        """
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        resp = await self._send(
+            "GET", resource_path(resource, namespace), query=query,
+            timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=timeout_seconds + 60),
+        )
+        async with resp:
+            if resp.status != 200:
+                raise _error_for(resp.status, await resp.read(), resp.headers)
+            try:
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    ev = _WATCH_DECODER.decode(line)
+                    if ev.type == "ERROR":
+                        status = msgspec.json.decode(ev.object, type=StatusBody)
+                        raise _error_for(status.code or 500, bytes(ev.object))
+                    yield ev
+            except (TimeoutError, aiohttp.ClientError) as e:
+                raise KubeServerError(0, f"watch stream broke: {type(e).__name__}: {e}") from None

@@ -1,0 +1,134 @@
+"""JSON-patch builder for pod writes that must be exact and guarded.
+
+Every pod write the planner issues is a JSON patch (RFC 6902) whose first operations are ``test``
+preconditions: the pod uid (a re-created pod with the same name is a different pod) and the labels the
+decision was based on (typically ``controller-revision-hash``). The executor treats a failed ``test``
+as "stale plan": the command is dropped and the planner re-plans from fresh state. So a duplicated
+in-place update can never move a pod twice for one revision, and a decision taken on an old view can
+never clobber a newer one.
+
+JSON patch has sharp edges this builder hides: ``add`` to ``/metadata/annotations/<k>`` fails if the
+pod has no annotations map; ``remove`` of a missing key fails (and would look like a stale plan); keys
+need RFC 6901 escaping (``/`` -> ``~1``). The builder knows the pod's current metadata and emits only
+operations that apply cleanly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.kube import JsonObject, Pod
+
+
+def escape(key: str) -> str:
+    """RFC 6901 escaping of one path segment."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class PodPatch:
+    """Accumulates guarded JSON-patch operations against one observed pod."""
+
+    def __init__(self, pod: Pod) -> None:
+        self.pod = pod
+        self.tests: list[JsonObject] = [{"op": "test", "path": "/metadata/uid", "value": pod.metadata.uid}]
+        self.ops: list[JsonObject] = []
+        self._labels: dict[str, str] = dict(pod.metadata.labels)
+        self._annotations: dict[str, str] = dict(pod.metadata.annotations)
+        self._had_labels = bool(pod.metadata.labels)
+        self._had_annotations = bool(pod.metadata.annotations)
+        self._finalizers: list[str] = list(pod.metadata.finalizers)
+        self._label_ops: dict[str, JsonObject] = {}
+        self._annotation_ops: dict[str, JsonObject] = {}
+
+    # --- preconditions -------------------------------------------------------------------------
+
+    def test_label(self, key: str) -> None:
+        """Require the label's current value (as observed) to be unchanged; absent labels are not testable."""
+        value = self.pod.metadata.labels.get(key)
+        if value is not None:
+            self.tests.append({"op": "test", "path": f"/metadata/labels/{escape(key)}", "value": value})
+
+    def test_annotation(self, key: str) -> None:
+        value = self.pod.metadata.annotations.get(key)
+        if value is not None:
+            self.tests.append({"op": "test", "path": f"/metadata/annotations/{escape(key)}", "value": value})
+
+    # --- mutations -----------------------------------------------------------------------------
+
+    def set_label(self, key: str, value: str) -> None:
+        self._labels[key] = value
+        self._label_ops[key] = {"op": "add", "path": f"/metadata/labels/{escape(key)}", "value": value}
+
+    def remove_label(self, key: str) -> None:
+        self._labels.pop(key, None)
+        if key in self.pod.metadata.labels:
+            self._label_ops[key] = {"op": "remove", "path": f"/metadata/labels/{escape(key)}"}
+        else:
+            self._label_ops.pop(key, None)
+
+    def set_annotation(self, key: str, value: str) -> None:
+        self._annotations[key] = value
+        self._annotation_ops[key] = {
+            "op": "add",
+            "path": f"/metadata/annotations/{escape(key)}",
+            "value": value,
+        }
+
+    def remove_annotation(self, key: str) -> None:
+        self._annotations.pop(key, None)
+        if key in self.pod.metadata.annotations:
+            self._annotation_ops[key] = {"op": "remove", "path": f"/metadata/annotations/{escape(key)}"}
+        else:
+            self._annotation_ops.pop(key, None)
+
+    def add_finalizer(self, name: str) -> None:
+        if name not in self._finalizers:
+            self._finalizers.append(name)
+
+    def remove_finalizer(self, name: str) -> None:
+        if name in self._finalizers:
+            self._finalizers.remove(name)
+
+    def set_container_image(self, index: int, image: str) -> None:
+        self.ops.append({"op": "replace", "path": f"/spec/containers/{index}/image", "value": image})
+
+    def labels(self) -> dict[str, str]:
+        """The labels the pod will have after the patch."""
+        return self._labels
+
+    def annotations(self) -> dict[str, str]:
+        return self._annotations
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ops or self._label_ops or self._annotation_ops or self._finalizer_ops())
+
+    def _finalizer_ops(self) -> list[JsonObject]:
+        old = list(self.pod.metadata.finalizers)
+        if old == self._finalizers:
+            return []
+        if not old:
+            return [{"op": "add", "path": "/metadata/finalizers", "value": list(self._finalizers)}]
+        return [
+            {"op": "test", "path": "/metadata/finalizers", "value": old},
+            {"op": "replace", "path": "/metadata/finalizers", "value": list(self._finalizers)},
+        ]
+
+    def build(self) -> list[JsonObject]:
+        out: list[JsonObject] = list(self.tests)
+        label_ops = list(self._label_ops.values())
+        if label_ops and not self._had_labels:
+            out.append({"op": "add", "path": "/metadata/labels", "value": {}})
+        out.extend(label_ops)
+        ann_ops = list(self._annotation_ops.values())
+        if ann_ops and not self._had_annotations:
+            out.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+        out.extend(ann_ops)
+        out.extend(self._finalizer_ops())
+        out.extend(self.ops)
+        return out
+
+
+def status_conditions_patch(pod: Pod, conditions: list[dict[str, Any]]) -> JsonObject:
+    """Strategic-merge body for the pod status subresource: conditions merge by type; uid guards it."""
+    return {"metadata": {"uid": pod.metadata.uid}, "status": {"conditions": conditions}}

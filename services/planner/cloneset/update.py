@@ -1,0 +1,355 @@
+"""The update step (kruise-semantics §5): refresh every pod, then move pods between revisions.
+
+1. Refresh (§5.5, §7): finish in-place grace periods and container batches, initialise/restore the
+   ``InPlaceUpdateReady`` condition, advance lifecycle states, back-fill ``pod-template-hash``. A
+   lifecycle move or back-fill ends the step (the pass already wrote pod metadata); condition, grace and
+   batch writes do not.
+2. ``paused`` stops here. §4.1 with plain revision equality gives ``updateNum`` (positive: towards the
+   update revision; negative: rollback to the current revision, only with CloneSetPartitionRollback).
+3. Candidates (not on the target revision; not PreparingDelete; not in an in-place grace period unless
+   lifecycle Updated), Kruise's ordering (§5.2 via ``sort.py``), then the §5.3 budget, checked twice:
+   all-revision unavailability (updating an already-unavailable pod is free) and target-revision
+   unavailability (every accepted pod counts).
+4. Each chosen pod is updated in place (InPlaceIfPossible/InPlaceOnly when §5.7 allows it; lifecycle
+   hooks may park it in PreparingUpdate first) or marked ``specified-delete`` for recreation.
+
+Invariant support: every in-place command tests the pod's current revision label, and its id is
+``<cs-uid>/update-in-place/<pod-uid>/<revision>``, so one pod is never updated twice for one revision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.constants import (
+    ANNOTATION_INPLACE_GRACE,
+    EVENT_FAILED_UPDATE_INPLACE,
+    EVENT_FAILED_UPDATE_RECREATE,
+    EVENT_SUCCESSFUL_UPDATE_INPLACE,
+    EVENT_SUCCESSFUL_UPDATE_RECREATE,
+    LABEL_POD_TEMPLATE_HASH,
+    LABEL_REVISION_HASH,
+    LABEL_SPECIFIED_DELETE,
+    STATE_NORMAL,
+    STATE_PREPARING_DELETE,
+    STATE_PREPARING_NORMAL,
+    STATE_PREPARING_UPDATE,
+    STATE_UPDATED,
+    STATE_UPDATING,
+    STRATEGY_IN_PLACE_ONLY,
+)
+from schemas.kube import ControllerRevision, Pod
+from schemas.messages import ApiOp
+from services.planner.cloneset import inplace
+from services.planner.cloneset import lifecycle as lc
+from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, calculate, updating_updated
+from services.planner.cloneset.commands import (
+    VERB_BACKFILL,
+    VERB_INPLACE_REFRESH,
+    VERB_UPDATE_IN_PLACE,
+    VERB_UPDATE_RECREATE,
+    kube_event,
+)
+from services.planner.cloneset.context import Ctx
+from services.planner.cloneset.podpatch import PodPatch
+from services.planner.cloneset.revision import short_hash
+from services.planner.cloneset.scale import lifecycle_command
+from services.planner.cloneset.sort import sort_update_candidates
+
+
+@dataclass(slots=True)
+class UpdateOutcome:
+    error: str = ""  # -> FailedUpdate condition
+    updated: list[str] = field(default_factory=list)  # pods an update command was issued for
+
+
+def update_step(ctx: Ctx) -> UpdateOutcome:
+    out = UpdateOutcome()
+    pending_ready: dict[str, Pod] = {}
+    modified = refresh_all(ctx, pending_ready)
+    try:
+        if modified or ctx.cs.spec.update_strategy.paused:
+            return out
+        diffs = calculate(
+            ctx.cs, ctx.infos, ctx.current_name, ctx.update_name, updating_updated(ctx.gates), ctx.gates
+        )
+        if diffs.update_num == 0:
+            return out
+        target = ctx.update_rev if diffs.update_num > 0 else ctx.current_rev
+        chosen = choose_updates(ctx, diffs, target)
+        for info in chosen:
+            err = update_pod(ctx, info, target)
+            out.updated.append(info.name)
+            if err:
+                out.error = err
+                break
+        return out
+    finally:
+        for name, pod in pending_ready.items():
+            if name not in out.updated:
+                ready_command(ctx, pod)
+
+
+# --- refresh ---------------------------------------------------------------------------------------
+
+
+def refresh_all(ctx: Ctx, pending_ready: dict[str, Pod]) -> bool:
+    modified = False
+    cs = ctx.cs
+    for info in ctx.infos:
+        pod = info.pod
+        rev = ctx.revision_for_label(info.revision)
+        priorities = inplace.priorities_of(ctx.template(rev) or ctx.template(ctx.update_rev))
+        grace = inplace.read_grace(pod) if inplace.grace_annotation(pod) else None
+        matches = grace is not None and (
+            info.revision == grace.revision or short_hash(info.revision) == short_hash(grace.revision)
+        )
+        res = inplace.refresh(pod, ctx.now, matches, priorities)
+        ctx.b.delay(res.delay)
+        if res.patch is not None:
+            meta = pod.metadata
+            ctx.b.command(
+                f"{ctx.b.uid}/inplace-refresh/{meta.uid}/{res.kind}/{meta.resource_version}",
+                VERB_INPLACE_REFRESH,
+                [ctx.b.pod_json_patch(res.patch)],
+                pod=meta.name,
+                pod_uid=meta.uid,
+                revision=info.revision,
+            )
+            if res.kind in ("grace-finish", "grace-drop"):
+                ctx.b.expect(meta.name, "annotation-absent", ANNOTATION_INPLACE_GRACE)
+        if res.set_ready:
+            pending_ready[info.name] = pod
+
+        new_state = lifecycle_transition(ctx, info)
+        if new_state:
+            hook = lc.in_place_update_hook(cs)
+            lifecycle_command(
+                ctx, pod, new_state, mark_not_ready=hook is not None and hook.mark_pod_not_ready
+            )
+            modified = True
+
+        if LABEL_POD_TEMPLATE_HASH not in pod.metadata.labels:
+            patch = PodPatch(pod)
+            value = short_hash(info.revision)
+            patch.set_label(LABEL_POD_TEMPLATE_HASH, value)
+            meta = pod.metadata
+            ctx.b.command(
+                f"{ctx.b.uid}/backfill/{meta.uid}",
+                VERB_BACKFILL,
+                [ctx.b.pod_json_patch(patch)],
+                pod=meta.name,
+                pod_uid=meta.uid,
+                revision=info.revision,
+            )
+            ctx.b.expect(meta.name, "label", LABEL_POD_TEMPLATE_HASH, value)
+            modified = True
+    return modified
+
+
+def ready_command(ctx: Ctx, pod: Pod) -> None:
+    meta = pod.metadata
+    ctx.b.command(
+        f"{ctx.b.uid}/inplace-refresh/{meta.uid}/ready/{meta.resource_version}",
+        VERB_INPLACE_REFRESH,
+        [ctx.b.pod_status_patch(pod, [inplace.ready_condition(ctx.now)])],
+        pod=meta.name,
+        pod_uid=meta.uid,
+        revision=meta.labels.get(LABEL_REVISION_HASH, ""),
+    )
+
+
+def lifecycle_transition(ctx: Ctx, info: PodInfo) -> str:
+    """refreshPodState's lifecycle moves (§7); "" when the pod stays where it is."""
+    cs = ctx.cs
+    life = cs.spec.lifecycle
+    pod = info.pod
+    state = info.state
+    if state == STATE_PREPARING_NORMAL:
+        if not pod.spec.node_name:
+            return ""
+        if life is None or life.pre_normal is None or lc.is_all_hooked(life.pre_normal, pod):
+            return STATE_NORMAL
+    elif state == STATE_PREPARING_UPDATE:
+        if info.updated:
+            if life is not None and not lc.is_all_hooked(life.in_place_update, pod):
+                return STATE_UPDATED
+            return STATE_NORMAL
+    elif state == STATE_UPDATING:
+        if inplace.pod_update_completed(pod):
+            if life is not None and not lc.is_all_hooked(life.in_place_update, pod):
+                return STATE_UPDATED
+            return STATE_NORMAL
+    elif state == STATE_UPDATED:
+        if life is None or life.in_place_update is None or lc.is_all_hooked(life.in_place_update, pod):
+            return STATE_NORMAL
+    return ""
+
+
+# --- choosing --------------------------------------------------------------------------------------
+
+
+def choose_updates(ctx: Ctx, diffs: ExpectationDiffs, target: ControllerRevision) -> list[PodInfo]:
+    forward = diffs.update_num > 0
+    candidates: list[PodInfo] = []
+    for info in ctx.infos:
+        if info.updated == forward:
+            continue
+        if info.state == STATE_PREPARING_DELETE:
+            continue
+        if info.state != STATE_UPDATED and inplace.grace_annotation(info.pod):
+            continue
+        candidates.append(info)
+    if not candidates:
+        return []
+    by_uid = {i.uid or i.name: i for i in candidates}
+    ordered = sort_update_candidates([i.pod for i in candidates], ctx.cs, [i.pod for i in ctx.infos], ctx.now)
+    candidates = [by_uid[p.metadata.uid or p.metadata.name] for p in ordered]
+    return limit_updates(ctx, diffs, candidates, target)
+
+
+def limit_updates(
+    ctx: Ctx, diffs: ExpectationDiffs, candidates: list[PodInfo], target: ControllerRevision
+) -> list[PodInfo]:
+    """§5.3 ``limitUpdateIndexes``: the budget ``updateMaxUnavailable`` checked twice."""
+    candidates = candidates[: abs(diffs.update_num)]
+    tname = target.metadata.name
+    tshort = short_hash(tname)
+    unavailable = 0
+    target_unavailable = 0
+    for info in ctx.infos:
+        if not info.available:
+            unavailable += 1
+            if info.revision == tname or short_hash(info.revision) == tshort:
+                target_unavailable += 1
+    accepted = 0
+    for info in candidates:
+        if target_unavailable + accepted >= diffs.update_max_unavailable:
+            break
+        if info.available:
+            if unavailable >= diffs.update_max_unavailable:
+                break
+            unavailable += 1
+        accepted += 1
+    return candidates[:accepted]
+
+
+# --- per pod ---------------------------------------------------------------------------------------
+
+
+def update_pod(ctx: Ctx, info: PodInfo, target: ControllerRevision) -> str:
+    """Kruise ``updatePod``; returns an error message ("" on success)."""
+    cs = ctx.cs
+    pod = info.pod
+    if ctx.in_place:
+        old_rev = ctx.revision_for_label(info.revision)
+        spec = inplace.calculate_spec(
+            old_rev,
+            target,
+            ctx.template(old_rev),
+            ctx.template(target),
+            grace_seconds=ctx.grace_seconds,
+            gates=ctx.gates,
+        )
+        if spec is not None:
+            life = cs.spec.lifecycle
+            state = info.state
+            if state in ("", STATE_PREPARING_NORMAL, STATE_NORMAL):
+                if life is not None and lc.is_hooked(life.in_place_update, pod):
+                    hook = life.in_place_update
+                    lifecycle_command(
+                        ctx,
+                        pod,
+                        STATE_PREPARING_UPDATE,
+                        mark_not_ready=hook is not None and hook.mark_pod_not_ready,
+                    )
+                    return ""
+            elif state == STATE_UPDATED:
+                hook = life.in_place_update if life is not None else None
+                lifecycle_command(
+                    ctx,
+                    pod,
+                    STATE_PREPARING_UPDATE,
+                    mark_not_ready=hook is not None and hook.mark_pod_not_ready,
+                    reapply_hook=True,
+                )
+                return ""
+            elif state == STATE_PREPARING_UPDATE:
+                if life is not None and lc.is_hooked(life.in_place_update, pod):
+                    return ""
+            elif state == STATE_UPDATING:
+                pass
+            else:
+                return f"not allowed to in-place update pod {pod.metadata.name} in state {state}"
+            start_in_place(ctx, info, target, spec)
+            return ""
+        if ctx.strategy == STRATEGY_IN_PLACE_ONLY:
+            return f"find Pod {pod.metadata.name} update strategy is InPlaceOnly but can not update in-place"
+    mark_recreate(ctx, info, target)
+    return ""
+
+
+def start_in_place(ctx: Ctx, info: PodInfo, target: ControllerRevision, spec: inplace.UpdateSpec) -> None:
+    pod = info.pod
+    meta = pod.metadata
+    rname = target.metadata.name
+    label_value = ctx.revision_label_value(target)
+    spec.revision = label_value
+    priorities = inplace.priorities_of(ctx.template(target))
+    patch = inplace.start_update(pod, spec, label_value, short_hash(rname), priorities, ctx.now)
+    lc.set_state(patch, STATE_UPDATING, ctx.now)
+    ops: list[ApiOp] = []
+    if inplace.has_readiness_gate(pod):
+        status_op = ctx.b.pod_status_patch(pod, inplace.start_conditions(pod, ctx.now))
+        if meta.resource_version and isinstance(status_op.patch, dict):
+            status_op.patch["metadata"]["resourceVersion"] = meta.resource_version
+        ops.append(status_op)
+    ops.append(ctx.b.pod_json_patch(patch))
+    ctx.b.command(
+        f"{ctx.b.uid}/update-in-place/{meta.uid}/{rname}",
+        VERB_UPDATE_IN_PLACE,
+        ops,
+        pod=meta.name,
+        pod_uid=meta.uid,
+        revision=rname,
+        on_success=kube_event(
+            EVENT_SUCCESSFUL_UPDATE_INPLACE, f"successfully update pod {meta.name} in-place(revision {rname})"
+        ),
+        on_failure=kube_event(
+            EVENT_FAILED_UPDATE_INPLACE,
+            f"failed to update pod {meta.name} in-place(revision {rname})",
+            warning=True,
+        ),
+    )
+    ctx.b.expect(meta.name, "label", LABEL_REVISION_HASH, label_value)
+    if spec.grace_seconds > 0:
+        ctx.b.delay(float(spec.grace_seconds))
+
+
+def mark_recreate(ctx: Ctx, info: PodInfo, target: ControllerRevision) -> None:
+    pod = info.pod
+    meta = pod.metadata
+    rname = target.metadata.name
+    if LABEL_SPECIFIED_DELETE in meta.labels:
+        return
+    patch = PodPatch(pod)
+    patch.test_label(LABEL_REVISION_HASH)
+    patch.set_label(LABEL_SPECIFIED_DELETE, "true")
+    ctx.b.command(
+        f"{ctx.b.uid}/update-recreate/{meta.uid}/{rname}",
+        VERB_UPDATE_RECREATE,
+        [ctx.b.pod_json_patch(patch)],
+        pod=meta.name,
+        pod_uid=meta.uid,
+        revision=rname,
+        on_success=kube_event(
+            EVENT_SUCCESSFUL_UPDATE_RECREATE,
+            f"successfully patch pod {meta.name} specified-delete for update(revision {rname})",
+        ),
+        on_failure=kube_event(
+            EVENT_FAILED_UPDATE_RECREATE,
+            f"failed to patch pod specified-delete {meta.name} for update(revision {rname})",
+            warning=True,
+        ),
+    )
+    ctx.b.expect(meta.name, "label", LABEL_SPECIFIED_DELETE, "true")

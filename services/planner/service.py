@@ -1,0 +1,205 @@
+"""The planner service: the compacted state stream in, commands out.
+
+It rebuilds its view of every CloneSet (the workload, its pods, its revisions) by replaying KB_STATE
+from the start and following it live; nothing is read from the API server. Planning is
+level-triggered: any change to a workload or to something it owns marks the workload dirty, and a
+periodic resync marks everything dirty, so a skipped event can delay a decision but never lose it.
+
+Between a decision and its observed effect the workload is not re-planned (Kruise's expectations):
+the pure planner returns what it expects to see (a pod present, gone, or relabelled); until the
+watcher reports that, or the expectation times out, or the executor rejects a command of this
+workload as stale, a second pass could only repeat or contradict the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from schemas.cloneset import CloneSet
+from schemas.kube import ControllerRevision, Pod
+from schemas.messages import (
+    EVENT_DECODER,
+    STATE_DECODER,
+    CloneSetState,
+    NodeState,
+    PodState,
+    RevisionState,
+    RolloutEvent,
+    StateEvent,
+)
+from schemas.subjects import EVENT_REJECTED
+from services.bus import Bus
+from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
+from services.planner.cloneset.plan import CloneSetView, Expectation, plan_cloneset
+from services.telemetry import rollout_trace_id
+
+log = logging.getLogger("kruisebus.planner")
+
+
+def expectation_met(exp: Expectation, pods_by_name: dict[str, Pod]) -> bool:
+    pod = pods_by_name.get(exp.pod)
+    if exp.kind == "present":
+        return pod is not None
+    if exp.kind == "absent":
+        return pod is None or pod.metadata.deletion_timestamp is not None
+    if pod is None:
+        return True  # the pod is gone: nothing more will be observed about it
+    if exp.kind == "label":
+        return pod.metadata.labels.get(exp.key) == exp.value
+    if exp.kind == "annotation-absent":
+        return exp.key not in pod.metadata.annotations
+    return True
+
+
+@dataclass
+class Workload:
+    uid: str
+    cloneset: CloneSet | None = None
+    pods: dict[str, Pod] = field(default_factory=dict)
+    revisions: dict[str, ControllerRevision] = field(default_factory=dict)
+    previous: CloneSet | None = None
+    expectations: list[tuple[Expectation, float]] = field(default_factory=list)
+
+    def pending(self, now: float) -> bool:
+        """Drop met or expired expectations; True while any remains."""
+        if not self.expectations:
+            return False
+        by_name = {p.metadata.name: p for p in self.pods.values()}
+        self.expectations = [(e, deadline) for e, deadline in self.expectations
+                             if deadline > now and not expectation_met(e, by_name)]
+        return bool(self.expectations)
+
+
+class Planner:
+    def __init__(self, bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, resync_seconds: float = 30.0,
+                 expectation_timeout: float = 30.0) -> None:
+        self.bus = bus
+        self.gates = gates
+        self.resync_seconds = resync_seconds
+        self.expectation_timeout = expectation_timeout
+        self.workloads: dict[str, Workload] = {}
+        self.by_name: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid
+        self.dirty: set[str] = set()
+        self.wakeup = asyncio.Event()
+        self.replayed = asyncio.Event()
+        self.plans = 0
+
+    # --- view maintenance ------------------------------------------------------------------------
+    def workload(self, uid: str) -> Workload:
+        wl = self.workloads.get(uid)
+        if wl is None:
+            wl = self.workloads[uid] = Workload(uid)
+        return wl
+
+    def mark(self, uids: Iterable[str]) -> None:
+        self.dirty.update(uids)
+        self.wakeup.set()
+
+    async def on_state(self, event: StateEvent, msg: Msg | None = None) -> None:
+        if isinstance(event, CloneSetState):
+            cs = event.object
+            uid = cs.metadata.uid
+            if event.deleted:
+                self.workloads.pop(uid, None)
+                self.by_name.pop((cs.metadata.namespace, cs.metadata.name), None)
+                return
+            self.workload(uid).cloneset = cs
+            self.by_name[(cs.metadata.namespace, cs.metadata.name)] = uid
+            self.mark([uid])
+        elif isinstance(event, PodState | RevisionState):
+            obj = event.object
+            ref = obj.metadata.controller_ref()
+            if ref is None:
+                return  # orphans are not adopted yet
+            wl = self.workload(ref.uid)
+            store: dict[str, Pod] | dict[str, ControllerRevision] = (
+                wl.pods if isinstance(event, PodState) else wl.revisions)
+            if event.deleted:
+                store.pop(obj.metadata.uid, None)
+            else:
+                store[obj.metadata.uid] = obj  # type: ignore[assignment]
+            self.mark([ref.uid])
+        elif isinstance(event, NodeState):
+            pass  # nodes matter to pre-download and probes, not to this planner yet
+
+    async def on_event(self, event: RolloutEvent, msg: Msg | None = None) -> None:
+        """A rejected command means our expectations for that workload will never be met."""
+        if event.type != EVENT_REJECTED:
+            return
+        uid = self.by_name.get((event.namespace, event.workload))
+        if uid and uid in self.workloads:
+            self.workloads[uid].expectations.clear()
+            self.mark([uid])
+
+    # --- planning --------------------------------------------------------------------------------
+    async def plan_one(self, wl: Workload) -> float | None:
+        assert wl.cloneset is not None
+        view = CloneSetView(cloneset=wl.cloneset, pods=list(wl.pods.values()),
+                            revisions=list(wl.revisions.values()), previous=wl.previous)
+        plan = plan_cloneset(view, now=datetime.now(UTC), gates=self.gates)
+        self.plans += 1
+        if not plan.errors:
+            wl.previous = wl.cloneset
+        trace_id = f"{rollout_trace_id(wl.uid, plan.status.update_revision):032x}" \
+            if plan.status.update_revision else ""
+        deadline = time.monotonic() + self.expectation_timeout
+        wl.expectations.extend((e, deadline) for e in plan.expectations)
+        for cmd in plan.commands:
+            cmd.rollout_trace_id = trace_id
+            await self.bus.publish_command(cmd)
+        for ev in plan.events:
+            await self.bus.publish_event(ev, msg_id=f"{wl.uid}:{ev.type}:{ev.command_id}:{ev.message}"[:250])
+        return plan.requeue_after
+
+    async def run_loop(self) -> None:
+        await self.replayed.wait()
+        loop = asyncio.get_running_loop()
+        self.mark(self.workloads)
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            batch, self.dirty = self.dirty, set()
+            now = time.monotonic()
+            for uid in batch:
+                wl = self.workloads.get(uid)
+                if wl is None or wl.cloneset is None:
+                    continue
+                if wl.pending(now):
+                    # re-check when the earliest expectation expires
+                    loop.call_later(max(0.05, min(d for _, d in wl.expectations) - now), self.mark, [uid])
+                    continue
+                try:
+                    requeue = await self.plan_one(wl)
+                except Exception:  # a planner bug must not stop every other workload
+                    log.exception("planning %s failed", uid)
+                    requeue = 5.0
+                if requeue is not None:
+                    loop.call_later(max(0.05, requeue), self.mark, [uid])
+
+    async def resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            self.mark(self.workloads)
+
+
+async def run_planner(bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, stop: asyncio.Event,
+                      planner: Planner | None = None) -> None:
+    planner = planner or Planner(bus, gates=gates)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(bus.watch(bus.subjects.state_all(), decoder=STATE_DECODER, handler=planner.on_state,
+                                 replayed=planner.replayed, stop=stop))
+        tg.create_task(bus.watch(bus.subjects.events_of_type(EVENT_REJECTED), decoder=EVENT_DECODER,
+                                 handler=planner.on_event, stop=stop, deliver_policy=DeliverPolicy.NEW))
+        loop_task = tg.create_task(planner.run_loop())
+        resync_task = tg.create_task(planner.resync())
+        await stop.wait()
+        loop_task.cancel()
+        resync_task.cancel()

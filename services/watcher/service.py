@@ -1,0 +1,165 @@
+"""The watcher: Kubernetes list+watch -> the compacted state stream (KB_STATE).
+
+It is the only service that reads the API server's watch streams. Each object becomes one message on
+`kb.state.<ns>.<owner>.<kind>.<uid>` holding the fields kruisebus uses; the stream keeps one message
+per subject, so a planner that starts later replays the current cluster view from NATS instead of
+listing the API server. The informer loop is ours (list, watch from the list's resourceVersion, follow
+bookmarks, relist on 410) because the client's built-in retry re-uses a stale resourceVersion.
+
+Deletions and routing-key changes (a pod adopted by another owner) publish tombstones, so the view
+never holds two live copies of one object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from schemas.cloneset import CloneSet
+from schemas.kube import ControllerRevision, Node, ObjectMeta, Pod
+from schemas.messages import (
+    CLONESETS,
+    CONTROLLER_REVISIONS,
+    NODES,
+    PODS,
+    CloneSetState,
+    NodeState,
+    PodState,
+    Resource,
+    RevisionState,
+    StateEvent,
+)
+from schemas.subjects import KIND_CLONESET, KIND_NODE, KIND_POD, KIND_REVISION
+from services.bus import Bus
+from services.kube import Kube, KubeError, KubeGone
+
+log = logging.getLogger("kruisebus.watcher")
+
+
+class _Meta(msgspec.Struct):
+    metadata: ObjectMeta
+
+
+_META = msgspec.json.Decoder(_Meta)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    resource: Resource
+    decoder: msgspec.json.Decoder[Any]
+    wrap: Callable[[Any, bool], StateEvent]
+    owned: bool  # routed by controller owner uid (else by own uid, or none for cluster-scoped)
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind(KIND_CLONESET, CLONESETS, msgspec.json.Decoder(CloneSet),
+         lambda o, d: CloneSetState(object=o, deleted=d), owned=False),
+    Kind(KIND_POD, PODS, msgspec.json.Decoder(Pod), lambda o, d: PodState(object=o, deleted=d), owned=True),
+    Kind(KIND_REVISION, CONTROLLER_REVISIONS, msgspec.json.Decoder(ControllerRevision),
+         lambda o, d: RevisionState(object=o, deleted=d), owned=True),
+    Kind(KIND_NODE, NODES, msgspec.json.Decoder(Node), lambda o, d: NodeState(object=o, deleted=d), owned=False),
+)
+
+
+def routing_owner(kind: Kind, meta: ObjectMeta) -> str:
+    """The <owner> token: the controlling workload's uid (a workload's own uid for itself)."""
+    if kind.owned:
+        ref = meta.controller_ref()
+        return ref.uid if ref else ""
+    if kind.resource.namespaced:
+        return meta.uid
+    return ""
+
+
+@dataclass
+class Informer:
+    """List+watch one kind into the state stream."""
+
+    kind: Kind
+    kube: Kube
+    bus: Bus
+    watch_timeout: int = 300
+    known: dict[str, tuple[str, Any]] = field(default_factory=dict)  # uid -> (subject, last object)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def subject_of(self, obj: Any) -> str:
+        meta: ObjectMeta = obj.metadata
+        return self.bus.subjects.state(meta.namespace or None, routing_owner(self.kind, meta) or None,
+                                       self.kind.name, meta.uid)
+
+    async def publish(self, obj: Any, deleted: bool = False) -> None:
+        meta: ObjectMeta = obj.metadata
+        subject = self.subject_of(obj)
+        previous = self.known.get(meta.uid)
+        if previous is not None and previous[0] != subject:
+            # routing key changed (adoption/orphaning): retire the old subject in the same step
+            await self.bus.publish_state(self.kind.wrap(previous[1], True), subject=previous[0])
+        await self.bus.publish_state(self.kind.wrap(obj, deleted), subject=subject)
+        if deleted:
+            self.known.pop(meta.uid, None)
+        else:
+            self.known[meta.uid] = (subject, obj)
+
+    async def relist(self) -> str:
+        items, rv = await self.kube.list(self.kind.resource)
+        fresh: dict[str, Any] = {}
+        for raw in items:
+            obj = self.kind.decoder.decode(raw)
+            fresh[obj.metadata.uid] = obj
+        for uid in list(self.known.keys() - fresh.keys()):
+            await self.publish(self.known[uid][1], deleted=True)
+        for obj in fresh.values():
+            await self.publish(obj)
+        return rv
+
+    async def run(self) -> None:
+        rv: str | None = None
+        failures = 0
+        while True:
+            try:
+                if rv is None:
+                    rv = await self.relist()
+                    self.synced.set()
+                    log.info("listed %s at resourceVersion %s (%d objects)", self.kind.name, rv,
+                             len(self.known))
+                async for ev in self.kube.watch(self.kind.resource, rv, timeout_seconds=self.watch_timeout):
+                    failures = 0
+                    if ev.type == "BOOKMARK":
+                        rv = _META.decode(ev.object).metadata.resource_version or rv
+                        continue
+                    obj = self.kind.decoder.decode(ev.object)
+                    rv = obj.metadata.resource_version or rv
+                    await self.publish(obj, deleted=ev.type == "DELETED")
+            except KubeGone:
+                log.info("%s watch expired at %s; relisting", self.kind.name, rv)
+                rv = None
+            except (KubeError, msgspec.DecodeError, OSError) as e:
+                failures += 1
+                delay = min(0.2 * 2**failures, 10.0) * (0.5 + random.random())
+                log.warning("%s watch failed (%s); retrying in %.1fs", self.kind.name, e, delay)
+                await asyncio.sleep(delay)
+
+
+async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = None,
+                      kinds: tuple[Kind, ...] = KINDS) -> None:
+    """Run one informer per kind until cancelled; `ready` is set once every kind has listed."""
+    informers = [Informer(k, kube, bus) for k in kinds]
+
+    async def signal_ready() -> None:
+        for inf in informers:
+            await inf.synced.wait()
+        log.info("watcher synced")
+        if ready is not None:
+            ready.set()
+
+    async with asyncio.TaskGroup() as tg:
+        for inf in informers:
+            tg.create_task(inf.run(), name=f"informer-{inf.kind.name}")
+        tg.create_task(signal_ready())

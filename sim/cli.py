@@ -1,0 +1,81 @@
+"""`python -m sim` / `kruisebus sim`: run the embedded cluster as a process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from sim.cluster import SimCluster
+from sim.faults import Faults
+from sim.nodes import NodeConfig
+
+
+def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="kruisebus embedded cluster: a Kubernetes API server "
+                                "emulator with simulated nodes and a scheduler.")
+    p.add_argument("--nodes", type=int, default=3, help="number of simulated nodes (sim-node-0..N-1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
+    p.add_argument("--port", type=int, default=0, help="port (0: chosen by the OS)")
+    p.add_argument("--kubeconfig", type=Path, default=None, help="where to write the kubeconfig")
+    p.add_argument("--pull-delay", type=float, default=None,
+                   help="seconds per image pull (default: image size / bandwidth = 0.2 s)")
+    p.add_argument("--bandwidth", type=float, default=250.0, help="node download bandwidth, MB/s")
+    p.add_argument("--image-size", type=float, default=50.0, help="default image size, MB")
+    p.add_argument("--start-delay", type=float, default=0.1, help="container start time, seconds")
+    p.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds between watch BOOKMARKs")
+    p.add_argument("--watch-history", type=int, default=10000,
+                   help="events kept per resource for watch resume (older resourceVersions get 410)")
+    p.add_argument("--no-events", action="store_true", help="do not write kubelet/scheduler Events")
+    p.add_argument("--no-scheduler", action="store_true", help="leave pending pods unbound")
+    p.add_argument("--crd-dir", type=Path, default=None, help="CRD YAML directory (default: the chart's)")
+    p.add_argument("--fault-latency", type=float, default=0.0, help="seconds added to every request")
+    p.add_argument("--fault-error-rate", type=float, default=0.0, help="probability a request fails")
+    p.add_argument("--fault-error-codes", default="500", help="comma-separated codes for failures (409,429,500)")
+    p.add_argument("--fault-watch-cut-after", type=int, default=None, help="close watches after N events")
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+def cluster_from_args(args: argparse.Namespace) -> SimCluster:
+    faults = Faults(
+        latency={"*": args.fault_latency} if args.fault_latency else {},
+        error_rate={"*": args.fault_error_rate} if args.fault_error_rate else {},
+        error_codes=[int(c) for c in args.fault_error_codes.split(",") if c.strip()],
+        watch_cut_after=args.fault_watch_cut_after,
+    )
+    cfg = NodeConfig(pull_delay=args.pull_delay, bandwidth_mb_s=args.bandwidth,
+                     default_image_size_mb=args.image_size, start_delay=args.start_delay,
+                     events=not args.no_events)
+    kubeconfig = args.kubeconfig or Path.cwd() / "kruisebus-sim.kubeconfig"
+    return SimCluster(nodes=args.nodes, host=args.host, port=args.port, node_config=cfg,
+                      bookmark_interval=args.bookmark_interval, watch_history=args.watch_history,
+                      faults=faults, crd_dir=args.crd_dir, scheduler=not args.no_scheduler,
+                      kubeconfig_path=kubeconfig)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    cluster = cluster_from_args(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await cluster.start()
+    try:
+        print(json.dumps({"url": cluster.url, "kubeconfig": str(cluster.kubeconfig_path.resolve()),
+                          "context": "kruisebus-sim", "nodes": args.nodes}), flush=True)
+        await stop.wait()
+    finally:
+        await cluster.stop()
+
+
+def cli_main(argv: list[str] | None = None, prog: str = "python -m sim") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args))
+    return 0

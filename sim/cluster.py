@@ -1,0 +1,165 @@
+"""SimCluster: the embedded cluster (API server + nodes + scheduler) in-process, for tests and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from sim.backend import StoreBackend
+from sim.faults import Faults
+from sim.nodes import Kubelet, NodeConfig, NodeFleet
+from sim.server import ApiServer, json_response
+from sim.store import Store
+
+CONTEXT = "kruisebus-sim"
+
+
+def kubeconfig_dict(url: str, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": CONTEXT, "cluster": {"server": url}}],
+        "users": [{"name": CONTEXT, "user": {}}],
+        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace}}],
+        "current-context": CONTEXT,
+    }
+
+
+class SimCluster:
+    """`async with SimCluster(nodes=3, tmpdir=tmp_path) as c:` -> c.url, c.kubeconfig_path, c.store, c.faults.
+
+    Knobs: `pull_delay` / `start_delay` (seconds, shortcuts into `node_config`), `node_config` (NodeConfig:
+    image sizes, bandwidth, capacity, events), `bookmark_interval`, `watch_history` (events kept per resource
+    for watch resume; older resourceVersions get 410), `faults` (Faults, default off), `crd_dir`,
+    `scheduler` (bind pending pods), `gc_dangling` (delete objects whose owners do not exist).
+    """
+
+    def __init__(self, nodes: int = 3, tmpdir: str | Path | None = None, *, host: str = "127.0.0.1",
+                 port: int = 0, node_config: NodeConfig | None = None, pull_delay: float | None = None,
+                 start_delay: float | None = None, bookmark_interval: float = 1.0, watch_history: int = 10000,
+                 faults: Faults | None = None, crd_dir: str | Path | None = None, scheduler: bool = True,
+                 kubeconfig_path: str | Path | None = None, gc_dangling: bool = True,
+                 events: bool | None = None) -> None:
+        self.node_count = nodes
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if tmpdir is None and kubeconfig_path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="kruisebus-sim-")
+            tmpdir = self._tmp.name
+        self.kubeconfig_path = Path(kubeconfig_path) if kubeconfig_path else Path(str(tmpdir)) / "kubeconfig"
+        self.host = host
+        self.port = port
+        cfg = node_config or NodeConfig()
+        if pull_delay is not None:
+            cfg.pull_delay = pull_delay
+        if start_delay is not None:
+            cfg.start_delay = start_delay
+        if events is not None:
+            cfg.events = events
+        self.node_config = cfg
+        self.faults = faults or Faults()
+        self.store = Store(crd_dir=Path(crd_dir) if crd_dir else None, watch_history=watch_history,
+                           gc_dangling=gc_dangling)
+        self.fleet = NodeFleet(StoreBackend(self.store), nodes, cfg, scheduler=scheduler)
+        self.api = ApiServer(self.store, faults=self.faults, bookmark_interval=bookmark_interval,
+                             node_routes=self._node_routes())
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    @property
+    def kubelets(self) -> dict[str, Kubelet]:
+        return self.fleet.kubelets
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> SimCluster:
+        self._runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://{self.host}:{self.port}"
+        await self.fleet.start()
+        self.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig_dict(self.url), sort_keys=False))
+        return self
+
+    async def stop(self) -> None:
+        await self.fleet.stop()
+        self.api.closing.set()
+        for b in self.store.buckets.values():
+            for w in list(b.watchers):
+                w.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> SimCluster:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---------------------------------------------------------------- helpers for tests
+
+    def client_configuration(self) -> Any:
+        """A kubernetes_asyncio Configuration pointing at this cluster."""
+        from kubernetes_asyncio.client import Configuration
+
+        cfg = Configuration(host=self.url)
+        return cfg
+
+    def api_client(self) -> Any:
+        """A kubernetes_asyncio ApiClient for this cluster (use as `async with`)."""
+        from kubernetes_asyncio.client import ApiClient
+
+        return ApiClient(self.client_configuration())
+
+    async def wait_for(self, predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0,
+                       interval: float = 0.02, message: str = "condition") -> Any:
+        """Poll `predicate` (sync or async) until truthy; returns its value, raises TimeoutError at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = predicate()
+            if asyncio.iscoroutine(v):
+                v = await v
+            if v:
+                return v
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+            await asyncio.sleep(interval)
+
+    # ---------------------------------------------------------------- /sim/nodes
+
+    def _node_routes(self) -> list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
+        async def list_nodes(request: web.Request) -> web.Response:
+            return json_response([{"name": k.name, "images": sorted(k.images), "pods": len(k.pods),
+                                   "pulls": k.pull_count} for k in self.kubelets.values()])
+
+        async def images(request: web.Request) -> web.Response:
+            k = self.kubelets.get(request.match_info["node"])
+            if k is None:
+                return json_response({"message": "no such node"}, 404)
+            return json_response({"images": {img: iid for img, iid in sorted(k.images.items())}})
+
+        async def pull(request: web.Request) -> web.Response:
+            k = self.kubelets.get(request.match_info["node"])
+            if k is None:
+                return json_response({"message": "no such node"}, 404)
+            body = await request.json()
+            iid = await k.pull_image(str(body["image"]))
+            return json_response({"image": body["image"], "imageID": iid})
+
+        return [("GET", "/sim/nodes", list_nodes), ("GET", "/sim/nodes/{node}/images", images),
+                ("POST", "/sim/nodes/{node}/images", pull)]

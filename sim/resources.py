@@ -1,0 +1,117 @@
+"""The kinds the embedded API server serves: built-in types plus every CRD in the chart's crds/ dir."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CRD_DIR = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "kruisebus" / "crds"
+
+ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass
+class ResourceType:
+    group: str  # "" for the core group
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool = True
+    short_names: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    status_subresource: bool = False
+    scale: dict[str, str] | None = None  # specReplicasPath / statusReplicasPath / labelSelectorPath
+    printer_columns: list[dict[str, Any]] = field(default_factory=list)
+    schema: dict[str, Any] | None = None
+    custom: bool = False  # served from a CRD (merge/json patch only, generation on spec change)
+    strategic: bool = False  # accepts strategic merge patches (built-in types)
+    extra_subresources: tuple[str, ...] = ()  # e.g. ("binding",) for pods
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def group_resource(self) -> str:
+        """`pods`, `clonesets.apps.kruise.io`: how Kubernetes names a resource in error messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.group, self.version, self.plural)
+
+    def subresources(self) -> list[str]:
+        subs = list(self.extra_subresources)
+        if self.status_subresource:
+            subs.append("status")
+        if self.scale:
+            subs.append("scale")
+        return subs
+
+
+def builtin_types() -> list[ResourceType]:
+    return [
+        ResourceType("", "v1", "Namespace", "namespaces", "namespace", namespaced=False,
+                     short_names=["ns"], status_subresource=True, strategic=True),
+        ResourceType("", "v1", "Pod", "pods", "pod", short_names=["po"], categories=["all"],
+                     status_subresource=True, strategic=True, extra_subresources=("binding",)),
+        ResourceType("", "v1", "Node", "nodes", "node", namespaced=False, short_names=["no"],
+                     status_subresource=True, strategic=True),
+        ResourceType("", "v1", "Event", "events", "event", short_names=["ev"], strategic=True),
+        ResourceType("", "v1", "ConfigMap", "configmaps", "configmap", short_names=["cm"], strategic=True),
+        ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision",
+                     strategic=True),
+        ResourceType("coordination.k8s.io", "v1", "Lease", "leases", "lease", strategic=True),
+        ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                     "customresourcedefinition", namespaced=False, short_names=["crd", "crds"],
+                     status_subresource=True),
+    ]
+
+
+def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
+    """One ResourceType per served version of a CustomResourceDefinition object."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    out = []
+    for v in spec.get("versions") or []:
+        if not v.get("served", True):
+            continue
+        subs = v.get("subresources") or {}
+        out.append(ResourceType(
+            group=spec["group"],
+            version=v["name"],
+            kind=names["kind"],
+            plural=names["plural"],
+            singular=names.get("singular") or names["kind"].lower(),
+            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+            short_names=list(names.get("shortNames") or []),
+            categories=list(names.get("categories") or []),
+            status_subresource="status" in subs,
+            scale=subs.get("scale"),
+            printer_columns=list(v.get("additionalPrinterColumns") or []),
+            schema=(v.get("schema") or {}).get("openAPIV3Schema"),
+            custom=True,
+        ))
+    return out
+
+
+def load_crd_files(directory: Path = CRD_DIR) -> list[dict[str, Any]]:
+    """Every CustomResourceDefinition document in the YAML files of `directory` (sorted by file name)."""
+    crds = []
+    if not directory.is_dir():
+        return crds
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in (".yaml", ".yml"):
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                crds.append(doc)
+    return crds

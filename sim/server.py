@@ -1,0 +1,437 @@
+"""The HTTP face of the store: Kubernetes REST paths, discovery, tables, watch streams, fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import yaml
+from aiohttp import web
+
+from sim import errors, protobuf
+from sim.errors import ApiError
+from sim.faults import Faults
+from sim.resources import ResourceType
+from sim.selectors import parse_field_selector, parse_label_selector
+from sim.store import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_PATCH, Store
+from sim.tables import table
+
+log = logging.getLogger("sim.server")
+
+K8S_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kruisebus-sim",
+               "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+               "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
+               "platform": "linux/amd64"}
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+
+
+def truthy(v: str | None) -> bool:
+    return v is not None and v.strip().lower() in ("true", "1", "yes")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_enc.encode(body), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(e: ApiError) -> web.Response:
+    return json_response(e.status(), e.code, e.headers or None)
+
+
+NodeHook = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiServer:
+    def __init__(self, store: Store, *, faults: Faults | None = None, bookmark_interval: float = 1.0,
+                 node_routes: list[tuple[str, str, NodeHook]] | None = None) -> None:
+        self.store = store
+        self.faults = faults or Faults()
+        self.bookmark_interval = bookmark_interval
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_get("/sim/faults", self._get_faults)
+        self.app.router.add_post("/sim/faults", self._post_faults)
+        self.app.router.add_delete("/sim/faults", self._delete_faults)
+        for method, path, fn in node_routes or []:
+            self.app.router.add_route(method, path, fn)
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._watch_tasks: set[asyncio.Task[Any]] = set()
+        self.closing = asyncio.Event()
+
+    # ---------------------------------------------------------------- /sim/faults
+
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        return json_response(self.faults.to_dict())
+
+    async def _post_faults(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            self.faults.update(**body)
+        except (ValueError, TypeError) as e:
+            return error_response(errors.bad_request(str(e)))
+        return json_response(self.faults.to_dict())
+
+    async def _delete_faults(self, request: web.Request) -> web.Response:
+        self.faults.reset()
+        return json_response(self.faults.to_dict())
+
+    # ---------------------------------------------------------------- discovery
+
+    def _groups(self) -> dict[str, list[ResourceType]]:
+        out: dict[str, list[ResourceType]] = {}
+        for rt in self.store.types.values():
+            out.setdefault(rt.group, []).append(rt)
+        return out
+
+    def _group_doc(self, group: str, rts: list[ResourceType]) -> dict[str, Any]:
+        versions = []
+        for rt in rts:
+            if rt.version not in versions:
+                versions.append(rt.version)
+        vs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": vs, "preferredVersion": vs[0]}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any] | None:
+        rts = [rt for rt in self.store.types.values() if rt.group == group and rt.version == version]
+        if not rts:
+            return None
+        resources = []
+        for rt in sorted(rts, key=lambda r: r.plural):
+            entry: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
+                                     "kind": rt.kind, "verbs": list(("create", "delete", "deletecollection", "get",
+                                                                     "list", "patch", "update", "watch")),
+                                     "storageVersionHash": hashlib.sha256(
+                                         f"{rt.group}/{rt.version}/{rt.kind}".encode()).hexdigest()[:12]}
+            if rt.short_names:
+                entry["shortNames"] = rt.short_names
+            if rt.categories:
+                entry["categories"] = rt.categories
+            resources.append(entry)
+            if rt.status_subresource:
+                resources.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
+                                  "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+            if rt.scale:
+                resources.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
+                                  "group": "autoscaling", "version": "v1", "kind": "Scale",
+                                  "verbs": ["get", "patch", "update"]})
+            if "binding" in rt.extra_subresources:
+                resources.append({"name": f"{rt.plural}/binding", "singularName": "", "namespaced": True,
+                                  "kind": "Binding", "verbs": ["create"]})
+        gv = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+    def _discovery(self, request: web.Request, parts: list[str]) -> web.Response | None:
+        host = request.host
+        if parts == ["api"]:
+            return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": host}]})
+        if parts == ["api", "v1"]:
+            return json_response(self._resource_list("", "v1"))
+        if parts == ["apis"]:
+            groups = [self._group_doc(g, rts) for g, rts in self._groups().items() if g]
+            return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if len(parts) == 2 and parts[0] == "apis":
+            rts = self._groups().get(parts[1])
+            if not rts:
+                return None
+            return json_response(dict(kind="APIGroup", apiVersion="v1", **self._group_doc(parts[1], rts)))
+        if len(parts) == 3 and parts[0] == "apis":
+            doc = self._resource_list(parts[1], parts[2])
+            return json_response(doc) if doc else None
+        if parts == ["version"]:
+            return json_response(K8S_VERSION)
+        if parts in (["healthz"], ["readyz"], ["livez"]):
+            return web.Response(text="ok")
+        return None
+
+    # ---------------------------------------------------------------- routing
+
+    def _route(self, parts: list[str]) -> tuple[ResourceType, str, str, str] | None:
+        """(type, namespace, name, subresource) for a resource path, or None."""
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        ns = ""
+        if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
+            ns, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            return None
+        rt = self.store.lookup(group, version, rest[0])
+        if rt is None:
+            return None
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if ns and not rt.namespaced:
+            return None
+        return rt, ns, name, sub
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        try:
+            if request.method == "GET":
+                disc = self._discovery(request, parts)
+                if disc is not None:
+                    return disc
+                if parts and parts[0] == "openapi":
+                    return self._openapi(parts)
+            route = self._route(parts)
+            if route is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+            rt, ns, name, sub = route
+            if sub and sub not in rt.subresources():
+                raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+            verb = self._verb(request, name)
+            if self.faults.active:
+                delay = self.faults.latency_for(verb, rt.plural)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                injected = self.faults.error_for(verb, rt.plural, name)
+                if injected is not None:
+                    return error_response(injected)
+            if verb == "watch":
+                return await self._watch(request, rt, ns)
+            return await self._handle(request, verb, rt, ns, name, sub)
+        except ApiError as e:
+            return error_response(e)
+        except (msgspec.DecodeError, yaml.YAMLError, UnicodeDecodeError, ValueError, IndexError) as e:
+            return error_response(errors.bad_request(f"error decoding request body: {e}"))
+
+    @staticmethod
+    def _verb(request: web.Request, name: str) -> str:
+        m = request.method
+        if m == "GET":
+            if name:
+                return "get"
+            return "watch" if truthy(request.query.get("watch")) else "list"
+        return {"POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete" if name else "deletecollection"}.get(m, m.lower())
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        ctype = request.content_type
+        if "yaml" in ctype:
+            return yaml.safe_load(raw)
+        if "protobuf" in ctype:
+            obj = protobuf.decode(raw)
+            if obj is None:
+                raise errors.unsupported_media_type(ctype, ["application/json", "application/yaml"])
+            return obj
+        return _dec.decode(raw)
+
+    async def _handle(self, request: web.Request, verb: str, rt: ResourceType, ns: str, name: str,
+                      sub: str) -> web.Response:
+        q = request.query
+        store = self.store
+        dry_run = bool(q.get("dryRun"))
+        if sub == "scale":
+            if verb == "get":
+                return json_response(store.get_scale(rt, ns, name))
+            if verb == "update":
+                return json_response(store.set_scale(rt, ns, name, await self._body(request) or {}))
+            if verb == "patch":
+                return json_response(store.patch_scale(rt, ns, name, request.content_type,
+                                                       await self._body(request)))
+            raise errors.method_not_allowed()
+        if sub == "binding":
+            if verb != "create":
+                raise errors.method_not_allowed()
+            body = await self._body(request) or {}
+            target = (body.get("target") or {}).get("name")
+            if not target:
+                raise errors.invalid(rt, name, [{"reason": "FieldValueRequired", "field": "target.name",
+                                                 "message": "Required value"}])
+            store.bind(ns, name, target)
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "code": 201}, 201)
+        if verb == "get":
+            obj = store.get(rt, ns, name)
+            return self._respond_objects(request, rt, [obj], single=True)
+        if verb == "list":
+            label = parse_label_selector(q.get("labelSelector"))
+            field = parse_field_selector(q.get("fieldSelector"))
+            items, rv = store.list(rt, ns or None, label, field)
+            return self._respond_objects(request, rt, items, rv=str(rv))
+        if verb == "create":
+            if name:
+                raise errors.method_not_allowed()
+            obj = store.create(rt, ns, await self._body(request), dry_run=dry_run)
+            return json_response(obj, 201)
+        if verb == "update":
+            obj = store.update(rt, ns, name, await self._body(request), subresource=sub or None, dry_run=dry_run)
+            return json_response(obj)
+        if verb == "patch":
+            ctype = request.content_type
+            if ctype not in PATCH_TYPES:
+                raise errors.unsupported_media_type(
+                    ctype, [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([STRATEGIC_PATCH] if rt.strategic else []))
+            obj = store.patch(rt, ns, name, ctype, await self._body(request), subresource=sub or None,
+                              dry_run=dry_run, field_manager=q.get("fieldManager"), force=truthy(q.get("force")))
+            return json_response(obj)
+        if verb == "delete":
+            body = await self._body(request) or {}
+            grace = q.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
+            propagation = q.get("propagationPolicy", body.get("propagationPolicy"))
+            if body.get("orphanDependents") is True or truthy(q.get("orphanDependents")):
+                propagation = "Orphan"
+            obj = store.delete(rt, ns, name, grace_period=None if grace is None else int(grace),
+                               preconditions=body.get("preconditions"), propagation=propagation, dry_run=dry_run)
+            return json_response(obj)
+        if verb == "deletecollection":
+            label = parse_label_selector(q.get("labelSelector"))
+            field = parse_field_selector(q.get("fieldSelector"))
+            grace = q.get("gracePeriodSeconds")
+            items = store.delete_collection(rt, ns or None, label, field, None if grace is None else int(grace))
+            return json_response({"kind": rt.list_kind, "apiVersion": rt.api_version,
+                                  "metadata": {"resourceVersion": str(store.rv)}, "items": items})
+        raise errors.method_not_allowed()
+
+    def _respond_objects(self, request: web.Request, rt: ResourceType, items: list[dict[str, Any]], *,
+                         single: bool = False, rv: str = "") -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if "as=Table" in accept:
+            include = request.query.get("includeObject", "Metadata")
+            return json_response(table(rt, items, rv or (items[0]["metadata"]["resourceVersion"] if items else ""),
+                                       include))
+        if single:
+            return json_response(items[0])
+        return json_response({"kind": rt.list_kind, "apiVersion": rt.api_version,
+                              "metadata": {"resourceVersion": rv}, "items": items})
+
+    # ---------------------------------------------------------------- watch
+
+    async def _watch(self, request: web.Request, rt: ResourceType, ns: str) -> web.StreamResponse:
+        q = request.query
+        label = parse_label_selector(q.get("labelSelector"))
+        field = parse_field_selector(q.get("fieldSelector"))
+        timeout = q.get("timeoutSeconds")
+        bookmarks = truthy(q.get("allowWatchBookmarks"))
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                       "Cache-Control": "no-cache, private"})
+        resp.enable_chunked_encoding()
+        try:
+            w = self.store.watch(rt, ns or None, q.get("resourceVersion"), label, field)
+        except ApiError as e:
+            if e.code != 410:
+                raise
+            await resp.prepare(request)
+            await resp.write(_enc.encode({"type": "ERROR", "object": e.status()}) + b"\n")
+            await resp.write_eof()
+            return resp
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout) if timeout else None
+        cut = self.faults.watch_cut_after
+        sent = 0
+        next_bookmark = loop.time() + self.bookmark_interval
+        task = asyncio.current_task()
+        if task is not None:
+            self._watch_tasks.add(task)
+        try:
+            await resp.prepare(request)
+            while not self.closing.is_set():
+                now = loop.time()
+                waits = []
+                if deadline is not None:
+                    waits.append(deadline - now)
+                if bookmarks:
+                    waits.append(next_bookmark - now)
+                wait = max(min(waits), 0) if waits else None
+                batch = await w.next_batch(wait)
+                if batch:
+                    if cut is not None and sent + len(batch) >= cut:
+                        batch = batch[: max(cut - sent, 0)]
+                        if batch:
+                            await resp.write(b"".join(ev.line() for ev in batch))
+                        break
+                    sent += len(batch)
+                    await resp.write(b"".join(ev.line() for ev in batch))
+                if w.closed:
+                    break
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    break
+                if bookmarks and now >= next_bookmark:
+                    next_bookmark = now + self.bookmark_interval
+                    if not w.queue:
+                        mark = {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
+                                                               "metadata": {"resourceVersion": str(self.store.rv)}}}
+                        await resp.write(_enc.encode(mark) + b"\n")
+            await resp.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            w.close()
+            if task is not None:
+                self._watch_tasks.discard(task)
+        return resp
+
+    # ---------------------------------------------------------------- openapi
+
+    def _openapi(self, parts: list[str]) -> web.Response:
+        if parts == ["openapi", "v3"]:
+            paths = {}
+            gvs = {(rt.group, rt.version) for rt in self.store.types.values()}
+            for g, v in sorted(gvs):
+                key = f"apis/{g}/{v}" if g else f"api/{v}"
+                paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={self._openapi_hash(g, v)}"}
+            return json_response({"paths": paths})
+        if len(parts) >= 3 and parts[:2] == ["openapi", "v3"]:
+            rest = parts[2:]
+            if rest[0] == "api" and len(rest) == 2:
+                return json_response(self._openapi_gv("", rest[1]))
+            if rest[0] == "apis" and len(rest) == 3:
+                return json_response(self._openapi_gv(rest[1], rest[2]))
+        raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+    def _openapi_hash(self, group: str, version: str) -> str:
+        names = sorted(rt.plural for rt in self.store.types.values() if (rt.group, rt.version) == (group, version))
+        return hashlib.sha256(f"{group}/{version}/{names}".encode()).hexdigest()[:32].upper()
+
+    def _openapi_gv(self, group: str, version: str) -> dict[str, Any]:
+        rts = [rt for rt in self.store.types.values() if (rt.group, rt.version) == (group, version)]
+        if not rts:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        schemas: dict[str, Any] = {}
+        paths: dict[str, Any] = {}
+        gv_prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        params = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+                  {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+                  {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}}]
+        for rt in rts:
+            ref_name = f"{_reverse_group(rt.group)}.{rt.version}.{rt.kind}"
+            schema = dict(rt.schema) if rt.schema else {"type": "object",
+                                                        "x-kubernetes-preserve-unknown-fields": True}
+            schema["x-kubernetes-group-version-kind"] = [{"group": rt.group, "version": rt.version, "kind": rt.kind}]
+            schemas[ref_name] = schema
+            base = f"{gv_prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{gv_prefix}/{rt.plural}"
+            ok = {"responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                "$ref": f"#/components/schemas/{ref_name}"}}}}}}
+            paths[base] = {"post": dict(ok, parameters=params,
+                                        **{"x-kubernetes-action": "post",
+                                           "x-kubernetes-group-version-kind": {"group": rt.group,
+                                                                               "version": rt.version,
+                                                                               "kind": rt.kind}})}
+            paths[base + "/{name}"] = {
+                "get": ok,
+                "put": dict(ok, parameters=params),
+                "patch": dict(ok, parameters=params, **{"x-kubernetes-action": "patch",
+                                                        "x-kubernetes-group-version-kind": {
+                                                            "group": rt.group, "version": rt.version,
+                                                            "kind": rt.kind}}),
+            }
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": K8S_VERSION["gitVersion"]},
+                "paths": paths, "components": {"schemas": schemas}}
+
+
+def _reverse_group(group: str) -> str:
+    if not group:
+        return "io.k8s.api.core"
+    return ".".join(reversed(group.split(".")))
