@@ -166,12 +166,12 @@ def check_in_place(before: dict[str, PodRecord], after: dict[str, PodRecord], ne
 def pods_table(title: str, before: dict[str, PodRecord], after: dict[str, PodRecord]) -> Table:
     table = Table(title=title)
     for col in ("pod", "uid", "image", "restarts", "controller-revision-hash"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for uid, rec in sorted(after.items(), key=lambda kv: kv[1].name):
         old = before.get(uid)
-        same = "(same uid)" if old else "(new)"
+        same = "same" if old else "new"
         restarts = f"{old.restarts} -> {rec.restarts}" if old else str(rec.restarts)
-        table.add_row(rec.name, f"{uid[:8]}… {same}", rec.image, restarts, rec.revision)
+        table.add_row(rec.name, f"{uid[:8]} ({same})", rec.image, restarts, rec.revision)
     return table
 
 

@@ -79,9 +79,10 @@ class Stack:
 
     async def start_service(self, name: str) -> None:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child
+        kube = () if name == "planner" else ("--kubeconfig", self.kubeconfig)  # the planner reads only NATS
         self.procs[name] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", name, "--nats", self.nats_url,
-            "--kubeconfig", self.kubeconfig, "--prefix", self.prefix, *self.service_args.get(name, ()),
+            sys.executable, "-m", "services.cli", name, "--nats", self.nats_url, *kube,
+            "--prefix", self.prefix, *self.service_args.get(name, ()),
             stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self.env,
         )
         log.close()

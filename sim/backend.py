@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,11 @@ from sim.errors import ApiError
 from sim.store import MERGE_PATCH, STRATEGIC_PATCH, Store
 
 log = logging.getLogger("sim.backend")
+
+
+def micro_now() -> str:
+    """metav1.MicroTime."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class StoreBackend:
@@ -66,6 +72,14 @@ class StoreBackend:
 
     async def create_event(self, ns: str, event: dict[str, Any]) -> None:
         self.store.create(self.events, ns, event)
+
+    async def renew_lease(self, node: str, duration: int) -> None:
+        leases = self.store.rt("leases", "coordination.k8s.io")
+        spec = {"holderIdentity": node, "leaseDurationSeconds": duration, "renewTime": micro_now()}
+        if self.store.try_get(leases, "kube-node-lease", node) is None:
+            self.store.create(leases, "kube-node-lease", {"metadata": {"name": node}, "spec": spec})
+        else:
+            self.store.patch(leases, "kube-node-lease", node, MERGE_PATCH, {"spec": spec})
 
 
 class HttpBackend:
@@ -162,3 +176,14 @@ class HttpBackend:
 
     async def create_event(self, ns: str, event: dict[str, Any]) -> None:
         await self._req("POST", f"/api/v1/namespaces/{ns}/events", event)
+
+    async def renew_lease(self, node: str, duration: int) -> None:
+        path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+        spec = {"holderIdentity": node, "leaseDurationSeconds": duration, "renewTime": micro_now()}
+        try:
+            await self._req("PATCH", f"{path}/{node}", {"spec": spec}, MERGE_PATCH)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            await self._req("POST", path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                           "metadata": {"name": node}, "spec": spec})

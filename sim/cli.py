@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -17,7 +18,8 @@ from sim.nodes import NodeConfig
 
 def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="kruisebus embedded cluster: a Kubernetes API server "
-                                "emulator with simulated nodes and a scheduler.")
+                                "emulator with simulated nodes and a scheduler. `%(prog)s nodes --help`: "
+                                "simulated nodes for an existing API server.")
     p.add_argument("--nodes", type=int, default=3, help="number of simulated nodes (sim-node-0..N-1)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
     p.add_argument("--port", type=int, default=0, help="port (0: chosen by the OS)")
@@ -27,6 +29,7 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
     p.add_argument("--bandwidth", type=float, default=250.0, help="node download bandwidth, MB/s")
     p.add_argument("--image-size", type=float, default=50.0, help="default image size, MB")
     p.add_argument("--start-delay", type=float, default=0.1, help="container start time, seconds")
+    p.add_argument("--max-pods", type=int, default=110, help="pods per node (allocatable)")
     p.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds between watch BOOKMARKs")
     p.add_argument("--watch-history", type=int, default=10000,
                    help="events kept per resource for watch resume (older resourceVersions get 410)")
@@ -50,7 +53,7 @@ def cluster_from_args(args: argparse.Namespace) -> SimCluster:
     )
     cfg = NodeConfig(pull_delay=args.pull_delay, bandwidth_mb_s=args.bandwidth,
                      default_image_size_mb=args.image_size, start_delay=args.start_delay,
-                     events=not args.no_events)
+                     max_pods=args.max_pods, events=not args.no_events)
     kubeconfig = args.kubeconfig or Path.cwd() / "kruisebus-sim.kubeconfig"
     return SimCluster(nodes=args.nodes, host=args.host, port=args.port, node_config=cfg,
                       bookmark_interval=args.bookmark_interval, watch_history=args.watch_history,
@@ -59,6 +62,8 @@ def cluster_from_args(args: argparse.Namespace) -> SimCluster:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    # a server holding many objects: fewer full GC passes (each one walks every stored dict)
+    gc.set_threshold(50_000, 20, 100)
     cluster = cluster_from_args(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,7 +78,53 @@ async def serve(args: argparse.Namespace) -> None:
         await cluster.stop()
 
 
+def build_nodes_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"{prog} nodes", description="Give an existing API server simulated "
+                                "nodes (kwok-style kubelets) through its public API.")
+    p.add_argument("--kubeconfig", type=Path, required=True)
+    p.add_argument("--context", default=None)
+    p.add_argument("--count", type=int, default=3)
+    p.add_argument("--name-prefix", default="sim-node-")
+    p.add_argument("--scheduler", action="store_true",
+                   help="also bind pending pods (only for API servers without a scheduler)")
+    p.add_argument("--pull-delay", type=float, default=None)
+    p.add_argument("--start-delay", type=float, default=0.1)
+    p.add_argument("--max-pods", type=int, default=110)
+    p.add_argument("--no-events", action="store_true")
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+async def serve_nodes(args: argparse.Namespace) -> None:
+    from sim.kubeconfig import backend_from_kubeconfig
+    from sim.nodes import NodeFleet
+
+    backend = backend_from_kubeconfig(args.kubeconfig, args.context)
+    cfg = NodeConfig(pull_delay=args.pull_delay, start_delay=args.start_delay, max_pods=args.max_pods,
+                     events=not args.no_events)
+    fleet = NodeFleet(backend, args.count, cfg, scheduler=args.scheduler, name_prefix=args.name_prefix,
+                      heartbeat=10.0)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await fleet.start()
+    try:
+        print(json.dumps({"server": backend.server, "nodes": sorted(fleet.kubelets)}), flush=True)
+        await stop.wait()
+    finally:
+        await fleet.stop()
+        await backend.close()
+
+
 def cli_main(argv: list[str] | None = None, prog: str = "python -m sim") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["nodes"]:
+        nargs = build_nodes_parser(prog).parse_args(argv[1:])
+        logging.basicConfig(level=nargs.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        asyncio.run(serve_nodes(nargs))
+        return 0
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -37,7 +37,8 @@ class SimCluster:
     Knobs: `pull_delay` / `start_delay` (seconds, shortcuts into `node_config`), `node_config` (NodeConfig:
     image sizes, bandwidth, capacity, events), `bookmark_interval`, `watch_history` (events kept per resource
     for watch resume; older resourceVersions get 410), `faults` (Faults, default off), `crd_dir`,
-    `scheduler` (bind pending pods), `gc_dangling` (delete objects whose owners do not exist).
+    `scheduler` (bind pending pods), `gc_dangling` (delete objects whose owners do not exist),
+    `node_heartbeat` (seconds between node Lease renewals / Ready heartbeats; default off).
     """
 
     def __init__(self, nodes: int = 3, tmpdir: str | Path | None = None, *, host: str = "127.0.0.1",
@@ -45,7 +46,7 @@ class SimCluster:
                  start_delay: float | None = None, bookmark_interval: float = 1.0, watch_history: int = 10000,
                  faults: Faults | None = None, crd_dir: str | Path | None = None, scheduler: bool = True,
                  kubeconfig_path: str | Path | None = None, gc_dangling: bool = True,
-                 events: bool | None = None) -> None:
+                 events: bool | None = None, node_heartbeat: float | None = None) -> None:
         self.node_count = nodes
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if tmpdir is None and kubeconfig_path is None:
@@ -65,7 +66,7 @@ class SimCluster:
         self.faults = faults or Faults()
         self.store = Store(crd_dir=Path(crd_dir) if crd_dir else None, watch_history=watch_history,
                            gc_dangling=gc_dangling)
-        self.fleet = NodeFleet(StoreBackend(self.store), nodes, cfg, scheduler=scheduler)
+        self.fleet = NodeFleet(StoreBackend(self.store), nodes, cfg, scheduler=scheduler, heartbeat=node_heartbeat)
         self.api = ApiServer(self.store, faults=self.faults, bookmark_interval=bookmark_interval,
                              node_routes=self._node_routes())
         self._runner: web.AppRunner | None = None

@@ -67,6 +67,7 @@ class Backend(Protocol):
     async def delete_pod(self, ns: str, name: str, uid: str) -> None: ...
     async def bind(self, ns: str, name: str, node: str) -> None: ...
     async def create_event(self, ns: str, event: dict[str, Any]) -> None: ...
+    async def renew_lease(self, node: str, duration: int) -> None: ...
 
 
 @dataclass
@@ -113,6 +114,15 @@ class Kubelet:
         self.pods: dict[str, PodState] = {}
         self._ip_counter = itertools.count(2)
         self.pull_count = 0
+        self.stopped = False
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        out: list[asyncio.Task[Any]] = list(self._pulls.values())
+        for ps in self.pods.values():
+            out.extend(ps.actions.values())
+            if ps.terminating is not None:
+                out.append(ps.terminating)
+        return out
 
     # ---------------------------------------------------------------- node object
 
@@ -227,6 +237,7 @@ class Kubelet:
             return self.cfg.start_delay
 
     async def _run_container(self, ps: PodState, name: str) -> None:
+        cancelled = False
         try:
             while True:
                 spec = self._spec_container(ps, name)
@@ -269,7 +280,7 @@ class Kubelet:
                 await self._event(ps, name, "Normal", "Started", f"Started container {name}")
                 await self._publish(ps)
         except asyncio.CancelledError:
-            pass
+            cancelled = True
         except ApiError as e:
             log.debug("pod %s/%s container %s: %s", ps.ns, ps.name, name, e)
         except Exception:
@@ -278,7 +289,7 @@ class Kubelet:
             task = ps.actions.get(name)
             if task is asyncio.current_task():
                 del ps.actions[name]
-            if ps.terminating is None and self.pods.get(ps.uid) is ps:
+            if not cancelled and not self.stopped and ps.terminating is None and self.pods.get(ps.uid) is ps:
                 # the spec may have changed after our last check: look again
                 spec = self._spec_container(ps, name)
                 cur = ps.containers.get(name)
@@ -520,8 +531,9 @@ class NodeFleet:
     """N kubelets + (optionally) the scheduler, fed by one pod watch and one node watch."""
 
     def __init__(self, backend: Backend, count: int, cfg: NodeConfig | None = None, *, scheduler: bool = True,
-                 name_prefix: str = "sim-node-") -> None:
+                 name_prefix: str = "sim-node-", heartbeat: float | None = None) -> None:
         self.backend = backend
+        self.heartbeat = heartbeat  # seconds between node Lease renewals + Ready heartbeats (None: off)
         self.cfg = cfg or NodeConfig()
         self.kubelets: dict[str, Kubelet] = {
             f"{name_prefix}{i}": Kubelet(f"{name_prefix}{i}", i, backend, self.cfg) for i in range(count)}
@@ -535,20 +547,21 @@ class NodeFleet:
         self._tasks.append(asyncio.ensure_future(self._pod_loop()))
         if self.scheduler is not None:
             self._tasks.append(asyncio.ensure_future(self._retry_loop()))
+        if self.heartbeat:
+            self._tasks.append(asyncio.ensure_future(self._heartbeat_loop(self.heartbeat)))
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        for k in self.kubelets.values():
-            for ps in k.pods.values():
-                for t in ps.actions.values():
-                    t.cancel()
-                if ps.terminating:
-                    ps.terminating.cancel()
-            for t in list(k._pulls.values()):
-                t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        pending: list[asyncio.Task[Any]] = []
+        for k in self.kubelets.values():
+            k.stopped = True
+            pending.extend(k.tasks())
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _node_loop(self) -> None:
         while True:
@@ -584,6 +597,18 @@ class NodeFleet:
                 await k.on_pod(type_, pod)
             except ApiError as e:
                 log.debug("kubelet %s: %s", node, e)
+
+    async def _heartbeat_loop(self, every: float) -> None:
+        """What keeps a node Ready on a real control plane: a renewed Lease and a fresh Ready heartbeat."""
+        while True:
+            for k in self.kubelets.values():
+                try:
+                    await self.backend.renew_lease(k.name, int(max(every * 4, 40)))
+                    await self.backend.patch_node_status(k.name, {"status": {"conditions": [
+                        k._node_cond("Ready", "True", "KubeletReady")]}})
+                except Exception as e:  # keep beating; the API server may be briefly unavailable
+                    log.warning("heartbeat %s: %s", k.name, e)
+            await asyncio.sleep(every)
 
     async def _retry_loop(self) -> None:
         assert self.scheduler is not None

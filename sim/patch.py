@@ -266,7 +266,7 @@ def _merge_list(current: list[Any], patch: list[Any], key: str) -> list[Any]:
                 out.pop(idx)
             continue
         if idx is None:
-            out.append(_strip_directives(p))
+            out.append(strategic_merge({}, p))  # a new element: nulls mean "absent", as after typed decoding
         else:
             out[idx] = strategic_merge(out[idx], p)
     return out

@@ -334,6 +334,21 @@ class ApiServer:
         task = asyncio.current_task()
         if task is not None:
             self._watch_tasks.add(task)
+        as_table = "as=Table" in request.headers.get("Accept", "")
+        include = q.get("includeObject", "Metadata")
+        first_table = [True]
+
+        def encode(batch: list[Any]) -> bytes:
+            if not as_table:
+                return b"".join(ev.line() for ev in batch)
+            out = []
+            for ev in batch:  # kubectl get -w: every event carries a one-row Table (columns on the first)
+                t = table(rt, [ev.obj], str(ev.rv), include)
+                if not first_table[0]:
+                    t["columnDefinitions"] = []
+                first_table[0] = False
+                out.append(_enc.encode({"type": ev.type, "object": t}) + b"\n")
+            return b"".join(out)
         try:
             await resp.prepare(request)
             while not self.closing.is_set():
@@ -349,10 +364,10 @@ class ApiServer:
                     if cut is not None and sent + len(batch) >= cut:
                         batch = batch[: max(cut - sent, 0)]
                         if batch:
-                            await resp.write(b"".join(ev.line() for ev in batch))
+                            await resp.write(encode(batch))
                         break
                     sent += len(batch)
-                    await resp.write(b"".join(ev.line() for ev in batch))
+                    await resp.write(encode(batch))
                 if w.closed:
                     break
                 now = loop.time()

@@ -565,3 +565,33 @@ async def test_discovery_and_leases(kube_api: Any) -> None:
                                           "reason": "Test", "message": "hello", "type": "Normal"})
     evs = await ev.list_namespaced_event(NS, field_selector="involvedObject.name=x,reason=Test")
     assert [e.message for e in evs.items] == ["hello"]
+
+
+async def test_server_side_apply_creates_and_merges(kube_api: Any) -> None:
+    co = client.CustomObjectsApi(kube_api)
+    args = (GROUP, VERSION, NS, "clonesets")
+    body = cloneset_body("ssa")
+    created = await co.patch_namespaced_custom_object(*args, "ssa", body, field_manager="test", force=True,
+                                                      _content_type="application/apply-patch+yaml")
+    assert created["metadata"]["uid"] and created["spec"]["replicas"] == 3
+    body["spec"]["replicas"] = 4
+    applied = await co.patch_namespaced_custom_object(*args, "ssa", body, field_manager="test", force=True,
+                                                      _content_type="application/apply-patch+yaml")
+    assert applied["spec"]["replicas"] == 4 and applied["metadata"]["uid"] == created["metadata"]["uid"]
+    assert applied["metadata"]["generation"] == 2
+    v1 = client.CoreV1Api(kube_api)
+    with pytest.raises(ApiException) as e:  # apply needs a field manager
+        await v1.patch_namespaced_pod("ssa-pod", NS, pod_body("ssa-pod"),
+                                      _content_type="application/apply-patch+yaml")
+    assert e.value.status == 400
+
+
+async def test_kubeconfig_loads_with_kubernetes_asyncio(sim_cluster: SimCluster) -> None:
+    from kubernetes_asyncio import config
+
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(sim_cluster.kubeconfig_path), client_configuration=cfg)
+    assert cfg.host == sim_cluster.url
+    async with client.ApiClient(cfg) as api:
+        nodes = await client.CoreV1Api(api).list_node()
+        assert len(nodes.items) == 3

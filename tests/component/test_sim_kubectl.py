@@ -63,24 +63,24 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     tmp = tmp_path_factory.mktemp("simproc")
     kubeconfig = tmp / "kubeconfig"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sim", "--nodes", "2", "--port", "0", "--kubeconfig", str(kubeconfig),
-         "--pull-delay", "0.05", "--start-delay", "0.05"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(5)
-        pytest.fail(f"sim did not start: {proc.stderr.read() if proc.stderr else ''}")
-    info = json.loads(line)
-    assert info["url"].startswith("http://127.0.0.1:") and Path(info["kubeconfig"]) == kubeconfig.resolve()
-    info["home"] = str(tmp)
-    try:
-        yield info
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    log = tmp / "sim.log"
+    with log.open("w") as err, subprocess.Popen(
+            [sys.executable, "-m", "sim", "--nodes", "2", "--port", "0", "--kubeconfig", str(kubeconfig),
+             "--pull-delay", "0.05", "--start-delay", "0.05"],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=tmp) as proc:
+        assert proc.stdout is not None
         try:
-            assert proc.wait(10) == 0  # clean exit on SIGTERM
+            line = proc.stdout.readline()  # one JSON line once the server is ready
+            if not line:
+                proc.wait(5)
+                pytest.fail(f"sim did not start: {log.read_text()}")
+            info = json.loads(line)
+            assert info["url"].startswith("http://127.0.0.1:")
+            assert Path(info["kubeconfig"]) == kubeconfig.resolve()
+            info["home"] = str(tmp)
+            yield info
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0, log.read_text()  # clean exit on SIGTERM
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -12,29 +12,39 @@ re-deriving it (the decision for a 10,000-pod CloneSet has a 20 ms budget).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from schemas.cloneset import CloneSet
 from schemas.constants import (
     LABEL_EXCLUDE_PREPARING_DELETE,
+    LABEL_REVISION_HASH,
     LABEL_SPECIFIED_DELETE,
     STATE_PREPARING_DELETE,
     STATE_PREPARING_UPDATE,
 )
 from schemas.kube import Pod
 from services.planner.cloneset.gates import FeatureGates
+from services.planner.cloneset.inplace import grace_annotation, refresh_is_noop
 from services.planner.cloneset.intstr import (
     IntOrPercentError,
     max_unavailable_and_surge,
     partition_replicas,
     scale_max_unavailable,
 )
-from services.planner.cloneset.podstate import is_available, is_ready, lifecycle_state
-from services.planner.cloneset.revision import is_pod_updated
+from services.planner.cloneset.podstate import (
+    is_active,
+    is_ready,
+    is_ready_lifecycle_aware,
+    lifecycle_state,
+    ready_time,
+)
+from services.planner.cloneset.revision import short_hash
 
 
 class ExpectationDiffs(msgspec.Struct, kw_only=True):
@@ -56,20 +66,36 @@ class ExpectationDiffs(msgspec.Struct, kw_only=True):
         return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) != 0}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class PodInfo:
-    """Per-pod facts derived once per plan (pods here are active: no deletionTimestamp, not finished)."""
+    """Per-pod facts (pods here are active: no deletionTimestamp, not finished).
+
+    The first group depends only on the pod object and is memoised across passes (see
+    :func:`pod_infos`); the second group depends on the CloneSet and ``now`` and is recomputed each pass.
+    """
 
     pod: Pod
     name: str
     uid: str
+    active: bool  # not Succeeded/Failed, no deletionTimestamp
     revision: str  # controller-revision-hash label ("" if missing)
+    revision_short: str
     state: str  # lifecycle state label ("" if missing)
-    specified_delete: bool
+    sd_label: bool  # apps.kruise.io/specified-delete present
     ready: bool  # phase Running, Ready True, InPlaceUpdateReady absent/True (lifecycle ignored)
-    available: bool  # lifecycle-aware, minReadySeconds
-    available0: bool  # lifecycle-aware, minReadySeconds = 0 (the delete filters' "ready")
-    updated: bool  # on the update revision (plain equality incl. short hash)
+    base_available: bool  # lifecycle-aware, minReadySeconds = 0 (the delete filters' "ready")
+    ready_since: float | None  # Ready lastTransitionTime (epoch seconds)
+    refresh_noop: bool  # the update step's refresh has nothing to do for this pod (time-independent)
+    has_grace: bool  # carries an in-place grace annotation
+    sort_key: Any = None  # ActivePods key, computed on demand
+    # per pass
+    specified_delete: bool = False
+    available: bool = False  # lifecycle-aware, minReadySeconds
+    updated: bool = False  # on the update revision (plain equality incl. short hash)
+
+    @property
+    def available0(self) -> bool:
+        return self.base_available
 
 
 def replicas_of(cs: CloneSet) -> int:
@@ -91,41 +117,92 @@ def exclude_preparing_delete(cs: CloneSet) -> bool:
     return cs.metadata.labels.get(LABEL_EXCLUDE_PREPARING_DELETE) == "true"
 
 
-def pod_infos(cs: CloneSet, pods: Sequence[Pod], update_revision: str, now: datetime) -> list[PodInfo]:
+_MAX_CACHED_CLONESETS = 4096
+_CACHE: OrderedDict[str, dict[int, PodInfo]] = OrderedDict()
+
+
+def pod_facts(pod: Pod) -> PodInfo:
+    """The time-independent facts of one pod (uncached)."""
+    meta = pod.metadata
+    labels = meta.labels
+    revision = labels.get(LABEL_REVISION_HASH, "")
+    since = ready_time(pod)
+    return PodInfo(
+        pod=pod,
+        name=meta.name,
+        uid=meta.uid,
+        active=is_active(pod),
+        revision=revision,
+        revision_short=short_hash(revision),
+        state=lifecycle_state(pod),
+        sd_label=LABEL_SPECIFIED_DELETE in labels,
+        ready=is_ready(pod),
+        base_available=is_ready_lifecycle_aware(pod),
+        ready_since=since.timestamp() if since is not None else None,
+        refresh_noop=refresh_is_noop(pod),
+        has_grace=bool(grace_annotation(pod)),
+    )
+
+
+def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[PodInfo], list[Pod]]:
+    """Active pods' infos for one pass, plus one representative active pod per revision label.
+
+    Pod-only facts are memoised per CloneSet by object identity (``id(pod)`` with an ``is`` check), so a
+    service that keeps its decoded Pod objects between passes pays for unchanged pods only a dict
+    lookup: this is what keeps a 10,000-pod decision within its 20 ms budget. View objects must
+    therefore be treated as immutable (replace a Pod, never mutate it). The memo holds only the pods
+    of each CloneSet's latest pass and at most 4096 CloneSets. The per-pass fields (updated,
+    specified_delete, available) are set by :func:`mark_updated` once the update revision is known.
+    """
+    key = cs.metadata.uid or cs.metadata.name
+    cache = _CACHE.pop(key, None) or {}
+    get = cache.get
+    fresh: dict[int, PodInfo] = {}
+    out: list[PodInfo] = []
+    append = out.append
+    for pod in pods:
+        pid = id(pod)
+        info = get(pid)
+        if info is None or info.pod is not pod:
+            info = pod_facts(pod)
+        fresh[pid] = info
+        if info.active:
+            append(info)
+    _CACHE[key] = fresh
+    while len(_CACHE) > _MAX_CACHED_CLONESETS:
+        _CACHE.popitem(last=False)
+    reps = {i.revision: i.pod for i in out}
+    return out, list(reps.values())
+
+
+def mark_updated(infos: Sequence[PodInfo], update_revision: str, cs: CloneSet, now: datetime) -> None:
+    """Set the per-pass fields: updated (plain revision equality incl. short hash), specified_delete
+    (label or podsToDelete), available (lifecycle-aware, minReadySeconds)."""
+    short = short_hash(update_revision)
     min_ready = cs.spec.min_ready_seconds or 0
     to_delete = set(cs.spec.scale_strategy.pods_to_delete)
-    out: list[PodInfo] = []
-    for pod in pods:
-        meta = pod.metadata
-        labels = meta.labels
-        available = is_available(pod, min_ready, now)
-        available0 = available if min_ready == 0 else is_available(pod, 0, now)
-        out.append(
-            PodInfo(
-                pod=pod,
-                name=meta.name,
-                uid=meta.uid,
-                revision=labels.get("controller-revision-hash", ""),
-                state=lifecycle_state(pod),
-                specified_delete=LABEL_SPECIFIED_DELETE in labels or meta.name in to_delete,
-                ready=is_ready(pod),
-                available=available,
-                available0=available0,
-                updated=is_pod_updated(pod, update_revision),
-            )
-        )
-    return out
+    if not to_delete and min_ready <= 0:
+        for info in infos:
+            info.updated = info.revision == update_revision or info.revision_short == short
+            info.specified_delete = info.sd_label
+            info.available = info.base_available
+        return
+    now_ts = now.timestamp()
+    for info in infos:
+        info.updated = info.revision == update_revision or info.revision_short == short
+        info.specified_delete = info.sd_label or info.name in to_delete
+        if min_ready <= 0:
+            info.available = info.base_available
+        else:
+            since = info.ready_since
+            info.available = info.base_available and since is not None and since + min_ready < now_ts
 
 
-def scaling_updated(gates: FeatureGates) -> Callable[[PodInfo], bool]:
-    """The scale step's "is this pod new?" (PreparingUpdateAsUpdate also counts PreparingUpdate pods)."""
-    if gates.preparing_update_as_update:
-        return lambda i: i.updated or i.state == STATE_PREPARING_UPDATE
-    return lambda i: i.updated
-
-
-def updating_updated(_gates: FeatureGates) -> Callable[[PodInfo], bool]:
-    return lambda i: i.updated
+def pod_infos(cs: CloneSet, pods: Sequence[Pod], update_revision: str, now: datetime) -> list[PodInfo]:
+    """:func:`classify` + :func:`mark_updated` (inactive pods are dropped)."""
+    infos, _ = classify(cs, pods, now)
+    mark_updated(infos, update_revision, cs, now)
+    return infos
 
 
 def calculate(
@@ -133,10 +210,15 @@ def calculate(
     infos: Sequence[PodInfo],
     current_revision: str,
     update_revision: str,
-    is_new: Callable[[PodInfo], bool],
     gates: FeatureGates,
+    *,
+    scaling: bool,
 ) -> ExpectationDiffs:
-    """§4.1 on pre-classified pods (see :func:`calculate_diffs` for the convenient form)."""
+    """§4.1 on pre-classified pods (see :func:`calculate_diffs` for the convenient form).
+
+    ``scaling`` selects the scale step's is-updated predicate: with PreparingUpdateAsUpdate, pods in
+    lifecycle PreparingUpdate count as updated there (never for the update step).
+    """
     replicas = replicas_of(cs)
     partition = partition_of(cs)
     max_unavailable, max_surge = max_unavailable_and_surge(cs.spec.update_strategy, replicas)
@@ -147,8 +229,9 @@ def calculate(
     unavailable_new = unavailable_old = 0
     pre_deleting_new = pre_deleting_old = 0
     new_count = old_count = 0
+    pua = scaling and gates.preparing_update_as_update
     for info in infos:
-        new = is_new(info)
+        new = info.updated or (pua and info.state == STATE_PREPARING_UPDATE)
         if new:
             new_count += 1
         else:
@@ -246,5 +329,4 @@ def calculate_diffs(
 ) -> ExpectationDiffs:
     """§4.1 for ``pods`` (the active pods): ``scaling`` selects the scale step's is-updated predicate."""
     infos = pod_infos(cs, pods, update_revision, now)
-    pred = scaling_updated(gates) if scaling else updating_updated(gates)
-    return calculate(cs, infos, current_revision, update_revision, pred, gates)
+    return calculate(cs, infos, current_revision, update_revision, gates, scaling=scaling)

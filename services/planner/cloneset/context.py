@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
+
 from schemas.cloneset import CloneSet
 from schemas.constants import STRATEGY_IN_PLACE_IF_POSSIBLE, STRATEGY_IN_PLACE_ONLY, STRATEGY_RECREATE
 from schemas.kube import ControllerRevision, Pod, PodTemplateSpec
-from services.planner.cloneset.calc import PodInfo, replicas_of
+from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, calculate, replicas_of
 from services.planner.cloneset.commands import Builder
 from services.planner.cloneset.gates import FeatureGates
+from services.planner.cloneset.inplace import UpdateSpec, calculate_spec, priorities_of
 from services.planner.cloneset.revision import short_hash, template_of
 
 
@@ -31,6 +34,18 @@ class Ctx:
     update_rev: ControllerRevision
     current_rev: ControllerRevision
     _templates: dict[str, PodTemplateSpec | None] = field(default_factory=dict)
+    _priorities: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    _specs: dict[tuple[str, str], UpdateSpec | None] = field(default_factory=dict)
+    _diffs: dict[bool, ExpectationDiffs] = field(default_factory=dict)
+
+    def diffs(self, *, scaling: bool) -> ExpectationDiffs:
+        """§4.1 for this pass; the scale and update predicates only differ under PreparingUpdateAsUpdate."""
+        key = scaling and self.gates.preparing_update_as_update
+        if key not in self._diffs:
+            self._diffs[key] = calculate(
+                self.cs, self.infos, self.current_name, self.update_name, self.gates, scaling=scaling
+            )
+        return self._diffs[key]
 
     @property
     def update_name(self) -> str:
@@ -71,6 +86,28 @@ class Ctx:
             except (ValueError, TypeError):  # foreign/corrupt revision data
                 self._templates[name] = None
         return self._templates[name]
+
+    def priorities(self, rev: ControllerRevision) -> dict[str, int | None]:
+        """Container launch priorities of a revision's template (cached per pass)."""
+        name = rev.metadata.name
+        if name not in self._priorities:
+            self._priorities[name] = priorities_of(self.template(rev))
+        return self._priorities[name]
+
+    def inplace_spec(self, old: ControllerRevision | None, new: ControllerRevision) -> UpdateSpec | None:
+        """§5.7 between two revisions, computed once per pair per pass; callers get their own copy."""
+        key = (old.metadata.name if old is not None else "", new.metadata.name)
+        if key not in self._specs:
+            self._specs[key] = calculate_spec(
+                old,
+                new,
+                self.template(old),
+                self.template(new),
+                grace_seconds=self.grace_seconds,
+                gates=self.gates,
+            )
+        spec = self._specs[key]
+        return msgspec.structs.replace(spec) if spec is not None else None
 
     def revision_for_label(self, label: str) -> ControllerRevision | None:
         """The revision a pod's ``controller-revision-hash`` names (full name or short hash)."""

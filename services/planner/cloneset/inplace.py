@@ -37,8 +37,11 @@ from schemas.constants import (
     CONDITION_CONTAINERS_READY,
     CONDITION_INPLACE_UPDATE_READY,
     CONDITION_READY,
+    LABEL_LIFECYCLE_STATE,
+    LABEL_POD_TEMPLATE_HASH,
     REASON_READINESS_GATES_NOT_READY,
     REASON_START_INPLACE_UPDATE,
+    STATE_NORMAL,
 )
 from schemas.kube import ControllerRevision, JsonObject, Pod, PodTemplateSpec
 from services.planner.cloneset.gates import FeatureGates
@@ -609,3 +612,25 @@ def start_update(
         patch.set_annotation(ANNOTATION_INPLACE_STATE, encode_json(state))
         patch.set_annotation(ANNOTATION_INPLACE_GRACE, encode_json(spec))
     return patch
+
+
+def refresh_is_noop(pod: Pod) -> bool:
+    """True when the update step's refresh (in-place §5.5, lifecycle §7, back-fill) has nothing to do.
+
+    Depends only on the pod object (a later kubelet or user change produces a new object), so it can be
+    memoised per pod: in a settled 10,000-pod CloneSet almost every pod is skipped by this test.
+    """
+    labels = pod.metadata.labels
+    if LABEL_POD_TEMPLATE_HASH not in labels:
+        return False
+    if labels.get(LABEL_LIFECYCLE_STATE, "") not in ("", STATE_NORMAL):
+        return False
+    if grace_annotation(pod):
+        return False
+    state = read_state(pod)
+    if state is not None:
+        if not containers_completed(pod, state):
+            return True
+        if state.next_container_images or state.next_container_ref_metadata:
+            return False
+    return not ready_condition_needed(pod)

@@ -38,7 +38,7 @@ from schemas.constants import (
     REASON_PROGRESS_DEADLINE_EXCEEDED,
 )
 from schemas.kube import ControllerRevision, JsonObject
-from services.planner.cloneset.calc import pod_infos
+from services.planner.cloneset.calc import classify, mark_updated
 from services.planner.cloneset.commands import (
     VERB_INVALID_SPEC,
     VERB_PODS_TO_DELETE_TRUNCATE,
@@ -54,7 +54,7 @@ from services.planner.cloneset.commands import (
 from services.planner.cloneset.conditions import get_condition, progressing, set_condition
 from services.planner.cloneset.context import Ctx
 from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
-from services.planner.cloneset.podstate import available_in, is_active
+from services.planner.cloneset.podstate import available_in
 from services.planner.cloneset.revision import owned_revisions, select_revisions
 from services.planner.cloneset.scale import scale_step
 from services.planner.cloneset.status import compute_status, needs_write, status_json
@@ -72,17 +72,20 @@ def plan_cloneset(view: CloneSetView, *, now: datetime, gates: FeatureGates = DE
     """One reconcile pass over ``view`` at time ``now`` (UTC-aware; naive is taken as UTC)."""
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     cs = view.cloneset
-    errors = validate_cloneset(cs, old=view.previous, pods=view.pods, gates=gates)
+    # pods only matter to validation for podsToDelete (skip building its name index otherwise)
+    pods_for_validation = view.pods if cs.spec.scale_strategy.pods_to_delete else []
+    errors = validate_cloneset(cs, old=view.previous, pods=pods_for_validation, gates=gates)
     if errors:
         return _invalid_spec(cs, errors, now)
 
-    active = [p for p in view.pods if is_active(p)]
-    sel = select_revisions(cs, view.revisions, active)
+    infos, representatives = classify(cs, view.pods, now)
+    # history truncation only needs the set of revision labels in use: one pod per label suffices
+    sel = select_revisions(cs, view.revisions, representatives)
     update_name = sel.update.metadata.name
+    mark_updated(infos, update_name, cs, now)
     b = Builder(cs, now, trace_id=rollout_trace_id(cs.metadata.uid, update_name))
     history = [r for r in owned_revisions(cs, view.revisions) if r.metadata.name != update_name]
     history.append(sel.update)
-    infos = pod_infos(cs, active, update_name, now)
     ctx = Ctx(
         cs=cs,
         now=now,

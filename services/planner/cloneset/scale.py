@@ -34,7 +34,7 @@ from schemas.constants import (
 from schemas.kube import ControllerRevision, JsonObject, Pod
 from schemas.messages import ApiOp, CreateOp, DeleteOp, Resource
 from services.planner.cloneset import lifecycle as lc
-from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, calculate, scaling_updated
+from services.planner.cloneset.calc import ExpectationDiffs, PodInfo
 from services.planner.cloneset.commands import VERB_CREATE, VERB_DELETE, VERB_LIFECYCLE, kube_event
 from services.planner.cloneset.context import Ctx
 from services.planner.cloneset.instance_ids import generate_ids
@@ -53,7 +53,6 @@ def reusable_pvc_ids(ctx: Ctx) -> list[str]:
 
 def scale_step(ctx: Ctx) -> bool:
     """Run §4.2; returns True if anything was written (then the update step is skipped)."""
-    cs = ctx.cs
     infos = ctx.infos
     specified = [i for i in infos if i.specified_delete]
     pre_delete = [i for i in infos if i.state == STATE_PREPARING_DELETE]
@@ -64,7 +63,7 @@ def scale_step(ctx: Ctx) -> bool:
         return True
 
     # 2. numbers
-    diffs = calculate(cs, infos, ctx.current_name, ctx.update_name, scaling_updated(ctx.gates), ctx.gates)
+    diffs = ctx.diffs(scaling=True)
     if diffs.scale_up_num > diffs.scale_up_limit:
         msg = f"scaleUp is limited because of scaleStrategy.maxUnavailable, limit: {diffs.scale_up_limit}"
         ctx.b.event("scale-up-limited", msg, reason=EVENT_SCALE_UP_LIMITED)

@@ -20,6 +20,7 @@ Invariant support: every in-place command tests the pod's current revision label
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from schemas.constants import (
     ANNOTATION_INPLACE_GRACE,
@@ -42,7 +43,7 @@ from schemas.kube import ControllerRevision, Pod
 from schemas.messages import ApiOp
 from services.planner.cloneset import inplace
 from services.planner.cloneset import lifecycle as lc
-from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, calculate, updating_updated
+from services.planner.cloneset.calc import ExpectationDiffs, PodInfo
 from services.planner.cloneset.commands import (
     VERB_BACKFILL,
     VERB_INPLACE_REFRESH,
@@ -54,7 +55,7 @@ from services.planner.cloneset.context import Ctx
 from services.planner.cloneset.podpatch import PodPatch
 from services.planner.cloneset.revision import short_hash
 from services.planner.cloneset.scale import lifecycle_command
-from services.planner.cloneset.sort import sort_update_candidates
+from services.planner.cloneset.sort import active_pods_key, sort_update_candidates
 
 
 @dataclass(slots=True)
@@ -70,9 +71,7 @@ def update_step(ctx: Ctx) -> UpdateOutcome:
     try:
         if modified or ctx.cs.spec.update_strategy.paused:
             return out
-        diffs = calculate(
-            ctx.cs, ctx.infos, ctx.current_name, ctx.update_name, updating_updated(ctx.gates), ctx.gates
-        )
+        diffs = ctx.diffs(scaling=False)
         if diffs.update_num == 0:
             return out
         target = ctx.update_rev if diffs.update_num > 0 else ctx.current_rev
@@ -97,9 +96,11 @@ def refresh_all(ctx: Ctx, pending_ready: dict[str, Pod]) -> bool:
     modified = False
     cs = ctx.cs
     for info in ctx.infos:
+        if info.refresh_noop:
+            continue
         pod = info.pod
         rev = ctx.revision_for_label(info.revision)
-        priorities = inplace.priorities_of(ctx.template(rev) or ctx.template(ctx.update_rev))
+        priorities = ctx.priorities(rev or ctx.update_rev)
         grace = inplace.read_grace(pod) if inplace.grace_annotation(pod) else None
         matches = grace is not None and (
             info.revision == grace.revision or short_hash(info.revision) == short_hash(grace.revision)
@@ -197,15 +198,39 @@ def choose_updates(ctx: Ctx, diffs: ExpectationDiffs, target: ControllerRevision
             continue
         if info.state == STATE_PREPARING_DELETE:
             continue
-        if info.state != STATE_UPDATED and inplace.grace_annotation(info.pod):
+        if info.has_grace and info.state != STATE_UPDATED:
             continue
         candidates.append(info)
     if not candidates:
         return []
-    by_uid = {i.uid or i.name: i for i in candidates}
-    ordered = sort_update_candidates([i.pod for i in candidates], ctx.cs, [i.pod for i in ctx.infos], ctx.now)
-    candidates = [by_uid[p.metadata.uid or p.metadata.name] for p in ordered]
-    return limit_updates(ctx, diffs, candidates, target)
+    # limit_updates accepts a prefix of at most K candidates (every accepted pod consumes the
+    # target-revision budget), so only the first K of the order are needed.
+    tname, tshort = target.metadata.name, short_hash(target.metadata.name)
+    target_unavailable = sum(
+        1 for i in ctx.infos if not i.available and (i.revision == tname or i.revision_short == tshort)
+    )
+    k = min(abs(diffs.update_num), max(diffs.update_max_unavailable - target_unavailable, 0))
+    if k == 0:
+        return []
+    return limit_updates(ctx, diffs, order_candidates(ctx, candidates, k), target)
+
+
+_SORT_KEY = attrgetter("sort_key")
+
+
+def order_candidates(ctx: Ctx, candidates: list[PodInfo], k: int | None = None) -> list[PodInfo]:
+    """§5.2 order. Without priority/scatter strategies this is ActivePods order with PreparingUpdate
+    pods first, using the per-pod memoised ActivePods key (the sort of thousands of candidates is on
+    the rollout's hot path); otherwise ``sort.sort_update_candidates`` does the whole composition."""
+    strategy = ctx.cs.spec.update_strategy
+    if strategy.priority_strategy is None and strategy.scatter_strategy is None:
+        for info in candidates:
+            if info.sort_key is None:  # memoised with the pod's other facts
+                info.sort_key = (0 if info.state == STATE_PREPARING_UPDATE else 1, active_pods_key(info.pod))
+        return sorted(candidates, key=_SORT_KEY)[:k]
+    by_pod = {id(i.pod): i for i in candidates}
+    pods = sort_update_candidates([i.pod for i in candidates], ctx.cs, [i.pod for i in ctx.infos], ctx.now)
+    return [by_pod[id(p)] for p in pods]
 
 
 def limit_updates(
@@ -243,14 +268,7 @@ def update_pod(ctx: Ctx, info: PodInfo, target: ControllerRevision) -> str:
     pod = info.pod
     if ctx.in_place:
         old_rev = ctx.revision_for_label(info.revision)
-        spec = inplace.calculate_spec(
-            old_rev,
-            target,
-            ctx.template(old_rev),
-            ctx.template(target),
-            grace_seconds=ctx.grace_seconds,
-            gates=ctx.gates,
-        )
+        spec = ctx.inplace_spec(old_rev, target)
         if spec is not None:
             life = cs.spec.lifecycle
             state = info.state
@@ -295,7 +313,7 @@ def start_in_place(ctx: Ctx, info: PodInfo, target: ControllerRevision, spec: in
     rname = target.metadata.name
     label_value = ctx.revision_label_value(target)
     spec.revision = label_value
-    priorities = inplace.priorities_of(ctx.template(target))
+    priorities = ctx.priorities(target)
     patch = inplace.start_update(pod, spec, label_value, short_hash(rname), priorities, ctx.now)
     lc.set_state(patch, STATE_UPDATING, ctx.now)
     ops: list[ApiOp] = []
