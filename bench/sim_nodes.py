@@ -26,30 +26,48 @@ async def run(n: int, nodes: int, events: bool) -> None:
         pods = c.store.rt("pods")
         t0 = time.perf_counter()
         for i in range(n):
-            c.store.create(pods, "default", {"metadata": {"name": f"p-{i}", "labels": {"app": "b"}},
-                                             "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}]}})
+            c.store.create(
+                pods,
+                "default",
+                {
+                    "metadata": {"name": f"p-{i}", "labels": {"app": "b"}},
+                    "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}]},
+                },
+            )
             if i % 500 == 0:
                 await asyncio.sleep(0)
         t1 = time.perf_counter()
-        await c.wait_for(lambda: sum(1 for p in c.store.list(pods, "default")[0] if ready(p)) == n,
-                         timeout=300, interval=0.2)
+        await c.wait_for(
+            lambda: sum(1 for p in c.store.list(pods, "default")[0] if ready(p)) == n,
+            timeout=300,
+            interval=0.2,
+        )
         t2 = time.perf_counter()
         print(f"{n} pods on {nodes} nodes: created in {t1 - t0:.2f}s, all Ready after {t2 - t0:.2f}s")
         for i in range(n):
-            c.store.patch(pods, "default", f"p-{i}", STRATEGIC_PATCH,
-                          {"spec": {"containers": [{"name": "main", "image": "nginx:1.26"}]}})
+            c.store.patch(
+                pods,
+                "default",
+                f"p-{i}",
+                STRATEGIC_PATCH,
+                {"spec": {"containers": [{"name": "main", "image": "nginx:1.26"}]}},
+            )
             if i % 500 == 0:
                 await asyncio.sleep(0)
         t3 = time.perf_counter()
 
         def restarted() -> bool:
-            return all((p["status"].get("containerStatuses") or [{}])[0].get("restartCount") == 1 and ready(p)
-                       for p in c.store.list(pods, "default")[0])
+            return all(
+                (p["status"].get("containerStatuses") or [{}])[0].get("restartCount") == 1 and ready(p)
+                for p in c.store.list(pods, "default")[0]
+            )
 
         await c.wait_for(restarted, timeout=300, interval=0.2)
         t4 = time.perf_counter()
-        print(f"in-place image update of {n} pods: patched in {t3 - t2:.2f}s, all restarted+Ready after "
-              f"{t4 - t2:.2f}s; store rv={c.store.rv}")
+        print(
+            f"in-place image update of {n} pods: patched in {t3 - t2:.2f}s, all restarted+Ready after "
+            f"{t4 - t2:.2f}s; store rv={c.store.rv}"
+        )
 
 
 def main() -> None:

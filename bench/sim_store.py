@@ -16,11 +16,24 @@ from sim.store import MERGE_PATCH, STRATEGIC_PATCH, Store
 
 
 def pod(i: int) -> dict[str, object]:
-    return {"metadata": {"name": f"pod-{i}", "labels": {"app": f"cs-{i % 100}", "controller-revision-hash": "r1"},
-                         "ownerReferences": [{"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
-                                              "name": f"cs-{i % 100}", "uid": f"owner-{i % 100}"}]},
-            "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}],
-                     "readinessGates": [{"conditionType": "InPlaceUpdateReady"}]}}
+    return {
+        "metadata": {
+            "name": f"pod-{i}",
+            "labels": {"app": f"cs-{i % 100}", "controller-revision-hash": "r1"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps.kruise.io/v1alpha1",
+                    "kind": "CloneSet",
+                    "name": f"cs-{i % 100}",
+                    "uid": f"owner-{i % 100}",
+                }
+            ],
+        },
+        "spec": {
+            "containers": [{"name": "main", "image": "nginx:1.25"}],
+            "readinessGates": [{"conditionType": "InPlaceUpdateReady"}],
+        },
+    }
 
 
 async def run(n: int) -> None:
@@ -35,9 +48,14 @@ async def run(n: int) -> None:
     t1 = time.perf_counter()
     print(f"create   {n} pods: {t1 - t0:.2f}s ({n / (t1 - t0):,.0f}/s)")
     for i in range(0, n, 10):
-        store.patch(pods, "default", f"pod-{i}", STRATEGIC_PATCH,
-                    {"status": {"conditions": [{"type": "InPlaceUpdateReady", "status": "True"}]}},
-                    subresource="status")
+        store.patch(
+            pods,
+            "default",
+            f"pod-{i}",
+            STRATEGIC_PATCH,
+            {"status": {"conditions": [{"type": "InPlaceUpdateReady", "status": "True"}]}},
+            subresource="status",
+        )
         if len(watcher.queue) > 10000:
             watcher.queue.clear()
     t2 = time.perf_counter()

@@ -105,3 +105,4 @@ REASON_PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
 REASON_CLONESET_UPDATED: Final = "CloneSetUpdated"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
 MAX_INT32: Final = 2**31 - 1
+ANNOTATION_RUNTIME_CONTAINERS_META: Final = "apps.kruise.io/runtime-containers-meta"  # written by kruise-daemon

@@ -357,7 +357,9 @@ class Bus:
         delay = 0.05
         for attempt in range(1, self.publish_attempts + 1):
             try:
-                return await self.js.publish(subject, payload, headers=headers)
+                ack = await self.js.publish(subject, payload, headers=headers)
+                _reraise_swallowed_cancel()
+                return ack
             except TRANSIENT_NATS_ERRORS as err:
                 if attempt == self.publish_attempts:
                     raise TransientError(
@@ -773,6 +775,19 @@ async def _settle(aw: Awaitable[Any]) -> None:
         pass  # the handler settled it itself
     except Exception as err:  # lost connection: the server redelivers after ack_wait
         log.warning("could not settle message: %r", err)
+
+
+def _reraise_swallowed_cancel() -> None:
+    """Re-raise a cancellation that nats-py's request lost.
+
+    nats-py waits for the server's reply with `asyncio.wait_for`, which on CPython 3.11 returns the
+    result instead of raising when the task is cancelled in the same loop iteration as the reply
+    arrives (fixed in 3.12). The cancel request is still counted by `Task.cancelling()`, so a
+    service being shut down would otherwise publish on and never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _cancel(fut: asyncio.Future[Any] | None) -> None:

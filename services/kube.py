@@ -322,7 +322,7 @@ class Kube:
             "GET", resource_path(resource, namespace), query=query,
             timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=timeout_seconds + 60),
         )
-        async with resp:
+        try:  # no `async with`: its exit awaits a clean close, which can hang when cancelled mid-stream
             if resp.status != 200:
                 raise _error_for(resp.status, await resp.read(), resp.headers)
             try:
@@ -336,3 +336,5 @@ class Kube:
                     yield ev
             except (TimeoutError, aiohttp.ClientError) as e:
                 raise KubeServerError(0, f"watch stream broke: {type(e).__name__}: {e}") from None
+        finally:
+            resp.close()

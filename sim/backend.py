@@ -54,9 +54,16 @@ class StoreBackend:
         if self.store.try_get(self.nodes, "", name) is None:
             self.store.create(self.nodes, "", node)
         else:
-            self.store.patch(self.nodes, "", name, STRATEGIC_PATCH, {"metadata": node["metadata"],
-                                                                     "spec": node.get("spec", {})})
-        self.store.patch(self.nodes, "", name, STRATEGIC_PATCH, {"status": node["status"]}, subresource="status")
+            self.store.patch(
+                self.nodes,
+                "",
+                name,
+                STRATEGIC_PATCH,
+                {"metadata": node["metadata"], "spec": node.get("spec", {})},
+            )
+        self.store.patch(
+            self.nodes, "", name, STRATEGIC_PATCH, {"status": node["status"]}, subresource="status"
+        )
 
     async def patch_node_status(self, name: str, patch: dict[str, Any]) -> None:
         self.store.patch(self.nodes, "", name, STRATEGIC_PATCH, patch, subresource="status")
@@ -89,8 +96,14 @@ class HttpBackend:
     the caller builds (e.g. from a kubeconfig).
     """
 
-    def __init__(self, server: str, *, session: aiohttp.ClientSession | None = None,
-                 headers: dict[str, str] | None = None, ssl: Any = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        headers: dict[str, str] | None = None,
+        ssl: Any = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self._session = session
         self._own_session = session is None
@@ -106,17 +119,30 @@ class HttpBackend:
         if self._own_session and self._session is not None:
             await self._session.close()
 
-    async def _req(self, method: str, path: str, body: Any = None, ctype: str = "application/json",
-                   params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _req(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        ctype: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         s = await self.session()
         data = None if body is None else json.dumps(body)
-        async with s.request(method, self.server + path, data=data, params=params, ssl=self.ssl,
-                             headers={"Content-Type": ctype, "Accept": "application/json"}) as r:
+        async with s.request(
+            method,
+            self.server + path,
+            data=data,
+            params=params,
+            ssl=self.ssl,
+            headers={"Content-Type": ctype, "Accept": "application/json"},
+        ) as r:
             text = await r.text()
             payload = json.loads(text) if text else {}
             if r.status >= 400:
-                raise ApiError(r.status, payload.get("reason", ""), payload.get("message", text),
-                               payload.get("details"))
+                raise ApiError(
+                    r.status, payload.get("reason", ""), payload.get("message", text), payload.get("details")
+                )
             return payload
 
     async def _watch(self, path: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -126,10 +152,18 @@ class HttpBackend:
             yield "ADDED", o
         rv = lst["metadata"]["resourceVersion"]
         while True:
-            params = {"watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true",
-                      "timeoutSeconds": "300"}
-            async with s.get(self.server + path, params=params, ssl=self.ssl,
-                             timeout=aiohttp.ClientTimeout(total=None, sock_read=400)) as r:
+            params = {
+                "watch": "true",
+                "resourceVersion": rv,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": "300",
+            }
+            async with s.get(
+                self.server + path,
+                params=params,
+                ssl=self.ssl,
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=400),
+            ) as r:
                 if r.status >= 400:
                     raise ApiError(r.status, "", await r.text())
                 async for line in r.content:
@@ -165,14 +199,28 @@ class HttpBackend:
         return await self._req("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status", patch, STRATEGIC_PATCH)
 
     async def delete_pod(self, ns: str, name: str, uid: str) -> None:
-        await self._req("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}",
-                        {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                         "preconditions": {"uid": uid}})
+        await self._req(
+            "DELETE",
+            f"/api/v1/namespaces/{ns}/pods/{name}",
+            {
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "gracePeriodSeconds": 0,
+                "preconditions": {"uid": uid},
+            },
+        )
 
     async def bind(self, ns: str, name: str, node: str) -> None:
-        await self._req("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding",
-                        {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-                         "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+        await self._req(
+            "POST",
+            f"/api/v1/namespaces/{ns}/pods/{name}/binding",
+            {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            },
+        )
 
     async def create_event(self, ns: str, event: dict[str, Any]) -> None:
         await self._req("POST", f"/api/v1/namespaces/{ns}/events", event)
@@ -185,5 +233,13 @@ class HttpBackend:
         except ApiError as e:
             if e.code != 404:
                 raise
-            await self._req("POST", path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                           "metadata": {"name": node}, "spec": spec})
+            await self._req(
+                "POST",
+                path,
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": node},
+                    "spec": spec,
+                },
+            )

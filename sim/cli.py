@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from sim.cluster import SimCluster
 from sim.faults import Faults
@@ -17,28 +18,41 @@ from sim.nodes import NodeConfig
 
 
 def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="kruisebus embedded cluster: a Kubernetes API server "
-                                "emulator with simulated nodes and a scheduler. `%(prog)s nodes --help`: "
-                                "simulated nodes for an existing API server.")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="kruisebus embedded cluster: a Kubernetes API server "
+        "emulator with simulated nodes and a scheduler. `%(prog)s nodes --help`: "
+        "simulated nodes for an existing API server.",
+    )
     p.add_argument("--nodes", type=int, default=3, help="number of simulated nodes (sim-node-0..N-1)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
     p.add_argument("--port", type=int, default=0, help="port (0: chosen by the OS)")
     p.add_argument("--kubeconfig", type=Path, default=None, help="where to write the kubeconfig")
-    p.add_argument("--pull-delay", type=float, default=None,
-                   help="seconds per image pull (default: image size / bandwidth = 0.2 s)")
+    p.add_argument(
+        "--pull-delay",
+        type=float,
+        default=None,
+        help="seconds per image pull (default: image size / bandwidth = 0.2 s)",
+    )
     p.add_argument("--bandwidth", type=float, default=250.0, help="node download bandwidth, MB/s")
     p.add_argument("--image-size", type=float, default=50.0, help="default image size, MB")
     p.add_argument("--start-delay", type=float, default=0.1, help="container start time, seconds")
     p.add_argument("--max-pods", type=int, default=110, help="pods per node (allocatable)")
     p.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds between watch BOOKMARKs")
-    p.add_argument("--watch-history", type=int, default=10000,
-                   help="events kept per resource for watch resume (older resourceVersions get 410)")
+    p.add_argument(
+        "--watch-history",
+        type=int,
+        default=10000,
+        help="events kept per resource for watch resume (older resourceVersions get 410)",
+    )
     p.add_argument("--no-events", action="store_true", help="do not write kubelet/scheduler Events")
     p.add_argument("--no-scheduler", action="store_true", help="leave pending pods unbound")
     p.add_argument("--crd-dir", type=Path, default=None, help="CRD YAML directory (default: the chart's)")
     p.add_argument("--fault-latency", type=float, default=0.0, help="seconds added to every request")
     p.add_argument("--fault-error-rate", type=float, default=0.0, help="probability a request fails")
-    p.add_argument("--fault-error-codes", default="500", help="comma-separated codes for failures (409,429,500)")
+    p.add_argument(
+        "--fault-error-codes", default="500", help="comma-separated codes for failures (409,429,500)"
+    )
     p.add_argument("--fault-watch-cut-after", type=int, default=None, help="close watches after N events")
     p.add_argument("--log-level", default="WARNING")
     return p
@@ -51,14 +65,27 @@ def cluster_from_args(args: argparse.Namespace) -> SimCluster:
         error_codes=[int(c) for c in args.fault_error_codes.split(",") if c.strip()],
         watch_cut_after=args.fault_watch_cut_after,
     )
-    cfg = NodeConfig(pull_delay=args.pull_delay, bandwidth_mb_s=args.bandwidth,
-                     default_image_size_mb=args.image_size, start_delay=args.start_delay,
-                     max_pods=args.max_pods, events=not args.no_events)
+    cfg = NodeConfig(
+        pull_delay=args.pull_delay,
+        bandwidth_mb_s=args.bandwidth,
+        default_image_size_mb=args.image_size,
+        start_delay=args.start_delay,
+        max_pods=args.max_pods,
+        events=not args.no_events,
+    )
     kubeconfig = args.kubeconfig or Path.cwd() / "kruisebus-sim.kubeconfig"
-    return SimCluster(nodes=args.nodes, host=args.host, port=args.port, node_config=cfg,
-                      bookmark_interval=args.bookmark_interval, watch_history=args.watch_history,
-                      faults=faults, crd_dir=args.crd_dir, scheduler=not args.no_scheduler,
-                      kubeconfig_path=kubeconfig)
+    return SimCluster(
+        nodes=args.nodes,
+        host=args.host,
+        port=args.port,
+        node_config=cfg,
+        bookmark_interval=args.bookmark_interval,
+        watch_history=args.watch_history,
+        faults=faults,
+        crd_dir=args.crd_dir,
+        scheduler=not args.no_scheduler,
+        kubeconfig_path=kubeconfig,
+    )
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -71,22 +98,37 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     await cluster.start()
     try:
-        print(json.dumps({"url": cluster.url, "kubeconfig": str(cluster.kubeconfig_path.resolve()),
-                          "context": "kruisebus-sim", "nodes": args.nodes}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "url": cluster.url,
+                    "kubeconfig": str(cluster.kubeconfig_path.resolve()),
+                    "context": "kruisebus-sim",
+                    "nodes": args.nodes,
+                }
+            ),
+            flush=True,
+        )
         await stop.wait()
     finally:
         await cluster.stop()
 
 
 def build_nodes_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"{prog} nodes", description="Give an existing API server simulated "
-                                "nodes (kwok-style kubelets) through its public API.")
+    p = argparse.ArgumentParser(
+        prog=f"{prog} nodes",
+        description="Give an existing API server simulated "
+        "nodes (kwok-style kubelets) through its public API.",
+    )
     p.add_argument("--kubeconfig", type=Path, required=True)
     p.add_argument("--context", default=None)
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--name-prefix", default="sim-node-")
-    p.add_argument("--scheduler", action="store_true",
-                   help="also bind pending pods (only for API servers without a scheduler)")
+    p.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="also bind pending pods (only for API servers without a scheduler)",
+    )
     p.add_argument("--pull-delay", type=float, default=None)
     p.add_argument("--start-delay", type=float, default=0.1)
     p.add_argument("--max-pods", type=int, default=110)
@@ -100,10 +142,15 @@ async def serve_nodes(args: argparse.Namespace) -> None:
     from sim.nodes import NodeFleet
 
     backend = backend_from_kubeconfig(args.kubeconfig, args.context)
-    cfg = NodeConfig(pull_delay=args.pull_delay, start_delay=args.start_delay, max_pods=args.max_pods,
-                     events=not args.no_events)
-    fleet = NodeFleet(backend, args.count, cfg, scheduler=args.scheduler, name_prefix=args.name_prefix,
-                      heartbeat=10.0)
+    cfg = NodeConfig(
+        pull_delay=args.pull_delay,
+        start_delay=args.start_delay,
+        max_pods=args.max_pods,
+        events=not args.no_events,
+    )
+    fleet = NodeFleet(
+        backend, args.count, cfg, scheduler=args.scheduler, name_prefix=args.name_prefix, heartbeat=10.0
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,12 +168,27 @@ def cli_main(argv: list[str] | None = None, prog: str = "python -m sim") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["nodes"]:
         nargs = build_nodes_parser(prog).parse_args(argv[1:])
-        logging.basicConfig(level=nargs.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        asyncio.run(serve_nodes(nargs))
+        logging.basicConfig(
+            level=nargs.log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        _run(serve_nodes(nargs))
         return 0
     args = build_parser(prog).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _run(serve(args))
     return 0
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but the sim does not need it
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)

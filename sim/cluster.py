@@ -23,10 +23,14 @@ CONTEXT = "kruisebus-sim"
 
 def kubeconfig_dict(url: str, namespace: str = "default") -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
         "clusters": [{"name": CONTEXT, "cluster": {"server": url}}],
         "users": [{"name": CONTEXT, "user": {}}],
-        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace}}],
+        "contexts": [
+            {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace}}
+        ],
         "current-context": CONTEXT,
     }
 
@@ -41,12 +45,26 @@ class SimCluster:
     `node_heartbeat` (seconds between node Lease renewals / Ready heartbeats; default off).
     """
 
-    def __init__(self, nodes: int = 3, tmpdir: str | Path | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0, node_config: NodeConfig | None = None, pull_delay: float | None = None,
-                 start_delay: float | None = None, bookmark_interval: float = 1.0, watch_history: int = 10000,
-                 faults: Faults | None = None, crd_dir: str | Path | None = None, scheduler: bool = True,
-                 kubeconfig_path: str | Path | None = None, gc_dangling: bool = True,
-                 events: bool | None = None, node_heartbeat: float | None = None) -> None:
+    def __init__(
+        self,
+        nodes: int = 3,
+        tmpdir: str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        node_config: NodeConfig | None = None,
+        pull_delay: float | None = None,
+        start_delay: float | None = None,
+        bookmark_interval: float = 1.0,
+        watch_history: int = 10000,
+        faults: Faults | None = None,
+        crd_dir: str | Path | None = None,
+        scheduler: bool = True,
+        kubeconfig_path: str | Path | None = None,
+        gc_dangling: bool = True,
+        events: bool | None = None,
+        node_heartbeat: float | None = None,
+    ) -> None:
         self.node_count = nodes
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if tmpdir is None and kubeconfig_path is None:
@@ -64,11 +82,18 @@ class SimCluster:
             cfg.events = events
         self.node_config = cfg
         self.faults = faults or Faults()
-        self.store = Store(crd_dir=Path(crd_dir) if crd_dir else None, watch_history=watch_history,
-                           gc_dangling=gc_dangling)
-        self.fleet = NodeFleet(StoreBackend(self.store), nodes, cfg, scheduler=scheduler, heartbeat=node_heartbeat)
-        self.api = ApiServer(self.store, faults=self.faults, bookmark_interval=bookmark_interval,
-                             node_routes=self._node_routes())
+        self.store = Store(
+            crd_dir=Path(crd_dir) if crd_dir else None, watch_history=watch_history, gc_dangling=gc_dangling
+        )
+        self.fleet = NodeFleet(
+            StoreBackend(self.store), nodes, cfg, scheduler=scheduler, heartbeat=node_heartbeat
+        )
+        self.api = ApiServer(
+            self.store,
+            faults=self.faults,
+            bookmark_interval=bookmark_interval,
+            node_routes=self._node_routes(),
+        )
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -79,14 +104,15 @@ class SimCluster:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> SimCluster:
-        self._runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self.api.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server: Any = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
         await self.fleet.start()
         self.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +153,13 @@ class SimCluster:
 
         return ApiClient(self.client_configuration())
 
-    async def wait_for(self, predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0,
-                       interval: float = 0.02, message: str = "condition") -> Any:
+    async def wait_for(
+        self,
+        predicate: Callable[[], Any | Awaitable[Any]],
+        timeout: float = 10.0,
+        interval: float = 0.02,
+        message: str = "condition",
+    ) -> Any:
         """Poll `predicate` (sync or async) until truthy; returns its value, raises TimeoutError at the deadline."""
         deadline = time.monotonic() + timeout
         while True:
@@ -145,8 +176,12 @@ class SimCluster:
 
     def _node_routes(self) -> list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
         async def list_nodes(request: web.Request) -> web.Response:
-            return json_response([{"name": k.name, "images": sorted(k.images), "pods": len(k.pods),
-                                   "pulls": k.pull_count} for k in self.kubelets.values()])
+            return json_response(
+                [
+                    {"name": k.name, "images": sorted(k.images), "pods": len(k.pods), "pulls": k.pull_count}
+                    for k in self.kubelets.values()
+                ]
+            )
 
         async def images(request: web.Request) -> web.Response:
             k = self.kubelets.get(request.match_info["node"])
@@ -162,5 +197,8 @@ class SimCluster:
             iid = await k.pull_image(str(body["image"]))
             return json_response({"image": body["image"], "imageID": iid})
 
-        return [("GET", "/sim/nodes", list_nodes), ("GET", "/sim/nodes/{node}/images", images),
-                ("POST", "/sim/nodes/{node}/images", pull)]
+        return [
+            ("GET", "/sim/nodes", list_nodes),
+            ("GET", "/sim/nodes/{node}/images", images),
+            ("POST", "/sim/nodes/{node}/images", pull),
+        ]

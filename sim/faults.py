@@ -77,15 +77,33 @@ class Faults:
             return None
         code = self._rng.choice(self.error_codes or [500])
         if code == 409:
-            return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has '
-                            "been modified; please apply your changes to the latest version and try again "
-                            "(injected fault)", {"name": name, "kind": plural})
+            return ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {plural} "{name}": the object has '
+                "been modified; please apply your changes to the latest version and try again "
+                "(injected fault)",
+                {"name": name, "kind": plural},
+            )
         if code == 429:
-            return ApiError(429, "TooManyRequests", "Too many requests: injected fault, please try again later",
-                            {"retryAfterSeconds": self.retry_after}, {"Retry-After": str(self.retry_after)})
+            return ApiError(
+                429,
+                "TooManyRequests",
+                "Too many requests: injected fault, please try again later",
+                {"retryAfterSeconds": self.retry_after},
+                {"Retry-After": str(self.retry_after)},
+            )
         if code == 503:
-            return ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request "
-                            "(injected fault)", {"retryAfterSeconds": self.retry_after},
-                            {"Retry-After": str(self.retry_after)})
-        return ApiError(code, "InternalError", "Internal error occurred: injected fault",
-                        {"causes": [{"message": "injected fault"}]})
+            return ApiError(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request (injected fault)",
+                {"retryAfterSeconds": self.retry_after},
+                {"Retry-After": str(self.retry_after)},
+            )
+        return ApiError(
+            code,
+            "InternalError",
+            "Internal error occurred: injected fault",
+            {"causes": [{"message": "injected fault"}]},
+        )

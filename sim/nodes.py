@@ -59,8 +59,8 @@ class NodeConfig:
 
 
 class Backend(Protocol):
-    async def watch_pods(self) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
-    async def watch_nodes(self) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+    def watch_pods(self) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+    def watch_nodes(self) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
     async def upsert_node(self, node: dict[str, Any]) -> None: ...
     async def patch_node_status(self, name: str, patch: dict[str, Any]) -> None: ...
     async def patch_pod_status(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
@@ -93,6 +93,8 @@ class PodState:
     terminating: asyncio.Task[None] | None = None
     start_time: str = field(default_factory=now_iso)
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    init_done: dict[str, Container] = field(default_factory=dict)  # init containers that completed
+    initialized: bool = False
 
 
 def _cond(conds: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
@@ -127,29 +129,56 @@ class Kubelet:
     # ---------------------------------------------------------------- node object
 
     def node_object(self) -> dict[str, Any]:
-        cap = {"cpu": self.cfg.cpu, "memory": self.cfg.memory, "pods": str(self.cfg.max_pods),
-               "ephemeral-storage": "100Gi"}
+        cap = {
+            "cpu": self.cfg.cpu,
+            "memory": self.cfg.memory,
+            "pods": str(self.cfg.max_pods),
+            "ephemeral-storage": "100Gi",
+        }
         return {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.name, "labels": {
-                "kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64", "type": "kruisebus-sim"}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {
+                    "kubernetes.io/hostname": self.name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "beta.kubernetes.io/os": "linux",
+                    "beta.kubernetes.io/arch": "amd64",
+                    "type": "kruisebus-sim",
+                },
+            },
             "spec": {"podCIDR": f"10.244.{self.index}.0/24", "podCIDRs": [f"10.244.{self.index}.0/24"]},
             "status": {
-                "capacity": cap, "allocatable": dict(cap),
-                "conditions": [self._node_cond(t, s, r) for t, s, r in (
-                    ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
-                    ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
-                    ("PIDPressure", "False", "KubeletHasSufficientPID"),
-                    ("Ready", "True", "KubeletReady"))],
-                "addresses": [{"type": "InternalIP", "address": self.ip}, {"type": "Hostname", "address": self.name}],
+                "capacity": cap,
+                "allocatable": dict(cap),
+                "conditions": [
+                    self._node_cond(t, s, r)
+                    for t, s, r in (
+                        ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+                        ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+                        ("PIDPressure", "False", "KubeletHasSufficientPID"),
+                        ("Ready", "True", "KubeletReady"),
+                    )
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": self.ip},
+                    {"type": "Hostname", "address": self.name},
+                ],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-                "nodeInfo": {"machineID": hashlib.md5(self.name.encode()).hexdigest(),
-                             "systemUUID": hashlib.md5(self.name.encode()).hexdigest(),
-                             "bootID": secrets.token_hex(16), "kernelVersion": "6.1.0-sim",
-                             "osImage": "kruisebus sim", "containerRuntimeVersion": "sim://1.0.0",
-                             "kubeletVersion": "v1.32.0-sim", "kubeProxyVersion": "v1.32.0-sim",
-                             "operatingSystem": "linux", "architecture": "amd64"},
+                "nodeInfo": {
+                    "machineID": hashlib.md5(self.name.encode()).hexdigest(),
+                    "systemUUID": hashlib.md5(self.name.encode()).hexdigest(),
+                    "bootID": secrets.token_hex(16),
+                    "kernelVersion": "6.1.0-sim",
+                    "osImage": "kruisebus sim",
+                    "containerRuntimeVersion": "sim://1.0.0",
+                    "kubeletVersion": "v1.32.0-sim",
+                    "kubeProxyVersion": "v1.32.0-sim",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                },
                 "images": self._images_status(),
             },
         }
@@ -157,12 +186,25 @@ class Kubelet:
     @staticmethod
     def _node_cond(type_: str, status: str, reason: str) -> dict[str, Any]:
         t = now_iso()
-        return {"type": type_, "status": status, "reason": reason, "message": f"kubelet: {reason}",
-                "lastHeartbeatTime": t, "lastTransitionTime": t}
+        return {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": f"kubelet: {reason}",
+            "lastHeartbeatTime": t,
+            "lastTransitionTime": t,
+        }
 
     def _images_status(self) -> list[dict[str, Any]]:
-        return [{"names": [iid, img], "sizeBytes": int(self.cfg.image_sizes_mb.get(
-            img, self.cfg.default_image_size_mb) * 1024 * 1024)} for img, iid in sorted(self.images.items())]
+        return [
+            {
+                "names": [iid, img],
+                "sizeBytes": int(
+                    self.cfg.image_sizes_mb.get(img, self.cfg.default_image_size_mb) * 1024 * 1024
+                ),
+            }
+            for img, iid in sorted(self.images.items())
+        ]
 
     # ---------------------------------------------------------------- images
 
@@ -205,8 +247,13 @@ class Kubelet:
             return
         ps = self.pods.get(uid)
         if ps is None:
-            ps = PodState(uid, meta.get("namespace", ""), meta["name"], pod,
-                          ip=f"10.244.{self.index}.{next(self._ip_counter) % 250 + 2}")
+            ps = PodState(
+                uid,
+                meta.get("namespace", ""),
+                meta["name"],
+                pod,
+                ip=f"10.244.{self.index}.{next(self._ip_counter) % 250 + 2}",
+            )
             self.pods[uid] = ps
         ps.pod = pod
         if meta.get("deletionTimestamp"):
@@ -217,20 +264,50 @@ class Kubelet:
             return
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return
+        if not ps.initialized:
+            if (pod.get("spec") or {}).get("initContainers"):
+                if "$init" not in ps.actions:
+                    ps.actions["$init"] = asyncio.ensure_future(self._run_init(ps))
+                await self._publish(ps)
+                return
+            ps.initialized = True
         for c in (pod.get("spec") or {}).get("containers") or []:
             cur = ps.containers.get(c["name"])
             if (cur is None or cur.image != c.get("image")) and c["name"] not in ps.actions:
                 ps.actions[c["name"]] = asyncio.ensure_future(self._run_container(ps, c["name"]))
         await self._publish(ps)
 
+    async def _run_init(self, ps: PodState) -> None:
+        """Init containers run one after the other to completion before the app containers start."""
+        try:
+            for c in (ps.pod.get("spec") or {}).get("initContainers") or []:
+                image = str(c.get("image", ""))
+                iid = await self.pull_image(image)
+                ps.init_done[c["name"]] = Container(
+                    image=image,
+                    image_id=iid,
+                    container_id=f"sim://{secrets.token_hex(32)}",
+                    restart_count=0,
+                    started_at=now_iso(),
+                )
+                await asyncio.sleep(self._start_delay(ps))
+            ps.initialized = True
+        except asyncio.CancelledError:
+            return
+        finally:
+            if ps.actions.get("$init") is asyncio.current_task():
+                del ps.actions["$init"]
+        if not self.stopped and ps.terminating is None and self.pods.get(ps.uid) is ps:
+            await self.on_pod("MODIFIED", ps.pod)
+
     def _spec_container(self, ps: PodState, name: str) -> dict[str, Any] | None:
         for c in (ps.pod.get("spec") or {}).get("containers") or []:
             if c.get("name") == name:
-                return c
+                return dict(c)
         return None
 
     def _start_delay(self, ps: PodState) -> float:
-        v = ((ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_START_DELAY))
+        v = (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_START_DELAY)
         try:
             return float(v) if v is not None else self.cfg.start_delay
         except ValueError:
@@ -252,23 +329,38 @@ class Kubelet:
                     t0 = asyncio.get_running_loop().time()
                     iid = await self.pull_image(desired)
                     took = asyncio.get_running_loop().time() - t0
-                    await self._event(ps, name, "Normal", "Pulled",
-                                      f'Successfully pulled image "{desired}" in {took:.3f}s')
+                    await self._event(
+                        ps, name, "Normal", "Pulled", f'Successfully pulled image "{desired}" in {took:.3f}s'
+                    )
                 else:
                     iid = self.images[desired]
-                    await self._event(ps, name, "Normal", "Pulled",
-                                      f'Container image "{desired}" already present on machine')
+                    await self._event(
+                        ps,
+                        name,
+                        "Normal",
+                        "Pulled",
+                        f'Container image "{desired}" already present on machine',
+                    )
                 spec = self._spec_container(ps, name)
                 if spec is None or ps.terminating is not None:
                     return
                 if str(spec.get("image", "")) != desired:
                     continue  # the spec moved on while we pulled
                 if cur is not None:
-                    await self._event(ps, name, "Normal", "Killing",
-                                      f"Container {name} definition changed, will be restarted")
+                    await self._event(
+                        ps,
+                        name,
+                        "Normal",
+                        "Killing",
+                        f"Container {name} definition changed, will be restarted",
+                    )
                 ps.containers[name] = Container(
-                    image=desired, image_id=iid, container_id=f"sim://{secrets.token_hex(32)}",
-                    restart_count=0 if cur is None else cur.restart_count + 1, started_at=now_iso())
+                    image=desired,
+                    image_id=iid,
+                    container_id=f"sim://{secrets.token_hex(32)}",
+                    restart_count=0 if cur is None else cur.restart_count + 1,
+                    started_at=now_iso(),
+                )
                 await self._event(ps, name, "Normal", "Created", f"Created container {name}")
                 await self._publish(ps)
                 await asyncio.sleep(self._start_delay(ps))
@@ -293,7 +385,11 @@ class Kubelet:
                 # the spec may have changed after our last check: look again
                 spec = self._spec_container(ps, name)
                 cur = ps.containers.get(name)
-                if spec is not None and (cur is None or cur.image != spec.get("image")) and name not in ps.actions:
+                if (
+                    spec is not None
+                    and (cur is None or cur.image != spec.get("image"))
+                    and name not in ps.actions
+                ):
                     ps.actions[name] = asyncio.ensure_future(self._run_container(ps, name))
 
     async def _terminate(self, ps: PodState) -> None:
@@ -323,19 +419,39 @@ class Kubelet:
             if st is None:
                 all_running = False
                 not_ready.append(c["name"])
-                statuses.append({"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
-                                 "restartCount": 0, "started": False,
-                                 "state": {"waiting": {"reason": "ContainerCreating"}}})
+                statuses.append(
+                    {
+                        "name": c["name"],
+                        "image": c.get("image", ""),
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "started": False,
+                        "state": {"waiting": {"reason": "ContainerCreating"}},
+                    }
+                )
                 continue
             if not st.ready:
                 not_ready.append(c["name"])
             entry: dict[str, Any] = {
-                "name": c["name"], "image": st.image, "imageID": st.image_id, "containerID": st.container_id,
-                "ready": st.ready, "restartCount": st.restart_count, "started": st.started,
-                "state": {"running": {"startedAt": st.started_at}}}
+                "name": c["name"],
+                "image": st.image,
+                "imageID": st.image_id,
+                "containerID": st.container_id,
+                "ready": st.ready,
+                "restartCount": st.restart_count,
+                "started": st.started,
+                "state": {"running": {"startedAt": st.started_at}},
+            }
             if st.restart_count:
-                entry["lastState"] = {"terminated": {"exitCode": 0, "reason": "Completed",
-                                                     "finishedAt": st.started_at, "startedAt": ps.start_time}}
+                entry["lastState"] = {
+                    "terminated": {
+                        "exitCode": 0,
+                        "reason": "Completed",
+                        "finishedAt": st.started_at,
+                        "startedAt": ps.start_time,
+                    }
+                }
             statuses.append(entry)
         gate_msgs = []
         for g in spec.get("readinessGates") or []:
@@ -344,23 +460,38 @@ class Kubelet:
             if c is None:
                 gate_msgs.append(f'corresponding condition of pod readiness gate "{t}" does not exist.')
             elif c.get("status") != "True":
-                gate_msgs.append(f'the status of pod readiness gate "{t}" is not "True", but {c.get("status")}')
+                gate_msgs.append(
+                    f'the status of pod readiness gate "{t}" is not "True", but {c.get("status")}'
+                )
         containers_ready = not not_ready
         owned: list[dict[str, Any]] = []
 
         def add(type_: str, ok: bool, reason: str = "", message: str = "") -> None:
             status = "True" if ok else "False"
             old = _cond(conds, type_)
-            c: dict[str, Any] = {"type": type_, "status": status, "lastProbeTime": None,
-                                 "lastTransitionTime": old.get("lastTransitionTime") if old and old.get(
-                                     "status") == status else now_iso()}
+            c: dict[str, Any] = {
+                "type": type_,
+                "status": status,
+                "lastProbeTime": None,
+                "lastTransitionTime": old.get("lastTransitionTime")
+                if old and old.get("status") == status
+                else now_iso(),
+            }
             # explicit nulls: the strategic merge patch must drop a stale reason/message
             c["reason"] = reason if not ok and reason else None
             c["message"] = message if not ok and reason and message else None
             owned.append(c)
 
         add("PodReadyToStartContainers", True)
-        add(CONDITION_INITIALIZED, True)
+        if ps.initialized:
+            add(CONDITION_INITIALIZED, True)
+        else:
+            add(
+                CONDITION_INITIALIZED,
+                False,
+                "ContainersNotInitialized",
+                f"containers with incomplete status: [{' '.join(c['name'] for c in spec.get('initContainers') or [] if c['name'] not in ps.init_done)}]",
+            )
         unready_msg = f"containers with unready status: [{' '.join(not_ready)}]"
         if not containers_ready:
             add(CONDITION_READY, False, "ContainersNotReady", unready_msg)
@@ -374,10 +505,49 @@ class Kubelet:
         return {
             "phase": "Running" if all_running else "Pending",
             "conditions": owned,
-            "hostIP": self.ip, "hostIPs": [{"ip": self.ip}],
-            "podIP": ps.ip, "podIPs": [{"ip": ps.ip}],
+            "hostIP": self.ip,
+            "hostIPs": [{"ip": self.ip}],
+            "podIP": ps.ip,
+            "podIPs": [{"ip": ps.ip}],
             "startTime": cur_status.get("startTime") or ps.start_time,
             "containerStatuses": statuses,
+            **(
+                {"initContainerStatuses": [self._init_status(ps, c) for c in spec["initContainers"]]}
+                if spec.get("initContainers")
+                else {}
+            ),
+        }
+
+    @staticmethod
+    def _init_status(ps: PodState, c: dict[str, Any]) -> dict[str, Any]:
+        done = ps.init_done.get(c["name"])
+        if done is None:
+            return {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": False,
+                "state": {"waiting": {"reason": "PodInitializing"}},
+            }
+        return {
+            "name": c["name"],
+            "image": done.image,
+            "imageID": done.image_id,
+            "containerID": done.container_id,
+            "ready": True,
+            "restartCount": 0,
+            "started": False,
+            "state": {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": done.started_at,
+                    "finishedAt": done.started_at,
+                    "containerID": done.container_id,
+                }
+            },
         }
 
     @staticmethod
@@ -387,8 +557,12 @@ class Kubelet:
                 have = cur.get("conditions") or []
                 for c in v:
                     o = _cond(have, c["type"])
-                    if o is None or o.get("status") != c["status"] or o.get("reason") != c.get("reason") or \
-                            o.get("message") != c.get("message"):
+                    if (
+                        o is None
+                        or o.get("status") != c["status"]
+                        or o.get("reason") != c.get("reason")
+                        or o.get("message") != c.get("message")
+                    ):
                         return True
             elif cur.get(k) != v:
                 return True
@@ -403,7 +577,8 @@ class Kubelet:
                 return
             try:
                 ps.pod = await self.backend.patch_pod_status(
-                    ps.ns, ps.name, {"metadata": {"uid": ps.uid}, "status": want})
+                    ps.ns, ps.name, {"metadata": {"uid": ps.uid}, "status": want}
+                )
             except ApiError as e:
                 if e.code not in (404, 409):
                     raise
@@ -412,12 +587,26 @@ class Kubelet:
         if not self.cfg.events:
             return
         ts = now_iso()
-        ev = {"metadata": {"name": f"{ps.name}.{secrets.token_hex(8)}", "namespace": ps.ns},
-              "involvedObject": {"kind": "Pod", "namespace": ps.ns, "name": ps.name, "uid": ps.uid,
-                                 "apiVersion": "v1", "fieldPath": f"spec.containers{{{container}}}"},
-              "reason": reason, "message": message, "source": {"component": "kubelet", "host": self.name},
-              "firstTimestamp": ts, "lastTimestamp": ts, "count": 1, "type": type_,
-              "reportingComponent": "kubelet", "reportingInstance": self.name}
+        ev = {
+            "metadata": {"name": f"{ps.name}.{secrets.token_hex(8)}", "namespace": ps.ns},
+            "involvedObject": {
+                "kind": "Pod",
+                "namespace": ps.ns,
+                "name": ps.name,
+                "uid": ps.uid,
+                "apiVersion": "v1",
+                "fieldPath": f"spec.containers{{{container}}}",
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": "kubelet", "host": self.name},
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+            "type": type_,
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.name,
+        }
         try:
             await self.backend.create_event(ps.ns, ev)
         except ApiError as e:
@@ -476,8 +665,12 @@ class Scheduler:
         sel = (pod.get("spec") or {}).get("nodeSelector") or {}
         if any(labels.get(k) != v for k, v in sel.items()):
             return False
-        terms = ((((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(
-            "requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
+        terms = (
+            (((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(
+                "requiredDuringSchedulingIgnoredDuringExecution"
+            )
+            or {}
+        ).get("nodeSelectorTerms")
         if terms:
             ok = False
             for t in terms:
@@ -512,13 +705,27 @@ class Scheduler:
             ts = now_iso()
             ns = meta.get("namespace", "")
             try:
-                await self.backend.create_event(ns, {
-                    "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": ns},
-                    "involvedObject": {"kind": "Pod", "namespace": ns, "name": meta["name"], "uid": meta["uid"],
-                                       "apiVersion": "v1"},
-                    "reason": "Scheduled", "message": f"Successfully assigned {ns}/{meta['name']} to {best}",
-                    "source": {"component": "default-scheduler"}, "firstTimestamp": ts, "lastTimestamp": ts,
-                    "count": 1, "type": "Normal", "reportingComponent": "default-scheduler"})
+                await self.backend.create_event(
+                    ns,
+                    {
+                        "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": ns},
+                        "involvedObject": {
+                            "kind": "Pod",
+                            "namespace": ns,
+                            "name": meta["name"],
+                            "uid": meta["uid"],
+                            "apiVersion": "v1",
+                        },
+                        "reason": "Scheduled",
+                        "message": f"Successfully assigned {ns}/{meta['name']} to {best}",
+                        "source": {"component": "default-scheduler"},
+                        "firstTimestamp": ts,
+                        "lastTimestamp": ts,
+                        "count": 1,
+                        "type": "Normal",
+                        "reportingComponent": "default-scheduler",
+                    },
+                )
             except ApiError:
                 pass
 
@@ -530,13 +737,22 @@ class Scheduler:
 class NodeFleet:
     """N kubelets + (optionally) the scheduler, fed by one pod watch and one node watch."""
 
-    def __init__(self, backend: Backend, count: int, cfg: NodeConfig | None = None, *, scheduler: bool = True,
-                 name_prefix: str = "sim-node-", heartbeat: float | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        count: int,
+        cfg: NodeConfig | None = None,
+        *,
+        scheduler: bool = True,
+        name_prefix: str = "sim-node-",
+        heartbeat: float | None = None,
+    ) -> None:
         self.backend = backend
         self.heartbeat = heartbeat  # seconds between node Lease renewals + Ready heartbeats (None: off)
         self.cfg = cfg or NodeConfig()
         self.kubelets: dict[str, Kubelet] = {
-            f"{name_prefix}{i}": Kubelet(f"{name_prefix}{i}", i, backend, self.cfg) for i in range(count)}
+            f"{name_prefix}{i}": Kubelet(f"{name_prefix}{i}", i, backend, self.cfg) for i in range(count)
+        }
         self.scheduler = Scheduler(backend, self.cfg.events) if scheduler else None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -604,8 +820,9 @@ class NodeFleet:
             for k in self.kubelets.values():
                 try:
                     await self.backend.renew_lease(k.name, int(max(every * 4, 40)))
-                    await self.backend.patch_node_status(k.name, {"status": {"conditions": [
-                        k._node_cond("Ready", "True", "KubeletReady")]}})
+                    await self.backend.patch_node_status(
+                        k.name, {"status": {"conditions": [k._node_cond("Ready", "True", "KubeletReady")]}}
+                    )
                 except Exception as e:  # keep beating; the API server may be briefly unavailable
                     log.warning("heartbeat %s: %s", k.name, e)
             await asyncio.sleep(every)

@@ -18,6 +18,7 @@ class PatchDecodeError(Exception):
 
 # ---------------------------------------------------------------- RFC 6902
 
+
 def _unescape(token: str) -> str:
     return token.replace("~1", "/").replace("~0", "~")
 
@@ -165,6 +166,7 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 # ---------------------------------------------------------------- RFC 7386
 
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null deletes, everything else (lists too) replaces.
 
@@ -253,8 +255,9 @@ def strategic_merge(target: Any, patch: Any) -> Any:
 
 def _merge_list(current: list[Any], patch: list[Any], key: str) -> list[Any]:
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return [_strip_directives(p) for p in patch
-                if not (isinstance(p, dict) and p.get("$patch") == "replace")]
+        return [
+            _strip_directives(p) for p in patch if not (isinstance(p, dict) and p.get("$patch") == "replace")
+        ]
     out = list(current)
     for p in patch:
         if not isinstance(p, dict) or key not in p:
@@ -284,8 +287,11 @@ def _strip_directives(v: Any) -> Any:
     if not isinstance(v, dict | list) or not _has_directive(v):
         return v
     if isinstance(v, dict):
-        return {k: _strip_directives(x) for k, x in v.items()
-                if not (k.startswith("$setElementOrder/") or k in ("$patch", "$retainKeys"))}
+        return {
+            k: _strip_directives(x)
+            for k, x in v.items()
+            if not (k.startswith("$setElementOrder/") or k in ("$patch", "$retainKeys"))
+        }
     if isinstance(v, list):
         return [_strip_directives(x) for x in v]
     return v

@@ -14,10 +14,18 @@ FORBIDDEN_UPDATE = (
 )
 
 DEFAULT_TOLERATIONS = [
-    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
-     "tolerationSeconds": 300},
-    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-     "tolerationSeconds": 300},
+    {
+        "key": "node.kubernetes.io/not-ready",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+    {
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
 ]
 
 
@@ -84,20 +92,37 @@ def validate_pod_create(pod: dict[str, Any]) -> list[dict[str, str]]:
         return [{"reason": "FieldValueRequired", "message": "Required value", "field": "spec"}]
     containers = spec.get("containers")
     if not containers:
-        causes.append({"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers"})
+        causes.append(
+            {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers"}
+        )
     names = set()
     for i, c in enumerate(containers or []):
         if not isinstance(c, dict) or not c.get("name"):
-            causes.append({"reason": "FieldValueRequired", "message": "Required value",
-                           "field": f"spec.containers[{i}].name"})
+            causes.append(
+                {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value",
+                    "field": f"spec.containers[{i}].name",
+                }
+            )
             continue
         if c["name"] in names:
-            causes.append({"reason": "FieldValueDuplicate", "message": f'Duplicate value: "{c["name"]}"',
-                           "field": f"spec.containers[{i}].name"})
+            causes.append(
+                {
+                    "reason": "FieldValueDuplicate",
+                    "message": f'Duplicate value: "{c["name"]}"',
+                    "field": f"spec.containers[{i}].name",
+                }
+            )
         names.add(c["name"])
         if not c.get("image"):
-            causes.append({"reason": "FieldValueRequired", "message": "Required value",
-                           "field": f"spec.containers[{i}].image"})
+            causes.append(
+                {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value",
+                    "field": f"spec.containers[{i}].image",
+                }
+            )
     return causes
 
 
@@ -127,7 +152,10 @@ def validate_pod_update(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> s
             munged["tolerations"] = old_spec["tolerations"]
         else:
             munged.pop("tolerations", None)
-    old_grace, new_grace = old_spec.get("terminationGracePeriodSeconds"), munged.get("terminationGracePeriodSeconds")
+    old_grace, new_grace = (
+        old_spec.get("terminationGracePeriodSeconds"),
+        munged.get("terminationGracePeriodSeconds"),
+    )
     if isinstance(old_grace, int) and old_grace < 0 and new_grace == 1:
         munged["terminationGracePeriodSeconds"] = old_grace
     if munged == old_spec:

@@ -26,22 +26,23 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
 
 def fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) for every field of one message; value is int or bytes."""
-    out = []
+    out: list[tuple[int, int, Any]] = []
     i = 0
     while i < len(buf):
         key, i = _varint(buf, i)
         num, wt = key >> 3, key & 7
+        v: Any
         if wt == 0:
             v, i = _varint(buf, i)
         elif wt == 2:
             n, i = _varint(buf, i)
-            v = buf[i:i + n]
+            v = buf[i : i + n]
             i += n
         elif wt == 1:
-            v = int.from_bytes(buf[i:i + 8], "little")
+            v = int.from_bytes(buf[i : i + 8], "little")
             i += 8
         elif wt == 5:
-            v = int.from_bytes(buf[i:i + 4], "little")
+            v = int.from_bytes(buf[i : i + 4], "little")
             i += 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wt}")
@@ -110,7 +111,7 @@ def decode(body: bytes) -> dict[str, Any] | None:
     if not body.startswith(MAGIC):
         raise ValueError("protobuf body without the k8s magic prefix")
     kind, raw = "", b""
-    for num, _, v in fields(body[len(MAGIC):]):
+    for num, _, v in fields(body[len(MAGIC) :]):
         if num == 1:
             for n, _, tv in fields(v):
                 if n == 2:

@@ -59,20 +59,57 @@ class ResourceType:
 
 def builtin_types() -> list[ResourceType]:
     return [
-        ResourceType("", "v1", "Namespace", "namespaces", "namespace", namespaced=False,
-                     short_names=["ns"], status_subresource=True, strategic=True),
-        ResourceType("", "v1", "Pod", "pods", "pod", short_names=["po"], categories=["all"],
-                     status_subresource=True, strategic=True, extra_subresources=("binding",)),
-        ResourceType("", "v1", "Node", "nodes", "node", namespaced=False, short_names=["no"],
-                     status_subresource=True, strategic=True),
+        ResourceType(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            "namespace",
+            namespaced=False,
+            short_names=["ns"],
+            status_subresource=True,
+            strategic=True,
+        ),
+        ResourceType(
+            "",
+            "v1",
+            "Pod",
+            "pods",
+            "pod",
+            short_names=["po"],
+            categories=["all"],
+            status_subresource=True,
+            strategic=True,
+            extra_subresources=("binding",),
+        ),
+        ResourceType(
+            "",
+            "v1",
+            "Node",
+            "nodes",
+            "node",
+            namespaced=False,
+            short_names=["no"],
+            status_subresource=True,
+            strategic=True,
+        ),
         ResourceType("", "v1", "Event", "events", "event", short_names=["ev"], strategic=True),
         ResourceType("", "v1", "ConfigMap", "configmaps", "configmap", short_names=["cm"], strategic=True),
-        ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision",
-                     strategic=True),
+        ResourceType(
+            "apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", strategic=True
+        ),
         ResourceType("coordination.k8s.io", "v1", "Lease", "leases", "lease", strategic=True),
-        ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
-                     "customresourcedefinition", namespaced=False, short_names=["crd", "crds"],
-                     status_subresource=True),
+        ResourceType(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            namespaced=False,
+            short_names=["crd", "crds"],
+            status_subresource=True,
+            strategic=True,
+        ),
     ]
 
 
@@ -85,27 +122,29 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
         if not v.get("served", True):
             continue
         subs = v.get("subresources") or {}
-        out.append(ResourceType(
-            group=spec["group"],
-            version=v["name"],
-            kind=names["kind"],
-            plural=names["plural"],
-            singular=names.get("singular") or names["kind"].lower(),
-            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-            short_names=list(names.get("shortNames") or []),
-            categories=list(names.get("categories") or []),
-            status_subresource="status" in subs,
-            scale=subs.get("scale"),
-            printer_columns=list(v.get("additionalPrinterColumns") or []),
-            schema=(v.get("schema") or {}).get("openAPIV3Schema"),
-            custom=True,
-        ))
+        out.append(
+            ResourceType(
+                group=spec["group"],
+                version=v["name"],
+                kind=names["kind"],
+                plural=names["plural"],
+                singular=names.get("singular") or names["kind"].lower(),
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                short_names=list(names.get("shortNames") or []),
+                categories=list(names.get("categories") or []),
+                status_subresource="status" in subs,
+                scale=subs.get("scale"),
+                printer_columns=list(v.get("additionalPrinterColumns") or []),
+                schema=(v.get("schema") or {}).get("openAPIV3Schema"),
+                custom=True,
+            )
+        )
     return out
 
 
 def load_crd_files(directory: Path = CRD_DIR) -> list[dict[str, Any]]:
     """Every CustomResourceDefinition document in the YAML files of `directory` (sorted by file name)."""
-    crds = []
+    crds: list[dict[str, Any]] = []
     if not directory.is_dir():
         return crds
     for path in sorted(directory.iterdir()):

@@ -15,7 +15,9 @@ _EQ_RE = re.compile(r"^\s*([^\s!=()]+)\s*(==|=|!=)\s*([^\s!=()]*)\s*$")
 
 
 def _split_terms(s: str) -> list[str]:
-    terms, depth, cur = [], 0, []
+    terms: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in s:
         if ch == "(":
             depth += 1
@@ -34,15 +36,12 @@ def parse_label_selector(s: str | None) -> Predicate | None:
     """`a=b,c!=d,e in (f,g),h notin (i),j,!k` -> predicate on an object's labels; None when empty."""
     if not s or not s.strip():
         return None
-    reqs: list[Callable[[dict[str, str]], bool]] = []
+    reqs: list[tuple[str, str, frozenset[str]]] = []  # (op, key, values)
     for term in _split_terms(s):
         m = _EQ_RE.match(term)
         if m:
             key, op, val = m.groups()
-            if op == "!=":
-                reqs.append(lambda lb, k=key, v=val: lb.get(k) != v)
-            else:
-                reqs.append(lambda lb, k=key, v=val: lb.get(k) == v)
+            reqs.append(("!=" if op == "!=" else "=", key, frozenset((val,))))
             continue
         m = _SET_RE.match(term)
         if not m:
@@ -51,19 +50,22 @@ def parse_label_selector(s: str | None) -> Predicate | None:
         if op:
             if neg:
                 raise bad_request(f"unable to parse requirement: {term}")
-            values = frozenset(v.strip() for v in vals.split(",") if v.strip())
-            if op == "in":
-                reqs.append(lambda lb, k=key, vs=values: k in lb and lb[k] in vs)
-            else:
-                reqs.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
-        elif neg:
-            reqs.append(lambda lb, k=key: k not in lb)
+            reqs.append((op, key, frozenset(v.strip() for v in vals.split(",") if v.strip())))
         else:
-            reqs.append(lambda lb, k=key: k in lb)
+            reqs.append(("!exists" if neg else "exists", key, frozenset()))
+
+    def holds(op: str, key: str, values: frozenset[str], labels: dict[str, str]) -> bool:
+        if op == "=" or op == "in":
+            return key in labels and labels[key] in values
+        if op == "!=" or op == "notin":
+            return key not in labels or labels[key] not in values
+        if op == "exists":
+            return key in labels
+        return key not in labels
 
     def pred(obj: dict[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
-        return all(r(labels) for r in reqs)
+        return all(holds(op, k, vs, labels) for op, k, vs in reqs)
 
     return pred
 

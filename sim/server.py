@@ -22,10 +22,20 @@ from sim.tables import table
 
 log = logging.getLogger("sim.server")
 
-K8S_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kruisebus-sim",
-               "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
-               "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
-               "platform": "linux/amd64"}
+K8S_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-kruisebus-sim",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.23.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+# kinds whose registry sets ReturnDeletedObject: DELETE answers with the object, others with a Status
+RETURN_DELETED_OBJECT = {"Pod", "Namespace"}
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
@@ -36,7 +46,9 @@ def truthy(v: str | None) -> bool:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=_enc.encode(body), status=status, content_type="application/json", headers=headers)
+    return web.Response(
+        body=_enc.encode(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 def error_response(e: ApiError) -> web.Response:
@@ -47,8 +59,14 @@ NodeHook = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiServer:
-    def __init__(self, store: Store, *, faults: Faults | None = None, bookmark_interval: float = 1.0,
-                 node_routes: list[tuple[str, str, NodeHook]] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        faults: Faults | None = None,
+        bookmark_interval: float = 1.0,
+        node_routes: list[tuple[str, str, NodeHook]] | None = None,
+    ) -> None:
         self.store = store
         self.faults = faults or Faults()
         self.bookmark_interval = bookmark_interval
@@ -101,34 +119,68 @@ class ApiServer:
             return None
         resources = []
         for rt in sorted(rts, key=lambda r: r.plural):
-            entry: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                                     "kind": rt.kind, "verbs": list(("create", "delete", "deletecollection", "get",
-                                                                     "list", "patch", "update", "watch")),
-                                     "storageVersionHash": hashlib.sha256(
-                                         f"{rt.group}/{rt.version}/{rt.kind}".encode()).hexdigest()[:12]}
+            entry: dict[str, Any] = {
+                "name": rt.plural,
+                "singularName": rt.singular,
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": list(
+                    ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+                ),
+                "storageVersionHash": hashlib.sha256(
+                    f"{rt.group}/{rt.version}/{rt.kind}".encode()
+                ).hexdigest()[:12],
+            }
             if rt.short_names:
                 entry["shortNames"] = rt.short_names
             if rt.categories:
                 entry["categories"] = rt.categories
             resources.append(entry)
             if rt.status_subresource:
-                resources.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
-                                  "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/status",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "kind": rt.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
             if rt.scale:
-                resources.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
-                                  "group": "autoscaling", "version": "v1", "kind": "Scale",
-                                  "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/scale",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
             if "binding" in rt.extra_subresources:
-                resources.append({"name": f"{rt.plural}/binding", "singularName": "", "namespaced": True,
-                                  "kind": "Binding", "verbs": ["create"]})
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/binding",
+                        "singularName": "",
+                        "namespaced": True,
+                        "kind": "Binding",
+                        "verbs": ["create"],
+                    }
+                )
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 
     def _discovery(self, request: web.Request, parts: list[str]) -> web.Response | None:
         host = request.host
         if parts == ["api"]:
-            return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": host}]})
+            return json_response(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+                }
+            )
         if parts == ["api", "v1"]:
             return json_response(self._resource_list("", "v1"))
         if parts == ["apis"]:
@@ -210,8 +262,12 @@ class ApiServer:
             if name:
                 return "get"
             return "watch" if truthy(request.query.get("watch")) else "list"
-        return {"POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete" if name else "deletecollection"}.get(m, m.lower())
+        return {
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection",
+        }.get(m, m.lower())
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
@@ -227,8 +283,9 @@ class ApiServer:
             return obj
         return _dec.decode(raw)
 
-    async def _handle(self, request: web.Request, verb: str, rt: ResourceType, ns: str, name: str,
-                      sub: str) -> web.Response:
+    async def _handle(
+        self, request: web.Request, verb: str, rt: ResourceType, ns: str, name: str, sub: str
+    ) -> web.Response:
         q = request.query
         store = self.store
         dry_run = bool(q.get("dryRun"))
@@ -238,8 +295,9 @@ class ApiServer:
             if verb == "update":
                 return json_response(store.set_scale(rt, ns, name, await self._body(request) or {}))
             if verb == "patch":
-                return json_response(store.patch_scale(rt, ns, name, request.content_type,
-                                                       await self._body(request)))
+                return json_response(
+                    store.patch_scale(rt, ns, name, request.content_type, await self._body(request))
+                )
             raise errors.method_not_allowed()
         if sub == "binding":
             if verb != "create":
@@ -247,11 +305,15 @@ class ApiServer:
             body = await self._body(request) or {}
             target = (body.get("target") or {}).get("name")
             if not target:
-                raise errors.invalid(rt, name, [{"reason": "FieldValueRequired", "field": "target.name",
-                                                 "message": "Required value"}])
+                raise errors.invalid(
+                    rt,
+                    name,
+                    [{"reason": "FieldValueRequired", "field": "target.name", "message": "Required value"}],
+                )
             store.bind(ns, name, target)
-            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                  "code": 201}, 201)
+            return json_response(
+                {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
+            )
         if verb == "get":
             obj = store.get(rt, ns, name)
             return self._respond_objects(request, rt, [obj], single=True)
@@ -266,15 +328,28 @@ class ApiServer:
             obj = store.create(rt, ns, await self._body(request), dry_run=dry_run)
             return json_response(obj, 201)
         if verb == "update":
-            obj = store.update(rt, ns, name, await self._body(request), subresource=sub or None, dry_run=dry_run)
+            obj = store.update(
+                rt, ns, name, await self._body(request), subresource=sub or None, dry_run=dry_run
+            )
             return json_response(obj)
         if verb == "patch":
             ctype = request.content_type
             if ctype not in PATCH_TYPES:
                 raise errors.unsupported_media_type(
-                    ctype, [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([STRATEGIC_PATCH] if rt.strategic else []))
-            obj = store.patch(rt, ns, name, ctype, await self._body(request), subresource=sub or None,
-                              dry_run=dry_run, field_manager=q.get("fieldManager"), force=truthy(q.get("force")))
+                    ctype,
+                    [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([STRATEGIC_PATCH] if rt.strategic else []),
+                )
+            obj = store.patch(
+                rt,
+                ns,
+                name,
+                ctype,
+                await self._body(request),
+                subresource=sub or None,
+                dry_run=dry_run,
+                field_manager=q.get("fieldManager"),
+                force=truthy(q.get("force")),
+            )
             return json_response(obj)
         if verb == "delete":
             body = await self._body(request) or {}
@@ -282,29 +357,71 @@ class ApiServer:
             propagation = q.get("propagationPolicy", body.get("propagationPolicy"))
             if body.get("orphanDependents") is True or truthy(q.get("orphanDependents")):
                 propagation = "Orphan"
-            obj = store.delete(rt, ns, name, grace_period=None if grace is None else int(grace),
-                               preconditions=body.get("preconditions"), propagation=propagation, dry_run=dry_run)
-            return json_response(obj)
+            obj = store.delete(
+                rt,
+                ns,
+                name,
+                grace_period=None if grace is None else int(grace),
+                preconditions=body.get("preconditions"),
+                propagation=propagation,
+                dry_run=dry_run,
+            )
+            if rt.kind in RETURN_DELETED_OBJECT or store.try_get(rt, ns, name) is not None:
+                return json_response(obj)  # pods/namespaces, or still there (graceful / finalizers)
+            details = {"name": name, "group": rt.group, "kind": rt.plural, "uid": obj["metadata"]["uid"]}
+            if not rt.group:
+                del details["group"]
+            return json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": details,
+                }
+            )
         if verb == "deletecollection":
             label = parse_label_selector(q.get("labelSelector"))
             field = parse_field_selector(q.get("fieldSelector"))
             grace = q.get("gracePeriodSeconds")
-            items = store.delete_collection(rt, ns or None, label, field, None if grace is None else int(grace))
-            return json_response({"kind": rt.list_kind, "apiVersion": rt.api_version,
-                                  "metadata": {"resourceVersion": str(store.rv)}, "items": items})
+            items = store.delete_collection(
+                rt, ns or None, label, field, None if grace is None else int(grace)
+            )
+            return json_response(
+                {
+                    "kind": rt.list_kind,
+                    "apiVersion": rt.api_version,
+                    "metadata": {"resourceVersion": str(store.rv)},
+                    "items": items,
+                }
+            )
         raise errors.method_not_allowed()
 
-    def _respond_objects(self, request: web.Request, rt: ResourceType, items: list[dict[str, Any]], *,
-                         single: bool = False, rv: str = "") -> web.Response:
+    def _respond_objects(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        items: list[dict[str, Any]],
+        *,
+        single: bool = False,
+        rv: str = "",
+    ) -> web.Response:
         accept = request.headers.get("Accept", "")
         if "as=Table" in accept:
             include = request.query.get("includeObject", "Metadata")
-            return json_response(table(rt, items, rv or (items[0]["metadata"]["resourceVersion"] if items else ""),
-                                       include))
+            return json_response(
+                table(rt, items, rv or (items[0]["metadata"]["resourceVersion"] if items else ""), include)
+            )
         if single:
             return json_response(items[0])
-        return json_response({"kind": rt.list_kind, "apiVersion": rt.api_version,
-                              "metadata": {"resourceVersion": rv}, "items": items})
+        return json_response(
+            {
+                "kind": rt.list_kind,
+                "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": rv},
+                "items": items,
+            }
+        )
 
     # ---------------------------------------------------------------- watch
 
@@ -314,8 +431,9 @@ class ApiServer:
         field = parse_field_selector(q.get("fieldSelector"))
         timeout = q.get("timeoutSeconds")
         bookmarks = truthy(q.get("allowWatchBookmarks"))
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
-                                                       "Cache-Control": "no-cache, private"})
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+        )
         resp.enable_chunked_encoding()
         try:
             w = self.store.watch(rt, ns or None, q.get("resourceVersion"), label, field)
@@ -349,6 +467,7 @@ class ApiServer:
                 first_table[0] = False
                 out.append(_enc.encode({"type": ev.type, "object": t}) + b"\n")
             return b"".join(out)
+
         try:
             await resp.prepare(request)
             while not self.closing.is_set():
@@ -376,8 +495,14 @@ class ApiServer:
                 if bookmarks and now >= next_bookmark:
                     next_bookmark = now + self.bookmark_interval
                     if not w.queue:
-                        mark = {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
-                                                               "metadata": {"resourceVersion": str(self.store.rv)}}}
+                        mark = {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "kind": rt.kind,
+                                "apiVersion": rt.api_version,
+                                "metadata": {"resourceVersion": str(self.store.rv)},
+                            },
+                        }
                         await resp.write(_enc.encode(mark) + b"\n")
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
@@ -407,7 +532,9 @@ class ApiServer:
         raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
     def _openapi_hash(self, group: str, version: str) -> str:
-        names = sorted(rt.plural for rt in self.store.types.values() if (rt.group, rt.version) == (group, version))
+        names = sorted(
+            rt.plural for rt in self.store.types.values() if (rt.group, rt.version) == (group, version)
+        )
         return hashlib.sha256(f"{group}/{version}/{names}".encode()).hexdigest()[:32].upper()
 
     def _openapi_gv(self, group: str, version: str) -> dict[str, Any]:
@@ -417,33 +544,73 @@ class ApiServer:
         schemas: dict[str, Any] = {}
         paths: dict[str, Any] = {}
         gv_prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        params = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                  {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                  {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}}]
+        params = [
+            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+        ]
         for rt in rts:
             ref_name = f"{_reverse_group(rt.group)}.{rt.version}.{rt.kind}"
-            schema = dict(rt.schema) if rt.schema else {"type": "object",
-                                                        "x-kubernetes-preserve-unknown-fields": True}
-            schema["x-kubernetes-group-version-kind"] = [{"group": rt.group, "version": rt.version, "kind": rt.kind}]
+            schema = (
+                dict(rt.schema)
+                if rt.schema
+                else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            )
+            schema["x-kubernetes-group-version-kind"] = [
+                {"group": rt.group, "version": rt.version, "kind": rt.kind}
+            ]
             schemas[ref_name] = schema
-            base = f"{gv_prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{gv_prefix}/{rt.plural}"
-            ok = {"responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                "$ref": f"#/components/schemas/{ref_name}"}}}}}}
-            paths[base] = {"post": dict(ok, parameters=params,
-                                        **{"x-kubernetes-action": "post",
-                                           "x-kubernetes-group-version-kind": {"group": rt.group,
-                                                                               "version": rt.version,
-                                                                               "kind": rt.kind}})}
+            base = (
+                f"{gv_prefix}/namespaces/{{namespace}}/{rt.plural}"
+                if rt.namespaced
+                else f"{gv_prefix}/{rt.plural}"
+            )
+            ok = {
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {"schema": {"$ref": f"#/components/schemas/{ref_name}"}}
+                        },
+                    }
+                }
+            }
+            paths[base] = {
+                "post": dict(
+                    ok,
+                    parameters=params,
+                    **{
+                        "x-kubernetes-action": "post",
+                        "x-kubernetes-group-version-kind": {
+                            "group": rt.group,
+                            "version": rt.version,
+                            "kind": rt.kind,
+                        },
+                    },
+                )
+            }
             paths[base + "/{name}"] = {
                 "get": ok,
                 "put": dict(ok, parameters=params),
-                "patch": dict(ok, parameters=params, **{"x-kubernetes-action": "patch",
-                                                        "x-kubernetes-group-version-kind": {
-                                                            "group": rt.group, "version": rt.version,
-                                                            "kind": rt.kind}}),
+                "patch": dict(
+                    ok,
+                    parameters=params,
+                    **{
+                        "x-kubernetes-action": "patch",
+                        "x-kubernetes-group-version-kind": {
+                            "group": rt.group,
+                            "version": rt.version,
+                            "kind": rt.kind,
+                        },
+                    },
+                ),
             }
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": K8S_VERSION["gitVersion"]},
-                "paths": paths, "components": {"schemas": schemas}}
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": K8S_VERSION["gitVersion"]},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
 
 def _reverse_group(group: str) -> str:

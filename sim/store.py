@@ -9,6 +9,7 @@ Callers must not mutate what `get`/`list` return (use `copy_obj` first).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import random
 import re
@@ -38,7 +39,75 @@ PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH]
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _encoder = msgspec.json.Encoder()
+
+
+def validate_meta(meta: dict[str, Any]) -> list[dict[str, str]]:
+    """Label syntax and ownerReferences rules of ValidateObjectMeta (the ones kruisebus can trip over)."""
+    causes = []
+    for k, v in (meta.get("labels") or {}).items():
+        prefix, _, name = k.rpartition("/")
+        if (
+            not isinstance(k, str)
+            or len(name) > 63
+            or not _LABEL_NAME.match(name)
+            or (prefix and (len(prefix) > 253 or not _DNS1123.match(prefix)))
+        ):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "metadata.labels",
+                    "message": f'Invalid value: "{k}": name part must consist of alphanumeric characters, '
+                    "'-', '_' or '.', and must start and end with an alphanumeric character "
+                    "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+                    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+                }
+            )
+        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "metadata.labels",
+                    "message": f'Invalid value: "{v}": a valid label must be an empty string or consist of '
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                    "alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex "
+                    "used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                }
+            )
+    for k, v in (meta.get("annotations") or {}).items():
+        if not isinstance(v, str):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": f"metadata.annotations[{k}]",
+                    "message": "Invalid value: annotation values must be strings",
+                }
+            )
+    refs = meta.get("ownerReferences") or []
+    for i, r in enumerate(refs):
+        for f in ("apiVersion", "kind", "name", "uid"):
+            if not isinstance(r, dict) or not r.get(f):
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": f"metadata.ownerReferences[{i}].{f}",
+                        "message": "Required value",
+                    }
+                )
+    controllers = [r for r in refs if isinstance(r, dict) and r.get("controller")]
+    if len(controllers) > 1:
+        causes.append(
+            {
+                "reason": "FieldValueInvalid",
+                "field": "metadata.ownerReferences",
+                "message": "Invalid value: only one reference can have Controller set to true",
+            }
+        )
+    return causes
+
+
 _decoder = msgspec.json.Decoder()
 
 
@@ -82,8 +151,9 @@ class WatchEvent:
 class Watcher:
     """A subscription to one resource (optionally one namespace, selectors). Consume with `next_batch`."""
 
-    def __init__(self, bucket: Bucket, ns: str | None, label: Predicate | None, field: Predicate | None,
-                 max_queue: int) -> None:
+    def __init__(
+        self, bucket: Bucket, ns: str | None, label: Predicate | None, field: Predicate | None, max_queue: int
+    ) -> None:
         self.bucket = bucket
         self.ns = ns or None
         self.label = label
@@ -190,9 +260,15 @@ class Bucket:
 
 
 class Store:
-    def __init__(self, *, crd_dir: Any = None, watch_history: int = 10000, watch_queue_limit: int = 1_000_000,
-                 gc_dangling: bool = True, namespaces: tuple[str, ...] = (
-                     "default", "kube-system", "kube-public", "kube-node-lease")) -> None:
+    def __init__(
+        self,
+        *,
+        crd_dir: Any = None,
+        watch_history: int = 10000,
+        watch_queue_limit: int = 1_000_000,
+        gc_dangling: bool = True,
+        namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease"),
+    ) -> None:
         self.rv = 0
         self.watch_history = watch_history
         self.watch_queue_limit = watch_queue_limit
@@ -248,14 +324,28 @@ class Store:
         loc = self._by_uid.get(uid)
         return loc[0].get(loc[1], loc[2]) if loc else None
 
-    def list(self, rt: ResourceType, ns: str | None = None, label: Predicate | None = None,
-             field: Predicate | None = None) -> tuple[list[dict[str, Any]], int]:
-        items = [o for o in self.bucket(rt).iter(ns if rt.namespaced else None)
-                 if (label is None or label(o)) and (field is None or field(o))]
+    def list(
+        self,
+        rt: ResourceType,
+        ns: str | None = None,
+        label: Predicate | None = None,
+        field: Predicate | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        items = [
+            o
+            for o in self.bucket(rt).iter(ns if rt.namespaced else None)
+            if (label is None or label(o)) and (field is None or field(o))
+        ]
         return items, self.rv
 
-    def watch(self, rt: ResourceType, ns: str | None = None, resource_version: str | None = None,
-              label: Predicate | None = None, field: Predicate | None = None) -> Watcher:
+    def watch(
+        self,
+        rt: ResourceType,
+        ns: str | None = None,
+        resource_version: str | None = None,
+        label: Predicate | None = None,
+        field: Predicate | None = None,
+    ) -> Watcher:
         """A watcher primed with what a watch from `resource_version` must see first.
 
         "" / "0": synthetic ADDED for every current object; N: replay of the events after N from the
@@ -315,8 +405,12 @@ class Store:
 
     def _commit_put(self, b: Bucket, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
         meta = obj["metadata"]
-        if old is not None and meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get(
-                "deletionGracePeriodSeconds"):
+        if (
+            old is not None
+            and meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
             # the write that removes the last finalizer of a deleted object deletes it (no MODIFIED first)
             self._index_owners(old, False)
             self._index_owners(obj, True)
@@ -373,7 +467,9 @@ class Store:
 
     # ------------------------------------------------------------ create
 
-    def create(self, rt: ResourceType, ns: str, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def create(
+        self, rt: ResourceType, ns: str, body: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be an object")
         obj = copy_obj(body)
@@ -382,25 +478,39 @@ class Store:
             meta = obj["metadata"] = {}
         if rt.namespaced:
             if meta.get("namespace") and ns and meta["namespace"] != ns:
-                raise errors.bad_request("the namespace of the provided object does not match the namespace "
-                                         "sent on the request")
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             ns = ns or meta.get("namespace") or "default"
             meta["namespace"] = ns
             nso = self.try_get(self.rt("namespaces"), "", ns)
             if nso is None:
                 raise errors.namespace_not_found(ns)
             if nso["metadata"].get("deletionTimestamp"):
-                raise ApiError(403, "Forbidden", f"{rt.plural} \"{meta.get('name', '')}\" is forbidden: unable to "
-                               f"create new content in namespace {ns} because it is being terminated",
-                               {"name": meta.get("name", ""), "kind": rt.plural})
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{rt.plural} "{meta.get("name", "")}" is forbidden: unable to '
+                    f"create new content in namespace {ns} because it is being terminated",
+                    {"name": meta.get("name", ""), "kind": rt.plural},
+                )
         else:
             meta.pop("namespace", None)
             ns = ""
         b = self.bucket(rt)
         if not meta.get("name"):
             if not meta.get("generateName"):
-                raise errors.invalid(rt, "", [{"reason": "FieldValueRequired", "field": "metadata.name",
-                                               "message": "Required value: name or generateName is required"}])
+                raise errors.invalid(
+                    rt,
+                    "",
+                    [
+                        {
+                            "reason": "FieldValueRequired",
+                            "field": "metadata.name",
+                            "message": "Required value: name or generateName is required",
+                        }
+                    ],
+                )
             for _ in range(100):
                 cand = meta["generateName"] + "".join(random.choices(NAME_ALPHABET, k=5))
                 if b.get(ns, cand) is None:
@@ -408,19 +518,32 @@ class Store:
                     break
         name = meta["name"]
         if len(name) > 253 or not _DNS1123.match(name):
-            raise errors.invalid(rt, name, [{
-                "reason": "FieldValueInvalid", "field": "metadata.name",
-                "message": f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                           "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                           "character (e.g. 'example.com', regex used for validation is "
-                           "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"}])
+            raise errors.invalid(
+                rt,
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "metadata.name",
+                        "message": f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+                        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+                        "character (e.g. 'example.com', regex used for validation is "
+                        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                    }
+                ],
+            )
         if b.get(ns, name) is not None:
             raise errors.already_exists(rt, name)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_iso()
-        for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "managedFields",
-                  "selfLink"):
+        for k in (
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "managedFields",
+            "selfLink",
+        ):
             meta.pop(k, None)
         if rt.custom:
             meta["generation"] = 1
@@ -428,10 +551,13 @@ class Store:
                 obj.pop("status", None)
         else:
             meta.pop("generation", None)
+        causes = validate_meta(meta)
+        if causes:
+            raise errors.invalid(rt, name, causes)
         self._prepare_builtin_create(rt, obj)
         if dry_run:
             meta["resourceVersion"] = ""
-            return obj
+            return dict(obj)
         return self._commit_put(b, obj, None)
 
     def _prepare_builtin_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -450,8 +576,11 @@ class Store:
             try:
                 new_types = types_from_crd(obj)
             except (KeyError, TypeError) as e:
-                raise errors.invalid(rt, obj["metadata"]["name"], [{
-                    "reason": "FieldValueRequired", "field": "spec", "message": f"Required value: {e}"}]) from None
+                raise errors.invalid(
+                    rt,
+                    obj["metadata"]["name"],
+                    [{"reason": "FieldValueRequired", "field": "spec", "message": f"Required value: {e}"}],
+                ) from None
             names = obj["spec"]["names"]
             names.setdefault("singular", names["kind"].lower())
             names.setdefault("listKind", names["kind"] + "List")
@@ -459,10 +588,20 @@ class Store:
                 "acceptedNames": dict(names),
                 "storedVersions": [v["name"] for v in obj["spec"]["versions"] if v.get("storage")],
                 "conditions": [
-                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                     "message": "no conflicts found", "lastTransitionTime": now_iso()},
-                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                     "message": "the initial names have been accepted", "lastTransitionTime": now_iso()},
+                    {
+                        "type": "NamesAccepted",
+                        "status": "True",
+                        "reason": "NoConflicts",
+                        "message": "no conflicts found",
+                        "lastTransitionTime": now_iso(),
+                    },
+                    {
+                        "type": "Established",
+                        "status": "True",
+                        "reason": "InitialNamesAccepted",
+                        "message": "the initial names have been accepted",
+                        "lastTransitionTime": now_iso(),
+                    },
                 ],
             }
             for t in new_types:
@@ -482,24 +621,45 @@ class Store:
 
     # ------------------------------------------------------------ update / patch
 
-    def update(self, rt: ResourceType, ns: str, name: str, body: dict[str, Any], *, subresource: str | None = None,
-               dry_run: bool = False) -> dict[str, Any]:
+    def update(
+        self,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be an object")
         meta = body.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
-            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the "
-                                     f"URL ({name})")
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
         current = self.get(rt, ns, name)
         return self._apply_update(rt, current, copy_obj(body), subresource, dry_run)
 
-    def patch(self, rt: ResourceType, ns: str, name: str, patch_type: str, patch: Any, *,
-              subresource: str | None = None, dry_run: bool = False, field_manager: str | None = None,
-              force: bool = False) -> dict[str, Any]:
+    def patch(
+        self,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        patch_type: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+        force: bool = False,
+    ) -> dict[str, Any]:
         if patch_type == APPLY_PATCH:
             if not field_manager:
-                raise errors.bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
-                                         "is required for apply patch")
+                raise errors.bad_request(
+                    'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                    "is required for apply patch"
+                )
             current = self.try_get(rt, ns, name)
             if current is None:
                 if subresource:
@@ -533,29 +693,58 @@ class Store:
             raise errors.bad_request("patched object is not an object")
         return self._apply_update(rt, current, new, subresource, dry_run)
 
-    def _apply_update(self, rt: ResourceType, current: dict[str, Any], new: dict[str, Any],
-                      subresource: str | None, dry_run: bool) -> dict[str, Any]:
+    def _apply_update(
+        self,
+        rt: ResourceType,
+        current: dict[str, Any],
+        new: dict[str, Any],
+        subresource: str | None,
+        dry_run: bool,
+    ) -> dict[str, Any]:
         cmeta = current["metadata"]
         nmeta = new.get("metadata")
         if not isinstance(nmeta, dict):
             nmeta = new["metadata"] = {}
         name = cmeta["name"]
         if nmeta.get("uid") and nmeta["uid"] != cmeta["uid"]:
-            raise errors.conflict(rt, name, f"Precondition failed: UID in precondition: {nmeta['uid']}, UID in "
-                                            f"object meta: {cmeta['uid']}")
+            raise errors.conflict(
+                rt,
+                name,
+                f"Precondition failed: UID in precondition: {nmeta['uid']}, UID in "
+                f"object meta: {cmeta['uid']}",
+            )
         if nmeta.get("resourceVersion") and nmeta["resourceVersion"] != cmeta["resourceVersion"]:
             raise errors.conflict(rt, name, errors.STALE)
         if subresource == "status":
             out = dict(current)
             out["metadata"] = dict(cmeta)
+            if not rt.custom:
+                # built-in status strategies (pods, nodes) only pin spec (and ownerReferences): labels and
+                # annotations still change; custom resources ignore everything but status
+                for k in ("labels", "annotations"):
+                    if nmeta.get(k):
+                        out["metadata"][k] = nmeta[k]
+                    else:
+                        out["metadata"].pop(k, None)
+                causes = validate_meta(out["metadata"])
+                if causes:
+                    raise errors.invalid(rt, name, causes)
             if "status" in new:
                 out["status"] = new["status"]
             else:
                 out.pop("status", None)
         else:
             out = new
-            for k in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp",
-                      "deletionGracePeriodSeconds", "generation", "generateName"):
+            for k in (
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "name",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "generateName",
+            ):
                 if k in cmeta:
                     nmeta[k] = cmeta[k]
                 else:
@@ -567,13 +756,24 @@ class Store:
                     out["status"] = current["status"]
                 else:
                     out.pop("status", None)
+            causes = validate_meta(nmeta)
+            if causes:
+                raise errors.invalid(rt, name, causes)
             if cmeta.get("deletionTimestamp"):
                 added = [f for f in nmeta.get("finalizers") or [] if f not in (cmeta.get("finalizers") or [])]
                 if added:
-                    raise errors.invalid(rt, name, [{
-                        "reason": "FieldValueForbidden", "field": "metadata.finalizers",
-                        "message": f"Forbidden: no new finalizers can be added if the object is being deleted, "
-                                   f"found new finalizers {added}"}])
+                    raise errors.invalid(
+                        rt,
+                        name,
+                        [
+                            {
+                                "reason": "FieldValueForbidden",
+                                "field": "metadata.finalizers",
+                                "message": f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                                f"found new finalizers {added}",
+                            }
+                        ],
+                    )
             if rt.group == "" and rt.kind == "Pod":
                 spec = out.get("spec")
                 if not isinstance(spec, dict):
@@ -581,8 +781,12 @@ class Store:
                 default_pod_spec(spec, creating=False)
                 diff = validate_pod_update(current.get("spec") or {}, spec)
                 if diff is not None:
-                    raise errors.invalid(rt, name, [{"reason": "FieldValueForbidden", "field": "spec",
-                                                     "message": FORBIDDEN_UPDATE}], suffix=diff)
+                    raise errors.invalid(
+                        rt,
+                        name,
+                        [{"reason": "FieldValueForbidden", "field": "spec", "message": FORBIDDEN_UPDATE}],
+                        suffix=diff,
+                    )
             if rt.custom:
                 skip = ("metadata", "status") if rt.status_subresource else ("metadata",)
                 if any(out.get(k) != current.get(k) for k in set(out) | set(current) if k not in skip):
@@ -593,28 +797,55 @@ class Store:
         if dry_run:
             return out
         b = self.bucket(rt)
-        return self._commit_put(b, out, current)
+        result = self._commit_put(b, out, current)
+        if (
+            rt.kind == "CustomResourceDefinition"
+            and rt.group == "apiextensions.k8s.io"
+            and subresource is None
+        ):
+            for t in types_from_crd(result):  # e.g. new printer columns or versions
+                self.register(t)
+        return result
 
     # ------------------------------------------------------------ delete
 
-    def delete(self, rt: ResourceType, ns: str, name: str, *, grace_period: int | None = None,
-               preconditions: dict[str, Any] | None = None, propagation: str | None = None,
-               dry_run: bool = False) -> dict[str, Any]:
+    def delete(
+        self,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        *,
+        grace_period: int | None = None,
+        preconditions: dict[str, Any] | None = None,
+        propagation: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         current = self.get(rt, ns, name)
         cmeta = current["metadata"]
         pre = preconditions or {}
         if pre.get("uid") and pre["uid"] != cmeta["uid"]:
-            raise errors.conflict(rt, name, f"Precondition failed: UID in precondition: {pre['uid']}, UID in "
-                                            f"object meta: {cmeta['uid']}")
+            raise errors.conflict(
+                rt,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {cmeta['uid']}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != cmeta["resourceVersion"]:
-            raise errors.conflict(rt, name, f"Precondition failed: ResourceVersion in precondition: "
-                                            f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                                            f"{cmeta['resourceVersion']}")
+            raise errors.conflict(
+                rt,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: "
+                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                f"{cmeta['resourceVersion']}",
+            )
         grace = 0
         is_pod = rt.group == "" and rt.kind == "Pod"
         if is_pod:
             spec = current.get("spec") or {}
-            grace = grace_period if grace_period is not None else int(spec.get("terminationGracePeriodSeconds", 30))
+            grace = (
+                grace_period
+                if grace_period is not None
+                else int(spec.get("terminationGracePeriodSeconds", 30))
+            )
             phase = (current.get("status") or {}).get("phase")
             if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
                 grace = 0
@@ -624,8 +855,11 @@ class Store:
         if propagation == "Orphan":
             self._orphan_dependents(cmeta["uid"])
         finalizers = list(cmeta.get("finalizers") or [])
-        if propagation == "Foreground" and self._dependents.get(cmeta["uid"]) and "foregroundDeletion" not in \
-                finalizers:
+        if (
+            propagation == "Foreground"
+            and self._dependents.get(cmeta["uid"])
+            and "foregroundDeletion" not in finalizers
+        ):
             finalizers.append("foregroundDeletion")
         if rt.group == "" and rt.kind == "Namespace":
             return self._delete_namespace(current)
@@ -650,14 +884,26 @@ class Store:
             self._soon(self._gc_owner_gone, cmeta["uid"])
         return result
 
-    def delete_collection(self, rt: ResourceType, ns: str | None, label: Predicate | None = None,
-                          field: Predicate | None = None, grace_period: int | None = None) -> list[dict[str, Any]]:
+    def delete_collection(
+        self,
+        rt: ResourceType,
+        ns: str | None,
+        label: Predicate | None = None,
+        field: Predicate | None = None,
+        grace_period: int | None = None,
+    ) -> builtins.list[dict[str, Any]]:
         items, _ = self.list(rt, ns, label, field)
         out = []
         for o in items:
             try:
-                out.append(self.delete(rt, o["metadata"].get("namespace", ""), o["metadata"]["name"],
-                                       grace_period=grace_period))
+                out.append(
+                    self.delete(
+                        rt,
+                        o["metadata"].get("namespace", ""),
+                        o["metadata"]["name"],
+                        grace_period=grace_period,
+                    )
+                )
             except ApiError:
                 pass
         return out
@@ -668,10 +914,12 @@ class Store:
         for dep in list(self._dependents.get(owner_uid, ())):
             loc = self._by_uid.get(dep)
             obj = loc[0].get(loc[1], loc[2]) if loc else None
-            if obj is None:
+            if obj is None or loc is None:
                 continue
             refs = [r for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
-            self.patch(loc[0].rt, loc[1], loc[2], MERGE_PATCH, {"metadata": {"ownerReferences": refs or None}})
+            self.patch(
+                loc[0].rt, loc[1], loc[2], MERGE_PATCH, {"metadata": {"ownerReferences": refs or None}}
+            )
 
     def _gc_owner_gone(self, owner_uid: str) -> None:
         """Delete (or detach) the dependents of an owner that is gone or being deleted in the foreground."""
@@ -681,8 +929,13 @@ class Store:
             if obj is None or (obj["metadata"].get("deletionTimestamp") and loc and loc[0].rt.kind != "Pod"):
                 continue
             refs = obj["metadata"].get("ownerReferences") or []
-            others = [r for r in refs if r.get("uid") != owner_uid and r.get("uid") in self._by_uid
-                      and not self._being_deleted(r["uid"])]
+            others = [
+                r
+                for r in refs
+                if r.get("uid") != owner_uid
+                and r.get("uid") in self._by_uid
+                and not self._being_deleted(r["uid"])
+            ]
             assert loc is not None
             if others:
                 keep = [r for r in refs if r.get("uid") != owner_uid]
@@ -720,7 +973,9 @@ class Store:
         nrt = self.rt("namespaces")
         if not ns_obj["metadata"].get("deletionTimestamp"):
             out = dict(ns_obj)
-            out["metadata"] = dict(ns_obj["metadata"], deletionTimestamp=now_iso(), deletionGracePeriodSeconds=0)
+            out["metadata"] = dict(
+                ns_obj["metadata"], deletionTimestamp=now_iso(), deletionGracePeriodSeconds=0
+            )
             out["status"] = {"phase": "Terminating"}
             out["metadata"].setdefault("finalizers", [])
             ns_obj = self._commit_put(self.bucket(nrt), out, ns_obj)
@@ -750,15 +1005,19 @@ class Store:
         prt = self.rt("pods")
         pod = self.get(prt, ns, name)
         if pod.get("spec", {}).get("nodeName"):
-            raise errors.conflict(prt, name, f"pod {name} is already assigned to node "
-                                             f"\"{pod['spec']['nodeName']}\"")
+            raise errors.conflict(
+                prt, name, f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"'
+            )
         if pod["metadata"].get("deletionTimestamp"):
             raise errors.conflict(prt, name, "pod is being deleted, cannot be assigned to a host")
         out = copy_obj(pod)
         out["spec"]["nodeName"] = node
-        conds = [c for c in out.setdefault("status", {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                      "lastTransitionTime": now_iso()})
+        conds = [
+            c for c in out.setdefault("status", {}).get("conditions") or [] if c.get("type") != "PodScheduled"
+        ]
+        conds.append(
+            {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_iso()}
+        )
         out["status"]["conditions"] = conds
         return self._commit_put(self.bucket(prt), out, pod)
 
@@ -766,25 +1025,42 @@ class Store:
         obj = self.get(rt, ns, name)
         assert rt.scale is not None
         meta = obj["metadata"]
-        status: dict[str, Any] = {"replicas": int(_jsonpath(obj, rt.scale.get("statusReplicasPath", "")) or 0)}
+        status: dict[str, Any] = {
+            "replicas": int(_jsonpath(obj, rt.scale.get("statusReplicasPath", "")) or 0)
+        }
         sel = _jsonpath(obj, rt.scale.get("labelSelectorPath", ""))
         if sel:
             status["selector"] = sel
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                "metadata": {"name": meta["name"], "namespace": meta.get("namespace", ""), "uid": meta["uid"],
-                             "resourceVersion": meta["resourceVersion"],
-                             "creationTimestamp": meta["creationTimestamp"]},
-                "spec": {"replicas": int(_jsonpath(obj, rt.scale.get("specReplicasPath", "")) or 0)},
-                "status": status}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta.get("namespace", ""),
+                "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"],
+                "creationTimestamp": meta["creationTimestamp"],
+            },
+            "spec": {"replicas": int(_jsonpath(obj, rt.scale.get("specReplicasPath", "")) or 0)},
+            "status": status,
+        }
 
     def set_scale(self, rt: ResourceType, ns: str, name: str, scale: dict[str, Any]) -> dict[str, Any]:
         assert rt.scale is not None
         rv = (scale.get("metadata") or {}).get("resourceVersion")
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid(rt, name, [{"reason": "FieldValueInvalid", "field": "spec.replicas",
-                                             "message": f"Invalid value: {replicas}: must be greater than or "
-                                                        "equal to 0"}])
+            raise errors.invalid(
+                rt,
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "spec.replicas",
+                        "message": f"Invalid value: {replicas}: must be greater than or equal to 0",
+                    }
+                ],
+            )
         path = [p for p in rt.scale["specReplicasPath"].split(".") if p]
         patch: dict[str, Any] = {}
         cur = patch
@@ -796,7 +1072,9 @@ class Store:
         self.patch(rt, ns, name, MERGE_PATCH, patch)
         return self.get_scale(rt, ns, name)
 
-    def patch_scale(self, rt: ResourceType, ns: str, name: str, patch_type: str, patch: Any) -> dict[str, Any]:
+    def patch_scale(
+        self, rt: ResourceType, ns: str, name: str, patch_type: str, patch: Any
+    ) -> dict[str, Any]:
         scale = self.get_scale(rt, ns, name)
         try:
             if patch_type == JSON_PATCH:
@@ -818,5 +1096,3 @@ def _jsonpath(obj: Any, path: str) -> Any:
             return None
         cur = cur.get(p)
     return cur
-
-

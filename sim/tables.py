@@ -72,7 +72,9 @@ def jsonpath(obj: Any, path: str) -> list[Any]:
     return cur
 
 
-def _col(name: str, type_: str = "string", priority: int = 0, fmt: str = "", desc: str = "") -> dict[str, Any]:
+def _col(
+    name: str, type_: str = "string", priority: int = 0, fmt: str = "", desc: str = ""
+) -> dict[str, Any]:
     return {"name": name, "type": type_, "format": fmt, "description": desc or name, "priority": priority}
 
 
@@ -96,14 +98,35 @@ def _pod_row(p: dict[str, Any]) -> list[Any]:
         reason = "Terminating"
     gates = spec.get("readinessGates") or []
     conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    gates_cell = f"{sum(1 for g in gates if conds.get(g.get('conditionType')) == 'True')}/{len(gates)}" \
-        if gates else "<none>"
-    return [meta["name"], f"{ready}/{total}", reason, str(restarts), age(meta.get("creationTimestamp")),
-            status.get("podIP") or "<none>", spec.get("nodeName") or "<none>", "<none>", gates_cell]
+    gates_cell = (
+        f"{sum(1 for g in gates if conds.get(g.get('conditionType')) == 'True')}/{len(gates)}"
+        if gates
+        else "<none>"
+    )
+    return [
+        meta["name"],
+        f"{ready}/{total}",
+        reason,
+        str(restarts),
+        age(meta.get("creationTimestamp")),
+        status.get("podIP") or "<none>",
+        spec.get("nodeName") or "<none>",
+        "<none>",
+        gates_cell,
+    ]
 
 
-POD_COLS = [NAME_COL, _col("Ready"), _col("Status"), _col("Restarts"), _col("Age"), _col("IP", priority=1),
-            _col("Node", priority=1), _col("Nominated Node", priority=1), _col("Readiness Gates", priority=1)]
+POD_COLS = [
+    NAME_COL,
+    _col("Ready"),
+    _col("Status"),
+    _col("Restarts"),
+    _col("Age"),
+    _col("IP", priority=1),
+    _col("Node", priority=1),
+    _col("Nominated Node", priority=1),
+    _col("Readiness Gates", priority=1),
+]
 
 
 def _node_row(n: dict[str, Any]) -> list[Any]:
@@ -112,32 +135,60 @@ def _node_row(n: dict[str, Any]) -> list[Any]:
     if (n.get("spec") or {}).get("unschedulable"):
         st += ",SchedulingDisabled"
     info = (n.get("status") or {}).get("nodeInfo") or {}
-    return [n["metadata"]["name"], st, "<none>", age(n["metadata"].get("creationTimestamp")),
-            info.get("kubeletVersion", "")]
+    return [
+        n["metadata"]["name"],
+        st,
+        "<none>",
+        age(n["metadata"].get("creationTimestamp")),
+        info.get("kubeletVersion", ""),
+    ]
 
 
 def _event_row(e: dict[str, Any]) -> list[Any]:
     io = e.get("involvedObject") or {}
     last = e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp")
-    return [age(last[:19] + "Z" if last and len(last) > 20 else last), e.get("type", ""), e.get("reason", ""),
-            f"{(io.get('kind') or '').lower()}/{io.get('name', '')}", e.get("message", "")]
+    return [
+        age(last[:19] + "Z" if last and len(last) > 20 else last),
+        e.get("type", ""),
+        e.get("reason", ""),
+        f"{(io.get('kind') or '').lower()}/{io.get('name', '')}",
+        e.get("message", ""),
+    ]
 
 
-def columns_and_rows(rt: ResourceType, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+def columns_and_rows(
+    rt: ResourceType, items: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[list[Any]]]:
     if rt.group == "" and rt.kind == "Pod":
         return POD_COLS, [_pod_row(p) for p in items]
     if rt.group == "" and rt.kind == "Node":
-        return [NAME_COL, _col("Status"), _col("Roles"), _col("Age"), _col("Version")], [_node_row(n) for n in items]
+        return [NAME_COL, _col("Status"), _col("Roles"), _col("Age"), _col("Version")], [
+            _node_row(n) for n in items
+        ]
     if rt.group == "" and rt.kind == "Namespace":
         return [NAME_COL, _col("Status"), _col("Age")], [
-            [o["metadata"]["name"], (o.get("status") or {}).get("phase", ""), age(o["metadata"].get("creationTimestamp"))]
-            for o in items]
+            [
+                o["metadata"]["name"],
+                (o.get("status") or {}).get("phase", ""),
+                age(o["metadata"].get("creationTimestamp")),
+            ]
+            for o in items
+        ]
     if rt.group == "" and rt.kind == "Event":
         return [_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")], [
-            _event_row(e) for e in items]
+            _event_row(e) for e in items
+        ]
     if rt.printer_columns:
-        cols = [NAME_COL] + [_col(c["name"], c.get("type", "string"), int(c.get("priority", 0)), c.get("format", ""),
-                                  c.get("description", "")) for c in rt.printer_columns]
+        cols = [NAME_COL] + [
+            _col(
+                c["name"],
+                c.get("type", "string"),
+                int(c.get("priority", 0)),
+                c.get("format", ""),
+                c.get("description", ""),
+            )
+            for c in rt.printer_columns
+        ]
         rows = []
         for o in items:
             row: list[Any] = [o["metadata"]["name"]]
@@ -153,8 +204,9 @@ def columns_and_rows(rt: ResourceType, items: list[dict[str, Any]]) -> tuple[lis
                     row.append(",".join(str(v) for v in vals))
             rows.append(row)
         return cols, rows
-    return [NAME_COL, _col("Age")], [[o["metadata"]["name"], age(o["metadata"].get("creationTimestamp"))]
-                                     for o in items]
+    return [NAME_COL, _col("Age")], [
+        [o["metadata"]["name"], age(o["metadata"].get("creationTimestamp"))] for o in items
+    ]
 
 
 def table(rt: ResourceType, items: list[dict[str, Any]], rv: str, include_object: str) -> dict[str, Any]:
@@ -165,8 +217,16 @@ def table(rt: ResourceType, items: list[dict[str, Any]], rv: str, include_object
         if include_object == "Object":
             row["object"] = o
         elif include_object != "None":
-            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                             "metadata": o["metadata"]}
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": o["metadata"],
+            }
         out_rows.append(row)
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
-            "columnDefinitions": cols, "rows": out_rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "columnDefinitions": cols,
+        "rows": out_rows,
+    }

@@ -51,7 +51,11 @@ def _documents(text: str) -> list[Any]:
         raise InputError(f"cannot parse input: {exc}") from None
     out: list[Any] = []
     for doc in docs:
-        if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+        if (
+            isinstance(doc, dict)
+            and str(doc.get("kind", "")).endswith("List")
+            and isinstance(doc.get("items"), list)
+        ):
             out.extend(doc["items"])
         else:
             out.append(doc)
@@ -85,7 +89,9 @@ def load(text: str) -> tuple[CloneSet, list[Pod], list[ControllerRevision]]:
         kind = doc.get("kind")
         typ = _KINDS.get(str(kind))
         if typ is None:
-            raise InputError(f"{where}: kind: unsupported kind {kind!r} (expected CloneSet, Pod, ControllerRevision)")
+            raise InputError(
+                f"{where}: kind: unsupported kind {kind!r} (expected CloneSet, Pod, ControllerRevision)"
+            )
         if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
             raise InputError(f"{where}: metadata.name: required")
         try:
@@ -102,7 +108,9 @@ def load(text: str) -> tuple[CloneSet, list[Pod], list[ControllerRevision]]:
         raise InputError(f"expected exactly one CloneSet, found {len(clonesets)}")
     cs = clonesets[0]
     if not cs.metadata.uid:
-        cs = msgspec.structs.replace(cs, metadata=msgspec.structs.replace(cs.metadata, uid=f"dryrun-{cs.metadata.name}"))
+        cs = msgspec.structs.replace(
+            cs, metadata=msgspec.structs.replace(cs.metadata, uid=f"dryrun-{cs.metadata.name}")
+        )
     owned = []
     for pod in pods:
         ref = pod.metadata.controller_ref()
@@ -125,7 +133,9 @@ def synthesise_revisions(cs: CloneSet, pods: list[Pod]) -> list[ControllerRevisi
             continue
         pod = next(p for p in pods if p.metadata.labels.get(LABEL_REVISION_HASH) == label)
         images = {c.name: c.image for c in pod.spec.containers}
-        template = msgspec.structs.replace(cs.spec.template, spec=json.loads(json.dumps(cs.spec.template.spec)))
+        template = msgspec.structs.replace(
+            cs.spec.template, spec=json.loads(json.dumps(cs.spec.template.spec))
+        )
         for c in template.spec.get("containers") or []:
             if isinstance(c, dict) and c.get("name") in images:
                 c["image"] = images[c["name"]]
@@ -161,10 +171,17 @@ def _action(cmd: Any) -> dict[str, Any]:
                     out.setdefault("images", {})[path.split("/")[3]] = o.get("value")
                 if path == "/metadata/labels/lifecycle.apps.kruise.io~1state" and o.get("op") == "add":
                     out["state"] = o.get("value")
-                if path == "/metadata/annotations/apps.kruise.io~1inplace-update-grace" and o.get("op") == "add":
+                if (
+                    path == "/metadata/annotations/apps.kruise.io~1inplace-update-grace"
+                    and o.get("op") == "add"
+                ):
                     out["graceSeconds"] = json.loads(str(o.get("value"))).get("graceSeconds", 0)
     if cmd.on_success is not None:
-        out["event"] = {"type": cmd.on_success.type, "reason": cmd.on_success.reason, "message": cmd.on_success.message}
+        out["event"] = {
+            "type": cmd.on_success.type,
+            "reason": cmd.on_success.reason,
+            "message": cmd.on_success.message,
+        }
     out["id"] = cmd.id
     return out
 
@@ -221,7 +238,9 @@ def run(path: str, *, now: str | None, feature_gates: str | None) -> tuple[int, 
         "statusWritten": any(c.verb == "status" for p in plans for c in p.commands),
         "requeueAfter": final.requeue_after,
         "expectations": [msgspec.to_builtins(e) for e in final.expectations],
-        "events": [{"type": e.type, "reason": e.reason, "message": e.message} for p in plans for e in p.events],
+        "events": [
+            {"type": e.type, "reason": e.reason, "message": e.message} for p in plans for e in p.events
+        ],
     }
     if final.errors:
         out["errors"] = [{"field": e.field, "message": str(e)} for e in final.errors]

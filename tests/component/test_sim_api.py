@@ -23,13 +23,22 @@ kube_api = sim_testing.kube_api
 NS = "default"
 
 
-def pod_body(name: str, labels: dict[str, str] | None = None, image: str = "nginx:1.25",
-             gates: bool = False, **meta: Any) -> dict[str, Any]:
+def pod_body(
+    name: str,
+    labels: dict[str, str] | None = None,
+    image: str = "nginx:1.25",
+    gates: bool = False,
+    **meta: Any,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [{"name": "main", "image": image}]}
     if gates:
         spec["readinessGates"] = [{"conditionType": CONDITION_INPLACE_UPDATE_READY}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}, **meta},
-            "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}, **meta},
+        "spec": spec,
+    }
 
 
 def cm_body(name: str, **data: str) -> dict[str, Any]:
@@ -37,11 +46,20 @@ def cm_body(name: str, **data: str) -> dict[str, Any]:
 
 
 def cloneset_body(name: str, replicas: int = 3) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CloneSet", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}]}},
-                     "updateStrategy": {"type": "InPlaceIfPossible", "partition": 2, "maxUnavailable": "20%"}}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CloneSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}]},
+            },
+            "updateStrategy": {"type": "InPlaceIfPossible", "partition": 2, "maxUnavailable": "20%"},
+        },
+    }
 
 
 def status_body(e: ApiException) -> dict[str, Any]:
@@ -56,7 +74,9 @@ def cond(pod: Any, type_: str) -> str | None:
     return None
 
 
-async def wait_pod(cluster: SimCluster, v1: client.CoreV1Api, name: str, pred: Any, timeout: float = 10) -> Any:
+async def wait_pod(
+    cluster: SimCluster, v1: client.CoreV1Api, name: str, pred: Any, timeout: float = 10
+) -> Any:
     async def check() -> Any:
         p = await v1.read_namespaced_pod(name, NS)
         return p if pred(p) else None
@@ -116,9 +136,15 @@ async def test_errors_have_kubernetes_status_bodies(kube_api: Any) -> None:
         await v1.read_namespaced_pod("nope", NS)
     assert e.value.status == 404
     assert status_body(e.value) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'pods "nope" not found', "reason": "NotFound", "details": {"name": "nope", "kind": "pods"},
-        "code": 404}
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "kind": "pods"},
+        "code": 404,
+    }
     await v1.create_namespaced_config_map(NS, cm_body("dup"))
     with pytest.raises(ApiException) as e:
         await v1.create_namespaced_config_map(NS, cm_body("dup"))
@@ -143,20 +169,27 @@ async def test_stale_resource_version_conflicts(kube_api: Any) -> None:
     assert e.value.status == 409
     body = status_body(e.value)
     assert body["reason"] == "Conflict"
-    assert body["message"] == ('Operation cannot be fulfilled on configmaps "c": the object has been modified; '
-                               "please apply your changes to the latest version and try again")
+    assert body["message"] == (
+        'Operation cannot be fulfilled on configmaps "c": the object has been modified; '
+        "please apply your changes to the latest version and try again"
+    )
     # a merge patch carrying metadata.resourceVersion is a precondition too
     with pytest.raises(ApiException) as e:
-        await v1.patch_namespaced_config_map("c", NS, {"metadata": {"resourceVersion": cm.metadata.resource_version},
-                                                       "data": {"a": "4"}},
-                                             _content_type="application/merge-patch+json")
+        await v1.patch_namespaced_config_map(
+            "c",
+            NS,
+            {"metadata": {"resourceVersion": cm.metadata.resource_version}, "data": {"a": "4"}},
+            _content_type="application/merge-patch+json",
+        )
     assert e.value.status == 409
     # UID precondition
     with pytest.raises(ApiException) as e:
         await v1.patch_namespaced_config_map("c", NS, {"metadata": {"uid": "0000"}, "data": {"a": "5"}})
     assert e.value.status == 409
-    assert (f"Precondition failed: UID in precondition: 0000, UID in object meta: {cm.metadata.uid}"
-            in status_body(e.value)["message"])
+    assert (
+        f"Precondition failed: UID in precondition: 0000, UID in object meta: {cm.metadata.uid}"
+        in status_body(e.value)["message"]
+    )
     # a no-op patch does not bump the resourceVersion
     same = await v1.patch_namespaced_config_map("c", NS, {"data": {"a": "2"}})
     assert same.metadata.resource_version == cm2.metadata.resource_version
@@ -170,19 +203,35 @@ async def test_json_patch_test_op_failure_is_422(kube_api: Any) -> None:
     v1 = client.CoreV1Api(kube_api)
     cm = await v1.create_namespaced_config_map(NS, cm_body("jp", a="1"))
     rv = cm.metadata.resource_version
-    ok = await v1.patch_namespaced_config_map("jp", NS, [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
-        {"op": "replace", "path": "/data/a", "value": "2"}])
+    ok = await v1.patch_namespaced_config_map(
+        "jp",
+        NS,
+        [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "replace", "path": "/data/a", "value": "2"},
+        ],
+    )
     assert ok.data == {"a": "2"}
     with pytest.raises(ApiException) as e:  # rv moved on: the test op fails
-        await v1.patch_namespaced_config_map("jp", NS, [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
-            {"op": "replace", "path": "/data/a", "value": "3"}])
+        await v1.patch_namespaced_config_map(
+            "jp",
+            NS,
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                {"op": "replace", "path": "/data/a", "value": "3"},
+            ],
+        )
     assert e.value.status == 422
     assert status_body(e.value) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": "the server rejected our request due to an error in our request", "reason": "Invalid",
-        "details": {}, "code": 422}
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "the server rejected our request due to an error in our request",
+        "reason": "Invalid",
+        "details": {},
+        "code": 422,
+    }
     assert (await v1.read_namespaced_config_map("jp", NS)).data == {"a": "2"}
 
 
@@ -215,8 +264,12 @@ async def test_watch_label_selector_transitions(kube_api: Any) -> None:
     await v1.patch_namespaced_config_map("sel", NS, {"metadata": {"labels": {"x": "2"}}})
     seen = []
     async with watch.Watch() as w:
-        async for ev in w.stream(v1.list_config_map_for_all_namespaces, label_selector="x=1",
-                                 resource_version=rv, timeout_seconds=1):
+        async for ev in w.stream(
+            v1.list_config_map_for_all_namespaces,
+            label_selector="x=1",
+            resource_version=rv,
+            timeout_seconds=1,
+        ):
             seen.append(ev["type"])
     assert seen == ["ADDED", "MODIFIED", "DELETED"]  # starts matching, changes, stops matching
 
@@ -230,8 +283,12 @@ async def test_watch_expired_resource_version_is_410(tmp_path: Any) -> None:
                 await v1.create_namespaced_config_map(NS, cm_body(f"e{i}"))
             with pytest.raises(ApiException) as e:
                 async with watch.Watch() as w:
-                    async for _ in w.stream(v1.list_namespaced_config_map, NS,
-                                            resource_version=first.metadata.resource_version, timeout_seconds=2):
+                    async for _ in w.stream(
+                        v1.list_namespaced_config_map,
+                        NS,
+                        resource_version=first.metadata.resource_version,
+                        timeout_seconds=2,
+                    ):
                         pass
             assert e.value.status == 410
             assert "too old resource version" in e.value.reason
@@ -239,8 +296,9 @@ async def test_watch_expired_resource_version_is_410(tmp_path: Any) -> None:
             latest = (await v1.list_namespaced_config_map(NS)).metadata.resource_version
             await v1.create_namespaced_config_map(NS, cm_body("late"))
             async with watch.Watch() as w:
-                async for ev in w.stream(v1.list_namespaced_config_map, NS, resource_version=latest,
-                                         timeout_seconds=1):
+                async for ev in w.stream(
+                    v1.list_namespaced_config_map, NS, resource_version=latest, timeout_seconds=1
+                ):
                     assert ev["object"].metadata.name == "late"
                     break
 
@@ -250,8 +308,13 @@ async def test_watch_bookmarks_carry_current_rv(sim_cluster: SimCluster, kube_ap
     cm = await v1.create_namespaced_config_map(NS, cm_body("bm"))
     bookmarks = []
     async with watch.Watch() as w:
-        async for ev in w.stream(v1.list_namespaced_config_map, NS, resource_version=cm.metadata.resource_version,
-                                 allow_watch_bookmarks=True, timeout_seconds=3):
+        async for ev in w.stream(
+            v1.list_namespaced_config_map,
+            NS,
+            resource_version=cm.metadata.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=3,
+        ):
             if ev["type"] == "BOOKMARK":
                 bookmarks.append(ev["raw_object"])
                 break
@@ -278,7 +341,9 @@ async def test_forbidden_pod_spec_change_is_422(sim_cluster: SimCluster, kube_ap
     v1 = client.CoreV1Api(kube_api)
     await v1.create_namespaced_pod(NS, pod_body("val"))
     with pytest.raises(ApiException) as e:
-        await v1.patch_namespaced_pod("val", NS, {"spec": {"containers": [{"name": "main", "command": ["sh"]}]}})
+        await v1.patch_namespaced_pod(
+            "val", NS, {"spec": {"containers": [{"name": "main", "command": ["sh"]}]}}
+        )
     assert e.value.status == 422
     body = status_body(e.value)
     assert body["reason"] == "Invalid"
@@ -286,7 +351,8 @@ async def test_forbidden_pod_spec_change_is_422(sim_cluster: SimCluster, kube_ap
         'Pod "val" is invalid: spec: Forbidden: pod updates may not change fields other than '
         "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
         "`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
-        "(allow it to be set to 1 if it was previously negative)")
+        "(allow it to be set to 1 if it was previously negative)"
+    )
     assert body["details"]["kind"] == "Pod" and body["details"]["name"] == "val"
     assert body["details"]["causes"][0]["field"] == "spec"
     assert body["details"]["causes"][0]["reason"] == "FieldValueForbidden"
@@ -314,9 +380,15 @@ async def test_image_patch_restarts_container_in_place(sim_cluster: SimCluster, 
     assert before.status.pod_ip and before.status.host_ip
     assert cond(before, "Ready") == "True" and cond(before, "ContainersReady") == "True"
     assert cond(before, "Initialized") == "True" and cond(before, "PodScheduled") == "True"
-    await v1.patch_namespaced_pod("ip", NS, {"spec": {"containers": [{"name": "main", "image": "nginx:1.26"}]}})
-    after = await wait_pod(sim_cluster, v1, "ip", lambda p: p.status.container_statuses[0].restart_count == 1
-                           and p.status.container_statuses[0].ready)
+    await v1.patch_namespaced_pod(
+        "ip", NS, {"spec": {"containers": [{"name": "main", "image": "nginx:1.26"}]}}
+    )
+    after = await wait_pod(
+        sim_cluster,
+        v1,
+        "ip",
+        lambda p: p.status.container_statuses[0].restart_count == 1 and p.status.container_statuses[0].ready,
+    )
     cs1 = after.status.container_statuses[0]
     assert after.metadata.uid == created.metadata.uid
     assert cs1.image == "nginx:1.26" and cs1.image_id.startswith("nginx:1.26@sha256:")
@@ -334,8 +406,21 @@ async def test_readiness_gate_follows_inplace_update_ready(sim_cluster: SimClust
     assert cond(p, "Ready") == "False"  # the gate's condition does not exist yet
 
     async def set_gate(status: str) -> None:
-        await v1.patch_namespaced_pod_status("rg", NS, {"status": {"conditions": [
-            {"type": CONDITION_INPLACE_UPDATE_READY, "status": status, "reason": "StartInPlaceUpdate"}]}})
+        await v1.patch_namespaced_pod_status(
+            "rg",
+            NS,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": CONDITION_INPLACE_UPDATE_READY,
+                            "status": status,
+                            "reason": "StartInPlaceUpdate",
+                        }
+                    ]
+                }
+            },
+        )
 
     await set_gate("True")
     await wait_pod(sim_cluster, v1, "rg", lambda p: cond(p, "Ready") == "True")
@@ -349,16 +434,32 @@ async def test_readiness_gate_follows_inplace_update_ready(sim_cluster: SimClust
     assert next(c for c in p.status.conditions if c.type == "Ready").reason is None
 
 
-async def test_status_endpoint_ignores_spec_and_main_ignores_status(sim_cluster: SimCluster,
-                                                                     kube_api: Any) -> None:
+async def test_status_endpoint_ignores_spec_and_main_ignores_status(
+    sim_cluster: SimCluster, kube_api: Any
+) -> None:
     v1 = client.CoreV1Api(kube_api)
     await v1.create_namespaced_pod(NS, pod_body("st"))
-    await v1.patch_namespaced_pod_status("st", NS, {"metadata": {"labels": {"via": "status"}},
-                                                    "status": {"conditions": [{"type": "Custom", "status": "True"}]}})
+    await v1.patch_namespaced_pod_status(
+        "st",
+        NS,
+        {
+            "metadata": {"labels": {"via": "status"}},
+            "spec": {"containers": [{"name": "main", "image": "changed:1"}]},
+            "status": {"conditions": [{"type": "Custom", "status": "True"}]},
+        },
+    )
     p = await v1.read_namespaced_pod("st", NS)
-    assert cond(p, "Custom") == "True" and "via" not in (p.metadata.labels or {})
-    await v1.patch_namespaced_pod("st", NS, {"metadata": {"labels": {"via": "main"}},
-                                             "status": {"conditions": [{"type": "Other", "status": "True"}]}})
+    assert cond(p, "Custom") == "True" and p.spec.containers[0].image == "nginx:1.25"
+    # like kube-apiserver's pod status strategy: spec is pinned, labels/annotations still apply
+    assert p.metadata.labels["via"] == "status"
+    await v1.patch_namespaced_pod(
+        "st",
+        NS,
+        {
+            "metadata": {"labels": {"via": "main"}},
+            "status": {"conditions": [{"type": "Other", "status": "True"}]},
+        },
+    )
     p = await v1.read_namespaced_pod("st", NS)
     assert p.metadata.labels["via"] == "main" and cond(p, "Other") is None
 
@@ -377,17 +478,27 @@ async def test_graceful_delete_and_finalizers(sim_cluster: SimCluster, kube_api:
     await v1.create_namespaced_pod(NS, pod_body("fin", finalizers=["example.com/hold"]))
     created = await wait_pod(sim_cluster, v1, "fin", running_ready)
     with pytest.raises(ApiException) as e:
-        await v1.delete_namespaced_pod("fin", NS, body=client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(uid="not-the-uid")))
-    assert e.value.status == 409 and "Precondition failed: UID in precondition" in status_body(e.value)["message"]
-    await v1.delete_namespaced_pod("fin", NS, body=client.V1DeleteOptions(
-        preconditions=client.V1Preconditions(uid=created.metadata.uid)))
-    await wait_pod(sim_cluster, v1, "fin", lambda p: p.metadata.deletion_timestamp is not None
-                   and p.metadata.deletion_grace_period_seconds == 0)  # the kubelet is done with it
+        await v1.delete_namespaced_pod(
+            "fin", NS, body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="not-the-uid"))
+        )
+    assert (
+        e.value.status == 409
+        and "Precondition failed: UID in precondition" in status_body(e.value)["message"]
+    )
+    await v1.delete_namespaced_pod(
+        "fin", NS, body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=created.metadata.uid))
+    )
+    await wait_pod(
+        sim_cluster,
+        v1,
+        "fin",
+        lambda p: p.metadata.deletion_timestamp is not None and p.metadata.deletion_grace_period_seconds == 0,
+    )  # the kubelet is done with it
     still = await v1.read_namespaced_pod("fin", NS)
     assert still.metadata.finalizers == ["example.com/hold"]
-    await v1.patch_namespaced_pod("fin", NS, {"metadata": {"finalizers": None}},
-                                  _content_type="application/merge-patch+json")
+    await v1.patch_namespaced_pod(
+        "fin", NS, {"metadata": {"finalizers": None}}, _content_type="application/merge-patch+json"
+    )
     await sim_cluster.wait_for(lambda: sim_cluster.store.try_get(pods, NS, "fin") is None, message="pod gone")
 
 
@@ -410,24 +521,37 @@ async def test_unscheduled_pod_is_deleted_immediately(tmp_path: Any) -> None:
 async def test_cloneset_crd_crud_status_and_scale(kube_api: Any) -> None:
     co = client.CustomObjectsApi(kube_api)
     args = (GROUP, VERSION, NS, "clonesets")
-    created = await co.create_namespaced_custom_object(*args, {**cloneset_body("cs"), "status": {"replicas": 9}})
+    created = await co.create_namespaced_custom_object(
+        *args, {**cloneset_body("cs"), "status": {"replicas": 9}}
+    )
     assert created["metadata"]["generation"] == 1 and "status" not in created  # status ignored on create
     got = await co.get_namespaced_custom_object(*args, "cs")
-    assert got["spec"]["updateStrategy"]["partition"] == 2 and got["spec"]["updateStrategy"]["maxUnavailable"] == "20%"
-    patched = await co.patch_namespaced_custom_object(*args, "cs", {"spec": {"replicas": 5}},
-                                                      _content_type="application/merge-patch+json")
+    assert (
+        got["spec"]["updateStrategy"]["partition"] == 2
+        and got["spec"]["updateStrategy"]["maxUnavailable"] == "20%"
+    )
+    patched = await co.patch_namespaced_custom_object(
+        *args, "cs", {"spec": {"replicas": 5}}, _content_type="application/merge-patch+json"
+    )
     assert patched["spec"]["replicas"] == 5 and patched["metadata"]["generation"] == 2
-    labelled = await co.patch_namespaced_custom_object(*args, "cs", {"metadata": {"labels": {"a": "b"}}},
-                                                       _content_type="application/merge-patch+json")
+    labelled = await co.patch_namespaced_custom_object(
+        *args, "cs", {"metadata": {"labels": {"a": "b"}}}, _content_type="application/merge-patch+json"
+    )
     assert labelled["metadata"]["generation"] == 2  # metadata changes do not bump generation
     # status subresource: /status ignores spec, the main endpoint ignores status
     st = await co.patch_namespaced_custom_object_status(
-        *args, "cs", {"spec": {"replicas": 1}, "status": {"replicas": 3, "observedGeneration": 2,
-                                                          "labelSelector": "app=cs"}},
-        _content_type="application/merge-patch+json")
+        *args,
+        "cs",
+        {
+            "spec": {"replicas": 1},
+            "status": {"replicas": 3, "observedGeneration": 2, "labelSelector": "app=cs"},
+        },
+        _content_type="application/merge-patch+json",
+    )
     assert st["status"]["replicas"] == 3 and st["spec"]["replicas"] == 5 and st["metadata"]["generation"] == 2
-    main = await co.patch_namespaced_custom_object(*args, "cs", {"status": {"replicas": 100}},
-                                                   _content_type="application/merge-patch+json")
+    main = await co.patch_namespaced_custom_object(
+        *args, "cs", {"status": {"replicas": 100}}, _content_type="application/merge-patch+json"
+    )
     assert main["status"]["replicas"] == 3
     # a dict body without _content_type goes out as json-patch and is rejected (like a real API server)
     with pytest.raises(ApiException) as e:
@@ -435,14 +559,16 @@ async def test_cloneset_crd_crud_status_and_scale(kube_api: Any) -> None:
     assert e.value.status in (400, 422)
     # strategic merge is not supported for custom resources
     with pytest.raises(ApiException) as e:
-        await co.patch_namespaced_custom_object(*args, "cs", {"spec": {"replicas": 6}},
-                                                _content_type="application/strategic-merge-patch+json")
+        await co.patch_namespaced_custom_object(
+            *args, "cs", {"spec": {"replicas": 6}}, _content_type="application/strategic-merge-patch+json"
+        )
     assert e.value.status == 415
     # scale subresource
     scale = await co.get_namespaced_custom_object_scale(*args, "cs")
     assert scale["spec"]["replicas"] == 5 and scale["status"] == {"replicas": 3, "selector": "app=cs"}
-    await co.patch_namespaced_custom_object_scale(*args, "cs", {"spec": {"replicas": 7}},
-                                                  _content_type="application/merge-patch+json")
+    await co.patch_namespaced_custom_object_scale(
+        *args, "cs", {"spec": {"replicas": 7}}, _content_type="application/merge-patch+json"
+    )
     assert (await co.get_namespaced_custom_object(*args, "cs"))["spec"]["replicas"] == 7
     # all-namespaces list and stale-RV replace
     everywhere = await co.list_cluster_custom_object(GROUP, VERSION, "clonesets")
@@ -452,7 +578,14 @@ async def test_cloneset_crd_crud_status_and_scale(kube_api: Any) -> None:
         await co.replace_namespaced_custom_object(*args, "cs", stale)
     assert e.value.status == 409
     assert 'clonesets.apps.kruise.io "cs"' in status_body(e.value)["message"]
-    await co.delete_namespaced_custom_object(*args, "cs")
+    gone = await co.delete_namespaced_custom_object(*args, "cs")
+    assert gone["kind"] == "Status" and gone["status"] == "Success"
+    assert gone["details"] == {
+        "name": "cs",
+        "group": GROUP,
+        "kind": "clonesets",
+        "uid": created["metadata"]["uid"],
+    }
     with pytest.raises(ApiException) as e:
         await co.get_namespaced_custom_object(*args, "cs")
     assert e.value.status == 404
@@ -465,12 +598,19 @@ async def test_owner_garbage_collection(sim_cluster: SimCluster, kube_api: Any) 
     apps = client.AppsV1Api(kube_api)
     args = (GROUP, VERSION, NS, "clonesets")
     cs = await co.create_namespaced_custom_object(*args, cloneset_body("owner"))
-    ref = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CloneSet", "name": "owner",
-           "uid": cs["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    ref = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CloneSet",
+        "name": "owner",
+        "uid": cs["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     for i in range(3):
         await v1.create_namespaced_pod(NS, pod_body(f"owned-{i}", {"app": "owner"}, ownerReferences=[ref]))
-    await apps.create_namespaced_controller_revision(NS, {
-        "metadata": {"name": "owner-rev1", "ownerReferences": [ref]}, "revision": 1, "data": {"x": 1}})
+    await apps.create_namespaced_controller_revision(
+        NS, {"metadata": {"name": "owner-rev1", "ownerReferences": [ref]}, "revision": 1, "data": {"x": 1}}
+    )
     revs = await apps.list_controller_revision_for_all_namespaces()
     assert [r.metadata.name for r in revs.items] == ["owner-rev1"]
     await v1.create_namespaced_pod(NS, pod_body("free", {"app": "owner"}))
@@ -489,7 +629,12 @@ async def test_orphan_propagation_keeps_dependents(sim_cluster: SimCluster, kube
     co = client.CustomObjectsApi(kube_api)
     args = (GROUP, VERSION, NS, "clonesets")
     cs = await co.create_namespaced_custom_object(*args, cloneset_body("orph"))
-    ref = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CloneSet", "name": "orph", "uid": cs["metadata"]["uid"]}
+    ref = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CloneSet",
+        "name": "orph",
+        "uid": cs["metadata"]["uid"],
+    }
     await v1.create_namespaced_config_map(NS, {"metadata": {"name": "dep", "ownerReferences": [ref]}})
     await co.delete_namespaced_custom_object(*args, "orph", propagation_policy="Orphan")
     dep = await v1.read_namespaced_config_map("dep", NS)
@@ -508,8 +653,9 @@ async def test_fault_injection_runtime_api(sim_cluster: SimCluster, kube_api: An
     assert status_body(e.value)["reason"] == "TooManyRequests"
     await v1.list_namespaced_config_map(NS)  # other verbs unaffected
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{sim_cluster.url}/sim/faults",
-                             json={"error_rate": {"*": 1.0}, "error_codes": [500]}) as r:
+        async with http.post(
+            f"{sim_cluster.url}/sim/faults", json={"error_rate": {"*": 1.0}, "error_codes": [500]}
+        ) as r:
             assert r.status == 200 and (await r.json())["error_codes"] == [500]
         with pytest.raises(ApiException) as e:
             await v1.list_namespaced_config_map(NS)
@@ -555,14 +701,23 @@ async def test_discovery_and_leases(kube_api: Any) -> None:
     version = await client.VersionApi(kube_api).get_code()
     assert version.major == "1"
     coord = client.CoordinationV1Api(kube_api)
-    lease = await coord.create_namespaced_lease(NS, {"metadata": {"name": "leader"},
-                                                     "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})
+    lease = await coord.create_namespaced_lease(
+        NS, {"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}
+    )
     lease.spec.holder_identity = "b"
     upd = await coord.replace_namespaced_lease("leader", NS, lease)
     assert upd.spec.holder_identity == "b"
     ev = client.CoreV1Api(kube_api)
-    await ev.create_namespaced_event(NS, {"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "x"},
-                                          "reason": "Test", "message": "hello", "type": "Normal"})
+    await ev.create_namespaced_event(
+        NS,
+        {
+            "metadata": {"name": "e1"},
+            "involvedObject": {"kind": "Pod", "name": "x"},
+            "reason": "Test",
+            "message": "hello",
+            "type": "Normal",
+        },
+    )
     evs = await ev.list_namespaced_event(NS, field_selector="involvedObject.name=x,reason=Test")
     assert [e.message for e in evs.items] == ["hello"]
 
@@ -571,18 +726,21 @@ async def test_server_side_apply_creates_and_merges(kube_api: Any) -> None:
     co = client.CustomObjectsApi(kube_api)
     args = (GROUP, VERSION, NS, "clonesets")
     body = cloneset_body("ssa")
-    created = await co.patch_namespaced_custom_object(*args, "ssa", body, field_manager="test", force=True,
-                                                      _content_type="application/apply-patch+yaml")
+    created = await co.patch_namespaced_custom_object(
+        *args, "ssa", body, field_manager="test", force=True, _content_type="application/apply-patch+yaml"
+    )
     assert created["metadata"]["uid"] and created["spec"]["replicas"] == 3
     body["spec"]["replicas"] = 4
-    applied = await co.patch_namespaced_custom_object(*args, "ssa", body, field_manager="test", force=True,
-                                                      _content_type="application/apply-patch+yaml")
+    applied = await co.patch_namespaced_custom_object(
+        *args, "ssa", body, field_manager="test", force=True, _content_type="application/apply-patch+yaml"
+    )
     assert applied["spec"]["replicas"] == 4 and applied["metadata"]["uid"] == created["metadata"]["uid"]
     assert applied["metadata"]["generation"] == 2
     v1 = client.CoreV1Api(kube_api)
     with pytest.raises(ApiException) as e:  # apply needs a field manager
-        await v1.patch_namespaced_pod("ssa-pod", NS, pod_body("ssa-pod"),
-                                      _content_type="application/apply-patch+yaml")
+        await v1.patch_namespaced_pod(
+            "ssa-pod", NS, pod_body("ssa-pod"), _content_type="application/apply-patch+yaml"
+        )
     assert e.value.status == 400
 
 
@@ -595,3 +753,28 @@ async def test_kubeconfig_loads_with_kubernetes_asyncio(sim_cluster: SimCluster)
     async with client.ApiClient(cfg) as api:
         nodes = await client.CoreV1Api(api).list_node()
         assert len(nodes.items) == 3
+
+
+async def test_init_containers_run_first(sim_cluster: SimCluster, kube_api: Any) -> None:
+    v1 = client.CoreV1Api(kube_api)
+    body = pod_body("init")
+    body["spec"]["initContainers"] = [{"name": "setup", "image": "busybox:1.36"}]
+    await v1.create_namespaced_pod(NS, body)
+    p = await wait_pod(sim_cluster, v1, "init", running_ready)
+    init = p.status.init_container_statuses[0]
+    assert init.state.terminated.reason == "Completed" and init.image_id.startswith("busybox:1.36@sha256:")
+    assert cond(p, "Initialized") == "True"
+    assert sim_cluster.kubelets[p.spec.node_name].has_image("busybox:1.36")
+
+
+async def test_readiness_annotation_keeps_pod_unready(sim_cluster: SimCluster, kube_api: Any) -> None:
+    v1 = client.CoreV1Api(kube_api)
+    await v1.create_namespaced_pod(NS, pod_body("probe", annotations={"sim.kruisebus.io/ready": "false"}))
+    p = await wait_pod(
+        sim_cluster,
+        v1,
+        "probe",
+        lambda p: p.status.phase == "Running" and p.status.container_statuses[0].started,
+    )
+    assert not p.status.container_statuses[0].ready
+    assert cond(p, "Ready") == "False" and cond(p, "ContainersReady") == "False"

@@ -64,10 +64,31 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     kubeconfig = tmp / "kubeconfig"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = tmp / "sim.log"
-    with log.open("w") as err, subprocess.Popen(
-            [sys.executable, "-m", "sim", "--nodes", "2", "--port", "0", "--kubeconfig", str(kubeconfig),
-             "--pull-delay", "0.05", "--start-delay", "0.05"],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=tmp) as proc:
+    with (
+        log.open("w") as err,
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sim",
+                "--nodes",
+                "2",
+                "--port",
+                "0",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--pull-delay",
+                "0.05",
+                "--start-delay",
+                "0.05",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=tmp,
+        ) as proc,
+    ):
         assert proc.stdout is not None
         try:
             line = proc.stdout.readline()  # one JSON line once the server is ready
@@ -131,16 +152,28 @@ def test_apply_get_describe_pod(kubectl: Kubectl) -> None:
     assert "Status:" in desc and "Running" in desc and "Scheduled" in desc and "Started" in desc
     # apply an image change: in-place restart
     assert "configured" in kubectl("apply", "-f", "-", stdin=POD.replace("1.25", "1.26")).stdout
-    wait(lambda: kubectl("get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
-         .stdout == "1")
+    wait(
+        lambda: (
+            kubectl("get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].restartCount}").stdout
+            == "1"
+        )
+    )
     # a forbidden change is rejected with Kubernetes' message
-    bad = kubectl("patch", "pod", "web", "-p", '{"spec":{"containers":[{"name":"main","command":["sh"]}]}}',
-                  check=False)
+    bad = kubectl(
+        "patch", "pod", "web", "-p", '{"spec":{"containers":[{"name":"main","command":["sh"]}]}}', check=False
+    )
     assert bad.returncode != 0
     assert 'The Pod "web" is invalid: spec: Forbidden: pod updates may not change fields' in bad.stderr
     # failed JSON patch test op
-    jp = kubectl("patch", "pod", "web", "--type=json", "-p",
-                 '[{"op":"test","path":"/metadata/name","value":"other"}]', check=False)
+    jp = kubectl(
+        "patch",
+        "pod",
+        "web",
+        "--type=json",
+        "-p",
+        '[{"op":"test","path":"/metadata/name","value":"other"}]',
+        check=False,
+    )
     assert jp.returncode != 0
     assert "the server rejected our request due to an error in our request" in jp.stderr
     kubectl("label", "pod", "web", "tier=frontend")
@@ -158,7 +191,11 @@ def test_cloneset_with_kubectl(kubectl: Kubectl) -> None:
     wide = kubectl("get", "clone", "demo", "-o", "wide").stdout
     assert "nginx:1.25" in wide and "IMAGES" in wide
     obj = yaml.safe_load(kubectl("get", "clone", "demo", "-o", "yaml").stdout)
-    assert obj["spec"]["updateStrategy"] == {"type": "InPlaceIfPossible", "partition": 3, "maxUnavailable": "20%"}
+    assert obj["spec"]["updateStrategy"] == {
+        "type": "InPlaceIfPossible",
+        "partition": 3,
+        "maxUnavailable": "20%",
+    }
     assert obj["metadata"]["generation"] == 1
     kubectl("apply", "-f", "-", stdin=CLONESET.replace("replicas: 5", "replicas: 6"))
     kubectl("patch", "clone", "demo", "--type=merge", "-p", '{"spec":{"updateStrategy":{"partition":1}}}')

@@ -19,18 +19,21 @@ def obj(labels: dict[str, str], **fields: Any) -> dict[str, Any]:
     return {"metadata": {"name": "n", "namespace": "ns", "labels": labels}, **fields}
 
 
-@pytest.mark.parametrize(("sel", "labels", "ok"), [
-    ("a=1", {"a": "1"}, True),
-    ("a==1", {"a": "2"}, False),
-    ("a!=1", {}, True),
-    ("a in (1, 2),b", {"a": "2", "b": ""}, True),
-    ("a in (1,2)", {}, False),
-    ("a notin (1,2)", {}, True),
-    ("a notin (1,2)", {"a": "1"}, False),
-    ("!a", {"a": "1"}, False),
-    ("!a,b=x", {"b": "x"}, True),
-    ("a", {"a": ""}, True),
-])
+@pytest.mark.parametrize(
+    ("sel", "labels", "ok"),
+    [
+        ("a=1", {"a": "1"}, True),
+        ("a==1", {"a": "2"}, False),
+        ("a!=1", {}, True),
+        ("a in (1, 2),b", {"a": "2", "b": ""}, True),
+        ("a in (1,2)", {}, False),
+        ("a notin (1,2)", {}, True),
+        ("a notin (1,2)", {"a": "1"}, False),
+        ("!a", {"a": "1"}, False),
+        ("!a,b=x", {"b": "x"}, True),
+        ("a", {"a": ""}, True),
+    ],
+)
 def test_label_selector(sel: str, labels: dict[str, str], ok: bool) -> None:
     pred = parse_label_selector(sel)
     assert pred is not None and pred(obj(labels)) is ok
@@ -55,8 +58,13 @@ def test_field_selector() -> None:
 
 
 def test_label_selector_objects() -> None:
-    sel = {"matchLabels": {"app": "x"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]},
-                                                           {"key": "gone", "operator": "DoesNotExist"}]}
+    sel = {
+        "matchLabels": {"app": "x"},
+        "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["a"]},
+            {"key": "gone", "operator": "DoesNotExist"},
+        ],
+    }
     assert match_label_selector_obj(sel, {"app": "x", "tier": "a"})
     assert not match_label_selector_obj(sel, {"app": "x", "tier": "a", "gone": "1"})
     assert selector_to_string(sel) == "app=x,tier in (a),!gone"

@@ -26,7 +26,10 @@ def test_resource_versions_are_global_and_monotonic(store: Store) -> None:
     rvs = [int(o["metadata"]["resourceVersion"]) for o in (a, b, c)]
     assert rvs == sorted(rvs) and len(set(rvs)) == 3 and store.rv == rvs[-1]
     assert a["status"] == {"phase": "Pending", "qosClass": "BestEffort"}
-    assert a["spec"]["restartPolicy"] == "Always" and a["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert (
+        a["spec"]["restartPolicy"] == "Always"
+        and a["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    )
     same = store.patch(pods, "default", "a", STRATEGIC_PATCH, {"metadata": {"labels": {"x": "y"}}})
     assert same is c  # no-op: nothing written
 
@@ -59,14 +62,25 @@ def test_generation_on_custom_resources(store: Store) -> None:
 
 
 def test_pod_update_validation() -> None:
-    old = {"containers": [{"name": "c", "image": "a"}], "tolerations": [{"key": "k"}],
-           "activeDeadlineSeconds": 5, "terminationGracePeriodSeconds": -1}
-    ok = {"containers": [{"name": "c", "image": "b"}], "tolerations": [{"key": "k"}, {"key": "j"}],
-          "activeDeadlineSeconds": 3, "terminationGracePeriodSeconds": 1}
+    old = {
+        "containers": [{"name": "c", "image": "a"}],
+        "tolerations": [{"key": "k"}],
+        "activeDeadlineSeconds": 5,
+        "terminationGracePeriodSeconds": -1,
+    }
+    ok = {
+        "containers": [{"name": "c", "image": "b"}],
+        "tolerations": [{"key": "k"}, {"key": "j"}],
+        "activeDeadlineSeconds": 3,
+        "terminationGracePeriodSeconds": 1,
+    }
     assert validate_pod_update(old, ok) is None
     assert validate_pod_update(old, {**ok, "tolerations": []}) is not None  # removal is forbidden
     assert validate_pod_update(old, {**ok, "nodeName": "n"}) is not None
-    assert validate_pod_update(old, {**ok, "containers": [{"name": "c", "image": "b", "args": ["x"]}]}) is not None
+    assert (
+        validate_pod_update(old, {**ok, "containers": [{"name": "c", "image": "b", "args": ["x"]}]})
+        is not None
+    )
 
 
 def test_finalizers_and_gc_without_loop(store: Store) -> None:
@@ -84,3 +98,100 @@ def test_finalizers_and_gc_without_loop(store: Store) -> None:
     assert store.try_get(cms, "default", "owner") is None
     assert store.try_get(cms, "default", "dep") is None  # collected (synchronously without a loop)
     assert [ev.type for ev in w.queue] == ["DELETED", "DELETED"]
+
+
+def test_delete_preconditions_and_dry_run(store: Store) -> None:
+    cms = store.rt("configmaps")
+    cm = store.create(cms, "default", {"metadata": {"name": "p"}})
+    with pytest.raises(ApiError) as e:
+        store.delete(cms, "default", "p", preconditions={"resourceVersion": "1"})
+    assert (
+        e.value.code == 409 and "Precondition failed: ResourceVersion in precondition: 1" in e.value.message
+    )
+    assert (
+        store.create(cms, "default", {"metadata": {"name": "dry"}}, dry_run=True)["metadata"]["name"] == "dry"
+    )
+    assert store.try_get(cms, "default", "dry") is None
+    store.delete(
+        cms,
+        "default",
+        "p",
+        preconditions={"uid": cm["metadata"]["uid"], "resourceVersion": cm["metadata"]["resourceVersion"]},
+    )
+    assert store.try_get(cms, "default", "p") is None
+
+
+def test_crds_created_through_the_api_are_served(store: Store) -> None:
+    crds = store.rt("customresourcedefinitions", "apiextensions.k8s.io")
+    assert store.try_get(crds, "", "clonesets.apps.kruise.io") is not None  # loaded from the chart
+    store.create(
+        crds,
+        "",
+        {
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": "Cluster",
+                "names": {"kind": "Widget", "plural": "widgets"},
+                "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}}}],
+            },
+        },
+    )
+    widgets = store.lookup("example.com", "v1", "widgets")
+    assert widgets is not None and not widgets.namespaced and widgets.status_subresource
+    w = store.create(widgets, "", {"metadata": {"name": "w"}, "spec": {"a": 1}})
+    assert w["kind"] == "Widget" and w["metadata"]["generation"] == 1
+    store.delete(crds, "", "widgets.example.com")
+    assert store.lookup("example.com", "v1", "widgets") is None
+
+
+def test_pod_names_and_required_fields(store: Store) -> None:
+    pods = store.rt("pods")
+    with pytest.raises(ApiError) as e:
+        store.create(
+            pods,
+            "default",
+            {"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+        )
+    assert e.value.code == 422 and "metadata.name: Invalid value" in e.value.message
+    with pytest.raises(ApiError) as e:
+        store.create(pods, "default", {"metadata": {"name": "p"}, "spec": {"containers": []}})
+    assert e.value.code == 422 and e.value.message == 'Pod "p" is invalid: spec.containers: Required value'
+
+
+def test_foreground_deletion_waits_for_dependents(store: Store) -> None:
+    cms = store.rt("configmaps")
+    owner = store.create(cms, "default", {"metadata": {"name": "fg"}})
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "fg",
+        "uid": owner["metadata"]["uid"],
+        "blockOwnerDeletion": True,
+    }
+    store.create(
+        cms, "default", {"metadata": {"name": "fg-dep", "ownerReferences": [ref], "finalizers": ["hold/me"]}}
+    )
+    out = store.delete(cms, "default", "fg", propagation="Foreground")
+    assert out["metadata"]["finalizers"] == ["foregroundDeletion"]
+    dep = store.get(cms, "default", "fg-dep")
+    assert dep["metadata"]["deletionTimestamp"]  # being deleted, held by its own finalizer
+    assert store.try_get(cms, "default", "fg") is not None  # owner waits for it
+    store.patch(cms, "default", "fg-dep", MERGE_PATCH, {"metadata": {"finalizers": None}})
+    assert store.try_get(cms, "default", "fg-dep") is None
+    assert store.try_get(cms, "default", "fg") is None
+
+
+def test_metadata_validation(store: Store) -> None:
+    cms = store.rt("configmaps")
+    with pytest.raises(ApiError) as e:
+        store.create(cms, "default", {"metadata": {"name": "l", "labels": {"a": "has space"}}})
+    assert e.value.code == 422 and 'metadata.labels: Invalid value: "has space"' in e.value.message
+    store.create(cms, "default", {"metadata": {"name": "ok", "labels": {"apps.kruise.io/x": "v-1.2_3", "e": ""}}})
+    with pytest.raises(ApiError) as e:
+        store.patch(cms, "default", "ok", MERGE_PATCH, {"metadata": {"labels": {"x": "y" * 64}}})
+    assert e.value.code == 422
+    refs = [{"apiVersion": "v1", "kind": "ConfigMap", "name": n, "uid": n, "controller": True} for n in "ab"]
+    with pytest.raises(ApiError) as e:
+        store.create(cms, "default", {"metadata": {"name": "two", "ownerReferences": refs}})
+    assert "only one reference can have Controller set to true" in e.value.message

@@ -156,13 +156,21 @@ class Builder:
             patch=patch.build(),
         )
 
-    def pod_status_patch(self, pod: Pod, conditions: list[dict[str, Any]]) -> PatchOp:
+    def pod_status_patch(self, pod: Pod, conditions: list[dict[str, Any]], *, exact: bool = True) -> PatchOp:
+        """Strategic merge of pod conditions, guarded by uid and (``exact``) the observed resourceVersion.
+
+        The resourceVersion guard matters: a delayed or replayed "InPlaceUpdateReady=True" must never land
+        on a pod whose update started after the decision (it would make an updating pod count as ready).
+        """
+        body = status_conditions_patch(pod, conditions)
+        if exact and pod.metadata.resource_version:
+            body["metadata"]["resourceVersion"] = pod.metadata.resource_version
         return PatchOp(
             resource=PODS,
             namespace=self.namespace,
             name=pod.metadata.name,
             patch_type="strategic",
-            patch=status_conditions_patch(pod, conditions),
+            patch=body,
             subresource="status",
         )
 

@@ -33,6 +33,7 @@ from schemas.constants import (
     ANNOTATION_INPLACE_GRACE_LEGACY,
     ANNOTATION_INPLACE_STATE,
     ANNOTATION_INPLACE_STATE_LEGACY,
+    ANNOTATION_RUNTIME_CONTAINERS_META,
     ANNOTATION_VCT_HASH,
     CONDITION_CONTAINERS_READY,
     CONDITION_INPLACE_UPDATE_READY,
@@ -49,7 +50,6 @@ from services.planner.cloneset.podpatch import PodPatch
 from services.planner.cloneset.timeutil import format_time, parse_time
 
 CONTAINER_BARRIER_ENV = "KRUISE_CONTAINER_BARRIER"
-ANNOTATION_RUNTIME_CONTAINERS_META = "apps.kruise.io/runtime-containers-meta"
 
 
 class RefMetadata(msgspec.Struct, omit_defaults=True):

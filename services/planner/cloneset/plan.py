@@ -23,6 +23,7 @@ The pass, in Kruise's order:
 
 from __future__ import annotations
 
+import gc
 import math
 from datetime import UTC, datetime
 
@@ -38,7 +39,7 @@ from schemas.constants import (
     REASON_PROGRESS_DEADLINE_EXCEEDED,
 )
 from schemas.kube import ControllerRevision, JsonObject
-from services.planner.cloneset.calc import classify, mark_updated
+from services.planner.cloneset.calc import PodInfo, classify, mark_updated
 from services.planner.cloneset.commands import (
     VERB_INVALID_SPEC,
     VERB_PODS_TO_DELETE_TRUNCATE,
@@ -69,7 +70,22 @@ _REV_ENCODER = msgspec.json.Encoder()
 
 
 def plan_cloneset(view: CloneSetView, *, now: datetime, gates: FeatureGates = DEFAULT_GATES) -> Plan:
-    """One reconcile pass over ``view`` at time ``now`` (UTC-aware; naive is taken as UTC)."""
+    """One reconcile pass over ``view`` at time ``now`` (UTC-aware; naive is taken as UTC).
+
+    The cyclic garbage collector is paused for the pass (and restored): a pass allocates many small
+    acyclic objects, and with 100,000 tracked pods alive each collection it triggers walks them all,
+    which alone cost ~30% of a rollout pass. Reference counting still frees everything immediately.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(view, now=now, gates=gates)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates) -> Plan:
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     cs = view.cloneset
     # pods only matter to validation for podsToDelete (skip building its name index otherwise)
@@ -141,7 +157,7 @@ def plan_cloneset(view: CloneSetView, *, now: datetime, gates: FeatureGates = DE
             b.event("rollout-completed", f"all pods are on revision {update_name}", revision=update_name)
 
     if not wrote_status:
-        _truncate_pods_to_delete(b, cs, {i.name for i in infos})
+        _truncate_pods_to_delete(b, cs, infos)
     for name in sel.delete:
         rev = next((r for r in view.revisions if r.metadata.name == name), None)
         b.command(
@@ -203,10 +219,11 @@ def _revision_commands(
         )
 
 
-def _truncate_pods_to_delete(b: Builder, cs: CloneSet, existing: set[str]) -> None:
+def _truncate_pods_to_delete(b: Builder, cs: CloneSet, infos: list[PodInfo]) -> None:
     names = cs.spec.scale_strategy.pods_to_delete
     if not names:
         return
+    existing = {i.name for i in infos}
     kept = [n for n in names if n in existing]
     if len(kept) == len(names):
         return

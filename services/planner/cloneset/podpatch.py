@@ -8,9 +8,10 @@ in-place update can never move a pod twice for one revision, and a decision take
 never clobber a newer one.
 
 JSON patch has sharp edges this builder hides: ``add`` to ``/metadata/annotations/<k>`` fails if the
-pod has no annotations map; ``remove`` of a missing key fails (and would look like a stale plan); keys
-need RFC 6901 escaping (``/`` -> ``~1``). The builder knows the pod's current metadata and emits only
-operations that apply cleanly.
+pod has no annotations map, while ``add`` of the map itself would replace an existing one (so it is
+guarded by a ``test`` for null); ``remove`` of a missing key fails (and would look like a stale plan);
+keys need RFC 6901 escaping (``/`` -> ``~1``). The builder knows the pod's observed metadata and emits
+only operations that apply cleanly to it.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ class PodPatch:
         self.pod = pod
         self.tests: list[JsonObject] = [{"op": "test", "path": "/metadata/uid", "value": pod.metadata.uid}]
         self.ops: list[JsonObject] = []
-        self._labels: dict[str, str] = dict(pod.metadata.labels)
-        self._annotations: dict[str, str] = dict(pod.metadata.annotations)
         self._had_labels = bool(pod.metadata.labels)
         self._had_annotations = bool(pod.metadata.annotations)
         self._finalizers: list[str] = list(pod.metadata.finalizers)
@@ -56,18 +55,15 @@ class PodPatch:
     # --- mutations -----------------------------------------------------------------------------
 
     def set_label(self, key: str, value: str) -> None:
-        self._labels[key] = value
         self._label_ops[key] = {"op": "add", "path": f"/metadata/labels/{escape(key)}", "value": value}
 
     def remove_label(self, key: str) -> None:
-        self._labels.pop(key, None)
         if key in self.pod.metadata.labels:
             self._label_ops[key] = {"op": "remove", "path": f"/metadata/labels/{escape(key)}"}
         else:
             self._label_ops.pop(key, None)
 
     def set_annotation(self, key: str, value: str) -> None:
-        self._annotations[key] = value
         self._annotation_ops[key] = {
             "op": "add",
             "path": f"/metadata/annotations/{escape(key)}",
@@ -75,7 +71,6 @@ class PodPatch:
         }
 
     def remove_annotation(self, key: str) -> None:
-        self._annotations.pop(key, None)
         if key in self.pod.metadata.annotations:
             self._annotation_ops[key] = {"op": "remove", "path": f"/metadata/annotations/{escape(key)}"}
         else:
@@ -92,13 +87,6 @@ class PodPatch:
     def set_container_image(self, index: int, image: str) -> None:
         self.ops.append({"op": "replace", "path": f"/spec/containers/{index}/image", "value": image})
 
-    def labels(self) -> dict[str, str]:
-        """The labels the pod will have after the patch."""
-        return self._labels
-
-    def annotations(self) -> dict[str, str]:
-        return self._annotations
-
     @property
     def empty(self) -> bool:
         return not (self.ops or self._label_ops or self._annotation_ops or self._finalizer_ops())
@@ -108,7 +96,10 @@ class PodPatch:
         if old == self._finalizers:
             return []
         if not old:
-            return [{"op": "add", "path": "/metadata/finalizers", "value": list(self._finalizers)}]
+            return [
+                {"op": "test", "path": "/metadata/finalizers", "value": None},
+                {"op": "add", "path": "/metadata/finalizers", "value": list(self._finalizers)},
+            ]
         return [
             {"op": "test", "path": "/metadata/finalizers", "value": old},
             {"op": "replace", "path": "/metadata/finalizers", "value": list(self._finalizers)},
@@ -118,15 +109,25 @@ class PodPatch:
         out: list[JsonObject] = list(self.tests)
         label_ops = list(self._label_ops.values())
         if label_ops and not self._had_labels:
-            out.append({"op": "add", "path": "/metadata/labels", "value": {}})
+            out.extend(_create_map("/metadata/labels"))
         out.extend(label_ops)
         ann_ops = list(self._annotation_ops.values())
         if ann_ops and not self._had_annotations:
-            out.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+            out.extend(_create_map("/metadata/annotations"))
         out.extend(ann_ops)
         out.extend(self._finalizer_ops())
         out.extend(self.ops)
         return out
+
+
+def _create_map(path: str) -> list[JsonObject]:
+    """Create a missing map: ``add`` would *replace* an existing one, so first test that it is absent.
+
+    Kubernetes' JSON patch (evanphx/json-patch) treats ``test`` with value null as passing for a missing
+    member. If the view under-reported the map (a stripped watcher state), the test fails and the
+    command is dropped as stale instead of wiping the pod's labels/annotations.
+    """
+    return [{"op": "test", "path": path, "value": None}, {"op": "add", "path": path, "value": {}}]
 
 
 def status_conditions_patch(pod: Pod, conditions: list[dict[str, Any]]) -> JsonObject:

@@ -54,8 +54,13 @@ def reusable_pvc_ids(ctx: Ctx) -> list[str]:
 def scale_step(ctx: Ctx) -> bool:
     """Run §4.2; returns True if anything was written (then the update step is skipped)."""
     infos = ctx.infos
-    specified = [i for i in infos if i.specified_delete]
-    pre_delete = [i for i in infos if i.state == STATE_PREPARING_DELETE]
+    specified: list[PodInfo] = []
+    pre_delete: list[PodInfo] = []
+    for i in infos:
+        if i.specified_delete:
+            specified.append(i)
+        if i.state == STATE_PREPARING_DELETE:
+            pre_delete.append(i)
     num_to_delete = len({i.name for i in specified} | {i.name for i in pre_delete})
 
     # 1. regret PreparingDelete when replicas grew
@@ -127,6 +132,7 @@ def lifecycle_command(
     mark_not_ready: bool,
     patch: PodPatch | None = None,
     reapply_hook: bool = False,
+    lead_ops: list[ApiOp] | None = None,
 ) -> None:
     """Move a pod to lifecycle ``state`` (label + timestamp; KruisePodReady message with markPodNotReady)."""
     patch = patch or PodPatch(pod)
@@ -134,11 +140,13 @@ def lifecycle_command(
     lc.set_state(patch, state, ctx.now)
     if reapply_hook:
         lc.apply_hook(patch, lc.in_place_update_hook(ctx.cs))
-    ops: list[ApiOp] = [ctx.b.pod_json_patch(patch)]
+    ops: list[ApiOp] = list(lead_ops or [])
     if mark_not_ready:
+        # status first: it is guarded by the observed resourceVersion, which the label patch changes
         cond = lc.not_ready_condition(pod, state, ctx.now)
         if cond is not None:
             ops.append(ctx.b.pod_status_patch(pod, [cond]))
+    ops.append(ctx.b.pod_json_patch(patch))
     meta = pod.metadata
     ctx.b.command(
         f"{ctx.b.uid}/lifecycle/{meta.uid}/{state}/{meta.resource_version}",

@@ -34,8 +34,10 @@ def parse_time(text: str | None) -> datetime | None:
     return _parse(text)
 
 
+@lru_cache(maxsize=256)
 def format_time(value: datetime) -> str:
-    """Render like Kubernetes' metav1.Time: UTC, second precision, ``Z`` suffix."""
+    """Render like Kubernetes' metav1.Time: UTC, second precision, ``Z`` suffix (cached: one pass
+    formats the same ``now`` for every command it issues)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -126,7 +126,11 @@ def refresh_all(ctx: Ctx, pending_ready: dict[str, Pod]) -> bool:
         if new_state:
             hook = lc.in_place_update_hook(cs)
             lifecycle_command(
-                ctx, pod, new_state, mark_not_ready=hook is not None and hook.mark_pod_not_ready
+                ctx,
+                pod,
+                new_state,
+                mark_not_ready=hook is not None and hook.mark_pod_not_ready,
+                lead_ops=_take_ready(ctx, pending_ready, pod),
             )
             modified = True
 
@@ -138,7 +142,7 @@ def refresh_all(ctx: Ctx, pending_ready: dict[str, Pod]) -> bool:
             ctx.b.command(
                 f"{ctx.b.uid}/backfill/{meta.uid}",
                 VERB_BACKFILL,
-                [ctx.b.pod_json_patch(patch)],
+                [*_take_ready(ctx, pending_ready, pod), ctx.b.pod_json_patch(patch)],
                 pod=meta.name,
                 pod_uid=meta.uid,
                 revision=info.revision,
@@ -146,6 +150,17 @@ def refresh_all(ctx: Ctx, pending_ready: dict[str, Pod]) -> bool:
             ctx.b.expect(meta.name, "label", LABEL_POD_TEMPLATE_HASH, value)
             modified = True
     return modified
+
+
+def _take_ready(ctx: Ctx, pending_ready: dict[str, Pod], pod: Pod) -> list[ApiOp]:
+    """The pod's pending InPlaceUpdateReady=True write, to lead another command for the same pod.
+
+    The write is guarded by the observed resourceVersion, so it must run before any other write to the
+    pod in this pass; putting it first in the same command guarantees that order.
+    """
+    if pending_ready.pop(pod.metadata.name, None) is None:
+        return []
+    return [ctx.b.pod_status_patch(pod, [inplace.ready_condition(ctx.now)])]
 
 
 def ready_command(ctx: Ctx, pod: Pod) -> None:
@@ -318,10 +333,7 @@ def start_in_place(ctx: Ctx, info: PodInfo, target: ControllerRevision, spec: in
     lc.set_state(patch, STATE_UPDATING, ctx.now)
     ops: list[ApiOp] = []
     if inplace.has_readiness_gate(pod):
-        status_op = ctx.b.pod_status_patch(pod, inplace.start_conditions(pod, ctx.now))
-        if meta.resource_version and isinstance(status_op.patch, dict):
-            status_op.patch["metadata"]["resourceVersion"] = meta.resource_version
-        ops.append(status_op)
+        ops.append(ctx.b.pod_status_patch(pod, inplace.start_conditions(pod, ctx.now)))
     ops.append(ctx.b.pod_json_patch(patch))
     ctx.b.command(
         f"{ctx.b.uid}/update-in-place/{meta.uid}/{rname}",

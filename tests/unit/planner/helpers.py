@@ -146,14 +146,26 @@ def pod_dict(
     conds: list[dict[str, Any]] = []
     statuses: list[dict[str, Any]] = []
     if phase == "Running":
-        conds.append({"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": since})
+        conds.append(
+            {"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": since}
+        )
         conds.append({"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": since})
         statuses.append(
-            {"name": "main", "image": img, "imageID": f"docker://sha-{img}", "ready": ready, "restartCount": restarts}
+            {
+                "name": "main",
+                "image": img,
+                "imageID": f"docker://sha-{img}",
+                "ready": ready,
+                "restartCount": restarts,
+            }
         )
     if gate and inplace_ready is not None:
         conds.append(
-            {"type": "InPlaceUpdateReady", "status": "True" if inplace_ready else "False", "lastTransitionTime": since}
+            {
+                "type": "InPlaceUpdateReady",
+                "status": "True" if inplace_ready else "False",
+                "lastTransitionTime": since,
+            }
         )
     meta: dict[str, Any] = {
         "name": name,
@@ -161,7 +173,6 @@ def pod_dict(
         "uid": f"uid-{name}",
         "resourceVersion": "1",
         "labels": lab,
-        "annotations": annotations or {},
         "creationTimestamp": format_time(created or NOW - timedelta(hours=2) + timedelta(seconds=index)),
         "ownerReferences": [
             {
@@ -174,6 +185,8 @@ def pod_dict(
             }
         ],
     }
+    if annotations:  # the API server omits empty maps
+        meta["annotations"] = annotations
     if deleting:
         meta["deletionTimestamp"] = format_time(NOW)
     return {

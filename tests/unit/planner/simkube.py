@@ -51,8 +51,8 @@ def json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]
         kind, path = op["op"], op["path"]
         parent, key = _walk(doc, path)
         if kind == "test":
-            cur = parent[int(key)] if isinstance(parent, list) else parent.get(key, _MISSING)
-            if cur != op["value"]:
+            cur = parent[int(key)] if isinstance(parent, list) else parent.get(key, None)
+            if cur != op["value"]:  # like evanphx/json-patch: a missing member tests equal to null
                 raise Stale(f"test failed at {path}: {cur!r} != {op['value']!r}")
         elif kind == "add":
             if isinstance(parent, list):
@@ -81,9 +81,6 @@ def json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]
     return doc
 
 
-_MISSING = object()
-
-
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -99,8 +96,12 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class Cluster:
     """One CloneSet, its pods and revisions, as the API server would hold them."""
 
-    def __init__(self, cs: dict[str, Any], pods: list[dict[str, Any]] | None = None,
-                 revisions: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        cs: dict[str, Any],
+        pods: list[dict[str, Any]] | None = None,
+        revisions: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.cs = copy.deepcopy(cs)
         self.pods: dict[str, dict[str, Any]] = {p["metadata"]["name"]: copy.deepcopy(p) for p in pods or []}
         self.revisions: dict[str, dict[str, Any]] = {
@@ -119,7 +120,10 @@ class Cluster:
     def view(self) -> CloneSetView:
         return CloneSetView(
             cloneset=msgspec.convert(self.cs, CloneSet),
-            pods=[msgspec.convert(p, Pod) for p in sorted(self.pods.values(), key=lambda p: p["metadata"]["name"])],
+            pods=[
+                msgspec.convert(p, Pod)
+                for p in sorted(self.pods.values(), key=lambda p: p["metadata"]["name"])
+            ],
             revisions=[msgspec.convert(r, ControllerRevision) for r in self.revisions.values()],
         )
 
@@ -257,18 +261,29 @@ class Cluster:
             for c in spec.get("containers", []):
                 cur = statuses.get(c["name"])
                 if cur is None:
-                    cur = {"name": c["name"], "image": c["image"], "imageID": f"docker://sha-{c['image']}",
-                           "ready": True, "restartCount": 0}
+                    cur = {
+                        "name": c["name"],
+                        "image": c["image"],
+                        "imageID": f"docker://sha-{c['image']}",
+                        "ready": True,
+                        "restartCount": 0,
+                    }
                 elif cur["image"] != c["image"]:
-                    cur = dict(cur, image=c["image"], imageID=f"docker://sha-{c['image']}", ready=True,
-                               restartCount=cur.get("restartCount", 0) + 1)
+                    cur = dict(
+                        cur,
+                        image=c["image"],
+                        imageID=f"docker://sha-{c['image']}",
+                        ready=True,
+                        restartCount=cur.get("restartCount", 0) + 1,
+                    )
                 new_statuses.append(cur)
             status["containerStatuses"] = new_statuses
             containers_ready = all(c["ready"] for c in new_statuses)
             conds = status.setdefault("conditions", [])
             by_type = {c["type"]: c for c in conds}
             gates_ok = all(
-                by_type.get(g["conditionType"], {}).get("status") == "True" for g in spec.get("readinessGates", [])
+                by_type.get(g["conditionType"], {}).get("status") == "True"
+                for g in spec.get("readinessGates", [])
             )
             self._set_cond(conds, "ContainersReady", "True" if containers_ready else "False", ts)
             self._set_cond(conds, "Ready", "True" if containers_ready and gates_ok else "False", ts)
@@ -288,7 +303,11 @@ class Cluster:
     # --- queries ---------------------------------------------------------------------------------
 
     def pods_on(self, revision: str) -> list[str]:
-        return sorted(n for n, p in self.pods.items() if p["metadata"]["labels"].get("controller-revision-hash") == revision)
+        return sorted(
+            n
+            for n, p in self.pods.items()
+            if p["metadata"]["labels"].get("controller-revision-hash") == revision
+        )
 
     def unavailable(self) -> int:
         """Pods not Ready (kubelet view, gates included) or not lifecycle-Normal."""

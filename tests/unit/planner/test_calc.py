@@ -29,47 +29,124 @@ def pods(spec: str) -> list[dict[str, Any]]:
             if ready:
                 out.append(pod_dict(cs, rev, i, specified_delete=sd, state=state))
             else:
-                out.append(pod_dict(cs, rev, i, specified_delete=sd, state=state, phase="Pending", inplace_ready=None))
+                out.append(
+                    pod_dict(
+                        cs, rev, i, specified_delete=sd, state=state, phase="Pending", inplace_ready=None
+                    )
+                )
     return out
 
 
 ROWS: list[tuple[str, dict[str, Any], str, dict[str, int]]] = [
-    ("A1", dict(replicas=5, partition=0, max_unavailable=1, max_surge=0), "", {"scale_up_num": 5, "scale_up_limit": 5}),
+    (
+        "A1",
+        dict(replicas=5, partition=0, max_unavailable=1, max_surge=0),
+        "",
+        {"scale_up_num": 5, "scale_up_limit": 5},
+    ),
     ("A2-step1", dict(replicas=5, max_unavailable=1), "4nR 1nR+SD", {"delete_ready_limit": 1}),
     ("A2-step2", dict(replicas=5, max_unavailable=1), "4nR", {"scale_up_num": 1, "scale_up_limit": 1}),
     ("A3-step1", dict(replicas=5, max_unavailable=1), "3nR 2nR+SD", {"delete_ready_limit": 1}),
     ("A3-step3", dict(replicas=5, max_unavailable=1), "1nR+SD 3nR 1nU", {}),
     ("A4", dict(replicas=4, max_unavailable=1), "2nU+SD 3nR", {"delete_ready_limit": 2}),
-    ("A5-step1", dict(replicas=5, partition=3, max_unavailable=1, max_surge=0), "5oR",
-     {"update_num": 2, "update_max_unavailable": 1}),
-    ("A5-step2", dict(replicas=5, partition=3, max_unavailable=1, max_surge=0), "1nR 4oR",
-     {"update_num": 1, "update_max_unavailable": 1}),
+    (
+        "A5-step1",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=0),
+        "5oR",
+        {"update_num": 2, "update_max_unavailable": 1},
+    ),
+    (
+        "A5-step2",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=0),
+        "1nR 4oR",
+        {"update_num": 1, "update_max_unavailable": 1},
+    ),
     ("A5-step3", dict(replicas=5, partition=3, max_unavailable=1, max_surge=0), "2nR 3oR", {}),
-    ("A6-step1", dict(replicas=5, partition=4, max_unavailable=2), "4nR 1oR",
-     {"update_num": -3, "update_max_unavailable": 2}),
-    ("A6-step2", dict(replicas=5, partition=4, max_unavailable=2), "2nR 3oR",
-     {"update_num": -1, "update_max_unavailable": 2}),
-    ("A8-step1", dict(replicas=5, partition=0, max_unavailable=0, max_surge=1), "4nR 1nR+SD",
-     {"scale_up_num": 1, "use_surge": 1, "scale_up_limit": 1}),
-    ("A8-step2", dict(replicas=5, partition=0, max_unavailable=0, max_surge=1), "4nR 1nR+SD 1nU", {"use_surge": 1}),
-    ("A8-step3", dict(replicas=5, partition=0, max_unavailable=0, max_surge=1), "4nR 1nR+SD 1nR",
-     {"delete_ready_limit": 1, "use_surge": 1}),
+    (
+        "A6-step1",
+        dict(replicas=5, partition=4, max_unavailable=2),
+        "4nR 1oR",
+        {"update_num": -3, "update_max_unavailable": 2},
+    ),
+    (
+        "A6-step2",
+        dict(replicas=5, partition=4, max_unavailable=2),
+        "2nR 3oR",
+        {"update_num": -1, "update_max_unavailable": 2},
+    ),
+    (
+        "A8-step1",
+        dict(replicas=5, partition=0, max_unavailable=0, max_surge=1),
+        "4nR 1nR+SD",
+        {"scale_up_num": 1, "use_surge": 1, "scale_up_limit": 1},
+    ),
+    (
+        "A8-step2",
+        dict(replicas=5, partition=0, max_unavailable=0, max_surge=1),
+        "4nR 1nR+SD 1nU",
+        {"use_surge": 1},
+    ),
+    (
+        "A8-step3",
+        dict(replicas=5, partition=0, max_unavailable=0, max_surge=1),
+        "4nR 1nR+SD 1nR",
+        {"delete_ready_limit": 1, "use_surge": 1},
+    ),
     ("A8-step4", dict(replicas=5, partition=0, max_unavailable=0, max_surge=1), "5nR", {}),
-    ("A9", dict(replicas=5, partition=3, max_unavailable=1, max_surge=1), "5oR",
-     {"scale_up_num": 1, "use_surge": 1, "update_num": 2, "update_max_unavailable": 1, "scale_up_limit": 1}),
-    ("A10", dict(replicas=5, partition=3, max_unavailable=1, max_surge=1), "5oR 1nU",
-     {"use_surge": 1, "update_num": 1, "update_max_unavailable": 2}),
-    ("A11", dict(replicas=5, partition=3, max_unavailable=1, max_surge=1), "4oR 1nU[Updating] 1nU",
-     {"scale_down_num": 1, "scale_down_num_old_revision": 1}),
-    ("A12", dict(replicas=5, partition=3, max_unavailable=1, max_surge=1), "4oR 1nR 1nU",
-     {"scale_down_num": 1, "scale_down_num_old_revision": 1, "delete_ready_limit": 1}),
-    ("A13", dict(replicas=5, partition=3, max_unavailable=1, max_surge=1), "4oR 1oR+SD 1nU",
-     {"use_surge": 1, "use_surge_old_revision": 1, "delete_ready_limit": 1, "update_num": 1,
-      "update_max_unavailable": 2}),
-    ("A14-step5", dict(replicas=5, partition=3, max_unavailable=1, max_surge=1), "4oR 2nU",
-     {"scale_down_num": 1, "scale_down_num_old_revision": 1}),
-    ("A14-step6", dict(replicas=5, partition=3, max_unavailable=1, max_surge=1), "4oR 1nR 1nU",
-     {"scale_down_num": 1, "scale_down_num_old_revision": 1, "delete_ready_limit": 1}),
+    (
+        "A9",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=1),
+        "5oR",
+        {
+            "scale_up_num": 1,
+            "use_surge": 1,
+            "update_num": 2,
+            "update_max_unavailable": 1,
+            "scale_up_limit": 1,
+        },
+    ),
+    (
+        "A10",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=1),
+        "5oR 1nU",
+        {"use_surge": 1, "update_num": 1, "update_max_unavailable": 2},
+    ),
+    (
+        "A11",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=1),
+        "4oR 1nU[Updating] 1nU",
+        {"scale_down_num": 1, "scale_down_num_old_revision": 1},
+    ),
+    (
+        "A12",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=1),
+        "4oR 1nR 1nU",
+        {"scale_down_num": 1, "scale_down_num_old_revision": 1, "delete_ready_limit": 1},
+    ),
+    (
+        "A13",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=1),
+        "4oR 1oR+SD 1nU",
+        {
+            "use_surge": 1,
+            "use_surge_old_revision": 1,
+            "delete_ready_limit": 1,
+            "update_num": 1,
+            "update_max_unavailable": 2,
+        },
+    ),
+    (
+        "A14-step5",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=1),
+        "4oR 2nU",
+        {"scale_down_num": 1, "scale_down_num_old_revision": 1},
+    ),
+    (
+        "A14-step6",
+        dict(replicas=5, partition=3, max_unavailable=1, max_surge=1),
+        "4oR 1nR 1nU",
+        {"scale_down_num": 1, "scale_down_num_old_revision": 1, "delete_ready_limit": 1},
+    ),
 ]
 
 

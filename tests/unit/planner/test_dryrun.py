@@ -48,7 +48,10 @@ def test_json_input_and_missing_revisions_create_pods(tmp_path: Path) -> None:
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": {"app": "api"}},
-            "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}},
+            "template": {
+                "metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "c", "image": "x:1"}]},
+            },
         },
     }
     f = tmp_path / "cs.json"
@@ -89,7 +92,11 @@ def test_invalid_spec_exit_1(tmp_path: Path) -> None:
 
 
 def test_bad_input_exit_2_names_document_and_field(tmp_path: Path) -> None:
-    text = (FIXTURES / "inplace-partition.yaml").read_text().replace('cloneset-instance-id: "24567"', "cloneset-instance-id: 24567")
+    text = (
+        (FIXTURES / "inplace-partition.yaml")
+        .read_text()
+        .replace('cloneset-instance-id: "24567"', "cloneset-instance-id: 24567")
+    )
     f = tmp_path / "bad.yaml"
     f.write_text(text)
     code, out = run(str(f), now=NOW, feature_gates=None)

@@ -51,7 +51,9 @@ def uids_and_restarts(c: Cluster) -> dict[str, tuple[str, int, str]]:
 
 @pytest.mark.parametrize("partition", [3, "60%"], ids=["int", "percent"])
 def test_seed_inplace_partition_updates_exactly_two(partition: Any) -> None:
-    cs = cs_dict(replicas=5, strategy="InPlaceIfPossible", partition=partition, max_unavailable="20%", grace=10)
+    cs = cs_dict(
+        replicas=5, strategy="InPlaceIfPossible", partition=partition, max_unavailable="20%", grace=10
+    )
     c, now = settled(cs)
     assert len(c.pods) == 5
     old_rev = c.cs["status"]["updateRevision"]
@@ -82,13 +84,20 @@ def test_seed_inplace_partition_updates_exactly_two(partition: Any) -> None:
             assert after[n] == before[n]
     assert max_unavailable == 1
     st = c.cs["status"]
-    assert (st["replicas"], st["readyReplicas"], st["updatedReplicas"], st["updatedReadyReplicas"]) == (5, 5, 2, 2)
+    assert (st["replicas"], st["readyReplicas"], st["updatedReplicas"], st["updatedReadyReplicas"]) == (
+        5,
+        5,
+        2,
+        2,
+    )
     assert st["currentRevision"] == old_rev and st["updateRevision"] == new_rev
     assert st["observedGeneration"] == c.cs["metadata"]["generation"]
     reasons = [r for r, _ in c.k8s_events if r == "SuccessfulUpdatePodInPlace"]
     assert len(reasons) == 2
     msgs = [m for r, m in c.k8s_events if r == "SuccessfulUpdatePodInPlace"]
-    assert all(m.startswith("successfully update pod ") and f"in-place(revision {new_rev})" in m for m in msgs)
+    assert all(
+        m.startswith("successfully update pod ") and f"in-place(revision {new_rev})" in m for m in msgs
+    )
 
 
 def test_seed_grace_period_delays_image_and_marks_unready() -> None:
@@ -275,3 +284,41 @@ def test_rollback_bumps_old_revision() -> None:
     p = plan_cloneset(view, now=NOW)
     assert verbs(p)[0] == "revision-bump"
     assert p.status.update_revision == r1["metadata"]["name"]
+
+
+@pytest.mark.parametrize("strategy", ["InPlaceIfPossible", "ReCreate"])
+def test_compact_pods_plan_identically(strategy: str) -> None:
+    from services.planner.cloneset.view import compact_pod
+
+    cs = cs_dict(replicas=4, strategy=strategy, partition=1, max_unavailable=1, grace=2)
+    c, now = settled(cs)
+    c.cs = with_image(c.cs, "nginx:2.0")
+    for step in range(60):
+        v = c.view()
+        p1 = plan_cloneset(v, now=now)
+        compacted = CloneSetView(
+            cloneset=v.cloneset, pods=[compact_pod(p) for p in v.pods], revisions=v.revisions
+        )
+        p2 = plan_cloneset(compacted, now=now)
+        assert msgspec.json.encode(p1) == msgspec.json.encode(p2), step
+        c.apply(p1, now)
+        c.kubelet(now)
+        now += timedelta(seconds=1)
+    assert len(c.pods_on(c.cs["status"]["updateRevision"])) == 3
+
+
+def test_history_truncated_to_revision_history_limit() -> None:
+    base = cs_dict(replicas=1)
+    revs = []
+    cs = base
+    for n in range(1, 14):
+        cs = with_image(base, f"nginx:{n}")
+        revs.append(revision_dict(cs, n))
+    cs["spec"]["revisionHistoryLimit"] = 10
+    live = revs[-1]["metadata"]["name"]
+    pods = [pod_obj(pod_dict(cs, live, 0))]
+    view = CloneSetView(cloneset=cs_obj(cs), pods=pods, revisions=[rev_obj(r) for r in revs])
+    p = plan_cloneset(view, now=NOW)
+    deleted = [c.revision for c in p.commands if c.verb == "revision-delete"]
+    # 13 revisions: 1 live (current = update) + 12 others -> the 2 oldest go
+    assert deleted == [revs[0]["metadata"]["name"], revs[1]["metadata"]["name"]]

@@ -26,7 +26,9 @@ from tests.unit.planner.helpers import (
 
 
 def view_of(cs: dict[str, Any], pods: list[dict[str, Any]], revs: list[dict[str, Any]]) -> CloneSetView:
-    return CloneSetView(cloneset=cs_obj(cs), pods=[pod_obj(p) for p in pods], revisions=[rev_obj(r) for r in revs])
+    return CloneSetView(
+        cloneset=cs_obj(cs), pods=[pod_obj(p) for p in pods], revisions=[rev_obj(r) for r in revs]
+    )
 
 
 def deleted(plan: Plan) -> list[str]:
@@ -75,7 +77,10 @@ def test_C4_create_pods_current_and_update_revisions_with_pvcs() -> None:
     for d in (old, new):
         d["spec"]["volumeClaimTemplates"] = [vct]
     r_old, r_new = revision_dict(old, 1), revision_dict(new, 2)
-    new["status"] = {"currentRevision": r_old["metadata"]["name"], "updateRevision": r_old["metadata"]["name"]}
+    new["status"] = {
+        "currentRevision": r_old["metadata"]["name"],
+        "updateRevision": r_old["metadata"]["name"],
+    }
     p = plan_cloneset(view_of(new, [], [r_old, r_new]), now=NOW)
     creates = [c for c in p.commands if c.verb == "create"]
     assert len(creates) == 3
@@ -103,7 +108,10 @@ def test_C5_ids_reuse_pvc_ids_first_then_derive() -> None:
     assert ids[0] == "c" and ids[1] == candidate_id(CS_UID, 0)
     assert len(ids[1]) == 5 and set(ids[1]) <= set("bcdfghjklmnpqrstvwxz2456789")
     # deterministic and skipping used ids
-    assert generate_ids(CS_UID, 2, used={candidate_id(CS_UID, 0)}) == [candidate_id(CS_UID, 1), candidate_id(CS_UID, 2)]
+    assert generate_ids(CS_UID, 2, used={candidate_id(CS_UID, 0)}) == [
+        candidate_id(CS_UID, 1),
+        candidate_id(CS_UID, 2),
+    ]
 
 
 def test_C6_delete_pods_and_their_pvcs() -> None:
@@ -144,9 +152,15 @@ def test_E1_E2_ondelete_scale_in_old_first(replicas: int, old_left: int, new_lef
     cso = cs_obj(new)
     pv = [pod_obj(p) for p in pods]
     ctx = Ctx(
-        cs=cso, now=NOW, gates=DEFAULT_GATES, b=Builder(cso, NOW),
-        infos=pod_infos(cso, pv, r_new["metadata"]["name"], NOW), all_pods=pv,
-        revisions=[rev_obj(r_old), rev_obj(r_new)], update_rev=rev_obj(r_new), current_rev=rev_obj(r_old),
+        cs=cso,
+        now=NOW,
+        gates=DEFAULT_GATES,
+        b=Builder(cso, NOW),
+        infos=pod_infos(cso, pv, r_new["metadata"]["name"], NOW),
+        all_pods=pv,
+        revisions=[rev_obj(r_old), rev_obj(r_new)],
+        update_rev=rev_obj(r_new),
+        current_rev=rev_obj(r_old),
     )
     assert scale_step(ctx)
     gone = {c.pod for c in ctx.b.commands if c.verb == "delete"}
@@ -201,7 +215,11 @@ def test_regret_preparing_delete_when_replicas_grow() -> None:
     p = plan_cloneset(view_of(cs, pods, [rev]), now=NOW)
     assert [c.verb for c in p.commands if c.verb != "status"] == ["lifecycle"]
     ops = p.commands[0].ops[0].patch  # type: ignore[union-attr]
-    assert {"op": "add", "path": "/metadata/labels/lifecycle.apps.kruise.io~1state", "value": "PreparingNormal"} in ops
+    assert {
+        "op": "add",
+        "path": "/metadata/labels/lifecycle.apps.kruise.io~1state",
+        "value": "PreparingNormal",
+    } in ops
 
 
 def test_pre_delete_hook_parks_pod_then_deletes_when_released() -> None:
@@ -251,9 +269,16 @@ def test_pods_to_delete_is_specified_delete_and_truncated() -> None:
     assert deleted(p) == ["demo-p000"]
     # truncation waits for a pass without a status write (both are resourceVersion-guarded)
     cs["status"] = {
-        "observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2,
-        "updatedReadyReplicas": 2, "updatedAvailableReplicas": 2, "expectedUpdatedReplicas": 2,
-        "updateRevision": rev["metadata"]["name"], "currentRevision": rev["metadata"]["name"],
+        "observedGeneration": 1,
+        "replicas": 2,
+        "readyReplicas": 2,
+        "availableReplicas": 2,
+        "updatedReplicas": 2,
+        "updatedReadyReplicas": 2,
+        "updatedAvailableReplicas": 2,
+        "expectedUpdatedReplicas": 2,
+        "updateRevision": rev["metadata"]["name"],
+        "currentRevision": rev["metadata"]["name"],
         "labelSelector": "app=demo",
     }
     pods = pods[1:]

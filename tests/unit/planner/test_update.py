@@ -32,19 +32,29 @@ def setup(
     replicas: int = 1,
     max_unavailable: Any = None,
 ) -> tuple[Cluster, str, str]:
-    old = cs_dict(replicas=replicas, strategy=strategy, image="foo1", grace=grace, lifecycle=lifecycle,
-                  max_unavailable=max_unavailable)
+    old = cs_dict(
+        replicas=replicas,
+        strategy=strategy,
+        image="foo1",
+        grace=grace,
+        lifecycle=lifecycle,
+        max_unavailable=max_unavailable,
+    )
     new = with_image(old, "foo2")
     if new_env:
         new["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "K", "value": "v"}]
     r_old, r_new = revision_dict(old, 1), revision_dict(new, 2)
-    new["status"] = {"currentRevision": r_old["metadata"]["name"], "updateRevision": r_new["metadata"]["name"],
-                     "observedGeneration": new["metadata"]["generation"]}
+    new["status"] = {
+        "currentRevision": r_old["metadata"]["name"],
+        "updateRevision": r_new["metadata"]["name"],
+        "observedGeneration": new["metadata"]["generation"],
+    }
     rev = r_new["metadata"]["name"] if on_new else r_old["metadata"]["name"]
     pods = []
     for i in range(replicas):
-        pod = pod_dict(new, rev, i, state=state, node=node, image="foo2" if on_new else "foo1",
-                       inplace_ready=condition)
+        pod = pod_dict(
+            new, rev, i, state=state, node=node, image="foo2" if on_new else "foo1", inplace_ready=condition
+        )
         pod["status"]["containerStatuses"][0]["imageID"] = IMAGE_ID
         if not template_hash:
             del pod["metadata"]["labels"]["pod-template-hash"]
@@ -189,11 +199,17 @@ def test_D10_unscheduled_stays_preparing_normal() -> None:
     assert pod0(c)["metadata"]["labels"]["lifecycle.apps.kruise.io/state"] == "PreparingNormal"
 
 
-@pytest.mark.parametrize(("hooked", "expected"), [(False, "PreparingNormal"), (True, "Normal")],
-                         ids=["D11-not-hooked", "D11-hooked"])
+@pytest.mark.parametrize(
+    ("hooked", "expected"),
+    [(False, "PreparingNormal"), (True, "Normal")],
+    ids=["D11-not-hooked", "D11-hooked"],
+)
 def test_D11_pre_normal_hook(hooked: bool, expected: str) -> None:
-    c, _, _ = setup(on_new=True, state="PreparingNormal",
-                    lifecycle={"preNormal": {"labelsHandler": {"preNormalHooked": "true"}}})
+    c, _, _ = setup(
+        on_new=True,
+        state="PreparingNormal",
+        lifecycle={"preNormal": {"labelsHandler": {"preNormalHooked": "true"}}},
+    )
     if hooked:
         pod0(c)["metadata"]["labels"]["preNormalHooked"] = "true"
     one_pass(c)
@@ -201,8 +217,11 @@ def test_D11_pre_normal_hook(hooked: bool, expected: str) -> None:
 
 
 def test_D12_recreate_preparing_normal_specified_delete() -> None:
-    c, _, _ = setup("ReCreate", state="PreparingNormal",
-                    lifecycle={"preNormal": {"finalizersHandler": ["slb.com/online"]}})
+    c, _, _ = setup(
+        "ReCreate",
+        state="PreparingNormal",
+        lifecycle={"preNormal": {"finalizersHandler": ["slb.com/online"]}},
+    )
     p = one_pass(c)
     assert verbs(p) == ["update-recreate"]
     assert pod0(c)["metadata"]["labels"]["apps.kruise.io/specified-delete"] == "true"
@@ -217,7 +236,8 @@ def test_completion_moves_updating_to_normal_and_ready() -> None:
     one_pass(c)
     c.kubelet(NOW)  # restarts the container: new imageID
     p = one_pass(c, NOW + timedelta(seconds=1))
-    assert sorted(verbs(p)) == ["inplace-refresh", "lifecycle"]
+    assert verbs(p) == ["lifecycle"]  # the InPlaceUpdateReady=True write leads the same command
+    assert p.commands[0].ops[0].subresource == "status"  # type: ignore[union-attr]
     pod = pod0(c)
     assert pod["metadata"]["labels"]["lifecycle.apps.kruise.io/state"] == "Normal"
     got = cond(pod, "InPlaceUpdateReady")
@@ -271,3 +291,24 @@ def test_rollback_with_gate_moves_pods_back() -> None:
     c2, _, _ = setup(on_new=True, replicas=2, max_unavailable=2)
     c2.cs["spec"]["updateStrategy"]["partition"] = 2
     assert verbs(one_pass(c2)) == []
+
+
+def test_priority_strategy_orders_candidates() -> None:
+    c, _, _ = setup(replicas=3, max_unavailable=1)
+    c.cs["spec"]["updateStrategy"]["priorityStrategy"] = {
+        "weightPriority": [{"weight": 50, "matchSelector": {"matchLabels": {"first": "yes"}}}]
+    }
+    c.pods["demo-p002"]["metadata"]["labels"]["first"] = "yes"
+    p = one_pass(c)
+    assert [x.pod for x in p.commands if x.verb == "update-in-place"] == ["demo-p002"]
+
+
+def test_terminating_pods_are_inactive_but_keep_their_ids() -> None:
+    c, _, _ = setup(on_new=True, replicas=2)
+    c.pods["demo-p001"]["metadata"]["deletionTimestamp"] = format_time(NOW)
+    p = plan_cloneset(c.view(), now=NOW)
+    assert p.status.replicas == 1
+    creates = [x for x in p.commands if x.verb == "create"]
+    assert len(creates) == 1
+    iid = creates[0].ops[-1].body["metadata"]["labels"]["apps.kruise.io/cloneset-instance-id"]  # type: ignore[union-attr]
+    assert iid not in ("p000", "p001")

@@ -1,0 +1,67 @@
+"""Helpers for component tests: read the latest state per subject, poll with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from nats.js.errors import NotFoundError
+
+from schemas.messages import EVENT_DECODER, STATE_DECODER, RolloutEvent, StateEvent
+from services.bus import Bus
+
+T = TypeVar("T")
+
+
+async def eventually(fetch: Callable[[], Awaitable[T]], done: Callable[[T], Any], *, timeout: float = 10.0,
+                     what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+async def last_state(bus: Bus, subject: str) -> StateEvent | None:
+    try:
+        raw = await bus.js.get_last_msg(bus.subjects.stream("STATE"), subject)
+    except NotFoundError:
+        return None
+    assert raw.data is not None
+    return STATE_DECODER.decode(raw.data)
+
+
+async def all_events(bus: Bus, subject_filter: str | None = None) -> list[RolloutEvent]:
+    """Every rollout event currently on the EVENTS stream (optionally filtered)."""
+    stream = bus.subjects.stream("EVENTS")
+    info = await bus.js.stream_info(stream)
+    out: list[RolloutEvent] = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        try:
+            msg = await bus.js.get_msg(stream, seq)
+        except NotFoundError:
+            continue
+        if subject_filter and not _matches(subject_filter, msg.subject):
+            continue
+        try:
+            assert msg.data is not None
+            out.append(EVENT_DECODER.decode(msg.data))
+        except msgspec.ValidationError:
+            continue
+    return out
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
