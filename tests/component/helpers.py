@@ -42,7 +42,9 @@ async def all_events(bus: Bus, subject_filter: str | None = None) -> list[Rollou
     stream = bus.subjects.stream("EVENTS")
     info = await bus.js.stream_info(stream)
     out: list[RolloutEvent] = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+    if info.state.messages == 0:
+        return out
+    for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
         try:
             msg = await bus.js.get_msg(stream, seq)
         except NotFoundError:
