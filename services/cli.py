@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from services.demo import up
 
-        with contextlib.suppress(KeyboardInterrupt):
-            return uvloop.run(up(nodes=args.nodes))
-        return 0
+        return uvloop.run(up(nodes=args.nodes))
     runners: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
         "watcher": cmd_watcher,
         "planner": cmd_planner,

@@ -10,6 +10,8 @@ Every claim it prints is checked against the API server; a violated one exits no
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,17 +218,24 @@ async def demo(console: Console | None = None, *, nodes: int = 3) -> int:
 
 
 async def up(console: Console | None = None, *, nodes: int = 3) -> int:
-    """Run the stack until interrupted and print how to reach it."""
+    """Run the stack until SIGINT/SIGTERM and print how to reach it."""
     console = console or Console()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     stack = Stack(nodes=nodes)
-    await stack.start()
-    console.print(f"kubeconfig: {stack.kubeconfig}\nNATS:       {stack.nats_url}\n"
-                  f"try: kubectl --kubeconfig {stack.kubeconfig} apply -f {SAMPLE}\n"
-                  f"     kruisebus events --nats {stack.nats_url} --follow\n"
-                  "Ctrl-C stops everything.")
     try:
-        while True:
-            await asyncio.sleep(1)
+        await stack.start()
+        console.print(f"kubeconfig: {stack.kubeconfig}\nNATS:       {stack.nats_url}\n"
+                      f"try: kubectl --kubeconfig {stack.kubeconfig} apply -f {SAMPLE}\n"
+                      f"     kruisebus events --nats {stack.nats_url} --follow\n"
+                      "Ctrl-C stops everything.", soft_wrap=True)
+        while not stop.is_set():
+            # wake up now and then to notice a crashed service instead of serving a dead stack
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
             stack.check_alive()
+        return 0
     finally:
         await stack.cleanup()

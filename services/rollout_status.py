@@ -36,14 +36,15 @@ async def rollout_status(kubeconfig: str | None, namespace: str, name: str, *, t
             task = progress.add_task(f"clone/{name}: updated and ready", total=None)
 
             def on_sample(s: Snapshot) -> None:
-                progress.update(task, total=s.cloneset.status.expected_updated_replicas or None,
-                                completed=s.cloneset.status.updated_ready_replicas)
+                st = s.cloneset.status
+                total = st.replicas if st.current_revision == st.update_revision else st.expected_updated_replicas
+                progress.update(task, total=total or None, completed=min(st.updated_ready_replicas, total))
 
             snap = await poll(lambda: snapshot(kube, namespace, name), lambda s: rollout_done(s.cloneset),
                               timeout=timeout, interval=0.5, on_sample=on_sample,
                               what=f"clone/{name} rollout")
         st = snap.cloneset.status
-        if st.expected_updated_replicas < st.replicas:
+        if st.current_revision != st.update_revision:
             console.print(f"partitioned roll out complete: {st.updated_ready_replicas} new pods have been updated...")
         else:
             console.print(f'clone "{name}" successfully rolled out')
