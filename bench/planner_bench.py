@@ -162,16 +162,17 @@ def build(n: int, *, rollout: bool) -> CloneSetView:
     return view
 
 
-def timed(fn: Any, repeat: int) -> float:
+def timed(fn: Any, repeat: int) -> str:
+    """ "median (best)" in ms: the best run shows the cost without noise from other processes."""
     samples = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1000
+    return f"{statistics.median(samples) * 1000:.1f} ms ({min(samples) * 1000:.1f})"
 
 
-def measure_steady(n: int, repeat: int) -> tuple[float, float]:
+def measure_steady(n: int, repeat: int) -> tuple[str, str]:
     view = build(n, rollout=False)
     plan = plan_cloneset(view, now=NOW)
     assert not plan.commands, [c.verb for c in plan.commands]
@@ -184,7 +185,7 @@ def measure_steady(n: int, repeat: int) -> tuple[float, float]:
     return warm, timed(cold_pass, max(1, repeat // 2))
 
 
-def measure_rollout(n: int, repeat: int) -> tuple[float, int]:
+def measure_rollout(n: int, repeat: int) -> tuple[str, int]:
     view = build(n, rollout=True)
     cmds = len(plan_cloneset(view, now=NOW).commands)
     return timed(lambda: plan_cloneset(view, now=NOW), repeat), cmds
@@ -241,13 +242,15 @@ def render(
         f"Command: `{cmd}` ({platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs, median of repeated runs).",
         "",
+        "Times are median (best) of the runs; the best run is the cost without interference from other",
+        "processes on the machine.",
+        "",
         "| pods | steady pass (warm) | steady pass (cold start) | rollout pass (1% in place) |",
         "|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['n']:,} | {r['warm']:.1f} ms | {r['cold']:.1f} ms | {r['rollout']:.1f} ms "
-            f"({r['rollout_cmds']} commands) |"
+            f"| {r['n']:,} | {r['warm']} | {r['cold']} | {r['rollout']}, {r['rollout_cmds']} commands |"
         )
     pod_b, memo_b = mem
     cpod_b, cmemo_b = mem_compact
@@ -293,8 +296,8 @@ def main() -> None:
         r = measure(n, args.repeat)
         results.append(r)
         print(
-            f"{n:>7} pods: steady warm {r['warm']:.1f} ms, cold {r['cold']:.1f} ms, "
-            f"rollout {r['rollout']:.1f} ms ({r['rollout_cmds']} commands)",
+            f"{n:>7} pods: steady warm {r['warm']}, cold {r['cold']}, "
+            f"rollout {r['rollout']} ({r['rollout_cmds']} commands)",
             flush=True,
         )
     mem = memory_per_pod(args.memory_pods, compact=False)

@@ -46,6 +46,10 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         help="events kept per resource for watch resume (older resourceVersions get 410)",
     )
     p.add_argument("--no-events", action="store_true", help="do not write kubelet/scheduler Events")
+    p.add_argument("--stop-delay", type=float, default=0.05, help="container stop time, seconds")
+    p.add_argument(
+        "--max-parallel-pulls", type=int, default=0, help="concurrent image pulls per node (0: no limit)"
+    )
     p.add_argument("--no-scheduler", action="store_true", help="leave pending pods unbound")
     p.add_argument("--crd-dir", type=Path, default=None, help="CRD YAML directory (default: the chart's)")
     p.add_argument("--fault-latency", type=float, default=0.0, help="seconds added to every request")
@@ -72,6 +76,8 @@ def cluster_from_args(args: argparse.Namespace) -> SimCluster:
         start_delay=args.start_delay,
         max_pods=args.max_pods,
         events=not args.no_events,
+        stop_delay=args.stop_delay,
+        max_parallel_pulls=args.max_parallel_pulls,
     )
     kubeconfig = args.kubeconfig or Path.cwd() / "kruisebus-sim.kubeconfig"
     return SimCluster(

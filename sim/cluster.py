@@ -178,7 +178,14 @@ class SimCluster:
         async def list_nodes(request: web.Request) -> web.Response:
             return json_response(
                 [
-                    {"name": k.name, "images": sorted(k.images), "pods": len(k.pods), "pulls": k.pull_count}
+                    {
+                        "name": k.name,
+                        "images": sorted(k.images),
+                        "pods": len(k.pods),
+                        "pulls": k.pull_count,
+                        "pullsActive": k.pulls_active,
+                        "pullsWaiting": k.pulls_waiting,
+                    }
                     for k in self.kubelets.values()
                 ]
             )
@@ -197,7 +204,27 @@ class SimCluster:
             iid = await k.pull_image(str(body["image"]))
             return json_response({"image": body["image"], "imageID": iid})
 
+        async def probes(request: web.Request) -> web.Response:
+            ns, name = request.match_info["ns"], request.match_info["name"]
+            pod = self.store.try_get(self.store.rt("pods"), ns, name)
+            node = ((pod or {}).get("spec") or {}).get("nodeName")
+            k = self.kubelets.get(node) if node else None
+            ps = next((p for p in k.pods.values() if p.ns == ns and p.name == name), None) if k else None
+            if k is None or ps is None:
+                return json_response({"message": f"pod {ns}/{name} is not running on a simulated node"}, 404)
+            if request.method == "GET":
+                return json_response(k.probes(ps))
+            try:
+                body = await request.json()
+                if not isinstance(body, dict) or not set(body) <= {"readiness", "liveness", "custom"}:
+                    raise ValueError("expected an object with readiness, liveness and/or custom")
+            except ValueError as e:
+                return json_response({"message": str(e)}, 400)
+            return json_response(await k.set_probes(ns, name, body))
+
         return [
+            ("GET", "/sim/pods/{ns}/{name}/probes", probes),
+            ("POST", "/sim/pods/{ns}/{name}/probes", probes),
             ("GET", "/sim/nodes", list_nodes),
             ("GET", "/sim/nodes/{node}/images", images),
             ("POST", "/sim/nodes/{node}/images", pull),

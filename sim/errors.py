@@ -22,12 +22,13 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.list_continue: str | None = None  # Status.metadata.continue (410 on an expired continue token)
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": {"continue": self.list_continue} if self.list_continue else {},
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
@@ -83,7 +84,8 @@ def invalid(rt: ResourceType, name: str, causes: list[dict[str, str]], suffix: s
     details = _details(rt, name)
     details["kind"] = rt.kind
     details["causes"] = causes
-    return ApiError(422, "Invalid", f'{rt.kind} "{name}" is invalid: {joined}{suffix}', details)
+    qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind  # schema.GroupKind's String()
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {joined}{suffix}', details)
 
 
 def bad_request(message: str) -> ApiError:
@@ -108,6 +110,48 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
 
 def gone(rv: int, oldest: int) -> ApiError:
     return ApiError(410, "Expired", f"too old resource version: {rv} ({oldest})")
+
+
+def expired(message: str, cont: str | None = None) -> ApiError:
+    e = ApiError(410, "Expired", message, {})
+    if cont is not None:
+        e.list_continue = cont
+    return e
+
+
+def too_large_rv(rv: int, current: int) -> ApiError:
+    """What the watch cache answers when a requested resourceVersion does not arrive within 3 s."""
+    return ApiError(
+        504,
+        "Timeout",
+        f"Too large resource version: {rv}, current: {current}",
+        {
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        },
+        {"Retry-After": "1"},
+    )
+
+
+def invalid_list_options(field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "Invalid",
+        f'ListOptions.meta.k8s.io "" is invalid: {field}: {message}',
+        {
+            "group": "meta.k8s.io",
+            "kind": "ListOptions",
+            "causes": [
+                {
+                    "reason": "FieldValueForbidden"
+                    if message.startswith("Forbidden")
+                    else "FieldValueInvalid",
+                    "field": field,
+                    "message": message,
+                }
+            ],
+        },
+    )
 
 
 def json_patch_failed() -> ApiError:

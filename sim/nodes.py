@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -30,6 +31,20 @@ log = logging.getLogger("sim.nodes")
 # Per-pod knobs (annotations) for tests: force readiness off, override start delay.
 ANNOTATION_READY = "sim.kruisebus.io/ready"  # "false": containers never become ready (failing probe)
 ANNOTATION_START_DELAY = "sim.kruisebus.io/start-delay"  # seconds, overrides NodeConfig.start_delay
+ANNOTATION_STOP_DELAY = "sim.kruisebus.io/stop-delay"  # seconds a container takes to stop (restart/delete)
+# probe outcomes, JSON: {"readiness": bool | {container: bool}, "liveness": bool | {container: bool},
+#  "custom": {probe name: bool}}; the runtime API POST /sim/pods/{ns}/{name}/probes overrides it
+ANNOTATION_PROBES = "sim.kruisebus.io/probes"
+
+
+def _probe_ok(spec: Any, container: str) -> bool:
+    """A readiness/liveness entry: a bool for every container or a {container: bool} map (missing: ok)."""
+    if isinstance(spec, bool):
+        return spec
+    if isinstance(spec, dict):
+        v = spec.get(container, spec.get("*", True))
+        return v is not False and str(v).lower() not in ("false", "failure", "failed")
+    return True
 
 
 def image_id(image: str) -> str:
@@ -44,7 +59,10 @@ class NodeConfig:
     default_image_size_mb: float = 50.0  # 50 MB at 250 MB/s = 0.2 s per pull
     image_sizes_mb: dict[str, float] = field(default_factory=dict)  # image -> size (MB)
     start_delay: float = 0.1  # container start (and readiness) time after the image is present
-    stop_delay: float = 0.05  # container stop time on deletion
+    stop_delay: float = 0.05  # container stop time (deletion, and the old container of an in-place restart)
+    max_parallel_pulls: int = (
+        0  # image pulls a node runs at once (kubelet maxParallelImagePulls); 0: no limit
+    )
     preloaded_images: list[str] = field(default_factory=list)
     cpu: str = "8"
     memory: str = "32Gi"
@@ -117,6 +135,11 @@ class Kubelet:
         self._ip_counter = itertools.count(2)
         self.pull_count = 0
         self.stopped = False
+        self._pull_slots = asyncio.Semaphore(cfg.max_parallel_pulls) if cfg.max_parallel_pulls > 0 else None
+        self.pulls_active = 0  # pulls downloading right now (<= max_parallel_pulls)
+        self.pulls_waiting = 0  # pulls queued for a slot
+        self.max_pulls_seen = 0
+        self.probe_overrides: dict[str, dict[str, Any]] = {}  # pod uid -> probes set via the runtime API
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         out: list[asyncio.Task[Any]] = list(self._pulls.values())
@@ -223,7 +246,20 @@ class Kubelet:
 
     async def _pull(self, image: str) -> str:
         try:
-            await asyncio.sleep(self.cfg.pull_seconds(image))
+            if self._pull_slots is not None:
+                self.pulls_waiting += 1
+                try:
+                    await self._pull_slots.acquire()
+                finally:
+                    self.pulls_waiting -= 1
+            self.pulls_active += 1
+            self.max_pulls_seen = max(self.max_pulls_seen, self.pulls_active)
+            try:
+                await asyncio.sleep(self.cfg.pull_seconds(image))
+            finally:
+                self.pulls_active -= 1
+                if self._pull_slots is not None:
+                    self._pull_slots.release()
             self.images[image] = image_id(image)
             self.pull_count += 1
             try:
@@ -241,6 +277,7 @@ class Kubelet:
         uid = meta["uid"]
         if type_ == "DELETED":
             ps = self.pods.pop(uid, None)
+            self.probe_overrides.pop(uid, None)
             if ps:
                 for t in ps.actions.values():
                     t.cancel()
@@ -255,7 +292,10 @@ class Kubelet:
                 ip=f"10.244.{self.index}.{next(self._ip_counter) % 250 + 2}",
             )
             self.pods[uid] = ps
+        old_ann = ps.pod["metadata"].get("annotations") or {}
         ps.pod = pod
+        new_ann = meta.get("annotations") or {}
+        probes_changed = any(old_ann.get(k) != new_ann.get(k) for k in (ANNOTATION_PROBES, ANNOTATION_READY))
         if meta.get("deletionTimestamp"):
             if ps.terminating is None:
                 for t in ps.actions.values():
@@ -271,6 +311,23 @@ class Kubelet:
                 await self._publish(ps)
                 return
             ps.initialized = True
+        if probes_changed and ps.containers:
+            before = dict(self.probes(ps))
+            try:
+                before.update(json.loads(old_ann.get(ANNOTATION_PROBES) or "{}"))
+            except ValueError:
+                pass
+            for cname, c in ps.containers.items():
+                if c.started:
+                    c.ready = self._ready(ps, cname)
+            after = self.probes(ps)
+            for cname in ps.containers:
+                if (
+                    not _probe_ok(after.get("liveness", True), cname)
+                    and _probe_ok(before.get("liveness", True), cname)
+                    and cname not in ps.actions
+                ):
+                    ps.actions[cname] = asyncio.ensure_future(self._run_container(ps, cname, restart=True))
         for c in (pod.get("spec") or {}).get("containers") or []:
             cur = ps.containers.get(c["name"])
             if (cur is None or cur.image != c.get("image")) and c["name"] not in ps.actions:
@@ -306,6 +363,60 @@ class Kubelet:
                 return dict(c)
         return None
 
+    def _stop_delay(self, ps: PodState) -> float:
+        v = (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_STOP_DELAY)
+        try:
+            return max(float(v), 0.0) if v is not None else self.cfg.stop_delay
+        except ValueError:
+            return self.cfg.stop_delay
+
+    def probes(self, ps: PodState) -> dict[str, Any]:
+        """Effective probe outcomes: the annotation, overridden key by key by the runtime API."""
+        out: dict[str, Any] = {}
+        raw = (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_PROBES)
+        if raw:
+            try:
+                parsed = json.loads(raw)
+                if isinstance(parsed, dict):
+                    out.update(parsed)
+            except ValueError:
+                log.debug("pod %s/%s: bad %s annotation", ps.ns, ps.name, ANNOTATION_PROBES)
+        out.update(self.probe_overrides.get(ps.uid) or {})
+        return out
+
+    def _ready(self, ps: PodState, name: str) -> bool:
+        if (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_READY) == "false":
+            return False
+        return _probe_ok(self.probes(ps).get("readiness", True), name)
+
+    async def set_probes(self, ns: str, name: str, probes: dict[str, Any]) -> dict[str, Any] | None:
+        """Runtime API: set probe outcomes of a pod on this node (readiness/liveness/custom)."""
+        ps = next((p for p in self.pods.values() if p.ns == ns and p.name == name), None)
+        if ps is None:
+            return None
+        before = self.probes(ps)
+        cur = self.probe_overrides.setdefault(ps.uid, {})
+        for k, v in probes.items():
+            if k == "custom" and isinstance(v, dict):
+                cur["custom"] = {**(cur.get("custom") or before.get("custom") or {}), **v}
+            else:
+                cur[k] = v
+        await self.apply_probes(ps, before)
+        return self.probes(ps)
+
+    async def apply_probes(self, ps: PodState, before: dict[str, Any]) -> None:
+        after = self.probes(ps)
+        for cname, c in ps.containers.items():
+            if c.started:
+                c.ready = self._ready(ps, cname)
+            if not _probe_ok(after.get("liveness", True), cname) and _probe_ok(
+                before.get("liveness", True), cname
+            ):
+                # a failing liveness probe: the kubelet kills and restarts the container (same image)
+                if cname not in ps.actions and ps.terminating is None:
+                    ps.actions[cname] = asyncio.ensure_future(self._run_container(ps, cname, restart=True))
+        await self._publish(ps)
+
     def _start_delay(self, ps: PodState) -> float:
         v = (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_START_DELAY)
         try:
@@ -313,7 +424,7 @@ class Kubelet:
         except ValueError:
             return self.cfg.start_delay
 
-    async def _run_container(self, ps: PodState, name: str) -> None:
+    async def _run_container(self, ps: PodState, name: str, restart: bool = False) -> None:
         cancelled = False
         try:
             while True:
@@ -322,8 +433,9 @@ class Kubelet:
                     return
                 desired = str(spec.get("image", ""))
                 cur = ps.containers.get(name)
-                if cur is not None and cur.image == desired:
+                if cur is not None and cur.image == desired and not restart:
                     return
+                restart = False
                 if not self.has_image(desired):
                     await self._event(ps, name, "Normal", "Pulling", f'Pulling image "{desired}"')
                     t0 = asyncio.get_running_loop().time()
@@ -347,13 +459,18 @@ class Kubelet:
                 if str(spec.get("image", "")) != desired:
                     continue  # the spec moved on while we pulled
                 if cur is not None:
+                    why = "definition changed" if cur.image != desired else "failed liveness probe"
                     await self._event(
-                        ps,
-                        name,
-                        "Normal",
-                        "Killing",
-                        f"Container {name} definition changed, will be restarted",
+                        ps, name, "Normal", "Killing", f"Container {name} {why}, will be restarted"
                     )
+                    # the old container stops first (not ready meanwhile), then the new one is created
+                    cur.ready = False
+                    stop = self._stop_delay(ps)
+                    if stop > 0:
+                        await self._publish(ps)
+                        await asyncio.sleep(stop)
+                    if ps.terminating is not None:
+                        return
                 ps.containers[name] = Container(
                     image=desired,
                     image_id=iid,
@@ -368,7 +485,7 @@ class Kubelet:
                 if c is None or ps.terminating is not None:
                     return
                 c.started = True
-                c.ready = (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_READY) != "false"
+                c.ready = self._ready(ps, name)
                 await self._event(ps, name, "Normal", "Started", f"Started container {name}")
                 await self._publish(ps)
         except asyncio.CancelledError:
@@ -398,7 +515,7 @@ class Kubelet:
                 await self._event(ps, name, "Normal", "Killing", f"Stopping container {name}")
             for c in ps.containers.values():
                 c.ready = False
-            await asyncio.sleep(self.cfg.stop_delay)
+            await asyncio.sleep(self._stop_delay(ps))
             await self.backend.delete_pod(ps.ns, ps.name, ps.uid)
         except ApiError as e:
             if e.code not in (404, 409):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -70,6 +71,7 @@ class ApiServer:
         self.store = store
         self.faults = faults or Faults()
         self.bookmark_interval = bookmark_interval
+        self.rv_wait = 3.0  # how long a list for a future resourceVersion waits before 504 (like k8s)
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_get("/sim/faults", self._get_faults)
         self.app.router.add_post("/sim/faults", self._post_faults)
@@ -318,39 +320,49 @@ class ApiServer:
             obj = store.get(rt, ns, name)
             return self._respond_objects(request, rt, [obj], single=True)
         if verb == "list":
-            label = parse_label_selector(q.get("labelSelector"))
-            field = parse_field_selector(q.get("fieldSelector"))
-            items, rv = store.list(rt, ns or None, label, field)
-            return self._respond_objects(request, rt, items, rv=str(rv))
-        if verb == "create":
-            if name:
-                raise errors.method_not_allowed()
-            obj = store.create(rt, ns, await self._body(request), dry_run=dry_run)
-            return json_response(obj, 201)
-        if verb == "update":
-            obj = store.update(
-                rt, ns, name, await self._body(request), subresource=sub or None, dry_run=dry_run
-            )
-            return json_response(obj)
-        if verb == "patch":
-            ctype = request.content_type
-            if ctype not in PATCH_TYPES:
-                raise errors.unsupported_media_type(
-                    ctype,
-                    [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([STRATEGIC_PATCH] if rt.strategic else []),
-                )
-            obj = store.patch(
-                rt,
-                ns,
-                name,
-                ctype,
-                await self._body(request),
-                subresource=sub or None,
-                dry_run=dry_run,
-                field_manager=q.get("fieldManager"),
-                force=truthy(q.get("force")),
-            )
-            return json_response(obj)
+            return await self._list(request, rt, ns)
+        if verb in ("create", "update", "patch"):
+            body = await self._body(request)
+            store.field_validation = q.get("fieldValidation")
+            store.warnings = []
+            try:
+                if verb == "create":
+                    if name:
+                        raise errors.method_not_allowed()
+                    obj, code = store.create(rt, ns, body, dry_run=dry_run), 201
+                elif verb == "update":
+                    obj, code = (
+                        store.update(rt, ns, name, body, subresource=sub or None, dry_run=dry_run),
+                        200,
+                    )
+                else:
+                    ctype = request.content_type
+                    if ctype not in PATCH_TYPES:
+                        raise errors.unsupported_media_type(
+                            ctype,
+                            [JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
+                            + ([STRATEGIC_PATCH] if rt.strategic else []),
+                        )
+                    obj = store.patch(
+                        rt,
+                        ns,
+                        name,
+                        ctype,
+                        body,
+                        subresource=sub or None,
+                        dry_run=dry_run,
+                        field_manager=q.get("fieldManager"),
+                        force=truthy(q.get("force")),
+                    )
+                    code = 200
+                warnings = store.warnings
+            finally:
+                store.field_validation = None
+                store.warnings = []
+            resp = json_response(obj, code)
+            for w in warnings:
+                resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+            return resp
         if verb == "delete":
             body = await self._body(request) or {}
             grace = q.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
@@ -397,6 +409,87 @@ class ApiServer:
             )
         raise errors.method_not_allowed()
 
+    async def _list(self, request: web.Request, rt: ResourceType, ns: str) -> web.Response:
+        """list with Kubernetes' resourceVersion / resourceVersionMatch / limit / continue semantics."""
+        q = request.query
+        store = self.store
+        label = parse_label_selector(q.get("labelSelector"))
+        field = parse_field_selector(q.get("fieldSelector"))
+        rv_param = q.get("resourceVersion", "")
+        match = q.get("resourceVersionMatch", "")
+        cont = q.get("continue", "")
+        try:
+            limit = max(int(q.get("limit") or 0), 0)
+        except ValueError:
+            raise errors.bad_request(f"invalid limit: {q.get('limit')}") from None
+        if match and match not in ("Exact", "NotOlderThan"):
+            raise errors.invalid_list_options(
+                "resourceVersionMatch",
+                f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"',
+            )
+        if match and not rv_param:
+            raise errors.invalid_list_options(
+                "resourceVersionMatch",
+                "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+            )
+        if cont and (rv_param or match):
+            field_name = "resourceVersionMatch" if match else "resourceVersion"
+            raise errors.invalid_list_options(
+                field_name, f"Forbidden: {field_name} is forbidden when continue is provided"
+            )
+        if match == "Exact" and rv_param == "0":
+            raise errors.invalid_list_options(
+                "resourceVersionMatch",
+                'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+            )
+        at: int | None = None
+        start: tuple[str, str] | None = None
+        if cont:
+            at, start = _decode_continue(cont)
+            if at < 0:
+                at = None  # an "inconsistent" token (from a 410): continue from the latest state
+        elif rv_param:
+            try:
+                want = int(rv_param)
+            except ValueError:
+                raise errors.bad_request(f"invalid resource version: {rv_param}") from None
+            if want > store.rv:
+                await self._wait_rv(want)
+            if rv_param == "0":
+                limit = 0  # served from the watch cache: limit is ignored, like kube-apiserver
+            elif match == "Exact":
+                at = want
+        try:
+            items, snap, last, remaining = store.list_at(
+                rt, ns or None, label, field, at=at, start=start, limit=limit
+            )
+        except ApiError as e:
+            if e.code == 410 and cont:
+                raise errors.expired(
+                    "The provided continue parameter is too old to display a consistent list result. You "
+                    "can start a new list without the continue parameter, or use the continue token in "
+                    "this response to retrieve the remainder of the results. Continuing with the provided "
+                    "token results in an inconsistent list - objects that were created, modified, or "
+                    "deleted between the time the first chunk was returned and now may show up in the list.",
+                    _encode_continue(-1, start),
+                ) from None
+            raise
+        meta: dict[str, Any] = {"resourceVersion": str(snap)}
+        if last is not None:
+            meta["continue"] = _encode_continue(snap if at is not None or not cont else -1, last)
+            if label is None and field is None:
+                meta["remainingItemCount"] = remaining
+        return self._respond_objects(request, rt, items, rv=str(snap), list_meta=meta)
+
+    async def _wait_rv(self, want: int) -> None:
+        """NotOlderThan/Exact with a resourceVersion the store has not reached: wait, then 504."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.rv_wait
+        while self.store.rv < want:
+            if loop.time() >= deadline:
+                raise errors.too_large_rv(want, self.store.rv)
+            await asyncio.sleep(0.02)
+
     def _respond_objects(
         self,
         request: web.Request,
@@ -405,20 +498,24 @@ class ApiServer:
         *,
         single: bool = False,
         rv: str = "",
+        list_meta: dict[str, Any] | None = None,
     ) -> web.Response:
         accept = request.headers.get("Accept", "")
         if "as=Table" in accept:
             include = request.query.get("includeObject", "Metadata")
-            return json_response(
-                table(rt, items, rv or (items[0]["metadata"]["resourceVersion"] if items else ""), include)
-            )
+            t = table(rt, items, rv or (items[0]["metadata"]["resourceVersion"] if items else ""), include)
+            if list_meta and "continue" in list_meta:
+                t.setdefault("metadata", {})["continue"] = list_meta["continue"]
+                if "remainingItemCount" in list_meta:
+                    t["metadata"]["remainingItemCount"] = list_meta["remainingItemCount"]
+            return json_response(t)
         if single:
             return json_response(items[0])
         return json_response(
             {
                 "kind": rt.list_kind,
                 "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": rv},
+                "metadata": list_meta or {"resourceVersion": rv},
                 "items": items,
             }
         )
@@ -611,6 +708,30 @@ class ApiServer:
             "paths": paths,
             "components": {"schemas": schemas},
         }
+
+
+def _encode_continue(rv: int, last: tuple[str, str] | None) -> str:
+    """kube-apiserver's continue token shape: base64 of {"v": "meta.k8s.io/v1", "rv": N, "start": KEY}."""
+    key = "/".join(last) if last else ""
+    raw = _enc.encode({"v": "meta.k8s.io/v1", "rv": rv, "start": key + "\x00"})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        data = _dec.decode(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if data.get("v") != "meta.k8s.io/v1":
+            raise ValueError(
+                "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+            )
+        rv = int(data["rv"])
+        start = str(data["start"]).rstrip("\x00")
+        ns, _, name = start.partition("/")
+        if not name:
+            ns, name = "", start
+        return rv, (ns, name)
+    except (ValueError, KeyError, TypeError, AttributeError, msgspec.DecodeError) as e:
+        raise errors.bad_request(f"continue key is not valid: {e}") from None
 
 
 def _reverse_group(group: str) -> str:

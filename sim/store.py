@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from sim import errors
+from sim import errors, schema
 from sim.errors import ApiError
 from sim.patch import PatchDecodeError, PatchError, json_patch, merge_patch, strategic_merge
 from sim.pods import FORBIDDEN_UPDATE, default_pod_spec, qos_class, validate_pod_create, validate_pod_update
@@ -278,6 +278,9 @@ class Store:
         self._by_uid: dict[str, tuple[Bucket, str, str]] = {}
         self._dependents: dict[str, set[str]] = {}
         self.on_types_changed: list[Callable[[], None]] = []
+        # per request (set by the HTTP layer around a write): ?fieldValidation=, and the warnings to return
+        self.field_validation: str | None = None
+        self.warnings: builtins.list[str] = []
         for rt in builtin_types():
             self.register(rt)
         for ns in namespaces:
@@ -337,6 +340,68 @@ class Store:
             if (label is None or label(o)) and (field is None or field(o))
         ]
         return items, self.rv
+
+    def list_at(
+        self,
+        rt: ResourceType,
+        ns: str | None = None,
+        label: Predicate | None = None,
+        field: Predicate | None = None,
+        *,
+        at: int | None = None,
+        start: tuple[str, str] | None = None,
+        limit: int = 0,
+    ) -> tuple[builtins.list[dict[str, Any]], int, tuple[str, str] | None, int]:
+        """A (page of a) list as of resourceVersion `at` (None: now), in (namespace, name) order.
+
+        Past states are rebuilt from the resource's watch history: ApiError 410 when events after `at`
+        were already evicted. Returns (items, rv of the snapshot, last key when more items follow,
+        remaining matching items after this page).
+        """
+        b = self.bucket(rt)
+        nsf = ns if rt.namespaced else None
+        snap = self.rv if at is None else at
+        overlay: dict[tuple[str, str], dict[str, Any] | None] = {}
+        if at is not None and at < self.rv:
+            if at < b.evicted_rv:
+                raise errors.expired("The resourceVersion for the provided list is too old.")
+            for ev in reversed(b.history):
+                if ev.rv <= at:
+                    break
+                m = ev.obj["metadata"]
+                key = (m.get("namespace", ""), m["name"])
+                if nsf is not None and key[0] != nsf:
+                    continue
+                overlay[key] = None if ev.type == "ADDED" else ev.old
+
+        def keys() -> Iterator[tuple[str, str]]:
+            namespaces = [nsf] if nsf is not None else sorted(b.by_ns)
+            if overlay:
+                namespaces = sorted(set(namespaces) | {k[0] for k in overlay})
+            for n in namespaces:
+                names = set((b.by_ns.get(n) or {}).keys())
+                if overlay:
+                    names |= {k[1] for k in overlay if k[0] == n}
+                for name in sorted(names):
+                    yield (n, name)
+
+        items: builtins.list[dict[str, Any]] = []
+        last: tuple[str, str] | None = None
+        more = False
+        remaining = 0
+        for key in keys():
+            if start is not None and key <= start:
+                continue
+            obj = overlay[key] if key in overlay else b.get(*key)
+            if obj is None or not ((label is None or label(obj)) and (field is None or field(obj))):
+                continue
+            if limit and len(items) >= limit:
+                more = True
+                remaining += 1
+                continue
+            items.append(obj)
+            last = key
+        return items, snap, (last if more else None), remaining
 
     def watch(
         self,
@@ -430,13 +495,14 @@ class Store:
     def _hard_delete(self, b: Bucket, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         ns = meta.get("namespace", "")
+        stored = b.get(ns, meta["name"])  # what was there: kept on the event for `Exact` list reads
         b.pop(ns, meta["name"])
         self._by_uid.pop(meta["uid"], None)
         self._index_owners(obj, False)
         rv = self._next_rv()
         final = dict(obj)
         final["metadata"] = dict(meta, resourceVersion=str(rv))
-        self._emit(b, "DELETED", final, None, rv)
+        self._emit(b, "DELETED", final, stored, rv)
         rt = b.rt
         if rt.kind == "CustomResourceDefinition" and rt.group == "apiextensions.k8s.io":
             self._unregister_crd(final)
@@ -554,11 +620,30 @@ class Store:
         causes = validate_meta(meta)
         if causes:
             raise errors.invalid(rt, name, causes)
+        self._admit_schema(rt, obj)
         self._prepare_builtin_create(rt, obj)
         if dry_run:
             meta["resourceVersion"] = ""
             return dict(obj)
         return self._commit_put(b, obj, None)
+
+    def _admit_schema(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Custom resources: prune, default and validate against the CRD's structural schema."""
+        if not rt.custom or not rt.schema:
+            return
+        pruned, causes = schema.admit(obj, rt.schema)
+        if pruned:
+            fv = (self.field_validation or "").lower()
+            unknown = [f'unknown field "{p}"' for p in pruned]
+            if fv == "strict":
+                raise errors.bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                    f"strict decoding error: {', '.join(unknown)}"
+                )
+            if fv != "ignore":
+                self.warnings.extend(unknown)
+        if causes:
+            raise errors.invalid(rt, obj["metadata"].get("name", ""), causes)
 
     def _prepare_builtin_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         if rt.group == "" and rt.kind == "Pod":
@@ -716,7 +801,7 @@ class Store:
         if nmeta.get("resourceVersion") and nmeta["resourceVersion"] != cmeta["resourceVersion"]:
             raise errors.conflict(rt, name, errors.STALE)
         if subresource == "status":
-            out = dict(current)
+            out = copy_obj(current) if rt.custom and rt.schema else dict(current)  # admitted in place
             out["metadata"] = dict(cmeta)
             if not rt.custom:
                 # built-in status strategies (pods, nodes) only pin spec (and ownerReferences): labels and
@@ -733,6 +818,7 @@ class Store:
                 out["status"] = new["status"]
             else:
                 out.pop("status", None)
+            self._admit_schema(rt, out)
         else:
             out = new
             for k in (
@@ -787,6 +873,7 @@ class Store:
                         [{"reason": "FieldValueForbidden", "field": "spec", "message": FORBIDDEN_UPDATE}],
                         suffix=diff,
                     )
+            self._admit_schema(rt, out)
             if rt.custom:
                 skip = ("metadata", "status") if rt.status_subresource else ("metadata",)
                 if any(out.get(k) != current.get(k) for k in set(out) | set(current) if k not in skip):

@@ -142,7 +142,9 @@ class Planner:
     # --- planning --------------------------------------------------------------------------------
     async def plan_one(self, wl: Workload) -> float | None:
         assert wl.cloneset is not None
-        view = CloneSetView(cloneset=wl.cloneset, pods=list(wl.pods.values()),
+        # Pods in name order: ties in Kruise's orderings then break the same way here, in a restarted
+        # planner and in `kruisebus plan`, whatever order the state stream delivered them in.
+        view = CloneSetView(cloneset=wl.cloneset, pods=sorted(wl.pods.values(), key=lambda p: p.metadata.name),
                             revisions=list(wl.revisions.values()), previous=wl.previous)
         plan = plan_cloneset(view, now=datetime.now(UTC), gates=self.gates)
         self.plans += 1

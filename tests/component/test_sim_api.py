@@ -544,7 +544,15 @@ async def test_cloneset_crd_crud_status_and_scale(kube_api: Any) -> None:
         "cs",
         {
             "spec": {"replicas": 1},
-            "status": {"replicas": 3, "observedGeneration": 2, "labelSelector": "app=cs"},
+            "status": {
+                "replicas": 3,
+                "readyReplicas": 0,
+                "availableReplicas": 0,
+                "updatedReplicas": 0,
+                "updatedReadyReplicas": 0,
+                "observedGeneration": 2,
+                "labelSelector": "app=cs",
+            },
         },
         _content_type="application/merge-patch+json",
     )

@@ -185,7 +185,7 @@ def test_apply_get_describe_pod(kubectl: Kubectl) -> None:
 def test_cloneset_with_kubectl(kubectl: Kubectl) -> None:
     assert "cloneset.apps.kruise.io/demo created" in kubectl("apply", "-f", "-", stdin=CLONESET).stdout
     out = kubectl("get", "clone").stdout.split("\n")
-    assert out[0].split() == ["NAME", "DESIRED", "UPDATED", "UPDATED_READY", "READY", "TOTAL", "AGE"]
+    assert out[0].split() == ["NAME", "DESIRED", "UPDATED", "UPDATED_READY", "UPDATED_AVAILABLE", "READY", "TOTAL", "AGE"]
     assert out[1].split()[:2] == ["demo", "5"]
     assert "demo" in kubectl("get", "clonesets", "-A").stdout
     wide = kubectl("get", "clone", "demo", "-o", "wide").stdout

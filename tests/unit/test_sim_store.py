@@ -51,12 +51,15 @@ def test_watch_ring_expiry(store: Store) -> None:
 
 def test_generation_on_custom_resources(store: Store) -> None:
     cs = store.rt("clonesets", "apps.kruise.io")
-    o = store.create(cs, "default", {"metadata": {"name": "x"}, "spec": {"replicas": 1}})
+    spec = {"replicas": 1, "selector": {"matchLabels": {"a": "b"}}, "template": {}}
+    o = store.create(cs, "default", {"metadata": {"name": "x"}, "spec": spec})
     assert o["metadata"]["generation"] == 1
     o = store.patch(cs, "default", "x", MERGE_PATCH, {"spec": {"replicas": 2}})
     assert o["metadata"]["generation"] == 2
-    o = store.patch(cs, "default", "x", MERGE_PATCH, {"status": {"replicas": 2}}, subresource="status")
-    assert o["metadata"]["generation"] == 2 and o["status"] == {"replicas": 2}
+    status = {k: 2 for k in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas")}
+    status["updatedReadyReplicas"] = 2
+    o = store.patch(cs, "default", "x", MERGE_PATCH, {"status": status}, subresource="status")
+    assert o["metadata"]["generation"] == 2 and o["status"] == status
     o = store.patch(cs, "default", "x", JSON_PATCH, [{"op": "replace", "path": "/spec/replicas", "value": 3}])
     assert o["metadata"]["generation"] == 3
 

@@ -15,7 +15,7 @@ import msgspec
 from schemas.cloneset import CloneSet
 from schemas.constants import STRATEGY_IN_PLACE_IF_POSSIBLE, STRATEGY_IN_PLACE_ONLY, STRATEGY_RECREATE
 from schemas.kube import ControllerRevision, Pod, PodTemplateSpec
-from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, calculate, replicas_of
+from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, Tally, calculate, replicas_of
 from services.planner.cloneset.commands import Builder
 from services.planner.cloneset.gates import FeatureGates
 from services.planner.cloneset.inplace import UpdateSpec, calculate_spec, priorities_of
@@ -33,6 +33,7 @@ class Ctx:
     revisions: list[ControllerRevision]  # owned history (incl. update/current)
     update_rev: ControllerRevision
     current_rev: ControllerRevision
+    tally: Tally
     _templates: dict[str, PodTemplateSpec | None] = field(default_factory=dict)
     _priorities: dict[str, dict[str, int | None]] = field(default_factory=dict)
     _specs: dict[tuple[str, str], UpdateSpec | None] = field(default_factory=dict)

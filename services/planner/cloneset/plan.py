@@ -98,7 +98,7 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates) -> Plan:
     # history truncation only needs the set of revision labels in use: one pod per label suffices
     sel = select_revisions(cs, view.revisions, representatives)
     update_name = sel.update.metadata.name
-    mark_updated(infos, update_name, cs, now)
+    tally = mark_updated(infos, update_name, cs, now)
     b = Builder(cs, now, trace_id=rollout_trace_id(cs.metadata.uid, update_name))
     history = [r for r in owned_revisions(cs, view.revisions) if r.metadata.name != update_name]
     history.append(sel.update)
@@ -112,6 +112,7 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates) -> Plan:
         revisions=history,
         update_rev=sel.update,
         current_rev=sel.current,
+        tally=tally,
     )
 
     conditions = [c for c in cs.status.conditions if c.type != CONDITION_INVALID_SPEC]

@@ -53,14 +53,8 @@ def reusable_pvc_ids(ctx: Ctx) -> list[str]:
 
 def scale_step(ctx: Ctx) -> bool:
     """Run §4.2; returns True if anything was written (then the update step is skipped)."""
-    infos = ctx.infos
-    specified: list[PodInfo] = []
-    pre_delete: list[PodInfo] = []
-    for i in infos:
-        if i.specified_delete:
-            specified.append(i)
-        if i.state == STATE_PREPARING_DELETE:
-            pre_delete.append(i)
+    specified = ctx.tally.specified
+    pre_delete = ctx.tally.pre_delete
     num_to_delete = len({i.name for i in specified} | {i.name for i in pre_delete})
 
     # 1. regret PreparingDelete when replicas grew

@@ -207,27 +207,32 @@ def lifecycle_transition(ctx: Ctx, info: PodInfo) -> str:
 
 def choose_updates(ctx: Ctx, diffs: ExpectationDiffs, target: ControllerRevision) -> list[PodInfo]:
     forward = diffs.update_num > 0
-    candidates: list[PodInfo] = []
-    for info in ctx.infos:
-        if info.updated == forward:
-            continue
-        if info.state == STATE_PREPARING_DELETE:
-            continue
-        if info.has_grace and info.state != STATE_UPDATED:
-            continue
-        candidates.append(info)
-    if not candidates:
-        return []
     # limit_updates accepts a prefix of at most K candidates (every accepted pod consumes the
     # target-revision budget), so only the first K of the order are needed.
-    tname, tshort = target.metadata.name, short_hash(target.metadata.name)
-    target_unavailable = sum(
-        1 for i in ctx.infos if not i.available and (i.revision == tname or i.revision_short == tshort)
-    )
+    target_unavailable = _target_unavailable(ctx, target)
     k = min(abs(diffs.update_num), max(diffs.update_max_unavailable - target_unavailable, 0))
     if k == 0:
         return []
+    candidates = [
+        i
+        for i in ctx.infos
+        if i.updated != forward
+        and i.state != STATE_PREPARING_DELETE
+        and (not i.has_grace or i.state == STATE_UPDATED)
+    ]
+    if not candidates:
+        return []
     return limit_updates(ctx, diffs, order_candidates(ctx, candidates, k), target)
+
+
+def _target_unavailable(ctx: Ctx, target: ControllerRevision) -> int:
+    """Unavailable pods already on the target revision (from the pass tally when target = update)."""
+    if target is ctx.update_rev:
+        return ctx.tally.unavailable_updated
+    tname, tshort = target.metadata.name, short_hash(target.metadata.name)
+    return sum(
+        1 for i in ctx.infos if not i.available and (i.revision == tname or i.revision_short == tshort)
+    )
 
 
 _SORT_KEY = attrgetter("sort_key")
@@ -253,15 +258,8 @@ def limit_updates(
 ) -> list[PodInfo]:
     """§5.3 ``limitUpdateIndexes``: the budget ``updateMaxUnavailable`` checked twice."""
     candidates = candidates[: abs(diffs.update_num)]
-    tname = target.metadata.name
-    tshort = short_hash(tname)
-    unavailable = 0
-    target_unavailable = 0
-    for info in ctx.infos:
-        if not info.available:
-            unavailable += 1
-            if info.revision == tname or short_hash(info.revision) == tshort:
-                target_unavailable += 1
+    unavailable = ctx.tally.unavailable
+    target_unavailable = _target_unavailable(ctx, target)
     accepted = 0
     for info in candidates:
         if target_unavailable + accepted >= diffs.update_max_unavailable:

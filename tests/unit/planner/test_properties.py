@@ -16,6 +16,7 @@ no surge pod or specified-delete mark left, status consistent.
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import timedelta
 from typing import Any
@@ -140,3 +141,61 @@ def test_scaling_converges_and_keeps_partition(cfg: dict[str, Any], scale_to: in
     drive(c, now)
     assert len(c.pods) == scale_to
     assert c.cs["status"]["replicas"] == scale_to
+
+
+@st.composite
+def messy_views(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Arbitrary mid-flight states: mixed revisions, lifecycle states, readiness, deletions, grace."""
+    from tests.unit.planner.helpers import pod_dict, revision_dict
+
+    cfg = draw(configs())
+    old = cs_dict(**cfg)
+    new = with_image(old, "nginx:2.0")
+    revs = [revision_dict(old, 1), revision_dict(new, 2)]
+    new["status"] = {"currentRevision": revs[0]["metadata"]["name"]}
+    states = ["Normal", "PreparingNormal", "PreparingUpdate", "Updating", "Updated", "PreparingDelete", None]
+    pods = []
+    for i in range(draw(st.integers(0, 9))):
+        rev = revs[draw(st.integers(0, 1))]["metadata"]["name"]
+        p = pod_dict(
+            new,
+            rev,
+            i,
+            ready=draw(st.booleans()),
+            state=draw(st.sampled_from(states)),
+            specified_delete=draw(st.booleans()),
+            inplace_ready=draw(st.sampled_from([True, False, None])),
+            deleting=draw(st.integers(0, 9)) == 0,
+            phase=draw(st.sampled_from(["Running", "Running", "Pending", "Failed"])),
+        )
+        if draw(st.integers(0, 4)) == 0:
+            p["metadata"].setdefault("annotations", {})["apps.kruise.io/inplace-update-grace"] = (
+                json.dumps({"revision": rev, "containerImages": {"main": "nginx:2.0"}, "graceSeconds": 5})
+            )
+        pods.append(p)
+    return new, pods, revs
+
+
+@settings(max_examples=150, deadline=None)
+@given(state=messy_views(), rollback=st.booleans())
+def test_any_state_plans_without_error_and_with_unique_ids(
+    state: tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]], rollback: bool
+) -> None:
+    from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
+    from services.planner.cloneset.view import CloneSetView
+    from tests.unit.planner.helpers import pod_obj, rev_obj
+
+    cs, pods, revs = state
+    view = CloneSetView(
+        cloneset=cs_obj(cs), pods=[pod_obj(p) for p in pods], revisions=[rev_obj(r) for r in revs]
+    )
+    gates = FeatureGates(clone_set_partition_rollback=True) if rollback else DEFAULT_GATES
+    plan = plan_cloneset(view, now=NOW, gates=gates)
+    ids = [c.id for c in plan.commands]
+    assert len(ids) == len(set(ids))
+    # at most one pod-changing update per pod per pass
+    updated = [c.pod for c in plan.commands if c.verb in ("update-in-place", "update-recreate")]
+    assert len(updated) == len(set(updated))
+    # the same input gives the same plan, warm or cold
+    calc._CACHE.clear()
+    assert msgspec.json.encode(plan_cloneset(view, now=NOW, gates=gates)) == msgspec.json.encode(plan)

@@ -142,7 +142,7 @@ def test_E1_E2_ondelete_scale_in_old_first(replicas: int, old_left: int, new_lef
     new["status"] = {"currentRevision": r_old["metadata"]["name"]}
     pods = [pod_dict(new, r_old["metadata"]["name"], i, ready=False) for i in range(3)]
     pods += [pod_dict(new, r_new["metadata"]["name"], 3 + i, ready=False) for i in range(5)]
-    from services.planner.cloneset.calc import pod_infos
+    from services.planner.cloneset.calc import classify, mark_updated
     from services.planner.cloneset.commands import Builder
     from services.planner.cloneset.context import Ctx
     from services.planner.cloneset.gates import DEFAULT_GATES
@@ -151,16 +151,19 @@ def test_E1_E2_ondelete_scale_in_old_first(replicas: int, old_left: int, new_lef
     # OnDelete is a v1beta1 strategy the v1alpha1 validation rejects: drive the scale step directly.
     cso = cs_obj(new)
     pv = [pod_obj(p) for p in pods]
+    infos, _ = classify(cso, pv, NOW)
+    tally = mark_updated(infos, r_new["metadata"]["name"], cso, NOW)
     ctx = Ctx(
         cs=cso,
         now=NOW,
         gates=DEFAULT_GATES,
         b=Builder(cso, NOW),
-        infos=pod_infos(cso, pv, r_new["metadata"]["name"], NOW),
+        infos=infos,
         all_pods=pv,
         revisions=[rev_obj(r_old), rev_obj(r_new)],
         update_rev=rev_obj(r_new),
         current_rev=rev_obj(r_old),
+        tally=tally,
     )
     assert scale_step(ctx)
     gone = {c.pod for c in ctx.b.commands if c.verb == "delete"}
