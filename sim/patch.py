@@ -150,6 +150,15 @@ def json_patch(doc: Any, ops: Any) -> Any:
             try:
                 actual = _get(doc, path, "test")
             except PatchError:
+                # Like evanphx/json-patch (kube-apiserver): a missing member of an existing object
+                # equals null, so `{"op":"test","value":null}` asserts absence; a missing parent fails.
+                tokens = _split(path)
+                try:
+                    parent = _parent(doc, tokens, "test", path) if tokens else None
+                except PatchError:
+                    parent = None
+                if op["value"] is None and isinstance(parent, dict) and tokens[-1] not in parent:
+                    continue
                 raise PatchError(f"test operation does not apply: is missing path: {path}") from None
             if not _json_equal(actual, op["value"]):
                 raise PatchError(f"testing value {path} failed: test failed")

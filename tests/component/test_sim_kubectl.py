@@ -185,7 +185,16 @@ def test_apply_get_describe_pod(kubectl: Kubectl) -> None:
 def test_cloneset_with_kubectl(kubectl: Kubectl) -> None:
     assert "cloneset.apps.kruise.io/demo created" in kubectl("apply", "-f", "-", stdin=CLONESET).stdout
     out = kubectl("get", "clone").stdout.split("\n")
-    assert out[0].split() == ["NAME", "DESIRED", "UPDATED", "UPDATED_READY", "UPDATED_AVAILABLE", "READY", "TOTAL", "AGE"]
+    assert out[0].split() == [
+        "NAME",
+        "DESIRED",
+        "UPDATED",
+        "UPDATED_READY",
+        "UPDATED_AVAILABLE",
+        "READY",
+        "TOTAL",
+        "AGE",
+    ]
     assert out[1].split()[:2] == ["demo", "5"]
     assert "demo" in kubectl("get", "clonesets", "-A").stdout
     wide = kubectl("get", "clone", "demo", "-o", "wide").stdout
@@ -214,3 +223,158 @@ def test_namespaces_and_typed_create(kubectl: Kubectl) -> None:
     assert json.loads(kubectl("-n", "team-a", "get", "cm", "cfg", "-o", "json").stdout)["data"] == {"k": "v"}
     kubectl("delete", "namespace", "team-a")
     wait(lambda: "team-a" not in kubectl("get", "ns").stdout)
+
+
+def test_get_label_columns_yaml_and_watch(kubectl: Kubectl, sim_process: dict[str, str]) -> None:
+    pod = POD.replace("name: web", "name: watched").replace(
+        "labels: {app: web}", "labels: {app: watched, controller-revision-hash: demo-5f7b8c9d}"
+    )
+    env = dict(os.environ, HOME=sim_process["home"], KUBECONFIG=sim_process["kubeconfig"])
+    assert KUBECTL is not None
+    with subprocess.Popen(
+        [KUBECTL, "get", "pods", "-w", "-l", "app=watched"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as w:
+        try:
+            kubectl("apply", "-f", "-", stdin=pod)
+            assert w.stdout is not None
+            lines: list[str] = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any("Running" in ln for ln in lines):
+                line = w.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+            assert lines[0].split()[:3] == ["NAME", "READY", "STATUS"]
+            assert any(ln.startswith("watched") and "Running" in ln for ln in lines), lines
+        finally:
+            w.kill()
+    out = kubectl("get", "pods", "-L", "controller-revision-hash").stdout.split("\n")
+    assert out[0].split()[-1] == "CONTROLLER-REVISION-HASH"
+    assert [ln.split()[-1] for ln in out if ln.startswith("watched")] == ["demo-5f7b8c9d"]
+    obj = yaml.safe_load(kubectl("get", "pod", "watched", "-o", "yaml").stdout)
+    assert obj["kind"] == "Pod" and obj["metadata"]["labels"]["controller-revision-hash"] == "demo-5f7b8c9d"
+    lst = yaml.safe_load(kubectl("get", "pods", "-o", "yaml").stdout)
+    assert lst["kind"] == "List" and any(i["metadata"]["name"] == "watched" for i in lst["items"])
+    kubectl("delete", "pod", "watched", "--wait=false")
+
+
+def test_describe_node_and_events(kubectl: Kubectl) -> None:
+    desc = kubectl("describe", "node", "sim-node-0").stdout
+    for want in ("Name:", "sim-node-0", "Capacity:", "Allocatable:", "Conditions:", "Ready"):
+        assert want in desc, want
+    ev = kubectl("get", "events", "-A").stdout
+    assert ev.split("\n")[0].split()[:2] in (["NAMESPACE", "LAST"], ["NAMESPACE", "TYPE"])
+    kubectl("get", "events", "-o", "yaml")
+
+
+def test_server_side_apply_and_patch_types(kubectl: Kubectl) -> None:
+    pod = POD.replace("name: web", "name: ssa").replace("{app: web}", "{app: ssa}")
+    out = kubectl("apply", "--server-side", "-f", "-", stdin=pod).stdout
+    assert "pod/ssa serverside-applied" in out
+    out = kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=pod.replace("1.25", "1.26"))
+    assert "serverside-applied" in out.stdout
+    assert kubectl("get", "pod", "ssa", "-o", "jsonpath={.spec.containers[0].image}").stdout == "nginx:1.26"
+    # the three patch types
+    kubectl("patch", "pod", "ssa", "--type=strategic", "-p", '{"metadata":{"labels":{"s":"1"}}}')
+    kubectl("patch", "pod", "ssa", "--type=merge", "-p", '{"metadata":{"labels":{"m":"1"}}}')
+    kubectl(
+        "patch", "pod", "ssa", "--type=json", "-p", '[{"op":"add","path":"/metadata/labels/j","value":"1"}]'
+    )
+    labels = json.loads(kubectl("get", "pod", "ssa", "-o", "json").stdout)["metadata"]["labels"]
+    assert labels == {"app": "ssa", "s": "1", "m": "1", "j": "1"}
+    kubectl(
+        "patch",
+        "node",
+        "sim-node-1",
+        "--type=json",
+        "-p",
+        '[{"op":"add","path":"/metadata/labels/x","value":"y"}]',
+    )
+    kubectl("patch", "node", "sim-node-1", "-p", '{"metadata":{"labels":{"x":null}}}')
+    assert (
+        "x" not in json.loads(kubectl("get", "node", "sim-node-1", "-o", "json").stdout)["metadata"]["labels"]
+    )
+    # CloneSet: server-side apply, merge and json patches; strategic is refused like a real server
+    clone = CLONESET.replace("name: demo", "name: ssa-clone")
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", "-", stdin=clone).stdout
+    kubectl("patch", "clone", "ssa-clone", "--type=merge", "-p", '{"spec":{"replicas":4}}')
+    kubectl(
+        "patch",
+        "clone",
+        "ssa-clone",
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/replicas","value":7}]',
+    )
+    assert kubectl("get", "clone", "ssa-clone", "-o", "jsonpath={.spec.replicas}").stdout == "7"
+    bad = kubectl(
+        "patch", "clone", "ssa-clone", "--type=strategic", "-p", '{"spec":{"replicas":1}}', check=False
+    )
+    assert bad.returncode != 0
+    # schema validation through kubectl: 422 from the server's CRD schema
+    bad = kubectl(
+        "patch", "clone", "ssa-clone", "--type=merge", "-p", '{"spec":{"replicas":"x"}}', check=False
+    )
+    assert bad.returncode != 0 and "spec.replicas in body must be of type integer" in bad.stderr
+    kubectl("delete", "clone", "ssa-clone")
+    kubectl("delete", "pod", "ssa", "--wait=false")
+
+
+def _owned_pod(kubectl: Kubectl, clone: str, name: str) -> None:
+    uid = kubectl("get", "clone", clone, "-o", "jsonpath={.metadata.uid}").stdout
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps.kruise.io/v1alpha1",
+                    "kind": "CloneSet",
+                    "name": clone,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {"containers": [{"name": "main", "image": "nginx:1.25"}]},
+    }
+    kubectl("create", "-f", "-", stdin=json.dumps(body))
+
+
+@pytest.mark.parametrize("cascade", ["background", "foreground", "orphan"])
+def test_delete_cascade(kubectl: Kubectl, cascade: str) -> None:
+    name = f"casc-{cascade}"
+    kubectl("apply", "-f", "-", stdin=CLONESET.replace("name: demo", f"name: {name}"))
+    _owned_pod(kubectl, name, f"{name}-pod")
+    kubectl("delete", "clone", name, f"--cascade={cascade}")
+    assert name not in kubectl("get", "clone").stdout  # --wait (default) returns once the owner is gone
+    pods = lambda: kubectl("get", "pods", "-o", "json").stdout  # noqa: E731
+    if cascade == "orphan":
+        pod = json.loads(kubectl("get", "pod", f"{name}-pod", "-o", "json").stdout)
+        assert not pod["metadata"].get("ownerReferences")
+        kubectl("delete", "pod", f"{name}-pod", "--wait=false")
+    else:
+        wait(
+            lambda: (
+                f'"{name}-pod"' not in pods()
+                or "deletionTimestamp"
+                in kubectl("get", "pod", f"{name}-pod", "-o", "json", "--ignore-not-found").stdout
+            )
+        )
+
+
+def test_delete_events_namespaces_and_nodes(kubectl: Kubectl) -> None:
+    kubectl("create", "namespace", "doomed")
+    kubectl("-n", "doomed", "create", "configmap", "c", "--from-literal=a=b")
+    kubectl("delete", "namespace", "doomed", "--cascade=foreground")
+    wait(lambda: "doomed" not in kubectl("get", "ns").stdout)
+    kubectl("delete", "events", "--all", "-n", "default")
+    assert "No resources found" in kubectl("get", "events", "-n", "default").stderr
+    kubectl("delete", "node", "sim-node-1", "--cascade=background")
+    assert "sim-node-1" not in kubectl("get", "nodes").stdout

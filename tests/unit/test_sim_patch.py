@@ -103,3 +103,15 @@ def test_strategic_merge_directives() -> None:
     assert out == {"spec": {"containers": [{"name": "b"}], "x": {"z": 3}}, "metadata": {"finalizers": ["f2"]}}
     # lists without a merge key replace
     assert strategic_merge({"tolerations": [1]}, {"tolerations": [2]}) == {"tolerations": [2]}
+
+
+def test_json_patch_test_null_asserts_a_missing_member() -> None:
+    """kube-apiserver's json-patch treats a missing member of an existing object as null."""
+    doc = {"metadata": {"name": "a"}}
+    assert json_patch(doc, [{"op": "test", "path": "/metadata/annotations", "value": None},
+                            {"op": "add", "path": "/metadata/annotations", "value": {"k": "v"}}]) == {
+        "metadata": {"name": "a", "annotations": {"k": "v"}}}
+    with pytest.raises(PatchError):
+        json_patch(doc, [{"op": "test", "path": "/metadata/name", "value": None}])
+    with pytest.raises(PatchError):
+        json_patch(doc, [{"op": "test", "path": "/spec/x", "value": None}])
