@@ -69,6 +69,10 @@ class StoreBackend:
         self.store.patch(self.nodes, "", name, STRATEGIC_PATCH, patch, subresource="status")
 
     async def patch_pod_status(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        uid = (patch.get("metadata") or {}).get("uid")
+        if uid and set(patch) <= {"metadata", "status"} and set(patch["metadata"]) == {"uid"}:
+            # the kubelets' own write (uid precondition + status): a fast path with the same result
+            return self.store.kubelet_pod_status(ns, name, uid, patch.get("status") or {})
         return self.store.patch(self.pods, ns, name, STRATEGIC_PATCH, patch, subresource="status")
 
     async def delete_pod(self, ns: str, name: str, uid: str) -> None:

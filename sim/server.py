@@ -329,7 +329,7 @@ class ApiServer:
                 if verb == "create":
                     if name:
                         raise errors.method_not_allowed()
-                    obj, code = store.create(rt, ns, body, dry_run=dry_run), 201
+                    obj, code = store.create(rt, ns, body, dry_run=dry_run, owned=True), 201
                 elif verb == "update":
                     obj, code = (
                         store.update(rt, ns, name, body, subresource=sub or None, dry_run=dry_run),

@@ -534,11 +534,12 @@ class Store:
     # ------------------------------------------------------------ create
 
     def create(
-        self, rt: ResourceType, ns: str, body: dict[str, Any], *, dry_run: bool = False
+        self, rt: ResourceType, ns: str, body: dict[str, Any], *, dry_run: bool = False, owned: bool = False
     ) -> dict[str, Any]:
+        """Create; `owned=True`: the caller hands `body` over (e.g. freshly decoded JSON), no copy is made."""
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be an object")
-        obj = copy_obj(body)
+        obj = body if owned else copy_obj(body)
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
@@ -767,7 +768,9 @@ class Store:
                 if not isinstance(patch, dict):
                     raise PatchDecodeError("patch must be an object")
                 merged = strategic_merge(current, patch) if rt.strategic else merge_patch(current, patch)
-                new = copy_obj(merged)
+                # a status write of a built-in type only takes `status` (and labels/annotations) from the
+                # result and never mutates it: the merge result (sharing unchanged parts) needs no copy
+                new = merged if subresource == "status" and not rt.custom else copy_obj(merged)
             else:
                 raise errors.unsupported_media_type(patch_type, PATCH_TYPES)
         except PatchError:
@@ -893,6 +896,51 @@ class Store:
             for t in types_from_crd(result):  # e.g. new printer columns or versions
                 self.register(t)
         return result
+
+    def kubelet_pod_status(self, ns: str, name: str, uid: str, status: dict[str, Any]) -> dict[str, Any]:
+        """The in-process kubelets' status write: the same result as their strategic merge patch of
+        `pods/status` (conditions merged by type, a null field deletes it, other keys replaced) without the
+        generic patch machinery. 409 on a uid mismatch, 404 when the pod is gone."""
+        prt = self.rt("pods")
+        b = self.bucket(prt)
+        current = b.get(ns, name)
+        if current is None:
+            raise errors.not_found(prt, name)
+        cmeta = current["metadata"]
+        if cmeta["uid"] != uid:
+            raise errors.conflict(
+                prt, name, f"Precondition failed: UID in precondition: {uid}, UID in object meta: {cmeta['uid']}"
+            )
+        cur = current.get("status") or {}
+        new = dict(cur)
+        for k, v in status.items():
+            if k == "conditions":
+                conds = list(cur.get("conditions") or [])
+                for c in v:
+                    idx = next((i for i, o in enumerate(conds) if o.get("type") == c["type"]), None)
+                    if idx is None:
+                        conds.append({ck: cv for ck, cv in c.items() if cv is not None})
+                    else:
+                        merged = dict(conds[idx])
+                        for ck, cv in c.items():
+                            if cv is None:
+                                merged.pop(ck, None)
+                            else:
+                                merged[ck] = cv
+                        conds[idx] = merged
+                new["conditions"] = conds
+            elif v is None:
+                new.pop(k, None)
+            elif k in ("podIPs", "hostIPs") and isinstance(cur.get(k), list):
+                new[k] = list(cur[k]) + [x for x in v if x not in cur[k]]
+            else:
+                new[k] = v
+        if new == cur:
+            return current
+        out = dict(current)
+        out["metadata"] = dict(cmeta)
+        out["status"] = new
+        return self._commit_put(b, out, current)
 
     # ------------------------------------------------------------ delete
 

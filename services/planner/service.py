@@ -150,7 +150,6 @@ class Planner:
         view = CloneSetView(cloneset=wl.cloneset, pods=sorted(wl.pods.values(), key=lambda p: p.metadata.name),
                             revisions=list(wl.revisions.values()), previous=wl.previous)
         plan = plan_cloneset(view, now=datetime.now(UTC), gates=self.gates)
-        self.plans += 1
         if not plan.errors:
             wl.previous = wl.cloneset
         trace_id = f"{rollout_trace_id(wl.uid, plan.status.update_revision):032x}" \
@@ -162,6 +161,7 @@ class Planner:
             await self.bus.publish_command(cmd)
         for ev in plan.events:
             await self.bus.publish_event(ev, msg_id=f"{wl.uid}:{ev.type}:{ev.command_id}:{ev.message}"[:250])
+        self.plans += 1  # counted once everything it decided is on the bus
         return plan.requeue_after
 
     async def run_loop(self) -> None:
