@@ -39,74 +39,119 @@ ROOT = Path(__file__).resolve().parent.parent
 # ------------------------------------------------------------------------------------------ writer
 
 
+class _Conn:
+    """A minimal keep-alive HTTP/1.1 client connection: the writer's own cost per request stays small, so
+    the benchmark measures the server (aiohttp's client costs about as much CPU per request as the sim)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", ctype: str = "application/json"
+    ) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nAccept: application/json\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(raw[9:12])
+        length = 0
+        chunked = False
+        for line in raw.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"transfer-encoding" and b"chunked" in v:
+                chunked = True
+        if chunked:
+            data = b""
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n"))[:-2], 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+            return status, data
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def _writer(url: str, pods: int, nodes: int, patches: int, concurrency: int) -> dict[str, Any]:
     enc = msgspec.json.Encoder()
-    base = f"{url}/api/v1/namespaces/default/pods"
-    conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    hostport = url.split("://", 1)[1]
+    host, port = hostport.rsplit(":", 1)
+    conns = [_Conn(host, int(port)) for _ in range(concurrency)]
+    base = "/api/v1/namespaces/default/pods"
     out: dict[str, Any] = {}
     errors = 0
-    async with aiohttp.ClientSession(connector=conn) as s:
 
-        async def run(name: str, n: int, req: Any) -> None:
+    async def run(name: str, n: int, req: Any) -> None:
+        next_i = iter(range(n))
+
+        async def worker(c: _Conn) -> None:
             nonlocal errors
-            next_i = iter(range(n))
-
-            async def worker() -> None:
-                nonlocal errors
-                for i in next_i:
-                    method, u, body, ctype = req(i)
-                    async with s.request(method, u, data=body, headers={"Content-Type": ctype}) as r:
-                        await r.read()
-                        if r.status >= 300:
-                            errors += 1
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            dt = time.perf_counter() - t0
-            out[name] = {"requests": n, "seconds": round(dt, 2), "per_second": round(n / dt)}
-
-        def create(i: int) -> tuple[str, str, bytes, str]:
-            body = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": f"p-{i}", "labels": {"app": "bench", "shard": str(i % 16)}},
-                "spec": {
-                    "nodeName": f"sim-node-{i % nodes}",
-                    "containers": [{"name": "main", "image": "nginx:1.25"}],
-                },
-            }
-            return "POST", base, enc.encode(body), "application/json"
-
-        status_body = enc.encode({"status": {"conditions": [{"type": "example.com/bench", "status": "True"}]}})
-
-        def status(i: int) -> tuple[str, str, bytes, str]:
-            return "PATCH", f"{base}/p-{i % pods}/status", status_body, "application/strategic-merge-patch+json"
-
-        def label(i: int) -> tuple[str, str, bytes, str]:
-            body = enc.encode({"metadata": {"labels": {"bench": f"v{i}"}}})
-            return "PATCH", f"{base}/p-{i % pods}", body, "application/merge-patch+json"
+            for i in next_i:
+                status, _ = await c.request(*req(i))
+                if status >= 300:
+                    errors += 1
 
         t0 = time.perf_counter()
-        await run("create", pods, create)
-        await run("status_patch", patches, status)
-        await run("label_patch", patches, label)
-        total = pods + 2 * patches
+        await asyncio.gather(*(worker(c) for c in conns))
         dt = time.perf_counter() - t0
-        out["all_writes"] = {"requests": total, "seconds": round(dt, 2), "per_second": round(total / dt)}
-        out["errors"] = errors
-        # every pod Running (the sim's kubelets): poll the list with a field selector
-        t1 = time.perf_counter()
-        while True:
-            async with s.get(base, params={"fieldSelector": "status.phase!=Running", "limit": "1"}) as r:
-                body = msgspec.json.decode(await r.read())
-            if not body["items"]:
-                break
-            if time.perf_counter() - t1 > 600:
-                break
-            await asyncio.sleep(0.5)
-        out["all_running_after_writes_s"] = round(time.perf_counter() - t1, 2)
-        async with s.get(base, params={"limit": "1"}) as r:
-            out["final_resource_version"] = int(msgspec.json.decode(await r.read())["metadata"]["resourceVersion"])
+        out[name] = {"requests": n, "seconds": round(dt, 2), "per_second": round(n / dt)}
+
+    def create(i: int) -> tuple[str, str, bytes, str]:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"p-{i}", "labels": {"app": "bench", "shard": str(i % 16)}},
+            "spec": {
+                "nodeName": f"sim-node-{i % nodes}",
+                "containers": [{"name": "main", "image": "nginx:1.25"}],
+            },
+        }
+        return "POST", base, enc.encode(body), "application/json"
+
+    status_body = enc.encode({"status": {"conditions": [{"type": "example.com/bench", "status": "True"}]}})
+
+    def status(i: int) -> tuple[str, str, bytes, str]:
+        return "PATCH", f"{base}/p-{i % pods}/status", status_body, "application/strategic-merge-patch+json"
+
+    def label(i: int) -> tuple[str, str, bytes, str]:
+        body = enc.encode({"metadata": {"labels": {"bench": f"v{i}"}}})
+        return "PATCH", f"{base}/p-{i % pods}", body, "application/merge-patch+json"
+
+    t0 = time.perf_counter()
+    await run("create", pods, create)
+    await run("status_patch", patches, status)
+    await run("label_patch", patches, label)
+    total = pods + 2 * patches
+    dt = time.perf_counter() - t0
+    out["all_writes"] = {"requests": total, "seconds": round(dt, 2), "per_second": round(total / dt)}
+    out["errors"] = errors
+    # every pod Running (the sim's kubelets): poll the list with a field selector
+    c = conns[0]
+    t1 = time.perf_counter()
+    while time.perf_counter() - t1 < 600:
+        _, body = await c.request("GET", f"{base}?fieldSelector=status.phase%21%3DRunning&limit=1")
+        if not msgspec.json.decode(body)["items"]:
+            break
+        await asyncio.sleep(0.5)
+    out["all_running_after_writes_s"] = round(time.perf_counter() - t1, 2)
+    _, body = await c.request("GET", f"{base}?limit=1")
+    out["final_resource_version"] = int(msgspec.json.decode(body)["metadata"]["resourceVersion"])
+    for c in conns:
+        c.close()
     return out
 
 
@@ -173,6 +218,11 @@ async def _watchers(url: str, count: int, rv: str, status_file: Path) -> None:
 # ------------------------------------------------------------------------------------------ orchestration
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -180,7 +230,9 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run(pods: int, nodes: int, patches: int, watchers: int, concurrency: int, quiet: bool = False) -> dict[str, Any]:
+def run(
+    pods: int, nodes: int, patches: int, watchers: int, concurrency: int, quiet: bool = False
+) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory(prefix="kb-sim-scale-") as tmp:
         kubeconfig = Path(tmp) / "kubeconfig"
@@ -216,11 +268,13 @@ def run(pods: int, nodes: int, patches: int, watchers: int, concurrency: int, qu
             deadline = time.monotonic() + 20
             while not status_file.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
+            cpu0, wall0 = _cpu_s(sim.pid), time.monotonic()
             writer = subprocess.run(
                 [sys.executable, "-m", "bench.sim_scale", "--role", "writer", "--url", url, "--pods", str(pods),
                  "--nodes", str(nodes), "--patches", str(patches), "--concurrency", str(concurrency)],
                 env=env, cwd=ROOT, text=True, capture_output=True, check=True,
             )  # fmt: skip
+            sim_busy = (_cpu_s(sim.pid) - cpu0) / (time.monotonic() - wall0)
             w = json.loads(writer.stdout.strip().splitlines()[-1])
             final_rv = w["final_resource_version"]
             t_done = time.time()
@@ -253,6 +307,8 @@ def run(pods: int, nodes: int, patches: int, watchers: int, concurrency: int, qu
                     }
                     for s in stats
                 ],
+                "sim_cpu_busy": round(sim_busy, 2),  # sim CPU seconds per wall second while writing
+                "cpus": os.cpu_count(),
                 "sim_peak_rss_mb": round(_peak_rss_mb(sim.pid)),
                 "sim_idle_rss_mb": round(rss_idle),
             }
@@ -273,7 +329,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.sim_scale", description=__doc__.split("\n")[0])
     p.add_argument("--pods", type=int, default=100_000)
     p.add_argument("--nodes", type=int, default=2_000)
-    p.add_argument("--patches", type=int, default=None, help="status patches and label patches (default: --pods)")
+    p.add_argument(
+        "--patches", type=int, default=None, help="status patches and label patches (default: --pods)"
+    )
     p.add_argument("--watchers", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--role", choices=["main", "writer", "watchers"], default="main", help=argparse.SUPPRESS)

@@ -283,6 +283,8 @@ class Kubelet:
                     t.cancel()
             return
         ps = self.pods.get(uid)
+        if ps is not None and pod is ps.pod and type_ != "DELETED":
+            return  # the echo of our own status write (in-process: the very object we committed)
         if ps is None:
             ps = PodState(
                 uid,

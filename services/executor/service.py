@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from schemas.constants import API_VERSION, COMPONENT
 from schemas.messages import (
@@ -28,6 +29,7 @@ from schemas.messages import (
     RolloutEvent,
 )
 from schemas.subjects import STREAM_CMD
+from services import telemetry
 from services.bus import Bus
 from services.errors import PermanentError, StaleError, TransientError
 from services.kube import (
@@ -91,6 +93,31 @@ class Executor:
             except KubeNotFound:
                 pass  # already gone: the delete is done
 
+    async def perform_traced(self, cmd: Command, op: CreateOp | PatchOp | DeleteOp) -> None:
+        """One API call as a CLIENT span under the command's process span (so, in the rollout trace)."""
+        verb = type(op).__name__.removesuffix("Op").lower()
+        name = getattr(op, "name", "") or cmd.pod
+        attributes: dict[str, str] = {
+            telemetry.K8S_NAMESPACE: op.namespace or cmd.namespace,
+            telemetry.KB_WORKLOAD: cmd.workload,
+            telemetry.KB_VERB: cmd.verb,
+            telemetry.KB_COMMAND_ID: cmd.id,
+            "k8s.resource": op.resource.plural,
+        }
+        if op.resource.plural == "pods" and name:
+            attributes[telemetry.K8S_POD_NAME] = name
+        if cmd.revision:
+            attributes[telemetry.KB_REVISION] = cmd.revision
+        subresource = f"/{op.subresource}" if isinstance(op, PatchOp) and op.subresource else ""
+        with self.bus.tracer.start_as_current_span(
+                f"{verb} {op.resource.plural}{subresource}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            try:
+                await self.perform(op)
+            except KubeError as e:
+                span.set_attribute("http.response.status_code", e.status)
+                span.set_status(Status(StatusCode.ERROR, e.message[:200]))
+                raise
+
     async def record(self, cmd: Command, event: KubeEvent) -> None:
         """A Kubernetes Event on the workload, as Kruise writes them (best effort)."""
         now = rfc3339(datetime.now(UTC))
@@ -118,7 +145,7 @@ class Executor:
     async def handle(self, cmd: Command, msg: Msg) -> None:
         for index, op in enumerate(cmd.ops):
             try:
-                await self.perform(op)
+                await self.perform_traced(cmd, op)
             except (KubeTooManyRequests, KubeServerError) as e:
                 raise TransientError(f"command {cmd.id} op {index}: {e}", delay=2.0) from None
             except KubeError as e:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
+from opentelemetry import trace
 
 from schemas.cloneset import CloneSet
 from schemas.kube import ControllerRevision, Pod
@@ -40,7 +41,15 @@ from services.bus import Bus
 from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
 from services.planner.cloneset.plan import CloneSetView, Expectation, plan_cloneset
 from services.planner.cloneset.view import compact_pod
-from services.telemetry import rollout_trace_id
+from services.telemetry import (
+    K8S_NAMESPACE,
+    KB_REVISION,
+    KB_WORKLOAD,
+    KB_WORKLOAD_UID,
+    rollout_context,
+    rollout_trace_id,
+    start_rollout_root_span,
+)
 
 log = logging.getLogger("kruisebus.planner")
 
@@ -68,6 +77,7 @@ class Workload:
     revisions: dict[str, ControllerRevision] = field(default_factory=dict)
     previous: CloneSet | None = None
     expectations: list[tuple[Expectation, float]] = field(default_factory=list)
+    rolling: str = ""  # the update revision of a rollout in progress (for its root span)
 
     def pending(self, now: float) -> bool:
         """Drop met or expired expectations; True while any remains."""
@@ -81,8 +91,10 @@ class Workload:
 
 class Planner:
     def __init__(self, bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, resync_seconds: float = 30.0,
-                 expectation_timeout: float = 30.0) -> None:
+                 expectation_timeout: float = 30.0,
+                 tracer_provider: trace.TracerProvider | None = None) -> None:
         self.bus = bus
+        self.tracer_provider = tracer_provider
         self.gates = gates
         self.resync_seconds = resync_seconds
         self.expectation_timeout = expectation_timeout
@@ -145,24 +157,62 @@ class Planner:
     # --- planning --------------------------------------------------------------------------------
     async def plan_one(self, wl: Workload) -> float | None:
         assert wl.cloneset is not None
+        cs = wl.cloneset
         # Pods in name order: ties in Kruise's orderings then break the same way here, in a restarted
         # planner and in `kruisebus plan`, whatever order the state stream delivered them in.
-        view = CloneSetView(cloneset=wl.cloneset, pods=sorted(wl.pods.values(), key=lambda p: p.metadata.name),
+        view = CloneSetView(cloneset=cs, pods=sorted(wl.pods.values(), key=lambda p: p.metadata.name),
                             revisions=list(wl.revisions.values()), previous=wl.previous)
+        started = time.time_ns()
         plan = plan_cloneset(view, now=datetime.now(UTC), gates=self.gates)
         if not plan.errors:
-            wl.previous = wl.cloneset
-        trace_id = f"{rollout_trace_id(wl.uid, plan.status.update_revision):032x}" \
-            if plan.status.update_revision else ""
+            wl.previous = cs
+        update_revision = plan.status.update_revision
+        context = rollout_context(wl.uid, update_revision) if update_revision else None
+        trace_id = f"{rollout_trace_id(wl.uid, update_revision):032x}" if update_revision else ""
         deadline = time.monotonic() + self.expectation_timeout
         wl.expectations.extend((e, deadline) for e in plan.expectations)
-        for cmd in plan.commands:
-            cmd.rollout_trace_id = trace_id
-            await self.bus.publish_command(cmd)
-        for ev in plan.events:
-            await self.bus.publish_event(ev, msg_id=f"{wl.uid}:{ev.type}:{ev.command_id}:{ev.message}"[:250])
+        attributes: dict[str, str | int] = {
+            K8S_NAMESPACE: cs.metadata.namespace, KB_WORKLOAD: cs.metadata.name, KB_WORKLOAD_UID: wl.uid,
+            KB_REVISION: update_revision, "kruisebus.commands": len(plan.commands),
+            "kruisebus.verbs": ",".join(sorted({c.verb for c in plan.commands})),
+        }
+        span = self.bus.tracer.start_span(f"plan {cs.metadata.namespace}/{cs.metadata.name}", context=context,
+                                          attributes=attributes, start_time=started)
+        with trace.use_span(span, end_on_exit=True):
+            for cmd in plan.commands:
+                cmd.rollout_trace_id = trace_id
+                await self.bus.publish_command(cmd)
+            for ev in plan.events:
+                await self.bus.publish_event(ev, msg_id=f"{wl.uid}:{ev.type}:{ev.command_id}:{ev.message}"[:250])
+        self.close_rollout(wl, plan.status.current_revision, update_revision)
         self.plans += 1  # counted once everything it decided is on the bus
         return plan.requeue_after
+
+    def close_rollout(self, wl: Workload, current: str, update: str) -> None:
+        """Emit the rollout's root span once it completes, so its trace has a root in Tempo.
+
+        It starts when the update revision was created (from the ControllerRevision, so it survives
+        a planner restart) and ends when every pod is on it.
+        """
+        if not update:
+            return
+        if current != update:
+            wl.rolling = update
+            return
+        if wl.rolling != update:
+            return
+        wl.rolling = ""
+        rev = next((r for r in wl.revisions.values() if r.metadata.name == update), None)
+        start = None
+        if rev is not None and rev.metadata.creation_timestamp:
+            start = int(datetime.fromisoformat(rev.metadata.creation_timestamp.replace("Z", "+00:00"))
+                        .timestamp() * 1e9)
+        assert wl.cloneset is not None
+        root = start_rollout_root_span(
+            wl.uid, update, name=f"rollout {wl.cloneset.metadata.namespace}/{wl.cloneset.metadata.name}",
+            attributes={K8S_NAMESPACE: wl.cloneset.metadata.namespace, KB_WORKLOAD: wl.cloneset.metadata.name},
+            start_time=start, tracer_provider=self.tracer_provider)
+        root.end()
 
     async def run_loop(self) -> None:
         await self.replayed.wait()
