@@ -136,6 +136,8 @@ def validate_pod_update(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> s
     Mirrors ValidatePodUpdate: munge the fields that may change back to their old values, then require
     the rest of the spec to be identical.
     """
+    if new_spec == old_spec:
+        return None  # the common case (label, annotation, status writes): nothing to munge
     munged = copy.deepcopy(new_spec)
     for field in ("containers", "initContainers"):
         new_list, old_list = munged.get(field) or [], old_spec.get(field) or []

@@ -935,9 +935,7 @@ class Store:
                 new[k] = list(cur[k]) + [x for x in v if x not in cur[k]]
             else:
                 new[k] = v
-        if new == cur:
-            return current
-        out = dict(current)
+        out = dict(current)  # (the kubelet only writes when its status differs: no equality check here)
         out["metadata"] = dict(cmeta)
         out["status"] = new
         return self._commit_put(b, out, current)

@@ -38,6 +38,7 @@ from schemas.messages import (
 )
 from schemas.subjects import EVENT_REJECTED
 from services.bus import Bus
+from services.planner.cloneset.expectations import expectation_met
 from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
 from services.planner.cloneset.plan import CloneSetView, Expectation, plan_cloneset
 from services.planner.cloneset.view import compact_pod
@@ -52,21 +53,6 @@ from services.telemetry import (
 )
 
 log = logging.getLogger("kruisebus.planner")
-
-
-def expectation_met(exp: Expectation, pods_by_name: dict[str, Pod]) -> bool:
-    pod = pods_by_name.get(exp.pod)
-    if exp.kind == "present":
-        return pod is not None
-    if exp.kind == "absent":
-        return pod is None or pod.metadata.deletion_timestamp is not None
-    if pod is None:
-        return True  # the pod is gone: nothing more will be observed about it
-    if exp.kind == "label":
-        return pod.metadata.labels.get(exp.key) == exp.value
-    if exp.kind == "annotation-absent":
-        return exp.key not in pod.metadata.annotations
-    return True
 
 
 @dataclass

@@ -12,10 +12,12 @@ re-deriving it (the decision for a 10,000-pod CloneSet has a 20 ms budget).
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter, is_
 from typing import Any
 
 import msgspec
@@ -87,11 +89,14 @@ class PodInfo:
     ready_since: float | None  # Ready lastTransitionTime (epoch seconds)
     refresh_noop: bool  # the update step's refresh has nothing to do for this pod (time-independent)
     has_grace: bool  # carries an in-place grace annotation
-    sort_key: Any = None  # ActivePods key, computed on demand
+    static_code: int = 0  # PRE_DELETE | PRE_UPDATE | READY bits (see ``code``)
+    sort_key: Any = None  # §5.2 update-order key, computed on demand
+    mark: str | None = None  # update revision the per-pass fields below were set for (see mark_updated)
     # per pass
     specified_delete: bool = False
     available: bool = False  # lifecycle-aware, minReadySeconds
     updated: bool = False  # on the update revision (plain equality incl. short hash)
+    code: int = 0  # static_code | UPDATED | SPECIFIED | AVAILABLE: the pod's class for the counts
 
     @property
     def available0(self) -> bool:
@@ -117,30 +122,59 @@ def exclude_preparing_delete(cs: CloneSet) -> bool:
     return cs.metadata.labels.get(LABEL_EXCLUDE_PREPARING_DELETE) == "true"
 
 
+# Bits of PodInfo.code: every count the pass needs (§4.1 numbers, status, budgets) is a function of
+# these, so a pass counts pods per class once (a 64-entry histogram) instead of scanning per consumer.
+UPDATED = 1
+PRE_DELETE = 2  # lifecycle PreparingDelete
+SPECIFIED = 4  # specified-delete (label or podsToDelete)
+AVAILABLE = 8  # lifecycle-aware, minReadySeconds
+READY = 16  # is_ready (lifecycle ignored)
+PRE_UPDATE = 32  # lifecycle PreparingUpdate
+N_CODES = 64
+
+
+@dataclass(slots=True, eq=False)
+class _Memo:
+    """One CloneSet's memo: facts by pod identity, plus the previous pass's result."""
+
+    by_id: dict[int, PodInfo]
+    infos: list[PodInfo]  # the previous pass's infos of every pod, aligned with its pods
+    active: list[PodInfo]  # ... of its active pods
+    reps: list[Pod]  # ... and its representatives
+
+
 _MAX_CACHED_CLONESETS = 4096
-_CACHE: OrderedDict[str, dict[int, PodInfo]] = OrderedDict()
+_CACHE: OrderedDict[str, _Memo] = OrderedDict()
+_POD = attrgetter("pod")
 
 
 def pod_facts(pod: Pod) -> PodInfo:
     """The time-independent facts of one pod (uncached)."""
     meta = pod.metadata
     labels = meta.labels
-    revision = labels.get(LABEL_REVISION_HASH, "")
+    # interned: the per-pass scans compare and hash these for every pod; one shared object per value
+    # keeps those reads in cache instead of touching a string of every pod
+    revision = sys.intern(labels.get(LABEL_REVISION_HASH, ""))
     since = ready_time(pod)
+    state = sys.intern(lifecycle_state(pod))
+    ready = is_ready(pod)
     return PodInfo(
         pod=pod,
         name=meta.name,
         uid=meta.uid,
         active=is_active(pod),
         revision=revision,
-        revision_short=short_hash(revision),
-        state=lifecycle_state(pod),
+        revision_short=sys.intern(short_hash(revision)),
+        state=state,
         sd_label=LABEL_SPECIFIED_DELETE in labels,
-        ready=is_ready(pod),
+        ready=ready,
         base_available=is_ready_lifecycle_aware(pod),
         ready_since=since.timestamp() if since is not None else None,
         refresh_noop=refresh_is_noop(pod),
         has_grace=bool(grace_annotation(pod)),
+        static_code=(READY if ready else 0)
+        | (PRE_DELETE if state == STATE_PREPARING_DELETE else 0)
+        | (PRE_UPDATE if state == STATE_PREPARING_UPDATE else 0),
     )
 
 
@@ -152,6 +186,15 @@ class Tally:
     pre_delete: list[PodInfo]  # lifecycle PreparingDelete
     unavailable: int  # not available (lifecycle-aware, minReadySeconds), all revisions
     unavailable_updated: int  # ... of which on the update revision
+    hist: list[int]  # pods per PodInfo.code
+
+
+def _lookup(cache: dict[int, PodInfo], pod: Pod) -> PodInfo:
+    pid = id(pod)
+    info = cache.get(pid)
+    if info is None or info.pod is not pod:
+        info = cache[pid] = pod_facts(pod)
+    return info
 
 
 def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[PodInfo], list[Pod]]:
@@ -166,57 +209,129 @@ def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[Pod
     are set by :func:`mark_updated` once the update revision is known.
     """
     key = cs.metadata.uid or cs.metadata.name
-    cache = _CACHE.pop(key, None) or {}
-    get = cache.get
-    out: list[PodInfo] = []
-    append = out.append
-    for pod in pods:
-        pid = id(pod)
-        info = get(pid)
-        if info is None or info.pod is not pod:
-            info = cache[pid] = pod_facts(pod)
-        if info.active:
-            append(info)
-    if len(cache) > len(pods) + max(64, len(pods) // 8):
-        old = cache  # drop entries of replaced/removed pods (every current pod has one by now)
-        cache = {id(p): old[id(p)] for p in pods}
-    _CACHE[key] = cache
+    memo = _CACHE.pop(key, None)
+    if memo is None:
+        memo = _Memo(by_id={}, infos=[], active=[], reps=[])
+    prev = memo.infos
+    if not (len(prev) == len(pods) and all(map(is_, map(_POD, prev), pods))):
+        # something changed since the previous pass (usually a few pods were replaced)
+        cache = memo.by_id
+        every: list[PodInfo] = []
+        out: list[PodInfo] = []
+        add_every = every.append
+        append = out.append
+        # a pod at its position in the previous pass needs no lookup
+        for pod, info in zip(pods, prev, strict=False):
+            if info.pod is not pod:
+                info = _lookup(cache, pod)
+            add_every(info)
+            if info.active:
+                append(info)
+        for pod in pods[len(prev) :]:
+            info = _lookup(cache, pod)
+            add_every(info)
+            if info.active:
+                append(info)
+        if len(cache) > len(pods) + max(64, len(pods) // 8):
+            # drop entries of replaced/removed pods (every current pod has one by now)
+            memo.by_id = {id(i.pod): i for i in every}
+        memo.infos = every
+        memo.active = out
+        memo.reps = list({i.revision: i.pod for i in out}.values())
+    _CACHE[key] = memo
     while len(_CACHE) > _MAX_CACHED_CLONESETS:
         _CACHE.popitem(last=False)
-    reps = {i.revision: i.pod for i in out}
-    return out, list(reps.values())
+    return list(memo.active), list(memo.reps)
 
 
 def mark_updated(infos: Sequence[PodInfo], update_revision: str, cs: CloneSet, now: datetime) -> Tally:
     """Set the per-pass fields: updated (plain revision equality incl. short hash), specified_delete
-    (label or podsToDelete), available (lifecycle-aware, minReadySeconds); tally what later steps need."""
+    (label or podsToDelete), available (lifecycle-aware, minReadySeconds); tally what later steps need.
+
+    Without podsToDelete and minReadySeconds the fields depend only on the pod and the update revision,
+    so an info already marked for this update revision (``mark``, typically in the previous pass - infos
+    are memoised) keeps its fields and only new infos are marked.
+    """
     short = short_hash(update_revision)
     min_ready = cs.spec.min_ready_seconds or 0
-    to_delete = set(cs.spec.scale_strategy.pods_to_delete)
-    now_ts = now.timestamp()
-    tally = Tally(specified=[], pre_delete=[], unavailable=0, unavailable_updated=0)
-    unavailable = unavailable_updated = 0
-    for info in infos:
-        updated = info.updated = info.revision == update_revision or info.revision_short == short
-        sd = info.specified_delete = info.sd_label or (info.name in to_delete if to_delete else False)
-        if min_ready <= 0:
-            available = info.available = info.base_available
-        else:
-            since = info.ready_since
-            available = info.available = (
-                info.base_available and since is not None and since + min_ready < now_ts
+    names_to_delete = cs.spec.scale_strategy.pods_to_delete
+    specified: list[PodInfo] = []
+    pre_delete: list[PodInfo] = []
+    hist = [0] * N_CODES
+    if min_ready <= 0 and not names_to_delete:
+        stamp = sys.intern(update_revision)
+        for info in infos:
+            if info.mark is not stamp:
+                updated = info.updated = info.revision == update_revision or info.revision_short == short
+                sd = info.specified_delete = info.sd_label
+                available = info.available = info.base_available
+                info.code = (
+                    info.static_code
+                    | (UPDATED if updated else 0)
+                    | (SPECIFIED if sd else 0)
+                    | (AVAILABLE if available else 0)
+                )
+                info.mark = stamp
+            code = info.code
+            hist[code] += 1
+            if code & (SPECIFIED | PRE_DELETE):
+                if code & SPECIFIED:
+                    specified.append(info)
+                if code & PRE_DELETE:
+                    pre_delete.append(info)
+    else:
+        to_delete = set(names_to_delete)
+        now_ts = now.timestamp()
+        for info in infos:
+            updated = info.updated = info.revision == update_revision or info.revision_short == short
+            sd = info.specified_delete = info.sd_label or (info.name in to_delete if to_delete else False)
+            if min_ready <= 0:
+                available = info.available = info.base_available
+            else:
+                since = info.ready_since
+                available = info.available = (
+                    info.base_available and since is not None and since + min_ready < now_ts
+                )
+            code = info.code = (
+                info.static_code
+                | (UPDATED if updated else 0)
+                | (SPECIFIED if sd else 0)
+                | (AVAILABLE if available else 0)
             )
-        if not available:
-            unavailable += 1
-            if updated:
-                unavailable_updated += 1
-        if sd:
-            tally.specified.append(info)
-        if info.state == STATE_PREPARING_DELETE:
-            tally.pre_delete.append(info)
-    tally.unavailable = unavailable
-    tally.unavailable_updated = unavailable_updated
-    return tally
+            info.mark = None
+            hist[code] += 1
+            if sd:
+                specified.append(info)
+            if code & PRE_DELETE:
+                pre_delete.append(info)
+    unavailable = unavailable_updated = 0
+    for code, n in enumerate(hist):
+        if n and not code & AVAILABLE:
+            unavailable += n
+            if code & UPDATED:
+                unavailable_updated += n
+    return Tally(
+        specified=specified,
+        pre_delete=pre_delete,
+        unavailable=unavailable,
+        unavailable_updated=unavailable_updated,
+        hist=hist,
+    )
+
+
+def histogram(infos: Sequence[PodInfo]) -> list[int]:
+    """Pods per class (:attr:`PodInfo.code`), derived from the infos' fields."""
+    hist = [0] * N_CODES
+    for i in infos:
+        hist[
+            (UPDATED if i.updated else 0)
+            | (PRE_DELETE if i.state == STATE_PREPARING_DELETE else 0)
+            | (SPECIFIED if i.specified_delete else 0)
+            | (AVAILABLE if i.available else 0)
+            | (READY if i.ready else 0)
+            | (PRE_UPDATE if i.state == STATE_PREPARING_UPDATE else 0)
+        ] += 1
+    return hist
 
 
 def pod_infos(cs: CloneSet, pods: Sequence[Pod], update_revision: str, now: datetime) -> list[PodInfo]:
@@ -234,11 +349,13 @@ def calculate(
     gates: FeatureGates,
     *,
     scaling: bool,
+    hist: Sequence[int] | None = None,
 ) -> ExpectationDiffs:
     """§4.1 on pre-classified pods (see :func:`calculate_diffs` for the convenient form).
 
     ``scaling`` selects the scale step's is-updated predicate: with PreparingUpdateAsUpdate, pods in
-    lifecycle PreparingUpdate count as updated there (never for the update step).
+    lifecycle PreparingUpdate count as updated there (never for the update step). ``hist``: the pass's
+    class counts (:attr:`Tally.hist`) when already known, else derived from ``infos``.
     """
     replicas = replicas_of(cs)
     partition = partition_of(cs)
@@ -250,33 +367,35 @@ def calculate(
     unavailable_new = unavailable_old = 0
     pre_deleting_new = pre_deleting_old = 0
     new_count = old_count = 0
-    pua = scaling and gates.preparing_update_as_update
-    for info in infos:
-        new = info.updated or (pua and info.state == STATE_PREPARING_UPDATE)
+    new_bits = UPDATED | PRE_UPDATE if scaling and gates.preparing_update_as_update else UPDATED
+    for code, n in enumerate(histogram(infos) if hist is None else hist):
+        if not n:
+            continue
+        new = bool(code & new_bits)
         if new:
-            new_count += 1
+            new_count += n
         else:
-            old_count += 1
-        if info.state == STATE_PREPARING_DELETE:
+            old_count += n
+        if code & PRE_DELETE:
             if new:
-                pre_deleting_new += 1
+                pre_deleting_new += n
             else:
-                pre_deleting_old += 1
+                pre_deleting_old += n
             continue
         if new:
-            new_active += 1
+            new_active += n
         else:
-            old_active += 1
-        if info.specified_delete:
+            old_active += n
+        if code & SPECIFIED:
             if new:
-                to_delete_new += 1
+                to_delete_new += n
             else:
-                to_delete_old += 1
-        elif not info.available:
+                to_delete_old += n
+        elif not code & AVAILABLE:
             if new:
-                unavailable_new += 1
+                unavailable_new += n
             else:
-                unavailable_old += 1
+                unavailable_old += n
 
     res = ExpectationDiffs()
     update_old_diff = old_active - partition

@@ -44,7 +44,13 @@ class Ctx:
         key = scaling and self.gates.preparing_update_as_update
         if key not in self._diffs:
             self._diffs[key] = calculate(
-                self.cs, self.infos, self.current_name, self.update_name, self.gates, scaling=scaling
+                self.cs,
+                self.infos,
+                self.current_name,
+                self.update_name,
+                self.gates,
+                scaling=scaling,
+                hist=self.tally.hist,
             )
         return self._diffs[key]
 

@@ -134,6 +134,7 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates) -> Plan:
         current_revision=sel.current.metadata.name,
         collision_count=sel.collision_count,
         conditions=conditions,
+        hist=tally.hist,
     )
     conditions, deadline_delay = progressing(cs, status, now)
     status = msgspec.structs.replace(status, conditions=conditions)

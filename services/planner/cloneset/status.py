@@ -18,7 +18,15 @@ from typing import Any
 
 from schemas.cloneset import CloneSet, CloneSetCondition, CloneSetStatus
 from schemas.constants import CONDITION_PROGRESSING, STRATEGY_ON_DELETE
-from services.planner.cloneset.calc import PodInfo, partition_of, replicas_of
+from services.planner.cloneset.calc import (
+    AVAILABLE,
+    READY,
+    UPDATED,
+    PodInfo,
+    histogram,
+    partition_of,
+    replicas_of,
+)
 from services.planner.cloneset.conditions import get_condition
 from services.planner.cloneset.selectors import selector_to_string
 
@@ -31,20 +39,24 @@ def compute_status(
     current_revision: str,
     collision_count: int,
     conditions: list[CloneSetCondition],
+    hist: Sequence[int] | None = None,
 ) -> CloneSetStatus:
+    """``hist``: the pass's class counts (:attr:`calc.Tally.hist`) when already known."""
     replicas = replicas_of(cs)
     ready = available = updated = updated_ready = updated_available = 0
-    for i in infos:
-        if i.ready:
-            ready += 1
-        if i.available:
-            available += 1
-        if i.updated:
-            updated += 1
-            if i.ready:
-                updated_ready += 1
-            if i.available:
-                updated_available += 1
+    for code, n in enumerate(histogram(infos) if hist is None else hist):
+        if not n:
+            continue
+        if code & READY:
+            ready += n
+        if code & AVAILABLE:
+            available += n
+        if code & UPDATED:
+            updated += n
+            if code & READY:
+                updated_ready += n
+            if code & AVAILABLE:
+                updated_available += n
     if cs.spec.update_strategy.type == STRATEGY_ON_DELETE:
         expected_updated = replicas
     else:

@@ -240,17 +240,28 @@ _SORT_KEY = attrgetter("sort_key")
 
 def order_candidates(ctx: Ctx, candidates: list[PodInfo], k: int | None = None) -> list[PodInfo]:
     """§5.2 order. Without priority/scatter strategies this is ActivePods order with PreparingUpdate
-    pods first, using the per-pod memoised ActivePods key (the sort of thousands of candidates is on
-    the rollout's hot path); otherwise ``sort.sort_update_candidates`` does the whole composition."""
+    pods first, using the per-pod memoised key :func:`_update_key` (the sort of thousands of
+    candidates is on the rollout's hot path); otherwise ``sort.sort_update_candidates`` does the whole
+    composition."""
     strategy = ctx.cs.spec.update_strategy
     if strategy.priority_strategy is None and strategy.scatter_strategy is None:
         for info in candidates:
             if info.sort_key is None:  # memoised with the pod's other facts
-                info.sort_key = (0 if info.state == STATE_PREPARING_UPDATE else 1, active_pods_key(info.pod))
+                info.sort_key = _update_key(info)
         return sorted(candidates, key=_SORT_KEY)[:k]
     by_pod = {id(i.pod): i for i in candidates}
     pods = sort_update_candidates([i.pod for i in candidates], ctx.cs, [i.pod for i in ctx.infos], ctx.now)
     return [by_pod[id(p)] for p in pods]
+
+
+def _update_key(info: PodInfo) -> tuple[float, ...]:
+    """(PreparingUpdate first, *ActivePods key) with the five small leading criteria (PreparingUpdate,
+    scheduled, phase ordinal 0-2, ready, ready-time present) folded into one mixed-radix number: the
+    same total order as the plain tuple, with fewer element comparisons per comparison in the sort."""
+    node, phase, ready, has_time, ready_at, restarts, has_created, created = active_pods_key(info.pod)
+    first = 0.0 if info.state == STATE_PREPARING_UPDATE else 1.0
+    head = (((first * 2.0 + node) * 3.0 + phase) * 2.0 + ready) * 2.0 + has_time
+    return (head, ready_at, restarts, has_created, created)
 
 
 def limit_updates(

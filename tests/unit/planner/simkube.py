@@ -20,6 +20,7 @@ import msgspec
 from schemas.cloneset import CloneSet
 from schemas.kube import ControllerRevision, Pod
 from schemas.messages import Command, CreateOp, DeleteOp, PatchOp
+from services.planner.cloneset.expectations import expectation_met
 from services.planner.cloneset.timeutil import format_time
 from services.planner.cloneset.view import CloneSetView, Plan
 
@@ -346,7 +347,7 @@ def drive(
     for _ in range(max_passes):
         view = cluster.view()
         by_name = {p.metadata.name: p for p in view.pods}
-        if pending and not all(_met(e, by_name) for e in pending):
+        if pending and not all(expectation_met(e, by_name) for e in pending):
             pending = []  # the simulated API applies synchronously: unmet means the command was stale
         plan = plan_cloneset(view, now=now, gates=gates or DEFAULT_GATES)
         pending = list(plan.expectations)
@@ -363,16 +364,3 @@ def drive(
             quiet = 0
         now = now + timedelta(seconds=step)
     raise AssertionError("did not converge")
-
-
-def _met(exp: Any, pods: dict[str, Pod]) -> bool:
-    pod = pods.get(exp.pod)
-    if exp.kind == "present":
-        return pod is not None
-    if exp.kind == "absent":
-        return pod is None or pod.metadata.deletion_timestamp is not None
-    if pod is None:
-        return True
-    if exp.kind == "label":
-        return bool(pod.metadata.labels.get(exp.key) == exp.value)
-    return exp.key not in pod.metadata.annotations
