@@ -7,9 +7,12 @@ Scenarios, each a single ``plan_cloneset`` call on one CloneSet (median of ``--r
 * ``steady``  - settled CloneSet, nothing to do (the common case: most passes are triggered by a pod
   status change that changes no decision). Warm = the same Pod objects as the previous pass (the
   planner service keeps its decoded pods; the planner memoises per-pod facts by identity).
+* ``1 changed`` - the same, but one pod is a new object since the previous pass (a pod status update
+  arrived: what triggers most passes); a different pod each run.
 * ``cold``    - the same, first pass after start (no memo).
 * ``rollout`` - template just changed, InPlaceIfPossible, maxUnavailable 1%: the pass that starts
-  in-place updates of 1% of the pods (each a command with guarded JSON patches).
+  in-place updates of 1% of the pods (each a command with guarded JSON patches); also with one pod
+  changed since the previous pass.
 
 Memory: tracemalloc around decoding N pods from API-server JSON into the schema Structs plus one planner
 pass (its per-pod memo), divided by N.
@@ -162,42 +165,72 @@ def build(n: int, *, rollout: bool) -> CloneSetView:
     return view
 
 
-def timed(fn: Any, repeat: int) -> str:
-    """ "median (best)" in ms: the best run shows the cost without noise from other processes."""
+def timed(fn: Any, repeat: int, setup: Any = None) -> str:
+    """ "median (best)" in ms: the best run shows the cost without noise from other processes.
+    ``setup`` (untimed) runs before each run."""
     samples = []
     for _ in range(repeat):
+        if setup is not None:
+            setup()
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
     return f"{statistics.median(samples) * 1000:.1f} ms ({min(samples) * 1000:.1f})"
 
 
-def measure_steady(n: int, repeat: int) -> tuple[str, str]:
+def one_pod_changer(view: CloneSetView) -> Any:
+    """Replace one pod (a different one each call) by a fresh decode of itself, as the planner service
+    does when a pod's status update arrives (untimed: decoding is the watcher's cost)."""
+    state = {"i": 0}
+    enc = msgspec.json.Encoder()
+    dec = msgspec.json.Decoder(Pod)
+
+    def change() -> None:
+        i = state["i"] = (state["i"] + 7919) % len(view.pods)  # spread over the pods
+        pods = list(view.pods)
+        pods[i] = dec.decode(enc.encode(pods[i]))
+        view.pods = pods
+
+    return change
+
+
+def measure_steady(n: int, repeat: int) -> tuple[str, str, str]:
     view = build(n, rollout=False)
     plan = plan_cloneset(view, now=NOW)
     assert not plan.commands, [c.verb for c in plan.commands]
     warm = timed(lambda: plan_cloneset(view, now=NOW), repeat)
+    changed = timed(lambda: plan_cloneset(view, now=NOW), repeat, one_pod_changer(view))
 
     def cold_pass() -> None:
         calc._CACHE.clear()
         plan_cloneset(view, now=NOW)
 
-    return warm, timed(cold_pass, max(1, repeat // 2))
+    return warm, changed, timed(cold_pass, max(1, repeat // 2))
 
 
-def measure_rollout(n: int, repeat: int) -> tuple[str, int]:
+def measure_rollout(n: int, repeat: int) -> tuple[str, str, int]:
     view = build(n, rollout=True)
     cmds = len(plan_cloneset(view, now=NOW).commands)
-    return timed(lambda: plan_cloneset(view, now=NOW), repeat), cmds
+    same = timed(lambda: plan_cloneset(view, now=NOW), repeat)
+    changed = timed(lambda: plan_cloneset(view, now=NOW), repeat, one_pod_changer(view))
+    return same, changed, cmds
 
 
 def measure(n: int, repeat: int) -> dict[str, Any]:
-    warm, cold = measure_steady(n, repeat)
+    warm, changed, cold = measure_steady(n, repeat)
     gc.collect()
-    rollout, cmds = measure_rollout(n, repeat)
+    rollout, rollout_changed, cmds = measure_rollout(n, repeat)
     gc.collect()
     calc._CACHE.clear()
-    return {"n": n, "warm": warm, "cold": cold, "rollout": rollout, "rollout_cmds": cmds}
+    return {
+        "n": n,
+        "warm": warm,
+        "changed": changed,
+        "cold": cold,
+        "rollout": rollout,
+        "rollout_changed": rollout_changed,
+        "rollout_cmds": cmds,
+    }
 
 
 def memory_per_pod(n: int, compact: bool) -> tuple[float, float]:
@@ -236,8 +269,10 @@ def render(
         "pods, <= 2 KB per tracked pod). *steady*: settled CloneSet, nothing to do - the common pass, run on",
         "every pod status change; *warm* = the same Pod objects as the previous pass (the planner service",
         "keeps its decoded pods and the planner memoises per-pod facts by identity), *cold* = first pass",
-        "after a restart. *rollout*: the template just changed (InPlaceIfPossible, maxUnavailable 1%), the",
-        "pass that orders all candidates and issues the first in-place updates.",
+        "after a restart; *1 pod changed*: one pod is a new object since the previous pass (a pod status",
+        "update arrived - what triggers most passes). *rollout*: the template just changed",
+        "(InPlaceIfPossible, maxUnavailable 1%), the pass that orders all candidates and issues the first",
+        "in-place updates (as the previous pass, or with one pod changed since).",
         "",
         f"Command: `{cmd}` ({platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs, median of repeated runs).",
@@ -245,12 +280,14 @@ def render(
         "Times are median (best) of the runs; the best run is the cost without interference from other",
         "processes on the machine.",
         "",
-        "| pods | steady pass (warm) | steady pass (cold start) | rollout pass (1% in place) |",
-        "|---:|---:|---:|---:|",
+        "| pods | steady (warm) | steady, 1 pod changed | steady (cold start) "
+        "| rollout (1% in place) | rollout, 1 pod changed |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['n']:,} | {r['warm']} | {r['cold']} | {r['rollout']}, {r['rollout_cmds']} commands |"
+            f"| {r['n']:,} | {r['warm']} | {r['changed']} | {r['cold']} "
+            f"| {r['rollout']}, {r['rollout_cmds']} commands | {r['rollout_changed']} |"
         )
     pod_b, memo_b = mem
     cpod_b, cmemo_b = mem_compact
@@ -296,8 +333,8 @@ def main() -> None:
         r = measure(n, args.repeat)
         results.append(r)
         print(
-            f"{n:>7} pods: steady warm {r['warm']}, cold {r['cold']}, "
-            f"rollout {r['rollout']} ({r['rollout_cmds']} commands)",
+            f"{n:>7} pods: steady warm {r['warm']}, 1 changed {r['changed']}, cold {r['cold']}, "
+            f"rollout {r['rollout']} ({r['rollout_cmds']} commands), 1 changed {r['rollout_changed']}",
             flush=True,
         )
     mem = memory_per_pod(args.memory_pods, compact=False)

@@ -15,10 +15,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import uvloop
+
+if TYPE_CHECKING:
+    from services.bus import Bus
 
 DEFAULT_NATS = os.environ.get("KRUISEBUS_NATS", "nats://127.0.0.1:4222")
 
@@ -67,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(name: str, args: argparse.Namespace, body: Callable[..., Awaitable[None]]) -> int:
+async def _serve(name: str, args: argparse.Namespace,
+                 body: Callable[[Bus, asyncio.Event], Awaitable[None]]) -> int:
     """Connect, run one service body until SIGTERM/SIGINT, then shut down in order."""
     from services.bus import Bus
     from services.telemetry import setup_tracing
@@ -107,8 +112,8 @@ async def cmd_watcher(args: argparse.Namespace) -> int:
 
     kube = await Kube.connect(args.kubeconfig)
 
-    async def body(bus: object, stop: asyncio.Event) -> None:
-        await _until_stopped(stop, run_watcher(kube, bus))  # type: ignore[arg-type]
+    async def body(bus: Bus, stop: asyncio.Event) -> None:
+        await _until_stopped(stop, run_watcher(kube, bus))
 
     try:
         return await _serve("watcher", args, body)
@@ -122,8 +127,8 @@ async def cmd_executor(args: argparse.Namespace) -> int:
 
     kube = await Kube.connect(args.kubeconfig)
 
-    async def body(bus: object, stop: asyncio.Event) -> None:
-        await run_executor(kube, bus, stop=stop)  # type: ignore[arg-type]
+    async def body(bus: Bus, stop: asyncio.Event) -> None:
+        await run_executor(kube, bus, stop=stop)
 
     try:
         return await _serve("executor", args, body)
@@ -141,8 +146,8 @@ async def cmd_planner(args: argparse.Namespace) -> int:
         print(f"kruisebus planner: --feature-gates: {e}", file=sys.stderr)
         return 2
 
-    async def body(bus: object, stop: asyncio.Event) -> None:
-        await run_planner(bus, gates=gates, stop=stop)  # type: ignore[arg-type]
+    async def body(bus: Bus, stop: asyncio.Event) -> None:
+        await run_planner(bus, gates=gates, stop=stop)
 
     return await _serve("planner", args, body)
 
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         from services.demo import up
 
         return uvloop.run(up(nodes=args.nodes))
-    runners: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    runners: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "watcher": cmd_watcher,
         "planner": cmd_planner,
         "executor": cmd_executor,

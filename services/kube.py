@@ -215,7 +215,7 @@ class Kube:
         cfg = client.Configuration()
         if kubeconfig is None:
             try:
-                config.load_incluster_config(client_configuration=cfg)
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             except config.ConfigException:
                 await config.load_kube_config(client_configuration=cfg)
         else:

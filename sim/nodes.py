@@ -283,8 +283,17 @@ class Kubelet:
                     t.cancel()
             return
         ps = self.pods.get(uid)
-        if ps is not None and pod is ps.pod and type_ != "DELETED":
-            return  # the echo of our own status write (in-process: the very object we committed)
+        if (
+            ps is not None
+            and pod is not ps.pod
+            and type_ == "MODIFIED"
+            and not meta.get("deletionTimestamp")
+            and pod.get("spec") == ps.pod.get("spec")
+            and pod.get("status") == ps.pod.get("status")
+            and meta.get("annotations") == ps.pod["metadata"].get("annotations")
+        ):
+            ps.pod = pod  # e.g. a label change: nothing for the kubelet to do
+            return
         if ps is None:
             ps = PodState(
                 uid,
@@ -330,10 +339,15 @@ class Kubelet:
                     and cname not in ps.actions
                 ):
                     ps.actions[cname] = asyncio.ensure_future(self._run_container(ps, cname, restart=True))
+        fresh = not ps.containers
         for c in (pod.get("spec") or {}).get("containers") or []:
             cur = ps.containers.get(c["name"])
             if (cur is None or cur.image != c.get("image")) and c["name"] not in ps.actions:
                 ps.actions[c["name"]] = asyncio.ensure_future(self._run_container(ps, c["name"]))
+            if not self.has_image(str(c.get("image", ""))):
+                fresh = False
+        if fresh and not self.cfg.events and ps.actions:
+            return  # images present: the containers are created right away and that write carries it all
         await self._publish(ps)
 
     async def _run_init(self, ps: PodState) -> None:
@@ -928,6 +942,9 @@ class NodeFleet:
         node = (pod.get("spec") or {}).get("nodeName")
         k = self.kubelets.get(node) if node else None
         if k is not None:
+            ps = k.pods.get(pod["metadata"]["uid"])
+            if ps is not None and pod is ps.pod and type_ != "DELETED":
+                return  # the echo of the kubelet's own status write (in-process: the object it committed)
             try:
                 await k.on_pod(type_, pod)
             except ApiError as e:

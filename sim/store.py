@@ -763,14 +763,14 @@ class Store:
             elif patch_type == MERGE_PATCH:
                 if not isinstance(patch, dict):
                     raise PatchDecodeError("merge patch must be an object")
-                new = copy_obj(merge_patch(current, patch))
+                new = self._writable(rt, merge_patch(current, patch))
             elif patch_type in (STRATEGIC_PATCH, APPLY_PATCH):
                 if not isinstance(patch, dict):
                     raise PatchDecodeError("patch must be an object")
                 merged = strategic_merge(current, patch) if rt.strategic else merge_patch(current, patch)
                 # a status write of a built-in type only takes `status` (and labels/annotations) from the
                 # result and never mutates it: the merge result (sharing unchanged parts) needs no copy
-                new = merged if subresource == "status" and not rt.custom else copy_obj(merged)
+                new = merged if subresource == "status" and not rt.custom else self._writable(rt, merged)
             else:
                 raise errors.unsupported_media_type(patch_type, PATCH_TYPES)
         except PatchError:
@@ -780,6 +780,19 @@ class Store:
         if not isinstance(new, dict):
             raise errors.bad_request("patched object is not an object")
         return self._apply_update(rt, current, new, subresource, dry_run)
+
+    @staticmethod
+    def _writable(rt: ResourceType, merged: Any) -> Any:
+        """A patch result `_apply_update` may modify. Merges share unchanged subtrees with the stored object;
+        for built-in kinds only the top level and `metadata` are written to (pod defaulting only fills
+        missing keys, and a stored spec has them all), so copying those two suffices. Custom resources are
+        pruned/defaulted in place by the schema: a deep copy."""
+        if rt.custom or not isinstance(merged, dict):
+            return copy_obj(merged)
+        out = dict(merged)
+        if isinstance(out.get("metadata"), dict):
+            out["metadata"] = dict(out["metadata"])
+        return out
 
     def _apply_update(
         self,

@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter, is_
+from operator import is_
 from typing import Any
 
 import msgspec
@@ -29,6 +29,7 @@ from schemas.constants import (
     LABEL_SPECIFIED_DELETE,
     STATE_PREPARING_DELETE,
     STATE_PREPARING_UPDATE,
+    STATE_UPDATED,
 )
 from schemas.kube import Pod
 from services.planner.cloneset.gates import FeatureGates
@@ -89,7 +90,7 @@ class PodInfo:
     ready_since: float | None  # Ready lastTransitionTime (epoch seconds)
     refresh_noop: bool  # the update step's refresh has nothing to do for this pod (time-independent)
     has_grace: bool  # carries an in-place grace annotation
-    static_code: int = 0  # PRE_DELETE | PRE_UPDATE | READY bits (see ``code``)
+    static_code: int = 0  # READY | PRE_DELETE | PRE_UPDATE | GRACE_HELD bits (see ``code``)
     sort_key: Any = None  # §5.2 update-order key, computed on demand
     mark: str | None = None  # update revision the per-pass fields below were set for (see mark_updated)
     # per pass
@@ -130,22 +131,34 @@ SPECIFIED = 4  # specified-delete (label or podsToDelete)
 AVAILABLE = 8  # lifecycle-aware, minReadySeconds
 READY = 16  # is_ready (lifecycle ignored)
 PRE_UPDATE = 32  # lifecycle PreparingUpdate
-N_CODES = 64
+GRACE_HELD = 64  # in an in-place grace period (grace annotation) and not lifecycle Updated
+N_CODES = 128
 
 
 @dataclass(slots=True, eq=False)
 class _Memo:
-    """One CloneSet's memo: facts by pod identity, plus the previous pass's result."""
+    """One CloneSet's memo: facts by pod identity, the previous pass's result, and its tally.
+
+    ``tally`` was taken (by :func:`mark_updated`, for update revision ``tally_stamp``) over the active
+    infos of a previous pass; ``added``/``removed`` are the changes of the active infos since then
+    (``None``: too many or unknown). A pass where a few pods changed updates the tally from those.
+    """
 
     by_id: dict[int, PodInfo]
-    infos: list[PodInfo]  # the previous pass's infos of every pod, aligned with its pods
-    active: list[PodInfo]  # ... of its active pods
-    reps: list[Pod]  # ... and its representatives
+    pods: list[Pod] = field(default_factory=list)  # the previous pass's pods
+    infos: list[PodInfo] = field(default_factory=list)  # ... their infos (aligned)
+    active: list[PodInfo] = field(default_factory=list)  # ... those of active pods (what classify returned)
+    reps: list[Pod] = field(default_factory=list)  # ... one representative pod per revision label
+    tally: Tally | None = None
+    tally_stamp: str | None = None
+    marks_epoch: int = 0  # _foreign_marks when the tally was taken
+    added: list[PodInfo] | None = None
+    removed: list[PodInfo] | None = None
 
 
 _MAX_CACHED_CLONESETS = 4096
+_foreign_marks = 0  # mark_updated calls on infos other than a memo's active list
 _CACHE: OrderedDict[str, _Memo] = OrderedDict()
-_POD = attrgetter("pod")
 
 
 def pod_facts(pod: Pod) -> PodInfo:
@@ -158,6 +171,7 @@ def pod_facts(pod: Pod) -> PodInfo:
     since = ready_time(pod)
     state = sys.intern(lifecycle_state(pod))
     ready = is_ready(pod)
+    has_grace = bool(grace_annotation(pod))
     return PodInfo(
         pod=pod,
         name=meta.name,
@@ -171,10 +185,11 @@ def pod_facts(pod: Pod) -> PodInfo:
         base_available=is_ready_lifecycle_aware(pod),
         ready_since=since.timestamp() if since is not None else None,
         refresh_noop=refresh_is_noop(pod),
-        has_grace=bool(grace_annotation(pod)),
+        has_grace=has_grace,
         static_code=(READY if ready else 0)
         | (PRE_DELETE if state == STATE_PREPARING_DELETE else 0)
-        | (PRE_UPDATE if state == STATE_PREPARING_UPDATE else 0),
+        | (PRE_UPDATE if state == STATE_PREPARING_UPDATE else 0)
+        | (GRACE_HELD if has_grace and state != STATE_UPDATED else 0),
     )
 
 
@@ -211,19 +226,27 @@ def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[Pod
     key = cs.metadata.uid or cs.metadata.name
     memo = _CACHE.pop(key, None)
     if memo is None:
-        memo = _Memo(by_id={}, infos=[], active=[], reps=[])
-    prev = memo.infos
-    if not (len(prev) == len(pods) and all(map(is_, map(_POD, prev), pods))):
+        memo = _Memo(by_id={})
+    if not (len(memo.pods) == len(pods) and all(map(is_, memo.pods, pods))):
         # something changed since the previous pass (usually a few pods were replaced)
         cache = memo.by_id
+        prev = memo.infos
+        added = memo.added
+        removed = memo.removed
         every: list[PodInfo] = []
         out: list[PodInfo] = []
         add_every = every.append
         append = out.append
         # a pod at its position in the previous pass needs no lookup
-        for pod, info in zip(pods, prev, strict=False):
-            if info.pod is not pod:
+        for pod, old in zip(pods, prev, strict=False):
+            info = old
+            if old.pod is not pod:
                 info = _lookup(cache, pod)
+                if added is not None and removed is not None and info is not old:
+                    if old.active:
+                        removed.append(old)
+                    if info.active:
+                        added.append(info)
             add_every(info)
             if info.active:
                 append(info)
@@ -232,16 +255,24 @@ def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[Pod
             add_every(info)
             if info.active:
                 append(info)
+                if added is not None:
+                    added.append(info)
+        if removed is not None:
+            removed.extend(i for i in prev[len(pods) :] if i.active)
+        if added is not None and removed is not None and len(added) + len(removed) > max(64, len(pods) // 16):
+            memo.added = memo.removed = None  # cheaper to count afresh
         if len(cache) > len(pods) + max(64, len(pods) // 8):
             # drop entries of replaced/removed pods (every current pod has one by now)
             memo.by_id = {id(i.pod): i for i in every}
+        memo.pods = list(pods)
         memo.infos = every
         memo.active = out
         memo.reps = list({i.revision: i.pod for i in out}.values())
     _CACHE[key] = memo
     while len(_CACHE) > _MAX_CACHED_CLONESETS:
         _CACHE.popitem(last=False)
-    return list(memo.active), list(memo.reps)
+    # the memo's own list (not a copy: copying touches every info): callers must not mutate it
+    return memo.active, list(memo.reps)
 
 
 def mark_updated(infos: Sequence[PodInfo], update_revision: str, cs: CloneSet, now: datetime) -> Tally:
@@ -255,6 +286,90 @@ def mark_updated(infos: Sequence[PodInfo], update_revision: str, cs: CloneSet, n
     short = short_hash(update_revision)
     min_ready = cs.spec.min_ready_seconds or 0
     names_to_delete = cs.spec.scale_strategy.pods_to_delete
+    global _foreign_marks
+    memo = _CACHE.get(cs.metadata.uid or cs.metadata.name)
+    if memo is None or infos is not memo.active:
+        # Infos the memo does not track: they may be shared with a memo's infos, whose marks (and the
+        # tallies kept with them) are then no longer to be trusted.
+        _foreign_marks += 1
+        memo = None
+    if min_ready <= 0 and not names_to_delete:
+        stamp = sys.intern(update_revision)
+        if memo is not None and memo.tally_stamp is stamp and memo.marks_epoch == _foreign_marks:
+            tally = _update_tally(memo, stamp, update_revision, short)
+            if tally is not None:
+                memo.tally = tally
+                memo.added, memo.removed = [], []
+                return tally
+    tally = _mark_all(infos, update_revision, short, min_ready, names_to_delete, now)
+    if memo is not None:
+        memo.tally = tally
+        memo.tally_stamp = sys.intern(update_revision) if min_ready <= 0 and not names_to_delete else None
+        memo.marks_epoch = _foreign_marks
+        memo.added, memo.removed = [], []
+    return tally
+
+
+def _mark(info: PodInfo, update_revision: str, short: str, stamp: str) -> None:
+    """Per-pass fields without podsToDelete and minReadySeconds (a function of the pod and ``stamp``)."""
+    updated = info.updated = info.revision == update_revision or info.revision_short == short
+    sd = info.specified_delete = info.sd_label
+    available = info.available = info.base_available
+    info.code = (
+        info.static_code
+        | (UPDATED if updated else 0)
+        | (SPECIFIED if sd else 0)
+        | (AVAILABLE if available else 0)
+    )
+    info.mark = stamp
+
+
+def _update_tally(memo: _Memo, stamp: str, update_revision: str, short: str) -> Tally | None:
+    """The memo's tally moved by the changes since it was taken; None when it must be recounted (too
+    many or unknown changes, or a specified-delete/PreparingDelete pod is involved: those lists are
+    kept in pod order)."""
+    old = memo.tally
+    added, removed = memo.added, memo.removed
+    if old is None or added is None or removed is None or old.specified or old.pre_delete:
+        return None
+    hist = list(old.hist)
+    for info in removed:
+        if info.mark is not stamp:  # re-marked for another revision since: its count is unknown
+            return None
+        hist[info.code] -= 1
+    for info in added:
+        if info.mark is not stamp:
+            _mark(info, update_revision, short, stamp)
+        if info.code & (SPECIFIED | PRE_DELETE):
+            return None
+        hist[info.code] += 1
+    return _tally([], [], hist)
+
+
+def _tally(specified: list[PodInfo], pre_delete: list[PodInfo], hist: list[int]) -> Tally:
+    unavailable = unavailable_updated = 0
+    for code, n in enumerate(hist):
+        if n and not code & AVAILABLE:
+            unavailable += n
+            if code & UPDATED:
+                unavailable_updated += n
+    return Tally(
+        specified=specified,
+        pre_delete=pre_delete,
+        unavailable=unavailable,
+        unavailable_updated=unavailable_updated,
+        hist=hist,
+    )
+
+
+def _mark_all(
+    infos: Sequence[PodInfo],
+    update_revision: str,
+    short: str,
+    min_ready: int,
+    names_to_delete: Sequence[str],
+    now: datetime,
+) -> Tally:
     specified: list[PodInfo] = []
     pre_delete: list[PodInfo] = []
     hist = [0] * N_CODES
@@ -262,16 +377,7 @@ def mark_updated(infos: Sequence[PodInfo], update_revision: str, cs: CloneSet, n
         stamp = sys.intern(update_revision)
         for info in infos:
             if info.mark is not stamp:
-                updated = info.updated = info.revision == update_revision or info.revision_short == short
-                sd = info.specified_delete = info.sd_label
-                available = info.available = info.base_available
-                info.code = (
-                    info.static_code
-                    | (UPDATED if updated else 0)
-                    | (SPECIFIED if sd else 0)
-                    | (AVAILABLE if available else 0)
-                )
-                info.mark = stamp
+                _mark(info, update_revision, short, stamp)
             code = info.code
             hist[code] += 1
             if code & (SPECIFIED | PRE_DELETE):
@@ -304,19 +410,7 @@ def mark_updated(infos: Sequence[PodInfo], update_revision: str, cs: CloneSet, n
                 specified.append(info)
             if code & PRE_DELETE:
                 pre_delete.append(info)
-    unavailable = unavailable_updated = 0
-    for code, n in enumerate(hist):
-        if n and not code & AVAILABLE:
-            unavailable += n
-            if code & UPDATED:
-                unavailable_updated += n
-    return Tally(
-        specified=specified,
-        pre_delete=pre_delete,
-        unavailable=unavailable,
-        unavailable_updated=unavailable_updated,
-        hist=hist,
-    )
+    return _tally(specified, pre_delete, hist)
 
 
 def histogram(infos: Sequence[PodInfo]) -> list[int]:
@@ -330,6 +424,7 @@ def histogram(infos: Sequence[PodInfo]) -> list[int]:
             | (AVAILABLE if i.available else 0)
             | (READY if i.ready else 0)
             | (PRE_UPDATE if i.state == STATE_PREPARING_UPDATE else 0)
+            | (GRACE_HELD if i.has_grace and i.state != STATE_UPDATED else 0)
         ] += 1
     return hist
 

