@@ -12,11 +12,11 @@ Scenarios:
   pull delay 0 (everything pre-pulled): change the image and time how long until every pod carries
   it (pod updates/s through watcher -> planner -> executor -> API server) and until every pod is
   Ready on it again.
-* ``latency`` - event -> command: (a) under load, for every ``inplace-refresh`` command of the
-  throughput and rollout scenarios (the planner marks a pod InPlaceUpdateReady once its container
-  restarted on the new image): command seen on NATS minus the benchmark's receipt of that pod's
-  latest watch event before it (the event the decision was made on; the benchmark's watch and the
-  watcher's watch receive the same event from the API server at the same moment). (b) isolated:
+* ``latency`` - event -> command: (a) under load, for every pod-state-driven command of the
+  throughput and rollout scenarios (`lifecycle`, `inplace-refresh`: their ids end with the
+  resourceVersion of the pod state they were decided on): command seen on NATS minus the
+  benchmark's receipt of that pod's watch event at that resourceVersion (the benchmark's watch and
+  the watcher's watch receive the same event from the API server at the same moment). (b) isolated:
   a settled small CloneSet scaled up/down by one, many times; `create`/`delete` command on NATS
   minus the moment the scale patch was sent.
 * ``coldstart`` - publish the state of ``--cold-pods`` pods (one CloneSet, settled) into KB_STATE
@@ -36,7 +36,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -78,7 +77,7 @@ def lat_summary(ms: list[float]) -> str:
             f"max {max(ms):.1f} ms")
 
 
-def cloneset_body(name: str, replicas: int, image: str, *, max_unavailable: str, strategy: str) -> dict[str, Any]:
+def cloneset_body(name: str, replicas: int, image: str, *, max_unavailable: int | str, strategy: str) -> dict[str, Any]:
     return {
         "apiVersion": "apps.kruise.io/v1alpha1",
         "kind": "CloneSet",
@@ -114,7 +113,7 @@ class PodWatch:
 
     kube: Kube
     pods: dict[str, Pod] = field(default_factory=dict)  # uid -> latest
-    seen: dict[str, list[float]] = field(default_factory=dict)  # pod name -> receipt times of its events
+    seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (pod name, resourceVersion) -> receipt
     listeners: list[Callable[[Pod, float, bool], None]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -136,7 +135,7 @@ class PodWatch:
                         self.pods.pop(p.metadata.uid, None)
                     else:
                         self.pods[p.metadata.uid] = p
-                    self.seen.setdefault(p.metadata.name, []).append(now)
+                    self.seen.setdefault((p.metadata.name, p.metadata.resource_version), now)
                     for cb in self.listeners:
                         cb(p, now, deleted)
                     self.changed.set()
@@ -166,11 +165,29 @@ class PodWatch:
         return time.monotonic()
 
 
+class _StateMeta(msgspec.Struct):
+    name: str = ""
+    resourceVersion: str = ""  # noqa: N815 - wire name
+
+
+class _StateObj(msgspec.Struct):
+    metadata: _StateMeta
+
+
+class _StateMsg(msgspec.Struct):
+    object: _StateObj
+
+
+_STATE = msgspec.json.Decoder(_StateMsg)
+
+
 @dataclass
 class CmdTap:
-    """Every command on `kb.cmd.>` (core NATS subscription: sees JetStream publishes as they land)."""
+    """Every command on `kb.cmd.>` and state message on `kb.state.>` (core NATS subscriptions: they
+    see JetStream publishes as they land)."""
 
-    records: list[tuple[float, str, str, str]] = field(default_factory=list)  # (t, verb, workload, pod)
+    records: list[tuple[float, str, str, str, str]] = field(default_factory=list)  # (t, verb, workload, pod, id)
+    states: dict[tuple[str, str], float] = field(default_factory=dict)  # (name, resourceVersion) -> receipt
 
     async def start(self, url: str, prefix: str) -> nats.NATS:
         nc = await nats.connect(url, name="bench-cmd-tap")
@@ -181,27 +198,73 @@ class CmdTap:
                 cmd = COMMAND_DECODER.decode(msg.data)
             except msgspec.DecodeError:
                 return
-            self.records.append((now, cmd.verb, cmd.workload, cmd.pod))
+            self.records.append((now, cmd.verb, cmd.workload, cmd.pod, cmd.id))
+
+        async def on_state(msg: Any) -> None:
+            now = time.monotonic()
+            with contextlib.suppress(msgspec.DecodeError):
+                meta = _STATE.decode(msg.data).object.metadata
+                self.states.setdefault((meta.name, meta.resourceVersion), now)
 
         await nc.subscribe(f"{prefix}.cmd.>", cb=on_msg)
+        await nc.subscribe(f"{prefix}.state.>", cb=on_state)
         await nc.flush()
         return nc
 
-    def since(self, t0: float, workload: str, verbs: set[str] | None = None) -> list[tuple[float, str, str, str]]:
+    def since(self, t0: float, workload: str, verbs: set[str] | None = None
+              ) -> list[tuple[float, str, str, str, str]]:
         return [r for r in self.records if r[0] >= t0 and r[2] == workload and (verbs is None or r[1] in verbs)]
 
 
-def refresh_latencies(tap: CmdTap, watch: PodWatch, t0: float, workload: str) -> list[float]:
-    """ms from each pod's latest watch event to its `inplace-refresh` command (under load)."""
+def stage_latencies(tap: CmdTap, watch: PodWatch, t0: float, workload: str) -> tuple[list[float], list[float]]:
+    """The event -> command latencies split at the state stream: (watch event -> state message on
+    NATS, state message -> command), ms."""
+    watcher, planner = [], []
+    for t, _verb, _wl, pod, cid in tap.since(t0, workload, {"lifecycle", "inplace-refresh"}):
+        key = (pod, cid.rsplit("/", 1)[-1])
+        seen, state = watch.seen.get(key), tap.states.get(key)
+        if seen is not None and state is not None:
+            watcher.append((state - seen) * 1000)
+            planner.append((t - state) * 1000)
+    return watcher, planner
+
+
+def event_latencies(tap: CmdTap, watch: PodWatch, t0: float, workload: str) -> list[float]:
+    """ms from a pod's watch event to the command decided on it (under load).
+
+    Pod-state-driven commands (`lifecycle`, `inplace-refresh`) carry the resourceVersion of the pod
+    state they were decided on as the last token of their id: the event that made the decision
+    possible is that pod's watch event at that resourceVersion, which the benchmark received at the
+    same moment as the watcher.
+    """
     out = []
-    for t, _verb, _wl, pod in tap.since(t0, workload, {"inplace-refresh"}):
-        before = [s for s in watch.seen.get(pod, []) if s <= t]
-        if before:
-            out.append((t - before[-1]) * 1000)
+    for t, _verb, _wl, pod, cid in tap.since(t0, workload, {"lifecycle", "inplace-refresh"}):
+        seen = watch.seen.get((pod, cid.rsplit("/", 1)[-1]))
+        if seen is not None and seen <= t:
+            out.append((t - seen) * 1000)
     return out
 
 
 # --- helpers on a running stack --------------------------------------------------------------------
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process of the stack and by this one."""
+    pids: dict[str, int | None] = {name: p.pid for name, p in stack.procs.items()}
+    pids["sim"] = stack.sim.pid if stack.sim else None
+    pids["nats"] = stack.nats.proc.pid if stack.nats.proc else None
+    pids["bench"] = os.getpid()
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, TypeError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float) -> str:
+    return ", ".join(f"{k} {(after[k] - before.get(k, 0)) / wall:.0%}" for k in after)
 
 
 async def sim_json(session: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
@@ -225,7 +288,7 @@ async def prepull(stack: Stack, image: str) -> float:
 
 
 async def create_and_wait(kube: Kube, watch: PodWatch, name: str, replicas: int, image: str, *,
-                          max_unavailable: str, strategy: str = "InPlaceIfPossible",
+                          max_unavailable: int | str, strategy: str = "InPlaceIfPossible",
                           timeout: float = 300) -> tuple[str, float]:
     t0 = time.monotonic()
     raw = await kube.create(CLONESETS, NS, cloneset_body(name, replicas, image, max_unavailable=max_unavailable,
@@ -272,13 +335,19 @@ async def rollout(kube: Kube, watch: PodWatch, tap: CmdTap, name: str, uid: str,
         watch.listeners.remove(on_pod)
     cmds = tap.since(t0, name, {"update-in-place", "update-recreate", "delete", "create"})
     first = (min(c[0] for c in cmds) - t0) * 1000 if cmds else float("nan")
-    return RolloutResult(last_applied[0] - t0, t_done - t0, first, refresh_latencies(tap, watch, t0, name))
+    if cmds:
+        ts = sorted(c[0] - t0 for c in cmds)
+        log(f"{name}: {len(ts)} update/create/delete commands on NATS from {ts[0]:.2f} s to {ts[-1]:.2f} s "
+            f"(median {pct(ts, 50):.2f} s); last pod applied at {last_applied[0] - t0:.2f} s")
+    w, p = stage_latencies(tap, watch, t0, name)
+    log(f"{name}: watch event -> state on NATS {lat_summary(w)}; state -> command {lat_summary(p)}")
+    return RolloutResult(last_applied[0] - t0, t_done - t0, first, event_latencies(tap, watch, t0, name))
 
 
 async def isolated_latency(kube: Kube, watch: PodWatch, tap: CmdTap, samples: int) -> list[float]:
     """Scale a settled 5-pod CloneSet up and down by one; ms from sending the patch to the command."""
     name = "lat"
-    uid, _ = await create_and_wait(kube, watch, name, 5, "img:v1", max_unavailable="1")
+    uid, _ = await create_and_wait(kube, watch, name, 5, "img:v1", max_unavailable=1)
     out = []
     replicas = 5
     for i in range(samples):
@@ -339,13 +408,16 @@ async def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
     async def body(stack: Stack, kube: Kube, watch: PodWatch, tap: CmdTap) -> dict[str, Any]:
         uid, created = await create_and_wait(kube, watch, "tp", n, "img:v1", max_unavailable="100%")
         log(f"throughput: {n} pods created and Ready in {created:.1f} s")
+        cpu0, w0 = cpu_seconds(stack), time.monotonic()
         res = await rollout(kube, watch, tap, "tp", uid, n, "img:v2")
+        cpu = cpu_delta(cpu0, cpu_seconds(stack), time.monotonic() - w0)
+        log(f"throughput: CPU during the rollout (of one core): {cpu}")
         log(f"throughput: applied {res.applied_s:.2f} s, done {res.done_s:.2f} s, first command "
-            f"{res.first_cmd_ms:.0f} ms; refresh latency {lat_summary(res.refresh_ms)}")
+            f"{res.first_cmd_ms:.0f} ms; event->command {lat_summary(res.refresh_ms)}")
         iso = await isolated_latency(kube, watch, tap, args.latency_samples) if args.latency_samples else []
         log(f"isolated latency: {lat_summary(iso)}")
         return {"pods": n, "create_s": created, "applied_s": res.applied_s, "done_s": res.done_s,
-                "first_cmd_ms": res.first_cmd_ms, "refresh_ms": res.refresh_ms, "isolated_ms": iso}
+                "first_cmd_ms": res.first_cmd_ms, "refresh_ms": res.refresh_ms, "isolated_ms": iso, "cpu": cpu}
 
     return dict(await with_stack(stack, body))
 
@@ -361,14 +433,17 @@ async def scenario_rollout(args: argparse.Namespace) -> dict[str, Any]:
         (uid, created), pulled = await asyncio.gather(
             create_and_wait(kube, watch, "ro", n, "img:v1", max_unavailable="20%"), prepull(stack, "img:v2"))
         log(f"rollout: {n} pods Ready in {created:.1f} s; img:v2 pre-pulled on {stack.nodes} nodes in {pulled:.1f} s")
+        cpu0, w0 = cpu_seconds(stack), time.monotonic()
         inplace = await rollout(kube, watch, tap, "ro", uid, n, "img:v2")
+        cpu = cpu_delta(cpu0, cpu_seconds(stack), time.monotonic() - w0)
+        log(f"rollout: CPU during the in-place rollout (of one core): {cpu}")
         log(f"rollout: in place {inplace.done_s:.2f} s (applied {inplace.applied_s:.2f} s); "
-            f"refresh latency {lat_summary(inplace.refresh_ms)}")
+            f"event->command {lat_summary(inplace.refresh_ms)}")
         recreate = await rollout(kube, watch, tap, "ro", uid, n, "img:v3", strategy="ReCreate", timeout=1200)
         log(f"rollout: ReCreate {recreate.done_s:.2f} s")
         return {"pods": n, "batches": 5, "restart_s": restart, "pull_s": args.pull,
                 "inplace_s": inplace.done_s, "recreate_s": recreate.done_s,
-                "refresh_ms": inplace.refresh_ms, "first_cmd_ms": inplace.first_cmd_ms}
+                "refresh_ms": inplace.refresh_ms, "first_cmd_ms": inplace.first_cmd_ms, "cpu": cpu}
 
     return dict(await with_stack(stack, body))
 
@@ -458,7 +533,8 @@ def render(results: dict[str, Any], argv: list[str]) -> str:
                     f"{tp['applied_s']:.2f} s; all Ready again in {tp['done_s']:.2f} s) | {verdict(rate >= 1000)} |")
     lat_all = (tp or {}).get("refresh_ms", []) + (results.get("rollout") or {}).get("refresh_ms", [])
     if lat_all:
-        rows.append(f"| event -> command under load (pod restarted -> `inplace-refresh` on NATS, both rollouts) | "
+        rows.append(f"| event -> command under load (pod watch event -> the `lifecycle`/`inplace-refresh` command "
+                    f"decided on it, on NATS; both rollouts) | "
                     f"p99 <= 50 ms | {lat_summary(lat_all)} | {verdict(pct(lat_all, 99) <= 50)} |")
     if tp and tp.get("isolated_ms"):
         iso = tp["isolated_ms"]

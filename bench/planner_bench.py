@@ -1,6 +1,6 @@
 """CloneSet planner benchmark: decision time and memory per tracked pod (DESIGN §10).
 
-Run: .venv/bin/python -m bench.planner_bench [--sizes 1000,10000,100000] [--repeat 5] [--write-docs]
+Run: .venv/bin/python -m bench.planner_bench [--sizes 1000,10000,100000] [--repeat 15] [--write-docs]
 
 Scenarios, each a single ``plan_cloneset`` call on one CloneSet (median of ``--repeat`` runs):
 
@@ -322,7 +322,7 @@ def write_docs(block: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--memory-pods", type=int, default=10000)
     ap.add_argument(
         "--write-docs", action="store_true", help="update the Planner section of docs/benchmarks.md"

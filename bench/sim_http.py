@@ -19,8 +19,11 @@ async def run(n: int, concurrency: int, watchers: int) -> None:
     async with SimCluster(nodes=0, scheduler=False) as c, aiohttp.ClientSession() as s:
         base = f"{c.url}/api/v1/namespaces/default/pods"
         for i in range(n):
-            c.store.create(c.store.rt("pods"), "default", {
-                "metadata": {"name": f"p-{i}"}, "spec": {"containers": [{"name": "m", "image": "i:1"}]}})
+            c.store.create(
+                c.store.rt("pods"),
+                "default",
+                {"metadata": {"name": f"p-{i}"}, "spec": {"containers": [{"name": "m", "image": "i:1"}]}},
+            )
         rv = str(c.store.rv)
         got = [0] * watchers
 
@@ -36,9 +39,16 @@ async def run(n: int, concurrency: int, watchers: int) -> None:
         sem = asyncio.Semaphore(concurrency)
 
         async def patch(i: int) -> None:
-            async with sem, s.patch(f"{base}/p-{i}/status", data=json.dumps(
-                    {"status": {"conditions": [{"type": "InPlaceUpdateReady", "status": "True"}]}}),
-                    headers={"Content-Type": "application/strategic-merge-patch+json"}) as r:
+            async with (
+                sem,
+                s.patch(
+                    f"{base}/p-{i}/status",
+                    data=json.dumps(
+                        {"status": {"conditions": [{"type": "InPlaceUpdateReady", "status": "True"}]}}
+                    ),
+                    headers={"Content-Type": "application/strategic-merge-patch+json"},
+                ) as r,
+            ):
                 assert r.status == 200, await r.text()
 
         t0 = time.perf_counter()
@@ -46,8 +56,10 @@ async def run(n: int, concurrency: int, watchers: int) -> None:
         t1 = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*wtasks), 60)
         t2 = time.perf_counter()
-        print(f"{n} HTTP status patches (concurrency {concurrency}): {t1 - t0:.2f}s ({n / (t1 - t0):,.0f}/s); "
-              f"{watchers} watchers saw all {n} events after {t2 - t0:.2f}s")
+        print(
+            f"{n} HTTP status patches (concurrency {concurrency}): {t1 - t0:.2f}s ({n / (t1 - t0):,.0f}/s); "
+            f"{watchers} watchers saw all {n} events after {t2 - t0:.2f}s"
+        )
 
 
 def main() -> None:

@@ -19,11 +19,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import msgspec
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from yarl import URL
 
 from schemas.messages import Resource
 
@@ -208,6 +211,8 @@ class Kube:
         self.api = api
         self.limiter = TokenBucket(qps, burst)
         self.retries = retries
+        self._session: aiohttp.ClientSession | None = None
+        self._extra: dict[str, Any] = {}
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, *, qps: float = 0.0, burst: int = 100) -> Kube:
@@ -224,18 +229,55 @@ class Kube:
         return cls(client.ApiClient(cfg), qps=qps, burst=burst)
 
     async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()  # does not close the shared connector
         await self.api.close()
+
+    def session(self) -> aiohttp.ClientSession:
+        """An aiohttp session on the ApiClient's connection pool (its TLS settings included).
+
+        Requests go straight through it instead of `ApiClient.call_api`, whose per-request work
+        (deep-copying the body through `sanitize_for_serialization`, stdlib JSON, re-reading the
+        proxy environment) more than halved the executor's API call rate. Authentication still comes
+        from the ApiClient (`update_params_for_auth`, so refreshed tokens are picked up); proxies are
+        read from the configuration or, once, from the environment.
+        """
+        if self._session is None:
+            rest = self.api.rest_client
+            cfg = self.api.configuration
+            self._session = aiohttp.ClientSession(connector=rest.pool_manager.connector, connector_owner=False,
+                                                  trust_env=False, read_bufsize=2**21)
+            proxy: object = cfg.proxy
+            if not proxy:
+                try:
+                    proxy, _ = get_env_proxy_for_url(URL(str(cfg.host)))
+                except LookupError:
+                    proxy = None
+            if proxy:
+                self._extra["proxy"] = str(proxy)
+            if cfg.proxy_headers:
+                self._extra["proxy_headers"] = cfg.proxy_headers
+            if rest.server_hostname:
+                self._extra["server_hostname"] = rest.server_hostname
+        return self._session
 
     async def _send(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None,
                     body: Any = None, content_type: str = "application/json",
                     timeout: Any = 30) -> aiohttp.ClientResponse:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {**self.api.default_headers, "Accept": "application/json", "Content-Type": content_type}
+        params = list(query or [])
+        if isinstance(timeout, int | float):
+            timeout = aiohttp.ClientTimeout(total=timeout)
         try:
-            resp: aiohttp.ClientResponse = await self.api.call_api(
-                path, method, query_params=query or [], header_params=headers, body=body,
-                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
-            )
-        except ApiException as e:  # raised only for transport-level failures with preload off
+            session = self.session()
+            await self.api.update_params_for_auth(headers, params, ["BearerToken"])
+            url = f"{self.api.configuration.host}{path}"
+            if params:
+                url += "?" + urlencode(params)
+            data = None if body is None else body if isinstance(body, bytes) else msgspec.json.encode(body)
+            resp: aiohttp.ClientResponse = await session.request(
+                method, url, headers=headers, data=data, timeout=timeout, **self._extra)
+        except ApiException as e:
             raise KubeServerError(e.status or 0, str(e.reason)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise KubeServerError(0, f"{type(e).__name__}: {e}") from None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 CRD_DIR = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "kruisebus" / "crds"
@@ -150,7 +152,15 @@ def load_crd_files(directory: Path = CRD_DIR) -> list[dict[str, Any]]:
     for path in sorted(directory.iterdir()):
         if path.suffix not in (".yaml", ".yml"):
             continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
-                crds.append(doc)
+        docs = _parse_yaml(str(path), path.stat().st_mtime_ns)
+        crds.extend(msgspec.json.decode(msgspec.json.encode(d)) for d in docs)  # callers get their own copy
     return crds
+
+
+@lru_cache(maxsize=64)
+def _parse_yaml(path: str, mtime_ns: int) -> list[dict[str, Any]]:
+    """The CRD documents of one file, parsed once per version of the file (every Store loads them)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(path) as f:
+        docs = list(yaml.load_all(f, Loader=loader))
+    return [d for d in docs if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]

@@ -9,6 +9,7 @@ Callers must not mutate what `get`/`list` return (use `copy_obj` first).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 import logging
 import random
@@ -228,6 +229,14 @@ class Bucket:
         self.evicted_rv = 0  # every event with rv > evicted_rv is still in `history`
         self.watchers: set[Watcher] = set()
         self.count = 0
+        self._sorted: dict[str, builtins.list[str]] = {}  # ns -> sorted names (dropped on add/remove)
+
+    def sorted_names(self, ns: str) -> builtins.list[str]:
+        """The names in `ns`, sorted; cached until an object is added or removed (paged lists reuse it)."""
+        names = self._sorted.get(ns)
+        if names is None:
+            names = self._sorted[ns] = sorted(self.by_ns.get(ns) or ())
+        return names
 
     def get(self, ns: str, name: str) -> dict[str, Any] | None:
         d = self.by_ns.get(ns)
@@ -235,15 +244,18 @@ class Bucket:
 
     def put(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        d = self.by_ns.setdefault(meta.get("namespace", ""), {})
+        ns = meta.get("namespace", "")
+        d = self.by_ns.setdefault(ns, {})
         if meta["name"] not in d:
             self.count += 1
+            self._sorted.pop(ns, None)
         d[meta["name"]] = obj
 
     def pop(self, ns: str, name: str) -> None:
         d = self.by_ns.get(ns)
         if d and d.pop(name, None) is not None:
             self.count -= 1
+            self._sorted.pop(ns, None)
             if not d:
                 del self.by_ns[ns]
 
@@ -379,10 +391,15 @@ class Store:
             if overlay:
                 namespaces = sorted(set(namespaces) | {k[0] for k in overlay})
             for n in namespaces:
-                names = set((b.by_ns.get(n) or {}).keys())
-                if overlay:
-                    names |= {k[1] for k in overlay if k[0] == n}
-                for name in sorted(names):
+                if start is not None and n < start[0]:
+                    continue
+                extra = {k[1] for k in overlay if k[0] == n} if overlay else None
+                if extra:
+                    names: builtins.list[str] = sorted(set(b.sorted_names(n)) | extra)
+                else:
+                    names = b.sorted_names(n)
+                i = bisect.bisect_right(names, start[1]) if start is not None and n == start[0] else 0
+                for name in names[i:]:
                     yield (n, name)
 
         items: builtins.list[dict[str, Any]] = []
@@ -397,6 +414,15 @@ class Store:
                 continue
             if limit and len(items) >= limit:
                 more = True
+                if label is not None or field is not None:
+                    break  # remainingItemCount is only reported without selectors (like kube-apiserver)
+                if not overlay:  # count the rest without walking it: key and everything after it
+                    names = b.sorted_names(key[0])
+                    remaining = len(names) - bisect.bisect_left(names, key[1])
+                    remaining += sum(
+                        len(d) for n, d in b.by_ns.items() if n > key[0] and (nsf is None or n == nsf)
+                    )
+                    break
                 remaining += 1
                 continue
             items.append(obj)
@@ -922,7 +948,9 @@ class Store:
         cmeta = current["metadata"]
         if cmeta["uid"] != uid:
             raise errors.conflict(
-                prt, name, f"Precondition failed: UID in precondition: {uid}, UID in object meta: {cmeta['uid']}"
+                prt,
+                name,
+                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {cmeta['uid']}",
             )
         cur = current.get("status") or {}
         new = dict(cur)

@@ -10,7 +10,9 @@ succeed is recorded as a Warning Event on the workload and a `rejected` rollout 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +48,10 @@ from services.kube import (
 log = logging.getLogger("kruisebus.executor")
 
 CONSUMER = "executor"
+# Commands handled at once. Each is a few API round trips (the op, the Event) and a NATS publish, so
+# the rate is concurrency / round-trip time: 16 capped a 1,000-pod rollout at ~60 updates/s. The API
+# write rate is bounded by Kube's token bucket (`qps`/`burst`), not by this.
+CONCURRENCY = 64
 
 
 def rfc3339(now: datetime) -> str:
@@ -157,15 +163,18 @@ class Executor:
                                                      message=f"{cmd.on_failure.message}: {e.message}"))
                 kind = "forbidden" if isinstance(e, KubeForbidden) else "invalid"
                 raise PermanentError(f"command {cmd.id} op {index} {kind}: {e.message}") from None
-        if cmd.on_success is not None:
-            await self.record(cmd, cmd.on_success)
         event = RolloutEvent(
             type=cmd.verb, namespace=cmd.namespace, workload=cmd.workload,
             message=cmd.on_success.message if cmd.on_success else f"{cmd.verb} done",
             time=rfc3339(datetime.now(UTC)), pod=cmd.pod, revision=cmd.revision, command_id=cmd.id,
         )
+        # The Kubernetes Event and the rollout event are independent: write both at once.
+        done: list[Awaitable[Any]] = []
+        if cmd.on_success is not None:
+            done.append(self.record(cmd, cmd.on_success))
         if cmd.verb != "status":  # status writes are too chatty for the user-facing log
-            await self.bus.publish_event(event, msg_id=f"done:{cmd.id}")
+            done.append(self.bus.publish_event(event, msg_id=f"done:{cmd.id}"))
+        await asyncio.gather(*done)
 
 
 async def run_executor(kube: Kube, bus: Bus, *, stop: Any) -> None:
@@ -173,6 +182,7 @@ async def run_executor(kube: Kube, bus: Bus, *, stop: Any) -> None:
     await bus.consume(
         STREAM_CMD, CONSUMER, filter_subject=bus.subjects.command_all(), decoder=COMMAND_DECODER,
         handler=executor.handle, stop=stop, max_deliver=8, ack_wait=30,
+        concurrency=CONCURRENCY, batch=CONCURRENCY, max_ack_pending=4 * CONCURRENCY,
     )
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -65,14 +66,55 @@ class Workload:
     expectations: list[tuple[Expectation, float]] = field(default_factory=list)
     rolling: str = ""  # the update revision of a rollout in progress (for its root span)
 
+    by_name: dict[str, Pod] = field(default_factory=dict)  # the same pods by name (for expectations)
+
+    def set_pod(self, pod: Pod) -> None:
+        old = self.pods.get(pod.metadata.uid)
+        if old is not None and old.metadata.name != pod.metadata.name:
+            self._unname(old)
+        self.pods[pod.metadata.uid] = pod
+        self.by_name[pod.metadata.name] = pod
+
+    def drop_pod(self, uid: str) -> None:
+        old = self.pods.pop(uid, None)
+        if old is not None:
+            self._unname(old)
+
+    def _unname(self, pod: Pod) -> None:
+        if (current := self.by_name.get(pod.metadata.name)) is not None and current.metadata.uid == pod.metadata.uid:
+            del self.by_name[pod.metadata.name]
+            # another live pod of the same name (a re-created one) takes the name back
+            for other in self.pods.values():
+                if other.metadata.name == pod.metadata.name and other.metadata.uid != pod.metadata.uid:
+                    self.by_name[pod.metadata.name] = other
+                    break
+
     def pending(self, now: float) -> bool:
         """Drop met or expired expectations; True while any remains."""
         if not self.expectations:
             return False
-        by_name = {p.metadata.name: p for p in self.pods.values()}
+        by_name = self.by_name
         self.expectations = [(e, deadline) for e, deadline in self.expectations
                              if deadline > now and not expectation_met(e, by_name)]
         return bool(self.expectations)
+
+
+PUBLISH_WINDOW = 256  # publishes of one planning pass awaiting their acks at once
+
+
+async def _gather_bounded(coros: list[Coroutine[Any, Any, Any]], window: int = PUBLISH_WINDOW) -> None:
+    """Run `coros` (publishes) in order with at most `window` in flight; raise the first failure.
+
+    Every publish carries a deterministic message id, so when one fails and the pass is retried the
+    ones that did land are dropped by the duplicate window.
+    """
+    for start in range(0, len(coros), window):
+        results = await asyncio.gather(*coros[start:start + window], return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                for c in coros[start + window:]:
+                    c.close()
+                raise r
 
 
 class Planner:
@@ -119,12 +161,13 @@ class Planner:
             if ref is None:
                 return  # orphans are not adopted yet
             wl = self.workload(ref.uid)
-            store: dict[str, Pod] | dict[str, ControllerRevision] = (
-                wl.pods if isinstance(event, PodState) else wl.revisions)
-            if event.deleted:
-                store.pop(obj.metadata.uid, None)
-            elif isinstance(event, PodState):
-                wl.pods[obj.metadata.uid] = compact_pod(event.object)  # ~1.9 KB instead of ~5.6 KB a pod
+            if isinstance(event, PodState):
+                if event.deleted:
+                    wl.drop_pod(obj.metadata.uid)
+                else:
+                    wl.set_pod(compact_pod(event.object))  # ~1.9 KB instead of ~5.6 KB a pod
+            elif event.deleted:
+                wl.revisions.pop(obj.metadata.uid, None)
             else:
                 wl.revisions[obj.metadata.uid] = event.object
             self.mark([ref.uid])
@@ -167,9 +210,12 @@ class Planner:
         with trace.use_span(span, end_on_exit=True):
             for cmd in plan.commands:
                 cmd.rollout_trace_id = trace_id
-                await self.bus.publish_command(cmd)
-            for ev in plan.events:
-                await self.bus.publish_event(ev, msg_id=f"{wl.uid}:{ev.type}:{ev.command_id}:{ev.message}"[:250])
+            # Pipelined: the commands go out in plan order and their acks are awaited together (one
+            # round trip for the pass instead of one per command; a 1,000-pod pass took ~2 s serially).
+            await _gather_bounded([self.bus.publish_command(cmd) for cmd in plan.commands])
+            await _gather_bounded([
+                self.bus.publish_event(ev, msg_id=f"{wl.uid}:{ev.type}:{ev.command_id}:{ev.message}"[:250])
+                for ev in plan.events])
         self.close_rollout(wl, plan.status.current_revision, update_revision)
         self.plans += 1  # counted once everything it decided is on the bus
         return plan.requeue_after

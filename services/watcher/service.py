@@ -78,16 +78,33 @@ def routing_owner(kind: Kind, meta: ObjectMeta) -> str:
     return ""
 
 
+# State publishes of one informer awaiting their acks at once. One at a time, each publish waited a
+# NATS round trip (~1-2 ms with its span), which capped the watcher at a few hundred events/s and
+# queued a large rollout's events for seconds.
+MAX_IN_FLIGHT = 256
+
+
 @dataclass
 class Informer:
-    """List+watch one kind into the state stream."""
+    """List+watch one kind into the state stream.
+
+    Publishes are pipelined: up to `max_in_flight` await their acks together, but the messages of one
+    object are published strictly one after the other, in watch order (each waits for the previous
+    one's ack), so the stream's per-subject "latest state" is always the latest the watch saw.
+    A publish that fails for good fails the informer (like a failed watch would).
+    """
 
     kind: Kind
     kube: Kube
     bus: Bus
     watch_timeout: int = 300
+    max_in_flight: int = MAX_IN_FLIGHT
     known: dict[str, tuple[str, Any]] = field(default_factory=dict)  # uid -> (subject, last object)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    _tails: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # uid -> its last publish
+    _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    _slots: asyncio.Semaphore | None = None
+    _failure: BaseException | None = None
 
     def subject_of(self, obj: Any) -> str:
         meta: ObjectMeta = obj.metadata
@@ -95,17 +112,63 @@ class Informer:
                                        self.kind.name, meta.uid)
 
     async def publish(self, obj: Any, deleted: bool = False) -> None:
+        """Queue the object's state (and the tombstone of its old routing key) for publishing.
+
+        Returns once it is queued; `flush()` waits until everything queued is on the stream.
+        """
         meta: ObjectMeta = obj.metadata
         subject = self.subject_of(obj)
         previous = self.known.get(meta.uid)
+        steps: list[tuple[StateEvent, str]] = []
         if previous is not None and previous[0] != subject:
             # routing key changed (adoption/orphaning): retire the old subject in the same step
-            await self.bus.publish_state(self.kind.wrap(previous[1], True), subject=previous[0])
-        await self.bus.publish_state(self.kind.wrap(obj, deleted), subject=subject)
+            steps.append((self.kind.wrap(previous[1], True), previous[0]))
+        steps.append((self.kind.wrap(obj, deleted), subject))
         if deleted:
             self.known.pop(meta.uid, None)
         else:
             self.known[meta.uid] = (subject, obj)
+        await self._submit(meta.uid, steps)
+
+    async def _submit(self, uid: str, steps: list[tuple[StateEvent, str]]) -> None:
+        self._raise_failure()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        await self._slots.acquire()
+        task = asyncio.create_task(self._publish_after(self._tails.get(uid), steps))
+        self._tails[uid] = task
+        self._inflight.add(task)
+        task.add_done_callback(lambda t: self._done(uid, t))
+
+    async def _publish_after(self, previous: asyncio.Task[None] | None, steps: list[tuple[StateEvent, str]]) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its outcome is reported by its own task
+        for event, subject in steps:
+            await self.bus.publish_state(event, subject=subject)
+
+    def _done(self, uid: str, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._tails.get(uid) is task:
+            del self._tails[uid]
+        assert self._slots is not None
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            err, self._failure = self._failure, None
+            raise err
+
+    async def flush(self) -> None:
+        """Wait until every queued state is published; raise the first failure."""
+        while self._inflight:
+            await asyncio.wait(list(self._inflight))
+        self._raise_failure()
+
+    def cancel_pending(self) -> None:
+        for task in list(self._inflight):
+            task.cancel()
 
     async def relist(self) -> str:
         items, rv = await self.kube.list(self.kind.resource)
@@ -117,9 +180,16 @@ class Informer:
             await self.publish(self.known[uid][1], deleted=True)
         for obj in fresh.values():
             await self.publish(obj)
+        await self.flush()  # "synced" means the listed state is on the stream
         return rv
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.cancel_pending()
+
+    async def _run(self) -> None:
         rv: str | None = None
         failures = 0
         while True:

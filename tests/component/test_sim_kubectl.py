@@ -259,7 +259,7 @@ def test_get_label_columns_yaml_and_watch(kubectl: Kubectl, sim_process: dict[st
     assert obj["kind"] == "Pod" and obj["metadata"]["labels"]["controller-revision-hash"] == "demo-5f7b8c9d"
     lst = yaml.safe_load(kubectl("get", "pods", "-o", "yaml").stdout)
     assert lst["kind"] == "List" and any(i["metadata"]["name"] == "watched" for i in lst["items"])
-    kubectl("delete", "pod", "watched", "--wait=false")
+    kubectl("delete", "pod", "watched", "--wait=false", "--cascade=orphan")
 
 
 def test_describe_node_and_events(kubectl: Kubectl) -> None:

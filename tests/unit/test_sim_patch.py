@@ -108,9 +108,13 @@ def test_strategic_merge_directives() -> None:
 def test_json_patch_test_null_asserts_a_missing_member() -> None:
     """kube-apiserver's json-patch treats a missing member of an existing object as null."""
     doc = {"metadata": {"name": "a"}}
-    assert json_patch(doc, [{"op": "test", "path": "/metadata/annotations", "value": None},
-                            {"op": "add", "path": "/metadata/annotations", "value": {"k": "v"}}]) == {
-        "metadata": {"name": "a", "annotations": {"k": "v"}}}
+    assert json_patch(
+        doc,
+        [
+            {"op": "test", "path": "/metadata/annotations", "value": None},
+            {"op": "add", "path": "/metadata/annotations", "value": {"k": "v"}},
+        ],
+    ) == {"metadata": {"name": "a", "annotations": {"k": "v"}}}
     with pytest.raises(PatchError):
         json_patch(doc, [{"op": "test", "path": "/metadata/name", "value": None}])
     with pytest.raises(PatchError):

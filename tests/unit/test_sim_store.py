@@ -190,7 +190,9 @@ def test_metadata_validation(store: Store) -> None:
     with pytest.raises(ApiError) as e:
         store.create(cms, "default", {"metadata": {"name": "l", "labels": {"a": "has space"}}})
     assert e.value.code == 422 and 'metadata.labels: Invalid value: "has space"' in e.value.message
-    store.create(cms, "default", {"metadata": {"name": "ok", "labels": {"apps.kruise.io/x": "v-1.2_3", "e": ""}}})
+    store.create(
+        cms, "default", {"metadata": {"name": "ok", "labels": {"apps.kruise.io/x": "v-1.2_3", "e": ""}}}
+    )
     with pytest.raises(ApiError) as e:
         store.patch(cms, "default", "ok", MERGE_PATCH, {"metadata": {"labels": {"x": "y" * 64}}})
     assert e.value.code == 422

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import is_
+from operator import is_not
 from typing import Any
 
 import msgspec
@@ -124,7 +124,7 @@ def exclude_preparing_delete(cs: CloneSet) -> bool:
 
 
 # Bits of PodInfo.code: every count the pass needs (§4.1 numbers, status, budgets) is a function of
-# these, so a pass counts pods per class once (a 64-entry histogram) instead of scanning per consumer.
+# these, so a pass counts pods per class once (a 128-entry histogram) instead of scanning per consumer.
 UPDATED = 1
 PRE_DELETE = 2  # lifecycle PreparingDelete
 SPECIFIED = 4  # specified-delete (label or podsToDelete)
@@ -148,7 +148,8 @@ class _Memo:
     pods: list[Pod] = field(default_factory=list)  # the previous pass's pods
     infos: list[PodInfo] = field(default_factory=list)  # ... their infos (aligned)
     active: list[PodInfo] = field(default_factory=list)  # ... those of active pods (what classify returned)
-    reps: list[Pod] = field(default_factory=list)  # ... one representative pod per revision label
+    reps: dict[str, Pod] = field(default_factory=dict)  # ... one active pod per revision label
+    labels: dict[str, int] = field(default_factory=dict)  # ... active pods per revision label
     tally: Tally | None = None
     tally_stamp: str | None = None
     marks_epoch: int = 0  # _foreign_marks when the tally was taken
@@ -212,22 +213,46 @@ def _lookup(cache: dict[int, PodInfo], pod: Pod) -> PodInfo:
     return info
 
 
+def _changed_positions(old: list[Pod], new: Sequence[Pod], limit: int) -> list[int] | None:
+    """Positions whose pod is not the same object as before (C-level scans that touch no pod); None
+    when the lengths differ or more than ``limit`` changed."""
+    if len(old) != len(new):
+        return None
+    differs = list(map(is_not, old, new))
+    out: list[int] = []
+    i = -1
+    try:
+        while len(out) <= limit:
+            i = differs.index(True, i + 1)
+            out.append(i)
+    except ValueError:
+        return out
+    return None
+
+
 def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[PodInfo], list[Pod]]:
     """Active pods' infos for one pass, plus one representative active pod per revision label.
 
     Pod-only facts are memoised per CloneSet by object identity (``id(pod)`` with an ``is`` check), so a
-    service that keeps its decoded Pod objects between passes pays for unchanged pods only a dict
-    lookup: this is what keeps a 10,000-pod decision within its 20 ms budget. View objects must
-    therefore be treated as immutable (replace a Pod, never mutate it). The memo is rebuilt from the
-    current pods whenever it holds more than ~1/8 stale entries (so it keeps at most that many replaced
-    pods alive), for at most 4096 CloneSets. The per-pass fields (updated, specified_delete, available)
-    are set by :func:`mark_updated` once the update revision is known.
+    service that keeps its decoded Pod objects between passes pays almost nothing for unchanged pods:
+    the memo also keeps the previous pass's pods, infos and active infos, one identity scan finds the
+    positions whose pod changed, and a few changed pods are patched in place (:func:`_patch`); otherwise
+    the lists are rebuilt, matching each pod against the info at its previous position first. This is
+    what keeps a 10,000-pod decision within its 20 ms budget. View objects must therefore be treated as
+    immutable (replace a Pod, never mutate it). The memo is rebuilt from the current pods whenever it
+    holds more than ~1/8 stale entries (so it keeps at most that many replaced pods alive), for at most
+    4096 CloneSets. The per-pass fields (updated, specified_delete, available, code) are set by
+    :func:`mark_updated` once the update revision is known.
+
+    The returned infos list is the memo's own: callers must not mutate it (the next call may update it
+    in place). The representatives only stand for the set of labels in use (history truncation).
     """
     key = cs.metadata.uid or cs.metadata.name
     memo = _CACHE.pop(key, None)
     if memo is None:
         memo = _Memo(by_id={})
-    if not (len(memo.pods) == len(pods) and all(map(is_, memo.pods, pods))):
+    changed = _changed_positions(memo.pods, pods, max(64, len(pods) // 16))
+    if changed is None or (changed and not _patch(memo, pods, changed)):
         # something changed since the previous pass (usually a few pods were replaced)
         cache = memo.by_id
         prev = memo.infos
@@ -261,18 +286,64 @@ def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[Pod
             removed.extend(i for i in prev[len(pods) :] if i.active)
         if added is not None and removed is not None and len(added) + len(removed) > max(64, len(pods) // 16):
             memo.added = memo.removed = None  # cheaper to count afresh
-        if len(cache) > len(pods) + max(64, len(pods) // 8):
-            # drop entries of replaced/removed pods (every current pod has one by now)
-            memo.by_id = {id(i.pod): i for i in every}
         memo.pods = list(pods)
         memo.infos = every
         memo.active = out
-        memo.reps = list({i.revision: i.pod for i in out}.values())
+        labels: dict[str, int] = {}
+        reps: dict[str, Pod] = {}
+        for i in out:
+            labels[i.revision] = labels.get(i.revision, 0) + 1
+            reps[i.revision] = i.pod
+        memo.labels = labels
+        memo.reps = reps
+    if len(memo.by_id) > len(pods) + max(64, len(pods) // 8):
+        # drop entries of replaced/removed pods (every current pod has one by now)
+        memo.by_id = {id(i.pod): i for i in memo.infos}
     _CACHE[key] = memo
     while len(_CACHE) > _MAX_CACHED_CLONESETS:
         _CACHE.popitem(last=False)
-    # the memo's own list (not a copy: copying touches every info): callers must not mutate it
-    return memo.active, list(memo.reps)
+    # the memo's own list (not a copy: copying touches every info): callers must not mutate it, and
+    # it is updated in place by the next call when only a few pods changed
+    return memo.active, list(memo.reps.values())
+
+
+def _patch(memo: _Memo, pods: Sequence[Pod], changed: list[int]) -> bool:
+    """Replace the infos at the ``changed`` positions in place (the pods list has the previous pass's
+    length and, elsewhere, its objects). Only when every pod involved is active and every pod was
+    active before (the active list is then aligned with the pods), and no revision label's
+    representative pod leaves while the label stays in use; False (nothing done) otherwise."""
+    infos, active = memo.infos, memo.active
+    if len(active) != len(infos):
+        return False
+    new = [_lookup(memo.by_id, pods[i]) for i in changed]
+    labels = dict(memo.labels)
+    reps = dict(memo.reps)
+    for i, info in zip(changed, new, strict=True):
+        old = infos[i]
+        if not (old.active and info.active):
+            return False
+        if old.revision != info.revision:
+            left = labels[old.revision] = labels[old.revision] - 1
+            if not left:
+                del labels[old.revision]
+                del reps[old.revision]
+            elif reps[old.revision] is old.pod:
+                return False
+            labels[info.revision] = labels.get(info.revision, 0) + 1
+            reps.setdefault(info.revision, info.pod)
+        elif reps[old.revision] is old.pod:
+            reps[old.revision] = info.pod
+    added, removed = memo.added, memo.removed
+    for i, info in zip(changed, new, strict=True):
+        if added is not None and removed is not None:
+            removed.append(infos[i])
+            added.append(info)
+        memo.pods[i] = pods[i]
+        infos[i] = active[i] = info
+    if added is not None and removed is not None and len(added) + len(removed) > max(64, len(pods) // 16):
+        memo.added = memo.removed = None
+    memo.labels, memo.reps = labels, reps
+    return True
 
 
 def mark_updated(infos: Sequence[PodInfo], update_revision: str, cs: CloneSet, now: datetime) -> Tally:
