@@ -175,6 +175,12 @@ def controller_ref(cs: CloneSet) -> OwnerReference:
     )
 
 
+def owner_reference(cs: CloneSet) -> JsonObject:
+    """`controller_ref` as the JSON an object body carries (pods and PVCs the CloneSet creates)."""
+    ref: JsonObject = msgspec.to_builtins(controller_ref(cs))
+    return ref
+
+
 def build_revision(cs: CloneSet, revision_number: int, collision_count: int | None) -> ControllerRevision:
     """Kruise ``NewRevision``: the ControllerRevision for the CloneSet's current template.
 

@@ -39,7 +39,7 @@ from services.planner.cloneset.commands import VERB_CREATE, VERB_DELETE, VERB_LI
 from services.planner.cloneset.context import Ctx
 from services.planner.cloneset.instance_ids import generate_ids
 from services.planner.cloneset.podpatch import PodPatch
-from services.planner.cloneset.revision import controller_ref, short_hash
+from services.planner.cloneset.revision import owner_reference, short_hash
 from services.planner.cloneset.sort import sort_scale_in
 from services.planner.cloneset.timeutil import format_time
 
@@ -214,23 +214,13 @@ def new_pod_body(ctx: Ctx, rev: ControllerRevision, instance_id: str) -> JsonObj
                 }
             )
         spec["volumes"] = volumes
-    ref = controller_ref(cs)
     metadata: JsonObject = {
         "name": name,
         "generateName": f"{cs.metadata.name}-",
         "namespace": cs.metadata.namespace,
         "labels": labels,
         "annotations": annotations,
-        "ownerReferences": [
-            {
-                "apiVersion": ref.api_version,
-                "kind": ref.kind,
-                "name": ref.name,
-                "uid": ref.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": [owner_reference(cs)],
     }
     if tmpl.metadata.finalizers:
         metadata["finalizers"] = list(tmpl.metadata.finalizers)
@@ -240,7 +230,6 @@ def new_pod_body(ctx: Ctx, rev: ControllerRevision, instance_id: str) -> JsonObj
 def pvc_bodies(ctx: Ctx, instance_id: str) -> list[JsonObject]:
     cs = ctx.cs
     out: list[JsonObject] = []
-    ref = controller_ref(cs)
     selector_labels = dict(cs.spec.selector.match_labels) if cs.spec.selector else {}
     for vct in cs.spec.volume_claim_templates:
         meta = vct.get("metadata") or {}
@@ -257,16 +246,7 @@ def pvc_bodies(ctx: Ctx, instance_id: str) -> list[JsonObject]:
                     "namespace": cs.metadata.namespace,
                     "labels": labels,
                     **({"annotations": dict(meta["annotations"])} if meta.get("annotations") else {}),
-                    "ownerReferences": [
-                        {
-                            "apiVersion": ref.api_version,
-                            "kind": ref.kind,
-                            "name": ref.name,
-                            "uid": ref.uid,
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
+                    "ownerReferences": [owner_reference(cs)],
                 },
                 "spec": copy.deepcopy(vct.get("spec") or {}),
             }
