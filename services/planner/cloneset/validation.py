@@ -8,7 +8,9 @@ see what Kruise would have told them.
 Because Kruise's *mutating* webhook runs before validation, the defaults it would have filled are
 assumed here: replicas None -> 1, type None -> ReCreate, partition None -> 0, maxUnavailable None ->
 "20%", maxSurge None -> 0, and pod-template defaults (restartPolicy, dnsPolicy, ...) are not required.
-An explicit empty ``type: ""`` is still rejected, as in Kruise's own test "invalid-update-type".
+An explicit empty ``type: ""`` is defaulted too: in Go an empty string and a missing field are the
+same value, so on a real cluster the mutating webhook turns it into ReCreate before Kruise's validator
+(whose unit test "invalid-update-type" calls it directly and sees "") could reject it.
 """
 
 from __future__ import annotations
@@ -382,7 +384,7 @@ def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> 
     """Type enum, partition >= 0, percent syntax, InPlaceOnly without surge, not both budgets < 1."""
     base = "spec.updateStrategy"
     errs: list[FieldError] = []
-    type_ = STRATEGY_RECREATE if strategy.type is None else strategy.type
+    type_ = strategy.type or STRATEGY_RECREATE  # the mutating webhook's default, for None and ""
     if type_ not in UPDATE_STRATEGY_TYPES:
         errs.append(
             _err(

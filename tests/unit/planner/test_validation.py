@@ -166,7 +166,7 @@ ERRORS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str]] = {
         None,
         "spec.template.metadata.labels",
     ),
-    "H1-invalid-update-type": (spec(updateStrategy={"type": ""}), None, "spec.updateStrategy.type"),
+    "H1-invalid-update-type": (spec(updateStrategy={"type": "Rolling"}), None, "spec.updateStrategy.type"),
     "H1-OnDelete-rejected": (spec(updateStrategy={"type": "OnDelete"}), None, "spec.updateStrategy.type"),
     "H1-invalid-partition": (spec(updateStrategy={"partition": -1}), None, "spec.updateStrategy.partition"),
     "H2-invalid-maxUnavailable": (
@@ -389,9 +389,9 @@ def test_error_rendering_matches_kubernetes() -> None:
     )
     # the parse failure also leaves maxUnavailable at 0, so the "both < 1" rule fires too, as in Kruise
     assert "maxUnavailable and maxSurge should not both be less than 1" in errs[1].detail
-    (err,) = check(spec(updateStrategy={"type": ""}))
+    (err,) = check(spec(updateStrategy={"type": "OnDelete"}))
     assert str(err) == (
-        "spec.updateStrategy.type: Invalid value: \"\": must be 'ReCreate', InPlaceIfPossible or 'InPlaceOnly'"
+        "spec.updateStrategy.type: Invalid value: \"OnDelete\": must be 'ReCreate', InPlaceIfPossible or 'InPlaceOnly'"
     )
     (err,) = check(spec(selector=None))
     assert str(err) == "spec.selector: Required value"
@@ -466,3 +466,9 @@ def test_inplace_only_violation(old: dict[str, Any], new: dict[str, Any], violat
 def test_json_patch_ops_escape_pointer() -> None:
     assert json_patch_ops({"a/b": 1}, {"a/b": 2}) == [("replace", "/a~1b")]
     assert json_patch_ops({"x": 1}, {"x": "1"}) == [("replace", "/x")]
+
+
+def test_H1_empty_update_type_is_defaulted_like_the_mutating_webhook() -> None:
+    """Kruise's validator unit test rejects type "", but through the API server the mutating webhook
+    first defaults it (an empty Go string is "unset") to ReCreate; kruisebus is both webhooks."""
+    assert validate_cloneset(cs(spec(updateStrategy={"type": ""}))) == []
