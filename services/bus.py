@@ -394,8 +394,10 @@ class Bus:
             attributes=attrs,
         )
 
-    async def publish_command(self, cmd: Command, *, context: otel_context.Context | None = None) -> api.PubAck:
-        """Publish a command on `<p>.cmd.<ns>.<workload_uid>.<verb>` with msg id `cmd.id`.
+    async def publish_command(self, cmd: Command, *, context: otel_context.Context | None = None,
+                              msg_id: str | None = None) -> api.PubAck:
+        """Publish a command on `<p>.cmd.<ns>.<workload_uid>.<verb>` with msg id `cmd.id` (or `msg_id`:
+        the planner re-sends a rejected command under `<id>@retry<n>`, past the duplicate window).
 
         Trace parent: `context` if given; else the current span if it is in the command's rollout
         trace; else the rollout root (from `cmd.rollout_trace_id`); else the current span.
@@ -405,7 +407,7 @@ class Bus:
             if not (current.is_valid and telemetry.format_trace_id(current.trace_id) == cmd.rollout_trace_id):
                 context = telemetry.rollout_context_from_trace_id(cmd.rollout_trace_id)
         subject = self.subjects.command(cmd.namespace, cmd.workload_uid, cmd.verb)
-        return await self.publish(subject, cmd, msg_id=cmd.id, context=context)
+        return await self.publish(subject, cmd, msg_id=msg_id or cmd.id, context=context)
 
     async def publish_event(
         self, ev: RolloutEvent, msg_id: str, *, context: otel_context.Context | None = None

@@ -31,6 +31,7 @@ from schemas.messages import (
     EVENT_DECODER,
     STATE_DECODER,
     CloneSetState,
+    Command,
     NodeState,
     PodState,
     RevisionState,
@@ -99,6 +100,8 @@ class Workload:
         return bool(self.expectations)
 
 
+RETRY_SEP = "@retry"  # a re-sent rejected command's msg id: `<command id>@retry<n>`
+COMMAND_MEMORY = 300.0  # seconds the planner remembers sent and rejected command ids (> duplicate window)
 PUBLISH_WINDOW = 256  # publishes of one planning pass awaiting their acks at once
 
 
@@ -132,6 +135,14 @@ class Planner:
         self.wakeup = asyncio.Event()
         self.replayed = asyncio.Event()
         self.plans = 0
+        # Rejected commands. A command id is its dedup id, so re-sending a rejected decision under the
+        # same id would be dropped by the duplicate window and its expectation would hold the workload
+        # until it timed out (an `update-in-place` id has no resourceVersion in it: one stale rejection
+        # stalled that pod's batch for the whole window). id -> (rejections, monotonic time)
+        self.rejected: dict[str, tuple[int, float]] = {}
+        # id -> (resourceVersion of the object it was decided on, monotonic time), to tell a re-plan on
+        # the very view that was rejected as stale (wait for fresher state) from one on a newer view.
+        self.sent: dict[str, tuple[str, float]] = {}
 
     # --- view maintenance ------------------------------------------------------------------------
     def workload(self, uid: str) -> Workload:
@@ -178,6 +189,10 @@ class Planner:
         """A rejected command means our expectations for that workload will never be met."""
         if event.type != EVENT_REJECTED:
             return
+        if event.command_id:
+            cid = event.command_id.split(RETRY_SEP, 1)[0]
+            count = self.rejected.get(cid, (0, 0.0))[0]
+            self.rejected[cid] = (count + 1, time.monotonic())
         uid = self.by_name.get((event.namespace, event.workload))
         if uid and uid in self.workloads:
             self.workloads[uid].expectations.clear()
@@ -198,8 +213,9 @@ class Planner:
         update_revision = plan.status.update_revision
         context = rollout_context(wl.uid, update_revision) if update_revision else None
         trace_id = f"{rollout_trace_id(wl.uid, update_revision):032x}" if update_revision else ""
+        sends, held_back = self.sendable(wl, plan.commands)
         deadline = time.monotonic() + self.expectation_timeout
-        wl.expectations.extend((e, deadline) for e in plan.expectations)
+        wl.expectations.extend((e, deadline) for e in plan.expectations if e.pod not in held_back)
         attributes: dict[str, str | int] = {
             K8S_NAMESPACE: cs.metadata.namespace, KB_WORKLOAD: cs.metadata.name, KB_WORKLOAD_UID: wl.uid,
             KB_REVISION: update_revision, "kruisebus.commands": len(plan.commands),
@@ -208,17 +224,54 @@ class Planner:
         span = self.bus.tracer.start_span(f"plan {cs.metadata.namespace}/{cs.metadata.name}", context=context,
                                           attributes=attributes, start_time=started)
         with trace.use_span(span, end_on_exit=True):
-            for cmd in plan.commands:
+            for cmd, _ in sends:
                 cmd.rollout_trace_id = trace_id
             # Pipelined: the commands go out in plan order and their acks are awaited together (one
             # round trip for the pass instead of one per command; a 1,000-pod pass took ~2 s serially).
-            await _gather_bounded([self.bus.publish_command(cmd) for cmd in plan.commands])
+            await _gather_bounded([self.bus.publish_command(cmd, msg_id=msg_id) for cmd, msg_id in sends])
             await _gather_bounded([
                 self.bus.publish_event(ev, msg_id=f"{wl.uid}:{ev.type}:{ev.command_id}:{ev.message}"[:250])
                 for ev in plan.events])
         self.close_rollout(wl, plan.status.current_revision, update_revision)
         self.plans += 1  # counted once everything it decided is on the bus
         return plan.requeue_after
+
+    def sendable(self, wl: Workload, commands: list[Command]) -> tuple[list[tuple[Command, str | None]], set[str]]:
+        """The commands to publish, each with its msg id (None: the command id), and the pods whose
+        commands are held back.
+
+        A command that was rejected before is re-sent as `<id>@retry<n>` (past the duplicate window),
+        unless it was decided again on the same view of its object as the rejected one: that view is
+        stale, so it is held back (with its pod's expectations) until fresher state marks the workload
+        dirty again.
+        """
+        now = time.monotonic()
+        out: list[tuple[Command, str | None]] = []
+        held: set[str] = set()
+        for cmd in commands:
+            if cmd.pod:
+                pod = wl.by_name.get(cmd.pod)
+                version = pod.metadata.resource_version if pod is not None else ""
+            else:
+                version = wl.cloneset.metadata.resource_version if wl.cloneset is not None else ""
+            msg_id = None
+            rejected = self.rejected.get(cmd.id)
+            if rejected is not None:
+                sent = self.sent.get(cmd.id)
+                if sent is not None and sent[0] == version:
+                    if cmd.pod:
+                        held.add(cmd.pod)
+                    continue
+                msg_id = f"{cmd.id}{RETRY_SEP}{rejected[0]}"
+            self.sent[cmd.id] = (version, now)
+            out.append((cmd, msg_id))
+        return out, held
+
+    def forget(self, now: float) -> None:
+        """Drop what is remembered about commands older than the duplicate window (with margin)."""
+        for memo in (self.rejected, self.sent):
+            for cid in [k for k, (_, t) in memo.items() if now - t > COMMAND_MEMORY]:
+                del memo[cid]
 
     def close_rollout(self, wl: Workload, current: str, update: str) -> None:
         """Emit the rollout's root span once it completes, so its trace has a root in Tempo.
@@ -274,6 +327,7 @@ class Planner:
     async def resync(self) -> None:
         while True:
             await asyncio.sleep(self.resync_seconds)
+            self.forget(time.monotonic())
             self.mark(self.workloads)
 
 

@@ -110,7 +110,7 @@ async def test_pause_holds_the_update_and_resume_finishes_it(stack: Stack, kube:
 
 
 async def test_grace_period_delays_the_image_change(stack: Stack, kube: Kube) -> None:
-    grace = 3
+    grace = 4
     await kube.create(CLONESETS, NS, cloneset("grace", replicas=1, strategy={
         "type": "InPlaceIfPossible", "inPlaceUpdateStrategy": {"gracePeriodSeconds": grace}}))
     before = await settled(kube, "grace", 1)
@@ -134,7 +134,9 @@ async def test_grace_period_delays_the_image_change(stack: Stack, kube: Kube) ->
     await poll(lambda: snapshot(kube, NS, "grace"), lambda s: reimaged is not None, timeout=30,
                interval=0.1, on_sample=sample, what="the image change after the grace period")
     assert relabelled is not None and reimaged is not None
-    assert reimaged - relabelled >= grace - 1.0, (
+    # Both instants are observed by polling, so each may be late by one sample under load; a planner
+    # that ignored the grace period would change the image well within a second of the relabel.
+    assert reimaged - relabelled >= grace - 1.5, (
         f"image changed {reimaged - relabelled:.1f}s after the relabel; grace is {grace}s")
     after = await settled(kube, "grace", 1)
     assert restart_count(after.pods[0]) == restart_count(before.pods[0]) + 1
