@@ -23,7 +23,7 @@ up: $(STAMP)
 
 test: $(STAMP) tools
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas services/planner
+	$(BIN)/mypy schemas services sim
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy schemas services/planner
+	$(BIN)/mypy schemas services sim
 
 # kubectl is used by the sim's conformance tests; install Debian's client when it is missing.
 .PHONY: tools

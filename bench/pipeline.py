@@ -55,6 +55,7 @@ from services.stack import Stack
 
 NS = "default"
 POD = msgspec.json.Decoder(Pod)
+LIFECYCLE = "lifecycle.apps.kruise.io/state"
 SECTION_BEGIN = "<!-- pipeline-bench:begin -->"
 SECTION_END = "<!-- pipeline-bench:end -->"
 
@@ -256,7 +257,7 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
     pids["bench"] = os.getpid()
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
-    for name, pid in pids.items():
+    for name, pid in sorted(pids.items()):
         with contextlib.suppress(OSError, TypeError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             out[name] = (int(fields[11]) + int(fields[12])) / tick
@@ -289,14 +290,23 @@ async def prepull(stack: Stack, image: str) -> float:
 
 async def create_and_wait(kube: Kube, watch: PodWatch, name: str, replicas: int, image: str, *,
                           max_unavailable: int | str, strategy: str = "InPlaceIfPossible",
-                          timeout: float = 300) -> tuple[str, float]:
+                          timeout: float = 300, tap: CmdTap | None = None) -> tuple[str, float]:
+    """Create the CloneSet and wait until it has settled: every pod Ready on `image` with lifecycle
+    state Normal, and (with `tap`) no command for it in the last 0.5 s."""
     t0 = time.monotonic()
     raw = await kube.create(CLONESETS, NS, cloneset_body(name, replicas, image, max_unavailable=max_unavailable,
                                                          strategy=strategy))
     uid = json.loads(raw)["metadata"]["uid"]
-    await watch.wait(lambda: sum(_on_image(p, image) for p in watch.owned(uid)) >= replicas, timeout,
+    await watch.wait(lambda: sum(_on_image(p, image) and p.metadata.labels.get(LIFECYCLE) == "Normal"
+                                 for p in watch.owned(uid)) >= replicas, timeout,
                      f"{replicas} ready pods of {name}")
-    return uid, time.monotonic() - t0
+    took = time.monotonic() - t0
+    deadline = time.monotonic() + timeout
+    while tap is not None and tap.since(time.monotonic() - 0.5, name):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not settle")
+        await asyncio.sleep(0.05)
+    return uid, took
 
 
 @dataclass
@@ -333,6 +343,9 @@ async def rollout(kube: Kube, watch: PodWatch, tap: CmdTap, name: str, uid: str,
             timeout, f"{name}: {replicas} pods Ready on {image}")
     finally:
         watch.listeners.remove(on_pod)
+    if os.environ.get("BENCH_DEBUG"):
+        for r in [r for r in tap.records if r[0] >= t0][:30]:
+            log(f"  +{(r[0] - t0) * 1000:7.1f} ms {r[1]} {r[3]} {r[4][-40:]}")
     cmds = tap.since(t0, name, {"update-in-place", "update-recreate", "delete", "create"})
     first = (min(c[0] for c in cmds) - t0) * 1000 if cmds else float("nan")
     if cmds:
@@ -347,7 +360,7 @@ async def rollout(kube: Kube, watch: PodWatch, tap: CmdTap, name: str, uid: str,
 async def isolated_latency(kube: Kube, watch: PodWatch, tap: CmdTap, samples: int) -> list[float]:
     """Scale a settled 5-pod CloneSet up and down by one; ms from sending the patch to the command."""
     name = "lat"
-    uid, _ = await create_and_wait(kube, watch, name, 5, "img:v1", max_unavailable=1)
+    uid, _ = await create_and_wait(kube, watch, name, 5, "img:v1", max_unavailable=1, tap=tap)
     out = []
     replicas = 5
     for i in range(samples):
@@ -376,7 +389,7 @@ async def isolated_latency(kube: Kube, watch: PodWatch, tap: CmdTap, samples: in
 
 def stack_for(args: argparse.Namespace, sim_args: tuple[str, ...]) -> Stack:
     nodes = max(3, math.ceil(args.pods / 100))
-    return Stack(nodes=nodes, sim_args=("--max-pods", "200", *sim_args),
+    return Stack(nodes=nodes, sim_args=("--max-pods", "200", *sim_args), executors=args.executors,
                  env={"KRUISEBUS_LOG_LEVEL": "WARNING"})
 
 
@@ -406,7 +419,7 @@ async def scenario_throughput(args: argparse.Namespace) -> dict[str, Any]:
     stack = stack_for(args, ("--pull-delay", "0", "--start-delay", str(args.fast_start), "--stop-delay", "0"))
 
     async def body(stack: Stack, kube: Kube, watch: PodWatch, tap: CmdTap) -> dict[str, Any]:
-        uid, created = await create_and_wait(kube, watch, "tp", n, "img:v1", max_unavailable="100%")
+        uid, created = await create_and_wait(kube, watch, "tp", n, "img:v1", max_unavailable="100%", tap=tap)
         log(f"throughput: {n} pods created and Ready in {created:.1f} s")
         cpu0, w0 = cpu_seconds(stack), time.monotonic()
         res = await rollout(kube, watch, tap, "tp", uid, n, "img:v2")
@@ -431,7 +444,7 @@ async def scenario_rollout(args: argparse.Namespace) -> dict[str, Any]:
     async def body(stack: Stack, kube: Kube, watch: PodWatch, tap: CmdTap) -> dict[str, Any]:
         # create (pulls v1 once per node) while pre-pulling v2 on every node
         (uid, created), pulled = await asyncio.gather(
-            create_and_wait(kube, watch, "ro", n, "img:v1", max_unavailable="20%"), prepull(stack, "img:v2"))
+            create_and_wait(kube, watch, "ro", n, "img:v1", max_unavailable="20%", tap=tap), prepull(stack, "img:v2"))
         log(f"rollout: {n} pods Ready in {created:.1f} s; img:v2 pre-pulled on {stack.nodes} nodes in {pulled:.1f} s")
         cpu0, w0 = cpu_seconds(stack), time.monotonic()
         inplace = await rollout(kube, watch, tap, "ro", uid, n, "img:v2")
@@ -519,8 +532,9 @@ def render(results: dict[str, Any], argv: list[str]) -> str:
     lines = [SECTION_BEGIN, "", "## Pipeline", "",
              "The DESIGN §10 pipeline targets measured with the real processes: NATS, the sim "
              "(`python -m sim`, an HTTP API server with simulated kubelets) and the watcher, planner and "
-             "executor, each its own process (`services.stack.Stack`, as `kruisebus up`), plus the benchmark "
-             "process (its own pod watch and a `kb.cmd.>` subscription), all on one machine.", "",
+             f"{results.get('executors', 1)} executor(s), each its own process (`services.stack.Stack`, as "
+             "`kruisebus up`), plus the benchmark process (its own pod watch and `kb.cmd.>`/`kb.state.>` "
+             "subscriptions), all on one machine.", "",
              f"Command: `{cmd}` (CPython {platform.python_version()}, {platform.machine()}, "
              f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}). One run; numbers move by ~10-20% between "
              "runs on this VM.", ""]
@@ -577,7 +591,7 @@ def write_docs(text: str, path: Path) -> None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     only = set(args.only.split(",")) if args.only else {"throughput", "coldstart", "rollout"}
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"executors": args.executors}
     if "throughput" in only:
         results["throughput"] = await scenario_throughput(args)
     if "coldstart" in only:
@@ -597,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-delay", type=float, default=0.05, help="container stop seconds (rollout scenario)")
     p.add_argument("--fast-start", type=float, default=0.1, help="container start seconds (throughput scenario)")
     p.add_argument("--latency-samples", type=int, default=100, help="isolated event -> command samples")
+    p.add_argument("--executors", type=int, default=2, help="executor processes (a pool on one work queue)")
     p.add_argument("--only", default="", help="comma-separated: throughput,coldstart,rollout")
     p.add_argument("--json", type=Path, default=None, help="also write raw results here")
     p.add_argument("--write-docs", action="store_true", help="replace the Pipeline section of docs/benchmarks.md")

@@ -29,7 +29,7 @@ class StackError(RuntimeError):
 class Stack:
     def __init__(self, *, nodes: int = 3, prefix: str = "kb", workdir: Path | None = None,
                  sim_args: tuple[str, ...] = (), service_args: dict[str, tuple[str, ...]] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, executors: int = 1) -> None:
         self._own = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kruisebus-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -37,6 +37,9 @@ class Stack:
         self.prefix = prefix
         self.sim_args = sim_args
         self.service_args = service_args or {}
+        # executors are a stateless pool on one work queue (DESIGN §5): the extra ones run as
+        # `executor-2`, `executor-3`, ... (same command, same durable consumer)
+        self.executors = executors
         self.env = {**os.environ, **(env or {})}
         self.nats = NatsServer(self.workdir / "nats")
         (self.workdir / "nats").mkdir(exist_ok=True)
@@ -79,10 +82,11 @@ class Stack:
 
     async def start_service(self, name: str) -> None:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child
-        kube = () if name == "planner" else ("--kubeconfig", self.kubeconfig)  # the planner reads only NATS
+        service = name.split("-", 1)[0]  # executor-2 runs `kruisebus executor`
+        kube = () if service == "planner" else ("--kubeconfig", self.kubeconfig)  # the planner reads only NATS
         self.procs[name] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", name, "--nats", self.nats_url, *kube,
-            "--prefix", self.prefix, *self.service_args.get(name, ()),
+            sys.executable, "-m", "services.cli", service, "--nats", self.nats_url, *kube,
+            "--prefix", self.prefix, *self.service_args.get(service, ()),
             stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self.env,
         )
         log.close()
@@ -92,6 +96,8 @@ class Stack:
         await self.start_sim()
         for name in SERVICES:
             await self.start_service(name)
+        for i in range(2, self.executors + 1):
+            await self.start_service(f"executor-{i}")
         return self
 
     def check_alive(self) -> None:

@@ -40,6 +40,7 @@ from schemas.messages import (
 )
 from schemas.subjects import EVENT_REJECTED
 from services.bus import Bus
+from services.planner.cloneset.commands import VERB_REVISION_CREATE
 from services.planner.cloneset.expectations import expectation_met
 from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
 from services.planner.cloneset.plan import CloneSetView, Expectation, plan_cloneset
@@ -66,6 +67,11 @@ class Workload:
     previous: CloneSet | None = None
     expectations: list[tuple[Expectation, float]] = field(default_factory=list)
     rolling: str = ""  # the update revision of a rollout in progress (for its root span)
+    # ControllerRevisions this planner asked to create and has not observed yet: name -> deadline.
+    # The pure planner's expectations are about pods; without this, every pass until the watcher
+    # reports the new revision re-sent `revision-create` (dropped as a duplicate) plus a status write,
+    # and each status write's echo triggered another such pass (~1 s at the start of a 1,000-pod rollout).
+    revisions_expected: dict[str, float] = field(default_factory=dict)
 
     by_name: dict[str, Pod] = field(default_factory=dict)  # the same pods by name (for expectations)
 
@@ -92,6 +98,11 @@ class Workload:
 
     def pending(self, now: float) -> bool:
         """Drop met or expired expectations; True while any remains."""
+        if self.revisions_expected:
+            seen = {r.metadata.name for r in self.revisions.values()}
+            self.revisions_expected = {n: d for n, d in self.revisions_expected.items() if d > now and n not in seen}
+            if self.revisions_expected:
+                return True
         if not self.expectations:
             return False
         by_name = self.by_name
@@ -196,6 +207,7 @@ class Planner:
         uid = self.by_name.get((event.namespace, event.workload))
         if uid and uid in self.workloads:
             self.workloads[uid].expectations.clear()
+            self.workloads[uid].revisions_expected.clear()
             self.mark([uid])
 
     # --- planning --------------------------------------------------------------------------------
@@ -216,6 +228,8 @@ class Planner:
         sends, held_back = self.sendable(wl, plan.commands)
         deadline = time.monotonic() + self.expectation_timeout
         wl.expectations.extend((e, deadline) for e in plan.expectations if e.pod not in held_back)
+        wl.revisions_expected.update((cmd.revision, deadline) for cmd, _ in sends
+                                     if cmd.verb == VERB_REVISION_CREATE and cmd.revision)
         attributes: dict[str, str | int] = {
             K8S_NAMESPACE: cs.metadata.namespace, KB_WORKLOAD: cs.metadata.name, KB_WORKLOAD_UID: wl.uid,
             KB_REVISION: update_revision, "kruisebus.commands": len(plan.commands),
@@ -314,7 +328,8 @@ class Planner:
                     continue
                 if wl.pending(now):
                     # re-check when the earliest expectation expires
-                    loop.call_later(max(0.05, min(d for _, d in wl.expectations) - now), self.mark, [uid])
+                    earliest = min([d for _, d in wl.expectations] + list(wl.revisions_expected.values()))
+                    loop.call_later(max(0.05, earliest - now), self.mark, [uid])
                     continue
                 try:
                     requeue = await self.plan_one(wl)
