@@ -21,7 +21,7 @@ def test_pipeline_bench_runs_at_small_scale(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results = json.loads(out.read_text())["results"]
     tp, cold, ro = results["throughput"], results["coldstart"], results["rollout"]
     assert tp["pods"] == 10 and 0 < tp["applied_s"] <= tp["done_s"]
     assert len(tp["isolated_ms"]) == 2
