@@ -86,5 +86,5 @@ async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, 
         if done(last):
             return last
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r:.300}")
         await asyncio.sleep(interval)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,20 +10,15 @@ from nats.js.errors import NotFoundError
 
 from schemas.messages import EVENT_DECODER, STATE_DECODER, RolloutEvent, StateEvent
 from services.bus import Bus
+from services.observe import poll
 
 T = TypeVar("T")
 
 
 async def eventually(fetch: Callable[[], Awaitable[T]], done: Callable[[T], Any], *, timeout: float = 10.0,
                      what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.05)
+    """`services.observe.poll` with the component tests' defaults."""
+    return await poll(fetch, lambda v: bool(done(v)), timeout=timeout, interval=0.05, what=what)
 
 
 async def last_state(bus: Bus, subject: str) -> StateEvent | None:
