@@ -87,6 +87,16 @@ def builtin_types() -> list[ResourceType]:
         ResourceType(
             "",
             "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            "persistentvolumeclaim",
+            short_names=["pvc"],
+            status_subresource=True,
+            strategic=True,
+        ),
+        ResourceType(
+            "",
+            "v1",
             "Node",
             "nodes",
             "node",

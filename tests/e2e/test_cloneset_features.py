@@ -225,3 +225,25 @@ async def test_plan_previews_what_the_planner_then_does(stack: Stack, kube: Kube
     first = [a["pod"] for a in plan["actions"] if a["verb"] == "update-in-place"]
     updated = {p.metadata.name for p in done.updated()}
     assert set(first) <= updated and len(updated) == 3, ([(a["verb"], a.get("pod")) for a in plan["actions"]], sorted(updated))
+
+
+async def test_volume_claim_templates_get_one_pvc_per_pod(stack: Stack, kube: Kube) -> None:
+    """PVCs are named <template>-<cloneset>-<instance-id>, mounted by the pod, deleted with it."""
+    body = cloneset("vct", replicas=2)
+    body["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
+    await kube.create(CLONESETS, NS, body)
+    snap = await settled(kube, "vct", 2)
+    pvcs = msgspec.structs.replace(PODS, plural="persistentvolumeclaims")
+
+    async def claim_names() -> set[str]:
+        items, _ = await kube.list(pvcs, NS)
+        return {msgspec.json.decode(raw)["metadata"]["name"] for raw in items}
+
+    expected = {f"data-vct-{p.metadata.labels['apps.kruise.io/cloneset-instance-id']}" for p in snap.pods}
+    assert await claim_names() == expected
+    await kube.patch(CLONESETS, NS, "vct", {"spec": {"replicas": 1}}, "merge")
+    after = await poll(lambda: snapshot(kube, NS, "vct"), lambda s: len(s.pods) == 1, timeout=30,
+                       what="scale-in to 1 pod")
+    kept = f"data-vct-{after.pods[0].metadata.labels['apps.kruise.io/cloneset-instance-id']}"
+    await poll(claim_names, lambda names: names == {kept}, timeout=30, what="the victim's PVC to be deleted")
