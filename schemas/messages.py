@@ -119,6 +119,14 @@ class KubeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     message: str
 
 
+VERB_STATUS = "status"
+"""Command verb of a CloneSet status write."""
+VERB_EVENT = "event"
+"""Command verb of a Kubernetes Event alone (no API change), e.g. ScaleUpLimited."""
+UNLOGGED_VERBS = frozenset({VERB_STATUS, VERB_EVENT})
+"""Verbs the executor does not echo to the rollout log (too chatty, or the planner already logged them)."""
+
+
 class Command(_Msg):
     """One planner decision for the executor.
 
@@ -190,4 +198,7 @@ __all__ = [
     "STATE_DECODER",
     "SCHEMA_VERSION",
     "StateEvent",
+    "UNLOGGED_VERBS",
+    "VERB_EVENT",
+    "VERB_STATUS",
 ]

@@ -23,6 +23,7 @@ from schemas.constants import API_VERSION, COMPONENT
 from schemas.messages import (
     COMMAND_DECODER,
     EVENTS,
+    UNLOGGED_VERBS,
     Command,
     CreateOp,
     DeleteOp,
@@ -172,7 +173,7 @@ class Executor:
         done: list[Awaitable[Any]] = []
         if cmd.on_success is not None:
             done.append(self.record(cmd, cmd.on_success))
-        if cmd.verb != "status":  # status writes are too chatty for the user-facing log
+        if cmd.verb not in UNLOGGED_VERBS:
             done.append(self.bus.publish_event(event, msg_id=f"done:{cmd.id}"))
         await asyncio.gather(*done)
 

@@ -54,7 +54,6 @@ VERB_BACKFILL = "backfill"
 VERB_REVISION_CREATE = "revision-create"
 VERB_REVISION_BUMP = "revision-bump"
 VERB_REVISION_DELETE = "revision-delete"
-VERB_STATUS = "status"
 VERB_INVALID_SPEC = "invalid-spec"
 VERB_PODS_TO_DELETE_TRUNCATE = "podstodelete-truncate"
 

@@ -39,6 +39,7 @@ from schemas.constants import (
     REASON_PROGRESS_DEADLINE_EXCEEDED,
 )
 from schemas.kube import ControllerRevision, JsonObject
+from schemas.messages import VERB_STATUS
 from services.planner.cloneset.calc import PodInfo, classify, mark_updated
 from services.planner.cloneset.commands import (
     VERB_INVALID_SPEC,
@@ -46,7 +47,6 @@ from services.planner.cloneset.commands import (
     VERB_REVISION_BUMP,
     VERB_REVISION_CREATE,
     VERB_REVISION_DELETE,
-    VERB_STATUS,
     Builder,
     kube_event,
     rollout_trace_id,

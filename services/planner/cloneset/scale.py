@@ -32,10 +32,15 @@ from schemas.constants import (
     STATE_PREPARING_NORMAL,
 )
 from schemas.kube import ControllerRevision, JsonObject, Pod
-from schemas.messages import ApiOp, CreateOp, DeleteOp, Resource
+from schemas.messages import VERB_EVENT, ApiOp, CreateOp, DeleteOp, Resource
 from services.planner.cloneset import lifecycle as lc
 from services.planner.cloneset.calc import ExpectationDiffs, PodInfo
-from services.planner.cloneset.commands import VERB_CREATE, VERB_DELETE, VERB_LIFECYCLE, kube_event
+from services.planner.cloneset.commands import (
+    VERB_CREATE,
+    VERB_DELETE,
+    VERB_LIFECYCLE,
+    kube_event,
+)
 from services.planner.cloneset.context import Ctx
 from services.planner.cloneset.instance_ids import generate_ids
 from services.planner.cloneset.podpatch import PodPatch
@@ -66,6 +71,13 @@ def scale_step(ctx: Ctx) -> bool:
     if diffs.scale_up_num > diffs.scale_up_limit:
         msg = f"scaleUp is limited because of scaleStrategy.maxUnavailable, limit: {diffs.scale_up_limit}"
         ctx.b.event("scale-up-limited", msg, reason=EVENT_SCALE_UP_LIMITED)
+        # and the Warning Event Kruise records on the CloneSet (the id changes with the situation)
+        ctx.b.command(
+            f"{ctx.b.uid}/scale-up-limited/{ctx.cs.metadata.generation}/{diffs.scale_up_limit}/{diffs.scale_up_num}",
+            VERB_EVENT,
+            [],
+            on_success=kube_event(EVENT_SCALE_UP_LIMITED, msg, warning=True),
+        )
 
     # 3. scale out
     if diffs.scale_up_num > 0:

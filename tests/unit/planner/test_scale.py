@@ -208,6 +208,11 @@ def test_scale_up_limited_by_scale_max_unavailable() -> None:
     ev = [e for e in p.events if e.type == "scale-up-limited"]
     assert ev and ev[0].reason == "ScaleUpLimited"
     assert ev[0].message == "scaleUp is limited because of scaleStrategy.maxUnavailable, limit: 0"
+    # ... and the Warning Event Kruise records on the CloneSet, as a command with no API change
+    (warn,) = [c for c in p.commands if c.verb == "event"]
+    assert warn.ops == [] and warn.on_success is not None
+    assert (warn.on_success.type, warn.on_success.reason, warn.on_success.message) == (
+        "Warning", "ScaleUpLimited", ev[0].message)
 
 
 def test_regret_preparing_delete_when_replicas_grow() -> None:
