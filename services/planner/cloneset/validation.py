@@ -380,6 +380,22 @@ def _scatter_error(strategy: CloneSetUpdateStrategy) -> str | None:
     return None
 
 
+def _scaled(raw: object, replicas: int, base: str, name: str, errs: list[FieldError]) -> int:
+    """Kruise's float-capable int-or-percent parse of one strategy field (0 and an error if invalid)."""
+    try:
+        return validate_int_or_percent(raw, replicas, True)
+    except IntOrPercentError as exc:
+        errs.append(
+            _err(
+                f"{base}.{name}",
+                "Invalid",
+                _intstr_text(raw),
+                f"failed GetScaledValueFromIntOrPercent for {name}: {exc.message}",
+            )
+        )
+        return 0
+
+
 def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> list[FieldError]:
     """Type enum, partition >= 0, percent syntax, InPlaceOnly without surge, not both budgets < 1."""
     base = "spec.updateStrategy"
@@ -396,18 +412,7 @@ def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> 
         )
 
     raw_partition = 0 if strategy.partition is None else strategy.partition
-    partition = 0
-    try:
-        partition = validate_int_or_percent(raw_partition, replicas, True)
-    except IntOrPercentError as exc:
-        errs.append(
-            _err(
-                f"{base}.partition",
-                "Invalid",
-                _intstr_text(raw_partition),
-                f"failed GetScaledValueFromIntOrPercent for partition: {exc.message}",
-            )
-        )
+    partition = _scaled(raw_partition, replicas, base, "partition", errs)
     errs.extend(_nonnegative(partition, f"{base}.partition"))
 
     priority_problem = _priority_error(strategy)
@@ -418,31 +423,9 @@ def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> 
         errs.append(_err(f"{base}.scatterStrategy", "Required", detail=scatter_problem, no_value=True))
 
     raw_mu = DEFAULT_MAX_UNAVAILABLE if strategy.max_unavailable is None else strategy.max_unavailable
-    max_unavailable = 0
-    try:
-        max_unavailable = validate_int_or_percent(raw_mu, replicas, True)
-    except IntOrPercentError as exc:
-        errs.append(
-            _err(
-                f"{base}.maxUnavailable",
-                "Invalid",
-                _intstr_text(raw_mu),
-                f"failed GetScaledValueFromIntOrPercent for maxUnavailable: {exc.message}",
-            )
-        )
+    max_unavailable = _scaled(raw_mu, replicas, base, "maxUnavailable", errs)
     raw_ms = 0 if strategy.max_surge is None else strategy.max_surge
-    max_surge = 0
-    try:
-        max_surge = validate_int_or_percent(raw_ms, replicas, True)
-    except IntOrPercentError as exc:
-        errs.append(
-            _err(
-                f"{base}.maxSurge",
-                "Invalid",
-                _intstr_text(raw_ms),
-                f"failed GetScaledValueFromIntOrPercent for maxSurge: {exc.message}",
-            )
-        )
+    max_surge = _scaled(raw_ms, replicas, base, "maxSurge", errs)
     if type_ == STRATEGY_IN_PLACE_ONLY and max_surge > 0:
         errs.append(
             _err(
