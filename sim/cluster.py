@@ -156,7 +156,7 @@ class SimCluster:
     async def wait_for(
         self,
         predicate: Callable[[], Any | Awaitable[Any]],
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         interval: float = 0.02,
         message: str = "condition",
     ) -> Any:

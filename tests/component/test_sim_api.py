@@ -75,7 +75,7 @@ def cond(pod: Any, type_: str) -> str | None:
 
 
 async def wait_pod(
-    cluster: SimCluster, v1: client.CoreV1Api, name: str, pred: Any, timeout: float = 10
+    cluster: SimCluster, v1: client.CoreV1Api, name: str, pred: Any, timeout: float = 30
 ) -> Any:
     async def check() -> Any:
         p = await v1.read_namespaced_pod(name, NS)
