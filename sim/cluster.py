@@ -35,6 +35,22 @@ def kubeconfig_dict(url: str, namespace: str = "default") -> dict[str, Any]:
     }
 
 
+async def wait_until(
+    predicate: Callable[[], Any | Awaitable[Any]], *, timeout: float, interval: float, message: str
+) -> Any:
+    """Poll `predicate` (sync or async) until truthy; returns its value, raises TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if asyncio.iscoroutine(v):
+            v = await v
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
 class SimCluster:
     """`async with SimCluster(nodes=3, tmpdir=tmp_path) as c:` -> c.url, c.kubeconfig_path, c.store, c.faults.
 
@@ -161,16 +177,7 @@ class SimCluster:
         message: str = "condition",
     ) -> Any:
         """Poll `predicate` (sync or async) until truthy; returns its value, raises TimeoutError at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            v = predicate()
-            if asyncio.iscoroutine(v):
-                v = await v
-            if v:
-                return v
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
-            await asyncio.sleep(interval)
+        return await wait_until(predicate, timeout=timeout, interval=interval, message=message)
 
     # ---------------------------------------------------------------- /sim/nodes
 

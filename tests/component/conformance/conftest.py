@@ -8,9 +8,7 @@ cluster.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiException
 
 from sim import SimCluster
+from sim.cluster import wait_until
 
 ENV = "KRUISEBUS_E2E_KUBECONFIG"
 
@@ -52,16 +51,8 @@ class Cluster:
         what: str = "condition",
     ) -> Any:
         """Poll with a deadline (longer on a real cluster: its controllers are asynchronous)."""
-        deadline = time.monotonic() + (timeout or (10.0 if self.is_sim else 60.0))
-        while True:
-            v = predicate()
-            if asyncio.iscoroutine(v):
-                v = await v
-            if v:
-                return v
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.02 if self.is_sim else 0.5)
+        return await wait_until(predicate, timeout=timeout or (10.0 if self.is_sim else 60.0),
+                                interval=0.02 if self.is_sim else 0.5, message=what)
 
     async def gone(self, read: Callable[[], Awaitable[Any]]) -> bool:
         try:
