@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -639,7 +639,7 @@ class Bus:
         deliver: Literal["all", "new", "last", "last_per_subject"] = "all",
         start_seq: int | None = None,
         start_time: datetime | None = None,
-    ) -> AsyncIterator[tuple[RolloutEvent | None, Msg]]:
+    ) -> AsyncGenerator[tuple[RolloutEvent | None, Msg], None]:
         """Iterate rollout events (for `kruisebus events`): `(event, msg)`, event None if malformed.
 
         `start_seq` / `start_time` override `deliver`. Use it inside `contextlib.aclosing(...)` so

@@ -7,6 +7,7 @@ One line per event (time, namespace/workload, type, pod, message), so it reads l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 
 import nats.errors
@@ -14,6 +15,8 @@ from rich.console import Console
 
 from schemas.subjects import encode_token
 from services.bus import Bus
+
+REPLAY_IDLE_SECONDS = 2.0
 
 
 def event_filter(prefix: str, namespace: str | None, workload: str | None, event_type: str | None) -> str:
@@ -39,22 +42,28 @@ async def print_events(url: str, *, prefix: str, namespace: str | None, workload
         except Exception as e:  # noqa: BLE001 - report any lookup failure to the user
             console.print(f"error: stream {stream} not found on {url}: {e}")
             return 1
-        last = info.state.last_seq
         subject = event_filter(prefix, namespace, workload, event_type)
-        if last == 0 and not follow:
+        if info.state.last_seq == 0 and not follow:
             return 0
-        async for ev, msg in bus.subscribe_events(subject, start_seq=from_seq, start_time=since):
-            seq = msg.metadata.sequence.stream
-            if ev is None:
-                console.print(f"{seq:>6} [red]malformed message on {msg.subject}[/]")
-            else:
-                where = f"{ev.namespace}/{ev.workload}"
-                pod = f" pod={ev.pod}" if ev.pod else ""
-                console.print(f"{seq:>6} {ev.time} {where} [bold]{ev.type}[/]{pod} {ev.message}")
-            if not follow and seq >= last:
-                break
-            if not follow and msg.metadata.num_pending == 0:
-                break
+        events = bus.subscribe_events(subject, start_seq=from_seq, start_time=since)
+        async with contextlib.aclosing(events):
+            while True:
+                try:
+                    # Without --follow, stop once the replay is idle: a filter that matches nothing
+                    # delivers nothing, so "no pending messages" alone would never be seen.
+                    ev, msg = await (events.__anext__() if follow else
+                                     asyncio.wait_for(events.__anext__(), REPLAY_IDLE_SECONDS))
+                except (StopAsyncIteration, TimeoutError):
+                    break
+                seq = msg.metadata.sequence.stream
+                if ev is None:
+                    console.print(f"{seq:>6} [red]malformed message on {msg.subject}[/]")
+                else:
+                    where = f"{ev.namespace}/{ev.workload}"
+                    pod = f" pod={ev.pod}" if ev.pod else ""
+                    console.print(f"{seq:>6} {ev.time} {where} [bold]{ev.type}[/]{pod} {ev.message}")
+                if not follow and msg.metadata.num_pending == 0:
+                    break
         return 0
     finally:
         await bus.close()

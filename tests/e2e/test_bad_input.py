@@ -20,6 +20,7 @@ from services.demo import load_sample
 from services.kube import Kube
 from services.observe import poll, snapshot
 from services.stack import Stack
+from tests.component.helpers import all_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -39,16 +40,8 @@ def cloneset(name: str, **update_strategy: object) -> dict[str, object]:
 async def rejected_events(stack: Stack) -> list[tuple[str, str, str]]:
     bus = await Bus.connect(stack.nats_url, name="test-rejected")
     try:
-        info = await bus.js.stream_info(bus.subjects.stream("EVENTS"))
-        out: list[tuple[str, str, str]] = []
-        if info.state.messages == 0:
-            return out
-        async for ev, msg in bus.subscribe_events(bus.subjects.events_of_type("rejected")):
-            if ev is not None:
-                out.append((ev.workload, ev.field or ev.subject, ev.message))
-            if msg.metadata.num_pending == 0:
-                break
-        return out
+        events = await all_events(bus, bus.subjects.events_of_type("rejected"))
+        return [(ev.workload, ev.field or ev.subject, ev.message) for ev in events]
     finally:
         await bus.close()
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from rich.progress import Progress
 
-from services.demo import Snapshot, run_seed_scenario
+from services.demo import run_seed_scenario
 from services.kube import Kube
-from services.observe import restart_count, snapshot
+from services.observe import Snapshot, restart_count, snapshot
 from services.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(400)]

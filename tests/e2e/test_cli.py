@@ -62,6 +62,10 @@ async def test_up_serves_kubectl_rollout_status_and_events(tmp_path: Path) -> No
         assert code == 0, out
         created = [line for line in out.splitlines() if " default/sample create " in line]
         assert len(created) == 5, out
+        # a filter that matches nothing prints nothing and returns (it used to wait forever)
+        code, out = await run(*KRUISEBUS, "events", "--nats", nats_url.group(1), "--workload", "absent",
+                              timeout=30)
+        assert code == 0 and " create " not in out, out
 
         code, out = await run("kubectl", "--kubeconfig", kc, "describe", "clone", "sample")
         assert code == 0 and "SuccessfulCreate" in out, out

@@ -14,10 +14,11 @@ from schemas.constants import (
 )
 from schemas.messages import EVENTS
 from services.bus import Bus
-from services.demo import NEW_IMAGE, Snapshot, run_seed_scenario
+from services.demo import NEW_IMAGE, run_seed_scenario
 from services.kube import Kube
-from services.observe import restart_count, snapshot
+from services.observe import Snapshot, restart_count, snapshot
 from services.stack import Stack
+from tests.component.helpers import all_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -37,16 +38,8 @@ async def rollout_log(stack: Stack) -> list[str]:
     """Types of every rollout event for default/sample on the NATS events stream."""
     bus = await Bus.connect(stack.nats_url, name="test-events")
     try:
-        info = await bus.js.stream_info(bus.subjects.stream("EVENTS"))
-        out: list[str] = []
-        if info.state.messages == 0:
-            return out
-        async for ev, msg in bus.subscribe_events(bus.subjects.events_of_workload("default", "sample")):
-            if ev is not None:
-                out.append(f"{ev.type}:{ev.pod}")
-            if msg.metadata.num_pending == 0:
-                break
-        return out
+        events = await all_events(bus, bus.subjects.events_of_workload("default", "sample"))
+        return [f"{ev.type}:{ev.pod}" for ev in events]
     finally:
         await bus.close()
 
