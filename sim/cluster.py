@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
 
 from sim.backend import StoreBackend
 from sim.faults import Faults
+from sim.http import Handler, HttpServer, Request, Response
 from sim.nodes import Kubelet, NodeConfig, NodeFleet
 from sim.server import ApiServer, json_response
 from sim.store import Store
@@ -110,7 +110,7 @@ class SimCluster:
             bookmark_interval=bookmark_interval,
             node_routes=self._node_routes(),
         )
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self.url = ""
 
     @property
@@ -120,15 +120,8 @@ class SimCluster:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> SimCluster:
-        self._runner = web.AppRunner(
-            self.api.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server: Any = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self._http = HttpServer(self.api.router)
+        self.port = await self._http.start(self.host, self.port)
         self.url = f"http://{self.host}:{self.port}"
         await self.fleet.start()
         self.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,9 +134,9 @@ class SimCluster:
         for b in self.store.buckets.values():
             for w in list(b.watchers):
                 w.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -181,8 +174,8 @@ class SimCluster:
 
     # ---------------------------------------------------------------- /sim/nodes
 
-    def _node_routes(self) -> list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
-        async def list_nodes(request: web.Request) -> web.Response:
+    def _node_routes(self) -> list[tuple[str, str, Handler]]:
+        def list_nodes(request: Request) -> Response:
             return json_response(
                 [
                     {
@@ -197,21 +190,24 @@ class SimCluster:
                 ]
             )
 
-        async def images(request: web.Request) -> web.Response:
+        def images(request: Request) -> Response:
             k = self.kubelets.get(request.match_info["node"])
             if k is None:
                 return json_response({"message": "no such node"}, 404)
             return json_response({"images": {img: iid for img, iid in sorted(k.images.items())}})
 
-        async def pull(request: web.Request) -> web.Response:
+        def pull(request: Request) -> Response | Awaitable[Response]:
             k = self.kubelets.get(request.match_info["node"])
             if k is None:
                 return json_response({"message": "no such node"}, 404)
-            body = await request.json()
-            iid = await k.pull_image(str(body["image"]))
-            return json_response({"image": body["image"], "imageID": iid})
+            image = str(request.json()["image"])
 
-        async def probes(request: web.Request) -> web.Response:
+            async def pulled() -> Response:
+                return json_response({"image": image, "imageID": await k.pull_image(image)})
+
+            return pulled()
+
+        def probes(request: Request) -> Response | Awaitable[Response]:
             ns, name = request.match_info["ns"], request.match_info["name"]
             pod = self.store.try_get(self.store.rt("pods"), ns, name)
             node = ((pod or {}).get("spec") or {}).get("nodeName")
@@ -222,12 +218,17 @@ class SimCluster:
             if request.method == "GET":
                 return json_response(k.probes(ps))
             try:
-                body = await request.json()
+                body = request.json()
                 if not isinstance(body, dict) or not set(body) <= {"readiness", "liveness", "custom"}:
                     raise ValueError("expected an object with readiness, liveness and/or custom")
             except ValueError as e:
                 return json_response({"message": str(e)}, 400)
-            return json_response(await k.set_probes(ns, name, body))
+            probes = body
+
+            async def set_probes() -> Response:
+                return json_response(await k.set_probes(ns, name, probes))
+
+            return set_probes()
 
         return [
             ("GET", "/sim/pods/{ns}/{name}/probes", probes),

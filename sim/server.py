@@ -6,16 +6,16 @@ import asyncio
 import base64
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
 import yaml
-from aiohttp import web
 
 from sim import errors, protobuf
 from sim.errors import ApiError
 from sim.faults import Faults
+from sim.http import Handler, Request, Response, Result, Router, StreamResponse
 from sim.resources import ResourceType
 from sim.selectors import parse_field_selector, parse_label_selector
 from sim.store import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_PATCH, Store
@@ -46,17 +46,29 @@ def truthy(v: str | None) -> bool:
     return v is not None and v.strip().lower() in ("true", "1", "yes")
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=_enc.encode(body), status=status, content_type="application/json", headers=headers
-    )
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_enc.encode(body), status, headers=headers)
 
 
-def error_response(e: ApiError) -> web.Response:
+def error_response(e: ApiError) -> Response:
     return json_response(e.status(), e.code, e.headers or None)
 
 
-NodeHook = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_DECODE_ERRORS = (msgspec.DecodeError, yaml.YAMLError, UnicodeDecodeError, ValueError, IndexError)
+
+
+def decode_error_response(e: Exception) -> Response:
+    return error_response(errors.bad_request(f"error decoding request body: {e}"))
+
+
+async def _guard(pending: Awaitable[Result]) -> Result:
+    """API errors raised after a handler started waiting become Status responses, as before it waited."""
+    try:
+        return await pending
+    except ApiError as e:
+        return error_response(e)
+    except _DECODE_ERRORS as e:
+        return decode_error_response(e)
 
 
 class ApiServer:
@@ -66,36 +78,36 @@ class ApiServer:
         *,
         faults: Faults | None = None,
         bookmark_interval: float = 1.0,
-        node_routes: list[tuple[str, str, NodeHook]] | None = None,
+        node_routes: list[tuple[str, str, Handler]] | None = None,
     ) -> None:
         self.store = store
         self.faults = faults or Faults()
         self.bookmark_interval = bookmark_interval
         self.rv_wait = 3.0  # how long a list for a future resourceVersion waits before 504 (like k8s)
-        self.app = web.Application(client_max_size=64 * 1024 * 1024)
-        self.app.router.add_get("/sim/faults", self._get_faults)
-        self.app.router.add_post("/sim/faults", self._post_faults)
-        self.app.router.add_delete("/sim/faults", self._delete_faults)
+        self.router = Router()
+        self.router.add("GET", "/sim/faults", self._get_faults)
+        self.router.add("POST", "/sim/faults", self._post_faults)
+        self.router.add("DELETE", "/sim/faults", self._delete_faults)
         for method, path, fn in node_routes or []:
-            self.app.router.add_route(method, path, fn)
-        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+            self.router.add(method, path, fn)
+        self.router.add("*", "/{tail:.*}", self._dispatch)
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self.closing = asyncio.Event()
 
     # ---------------------------------------------------------------- /sim/faults
 
-    async def _get_faults(self, request: web.Request) -> web.Response:
+    def _get_faults(self, request: Request) -> Response:
         return json_response(self.faults.to_dict())
 
-    async def _post_faults(self, request: web.Request) -> web.Response:
+    def _post_faults(self, request: Request) -> Response:
         try:
-            body = await request.json()
+            body = request.json()
             self.faults.update(**body)
         except (ValueError, TypeError) as e:
             return error_response(errors.bad_request(str(e)))
         return json_response(self.faults.to_dict())
 
-    async def _delete_faults(self, request: web.Request) -> web.Response:
+    def _delete_faults(self, request: Request) -> Response:
         self.faults.reset()
         return json_response(self.faults.to_dict())
 
@@ -173,7 +185,7 @@ class ApiServer:
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 
-    def _discovery(self, request: web.Request, parts: list[str]) -> web.Response | None:
+    def _discovery(self, request: Request, parts: list[str]) -> Response | None:
         host = request.host
         if parts == ["api"]:
             return json_response(
@@ -199,7 +211,7 @@ class ApiServer:
         if parts == ["version"]:
             return json_response(K8S_VERSION)
         if parts in (["healthz"], ["readyz"], ["livez"]):
-            return web.Response(text="ok")
+            return Response(b"ok", content_type="text/plain; charset=utf-8")
         return None
 
     # ---------------------------------------------------------------- routing
@@ -226,7 +238,8 @@ class ApiServer:
             return None
         return rt, ns, name, sub
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    def _dispatch(self, request: Request) -> Response | Awaitable[Result]:
+        """Serve one API request; returns the response, or an awaitable for the few that must wait."""
         parts = [p for p in request.path.split("/") if p]
         try:
             if request.method == "GET":
@@ -245,20 +258,36 @@ class ApiServer:
             if self.faults.active:
                 delay = self.faults.latency_for(verb, rt.plural)
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    return _guard(self._delayed(delay, request, verb, rt, ns, name, sub))
                 injected = self.faults.error_for(verb, rt.plural, name)
                 if injected is not None:
                     return error_response(injected)
-            if verb == "watch":
-                return await self._watch(request, rt, ns)
-            return await self._handle(request, verb, rt, ns, name, sub)
+            return self._serve(request, verb, rt, ns, name, sub)
         except ApiError as e:
             return error_response(e)
-        except (msgspec.DecodeError, yaml.YAMLError, UnicodeDecodeError, ValueError, IndexError) as e:
-            return error_response(errors.bad_request(f"error decoding request body: {e}"))
+        except _DECODE_ERRORS as e:
+            return decode_error_response(e)
+
+    async def _delayed(
+        self, delay: float, request: Request, verb: str, rt: ResourceType, ns: str, name: str, sub: str
+    ) -> Result:
+        """Injected latency: the request is served (and its fault drawn) after the delay."""
+        await asyncio.sleep(delay)
+        injected = self.faults.error_for(verb, rt.plural, name)
+        if injected is not None:
+            return error_response(injected)
+        result = self._serve(request, verb, rt, ns, name, sub)
+        return result if isinstance(result, Response) else await result
+
+    def _serve(
+        self, request: Request, verb: str, rt: ResourceType, ns: str, name: str, sub: str
+    ) -> Response | Awaitable[Result]:
+        if verb == "watch":
+            return _guard(self._watch(request, rt, ns))
+        return self._handle(request, verb, rt, ns, name, sub)
 
     @staticmethod
-    def _verb(request: web.Request, name: str) -> str:
+    def _verb(request: Request, name: str) -> str:
         m = request.method
         if m == "GET":
             if name:
@@ -271,8 +300,8 @@ class ApiServer:
             "DELETE": "delete" if name else "deletecollection",
         }.get(m, m.lower())
 
-    async def _body(self, request: web.Request) -> Any:
-        raw = await request.read()
+    def _body(self, request: Request) -> Any:
+        raw = request.body
         if not raw:
             return None
         ctype = request.content_type
@@ -285,9 +314,9 @@ class ApiServer:
             return obj
         return _dec.decode(raw)
 
-    async def _handle(
-        self, request: web.Request, verb: str, rt: ResourceType, ns: str, name: str, sub: str
-    ) -> web.Response:
+    def _handle(
+        self, request: Request, verb: str, rt: ResourceType, ns: str, name: str, sub: str
+    ) -> Response | Awaitable[Result]:
         q = request.query
         store = self.store
         dry_run = bool(q.get("dryRun"))
@@ -295,16 +324,16 @@ class ApiServer:
             if verb == "get":
                 return json_response(store.get_scale(rt, ns, name))
             if verb == "update":
-                return json_response(store.set_scale(rt, ns, name, await self._body(request) or {}))
+                return json_response(store.set_scale(rt, ns, name, self._body(request) or {}))
             if verb == "patch":
                 return json_response(
-                    store.patch_scale(rt, ns, name, request.content_type, await self._body(request))
+                    store.patch_scale(rt, ns, name, request.content_type, self._body(request))
                 )
             raise errors.method_not_allowed()
         if sub == "binding":
             if verb != "create":
                 raise errors.method_not_allowed()
-            body = await self._body(request) or {}
+            body = self._body(request) or {}
             target = (body.get("target") or {}).get("name")
             if not target:
                 raise errors.invalid(
@@ -320,9 +349,9 @@ class ApiServer:
             obj = store.get(rt, ns, name)
             return self._respond_objects(request, rt, [obj], single=True)
         if verb == "list":
-            return await self._list(request, rt, ns)
+            return self._list(request, rt, ns)
         if verb in ("create", "update", "patch"):
-            body = await self._body(request)
+            body = self._body(request)
             store.field_validation = q.get("fieldValidation")
             store.warnings = []
             try:
@@ -361,10 +390,10 @@ class ApiServer:
                 store.warnings = []
             resp = json_response(obj, code)
             for w in warnings:
-                resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+                resp.add_header("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
             return resp
         if verb == "delete":
-            body = await self._body(request) or {}
+            body = self._body(request) or {}
             grace = q.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
             propagation = q.get("propagationPolicy", body.get("propagationPolicy"))
             if body.get("orphanDependents") is True or truthy(q.get("orphanDependents")):
@@ -409,7 +438,7 @@ class ApiServer:
             )
         raise errors.method_not_allowed()
 
-    async def _list(self, request: web.Request, rt: ResourceType, ns: str) -> web.Response:
+    def _list(self, request: Request, rt: ResourceType, ns: str) -> Response | Awaitable[Result]:
         """list with Kubernetes' resourceVersion / resourceVersionMatch / limit / continue semantics."""
         q = request.query
         store = self.store
@@ -454,7 +483,7 @@ class ApiServer:
             except ValueError:
                 raise errors.bad_request(f"invalid resource version: {rv_param}") from None
             if want > store.rv:
-                await self._wait_rv(want)
+                return _guard(self._list_later(request, rt, ns, want))
             if rv_param == "0":
                 limit = 0  # served from the watch cache: limit is ignored, like kube-apiserver
             elif match == "Exact":
@@ -481,7 +510,7 @@ class ApiServer:
                 meta["remainingItemCount"] = remaining
         return self._respond_objects(request, rt, items, rv=str(snap), list_meta=meta)
 
-    async def _wait_rv(self, want: int) -> None:
+    async def _list_later(self, request: Request, rt: ResourceType, ns: str, want: int) -> Result:
         """NotOlderThan/Exact with a resourceVersion the store has not reached: wait, then 504."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.rv_wait
@@ -489,17 +518,19 @@ class ApiServer:
             if loop.time() >= deadline:
                 raise errors.too_large_rv(want, self.store.rv)
             await asyncio.sleep(0.02)
+        result = self._list(request, rt, ns)
+        return result if isinstance(result, Response) else await result
 
     def _respond_objects(
         self,
-        request: web.Request,
+        request: Request,
         rt: ResourceType,
         items: list[dict[str, Any]],
         *,
         single: bool = False,
         rv: str = "",
         list_meta: dict[str, Any] | None = None,
-    ) -> web.Response:
+    ) -> Response:
         accept = request.headers.get("Accept", "")
         if "as=Table" in accept:
             include = request.query.get("includeObject", "Metadata")
@@ -522,22 +553,21 @@ class ApiServer:
 
     # ---------------------------------------------------------------- watch
 
-    async def _watch(self, request: web.Request, rt: ResourceType, ns: str) -> web.StreamResponse:
+    async def _watch(self, request: Request, rt: ResourceType, ns: str) -> StreamResponse:
         q = request.query
         label = parse_label_selector(q.get("labelSelector"))
         field = parse_field_selector(q.get("fieldSelector"))
         timeout = q.get("timeoutSeconds")
         bookmarks = truthy(q.get("allowWatchBookmarks"))
-        resp = web.StreamResponse(
-            status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+        resp = StreamResponse(
+            request, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
         )
-        resp.enable_chunked_encoding()
         try:
             w = self.store.watch(rt, ns or None, q.get("resourceVersion"), label, field)
         except ApiError as e:
             if e.code != 410:
                 raise
-            await resp.prepare(request)
+            await resp.prepare()
             await resp.write(_enc.encode({"type": "ERROR", "object": e.status()}) + b"\n")
             await resp.write_eof()
             return resp
@@ -566,7 +596,7 @@ class ApiServer:
             return b"".join(out)
 
         try:
-            await resp.prepare(request)
+            await resp.prepare()
             while not self.closing.is_set():
                 now = loop.time()
                 waits = []
@@ -612,7 +642,7 @@ class ApiServer:
 
     # ---------------------------------------------------------------- openapi
 
-    def _openapi(self, parts: list[str]) -> web.Response:
+    def _openapi(self, parts: list[str]) -> Response:
         if parts == ["openapi", "v3"]:
             paths = {}
             gvs = {(rt.group, rt.version) for rt in self.store.types.values()}
