@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--now", default=None, help="RFC 3339 time to plan at (default: now)")
     p.add_argument("--feature-gates", default=None)
+    p.add_argument("--create-limit", type=int, default=None, metavar="N",
+                   help="create at most N pods, as the live planner's slow start does (default: all)")
     p = sub.add_parser("events", help="print rollout events from NATS (replayable)")
     _common(p, kube=False)
     p.add_argument("-n", "--namespace", default=None)
@@ -155,7 +157,8 @@ async def cmd_planner(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from services.planner import dryrun
 
-    code, out = dryrun.run(args.file, now=args.now, feature_gates=args.feature_gates)
+    code, out = dryrun.run(args.file, now=args.now, feature_gates=args.feature_gates,
+                           create_limit=args.create_limit)
     (sys.stdout if code == 0 else sys.stderr).write(out if out.endswith("\n") else out + "\n")
     return code
 

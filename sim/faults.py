@@ -21,7 +21,7 @@ class Faults:
     latency: dict[str, float] = field(default_factory=dict)
     # verb (or "*") -> probability in [0, 1] that the request fails instead of being handled
     error_rate: dict[str, float] = field(default_factory=dict)
-    # status codes a failing request answers with (picked at random): 409, 429, 500 (503 also works)
+    # status codes a failing request answers with (picked at random): 403, 409, 429, 500, 503
     error_codes: list[int] = field(default_factory=lambda: [500])
     # Retry-After seconds sent with 429 (and in Status details.retryAfterSeconds)
     retry_after: int = 1
@@ -83,6 +83,14 @@ class Faults:
                 f'Operation cannot be fulfilled on {plural} "{name}": the object has '
                 "been modified; please apply your changes to the latest version and try again "
                 "(injected fault)",
+                {"name": name, "kind": plural},
+            )
+        if code == 403:  # what a quota or an admission webhook answers
+            what = f'{plural} "{name}"' if name else plural
+            return ApiError(
+                403,
+                "Forbidden",
+                f"{what} is forbidden: exceeded quota: injected fault",
                 {"name": name, "kind": plural},
             )
         if code == 429:

@@ -195,13 +195,15 @@ def _apply_revisions(plan: Plan, revisions: list[ControllerRevision]) -> list[Co
     return out
 
 
-def plan_file(text: str, *, now: datetime, gates: FeatureGates) -> tuple[Plan, list[Plan]]:
+def plan_file(
+    text: str, *, now: datetime, gates: FeatureGates, create_limit: int | None = None
+) -> tuple[Plan, list[Plan]]:
     cs, pods, revisions = load(text)
     if not revisions:
         revisions = synthesise_revisions(cs, pods)
     plans: list[Plan] = []
     view = CloneSetView(cloneset=cs, pods=pods, revisions=revisions)
-    plan = plan_cloneset(view, now=now, gates=gates)
+    plan = plan_cloneset(view, now=now, gates=gates, create_limit=create_limit)
     plans.append(plan)
     if not plan.errors and any(c.verb in ("revision-create", "revision-bump") for c in plan.commands):
         sel = select_revisions(cs, revisions, pods)
@@ -210,13 +212,18 @@ def plan_file(text: str, *, now: datetime, gates: FeatureGates) -> tuple[Plan, l
             revisions = [sel.bump if r.metadata.name == sel.bump.metadata.name else r for r in revisions]
         status = msgspec.structs.replace(cs.status, update_revision=sel.update.metadata.name)
         cs2 = msgspec.structs.replace(cs, status=status)
-        plan = plan_cloneset(CloneSetView(cloneset=cs2, pods=pods, revisions=revisions), now=now, gates=gates)
+        view2 = CloneSetView(cloneset=cs2, pods=pods, revisions=revisions)
+        plan = plan_cloneset(view2, now=now, gates=gates, create_limit=create_limit)
         plans.append(plan)
     return plan, plans
 
 
-def run(path: str, *, now: str | None, feature_gates: str | None) -> tuple[int, str]:
+def run(
+    path: str, *, now: str | None, feature_gates: str | None, create_limit: int | None = None
+) -> tuple[int, str]:
     """The CLI entry point: (exit code, stdout text)."""
+    if create_limit is not None and create_limit < 1:
+        return 2, f"error: --create-limit must be at least 1, got {create_limit}\n"
     try:
         when = _parse_now(now)
         gates = parse_feature_gates(feature_gates) if feature_gates else DEFAULT_GATES
@@ -228,7 +235,7 @@ def run(path: str, *, now: str | None, feature_gates: str | None) -> tuple[int, 
     except OSError as exc:
         return 2, f"error: cannot read {path}: {exc.strerror or exc}\n"
     try:
-        final, plans = plan_file(text, now=when, gates=gates)
+        final, plans = plan_file(text, now=when, gates=gates, create_limit=create_limit)
     except InputError as exc:
         return 2, f"error: {path}: {exc}\n"
     actions = [_action(c) for p in plans for c in p.commands if c.verb != "status"]

@@ -40,7 +40,7 @@ from schemas.messages import (
 )
 from schemas.subjects import EVENT_REJECTED
 from services.bus import Bus
-from services.planner.cloneset.commands import VERB_REVISION_CREATE
+from services.planner.cloneset.commands import VERB_CREATE, VERB_REVISION_CREATE
 from services.planner.cloneset.expectations import expectation_met
 from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
 from services.planner.cloneset.plan import CloneSetView, Expectation, plan_cloneset
@@ -74,6 +74,21 @@ class Workload:
     revisions_expected: dict[str, float] = field(default_factory=dict)
 
     by_name: dict[str, Pod] = field(default_factory=dict)  # the same pods by name (for expectations)
+    # Slow start (Kruise's 1, 2, 4, ... creation batches; one batch per pass): the pods the last pass
+    # created and the limit it had. The next pass doubles the limit if all of them appeared.
+    created: list[str] = field(default_factory=list)
+    create_limit: int = 1
+
+    def next_create_limit(self) -> int:
+        """1 for a new scale-out or after a batch with a failure (a pod that never appeared: its create
+        was rejected or its expectation expired); twice the last limit after a batch that all landed."""
+        if self.created and all(name in self.by_name for name in self.created):
+            return 2 * self.create_limit
+        return 1
+
+    def record_creates(self, limit: int, created: list[str]) -> None:
+        self.created = created
+        self.create_limit = limit
 
     def set_pod(self, pod: Pod) -> None:
         old = self.pods.get(pod.metadata.uid)
@@ -113,6 +128,8 @@ class Workload:
 
 RETRY_SEP = "@retry"  # a re-sent rejected command's msg id: `<command id>@retry<n>`
 COMMAND_MEMORY = 300.0  # seconds the planner remembers sent and rejected command ids (> duplicate window)
+RETRY_BACKOFF = 1.0  # seconds before a rejected decision is re-sent on an unchanged view; doubles per rejection
+RETRY_BACKOFF_MAX = 60.0
 PUBLISH_WINDOW = 256  # publishes of one planning pass awaiting their acks at once
 
 
@@ -219,13 +236,15 @@ class Planner:
         view = CloneSetView(cloneset=cs, pods=sorted(wl.pods.values(), key=lambda p: p.metadata.name),
                             revisions=list(wl.revisions.values()), previous=wl.previous)
         started = time.time_ns()
-        plan = plan_cloneset(view, now=datetime.now(UTC), gates=self.gates)
+        limit = wl.next_create_limit()
+        plan = plan_cloneset(view, now=datetime.now(UTC), gates=self.gates, create_limit=limit)
         if not plan.errors:
             wl.previous = cs
         update_revision = plan.status.update_revision
         context = rollout_context(wl.uid, update_revision) if update_revision else None
         trace_id = f"{rollout_trace_id(wl.uid, update_revision):032x}" if update_revision else ""
-        sends, held_back = self.sendable(wl, plan.commands)
+        sends, held_back, retry_in = self.sendable(wl, plan.commands)
+        wl.record_creates(limit, [cmd.pod for cmd, _ in sends if cmd.verb == VERB_CREATE and cmd.pod])
         deadline = time.monotonic() + self.expectation_timeout
         wl.expectations.extend((e, deadline) for e in plan.expectations if e.pod not in held_back)
         wl.revisions_expected.update((cmd.revision, deadline) for cmd, _ in sends
@@ -248,20 +267,27 @@ class Planner:
                 for ev in plan.events])
         self.close_rollout(wl, plan.status.current_revision, update_revision)
         self.plans += 1  # counted once everything it decided is on the bus
+        if retry_in is not None:
+            return retry_in if plan.requeue_after is None else min(plan.requeue_after, retry_in)
         return plan.requeue_after
 
-    def sendable(self, wl: Workload, commands: list[Command]) -> tuple[list[tuple[Command, str | None]], set[str]]:
-        """The commands to publish, each with its msg id (None: the command id), and the pods whose
-        commands are held back.
+    def sendable(
+        self, wl: Workload, commands: list[Command]
+    ) -> tuple[list[tuple[Command, str | None]], set[str], float | None]:
+        """The commands to publish, each with its msg id (None: the command id); the pods whose
+        commands are held back; and when the first held-back command may be retried (seconds).
 
-        A command that was rejected before is re-sent as `<id>@retry<n>` (past the duplicate window),
-        unless it was decided again on the same view of its object as the rejected one: that view is
+        A command that was rejected before is re-sent as `<id>@retry<n>` (past the duplicate window).
+        If it was decided again on the same view of its object as the rejected one, that view may be
         stale, so it is held back (with its pod's expectations) until fresher state marks the workload
-        dirty again.
+        dirty again, or until its backoff (1 s, doubling per rejection, at most 60 s) has passed: a
+        create refused by a quota or an admission webhook has no newer view to wait for, and Kruise
+        retries a failed reconcile with the same kind of backoff.
         """
         now = time.monotonic()
         out: list[tuple[Command, str | None]] = []
         held: set[str] = set()
+        retry_in: float | None = None
         for cmd in commands:
             if cmd.pod:
                 pod = wl.by_name.get(cmd.pod)
@@ -271,15 +297,18 @@ class Planner:
             msg_id = None
             rejected = self.rejected.get(cmd.id)
             if rejected is not None:
+                count, when = rejected
                 sent = self.sent.get(cmd.id)
-                if sent is not None and sent[0] == version:
+                wait = when + min(RETRY_BACKOFF * 2 ** (count - 1), RETRY_BACKOFF_MAX) - now
+                if sent is not None and sent[0] == version and wait > 0:
                     if cmd.pod:
                         held.add(cmd.pod)
+                    retry_in = wait if retry_in is None else min(retry_in, wait)
                     continue
-                msg_id = f"{cmd.id}{RETRY_SEP}{rejected[0]}"
+                msg_id = f"{cmd.id}{RETRY_SEP}{count}"
             self.sent[cmd.id] = (version, now)
             out.append((cmd, msg_id))
-        return out, held
+        return out, held, retry_in
 
     def forget(self, now: float) -> None:
         """Drop what is remembered about commands older than the duplicate window (with margin)."""

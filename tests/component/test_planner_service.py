@@ -15,8 +15,16 @@ from contextlib import asynccontextmanager
 import msgspec
 
 from schemas.cloneset import CloneSet
-from schemas.kube import ControllerRevision
-from schemas.messages import COMMAND_DECODER, CloneSetState, Command, CreateOp, RevisionState
+from schemas.kube import ControllerRevision, Pod
+from schemas.messages import (
+    COMMAND_DECODER,
+    CloneSetState,
+    Command,
+    CreateOp,
+    PodState,
+    RevisionState,
+    RolloutEvent,
+)
 from services.bus import Bus
 from services.demo import load_sample
 from services.natsd import NatsServer
@@ -29,6 +37,14 @@ def sample_cloneset(name: str = "sample") -> CloneSet:
     body["metadata"] = {"name": name, "namespace": "default", "uid": str(uuid.uuid4()), "generation": 1,
                         "resourceVersion": "10", "labels": {"app": "sample"}}
     return msgspec.convert(body, CloneSet)
+
+
+def pod_from(create: Command) -> Pod:
+    """The pod a create command asks for, as the watcher would report it once the API server made it."""
+    body = create.ops[-1].body  # type: ignore[union-attr]
+    meta = {**body["metadata"], "uid": f"uid-{create.pod}", "resourceVersion": "20",
+            "creationTimestamp": "2026-01-01T00:00:00Z"}
+    return msgspec.convert({**body, "metadata": meta, "status": {"phase": "Pending"}}, Pod)
 
 
 async def commands(bus: Bus, workload_uid: str) -> list[Command]:
@@ -76,14 +92,27 @@ async def test_state_in_commands_out_and_restart_dedup(nats_server: NatsServer, 
         revision = msgspec.convert({**op.body, "metadata": {**op.body["metadata"], "uid": "rev-uid",
                                                             "resourceVersion": "11"}}, ControllerRevision)
 
-        # The revision is observed: the next pass creates the 5 pods, named from the revision.
+        # The revision is observed: the next passes create the 5 pods, named from the revision, in
+        # Kruise's slow-start batches (1, 2, then the 2 left of a batch of 4): each batch is planned
+        # once the pods of the one before are observed.
         await bus.publish_state(RevisionState(object=revision))
-        cmds = await eventually(lambda: commands(bus, cs.metadata.uid),
-                                lambda cmds: sum(c.verb == "create" for c in cmds) == 5,
-                                what="five create commands")
-        creates = [c for c in cmds if c.verb == "create"]
-        assert len({c.pod for c in creates}) == 5
-        assert all(c.revision == revision.metadata.name for c in creates)
+        seen: set[str] = set()
+        for size in (1, 2, 2):
+            # the commands of one pass land one by one: wait for the whole batch, then check that
+            # it is exactly that big (a bigger one would also show up in the next batch's count)
+            def new(cmds: list[Command]) -> list[Command]:
+                return [c for c in cmds if c.verb == "create" and c.pod not in seen]
+
+            cmds = await eventually(lambda: commands(bus, cs.metadata.uid),
+                                    lambda cmds, size=size: len(new(cmds)) >= size,
+                                    what=f"a batch of {size} creates after {len(seen)} pods")
+            batch = new(cmds)
+            assert len(batch) == size, [c.pod for c in batch]
+            assert all(c.revision == revision.metadata.name for c in batch)
+            for c in batch:
+                seen.add(c.pod)
+                await bus.publish_state(PodState(object=pod_from(c)))
+        assert sum(c.verb == "create" for c in await commands(bus, cs.metadata.uid)) == 5
 
         # Garbage on a state subject is rejected; the planner keeps serving other workloads.
         await bus.js.publish(bus.subjects.state("default", cs.metadata.uid, "pod", "junk"), b"\x00not json",
@@ -104,3 +133,46 @@ async def test_state_in_commands_out_and_restart_dedup(nats_server: NatsServer, 
         after = await bus.js.stream_info(bus.subjects.stream("CMD"))
         assert after.state.messages == before.state.messages
         assert set(planner.workloads) >= {cs.metadata.uid, other.metadata.uid}
+
+
+async def msg_ids(bus: Bus) -> list[str]:
+    """The Nats-Msg-Id of every command in the work queue, in order."""
+    stream = bus.subjects.stream("CMD")
+    info = await bus.js.stream_info(stream)
+    out: list[str] = []
+    for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
+        msg = await bus.js.get_msg(stream, seq)
+        out.append((msg.headers or {}).get("Nats-Msg-Id", ""))
+    return out
+
+
+async def test_refused_create_is_retried_after_a_backoff_one_pod_at_a_time(nats_server: NatsServer,
+                                                                          uid: str) -> None:
+    """A create the API server refused for good (quota, admission) has no newer view to wait for: the
+    planner re-sends it after a backoff, as `<id>@retry1`, and slow start drops back to one pod, so
+    the refusal is not repeated for every missing replica."""
+    cs = sample_cloneset("refused")
+    async with planner_running(nats_server.url, f"p{uid}") as (bus, _):
+        await bus.publish_state(CloneSetState(object=cs))
+        first = await eventually(lambda: commands(bus, cs.metadata.uid),
+                                 lambda cmds: any(c.verb == "revision-create" for c in cmds),
+                                 what="a revision-create command")
+        op = next(c for c in first if c.verb == "revision-create").ops[0]
+        assert isinstance(op, CreateOp)
+        await bus.publish_state(RevisionState(object=msgspec.convert(
+            {**op.body, "metadata": {**op.body["metadata"], "uid": "rev-uid", "resourceVersion": "11"}},
+            ControllerRevision)))
+        cmds = await eventually(lambda: commands(bus, cs.metadata.uid),
+                                lambda cmds: any(c.verb == "create" for c in cmds), what="the first create")
+        (create,) = [c for c in cmds if c.verb == "create"]
+
+        # what the executor publishes when the API server answers 403
+        await bus.publish_event(RolloutEvent(
+            type="rejected", namespace="default", workload=cs.metadata.name, time="2026-01-01T00:00:00Z",
+            message="pods is forbidden: exceeded quota", command_id=create.id, reason="forbidden"),
+            msg_id=f"rejected:{create.id}")
+        ids = await eventually(lambda: msg_ids(bus), lambda ids: f"{create.id}@retry1" in ids, timeout=15,
+                               what="the refused create to be re-sent after its backoff")
+        creates = [c for c in await commands(bus, cs.metadata.uid) if c.verb == "create"]
+        assert [c.pod for c in creates] == [create.pod, create.pod], "slow start is back to one pod"
+        assert ids.count(f"{create.id}@retry1") == 1

@@ -27,4 +27,6 @@ def test_pipeline_bench_runs_at_small_scale(tmp_path: Path) -> None:
     assert len(tp["isolated_ms"]) == 2
     assert cold["tracked"] == 300 and 0 < cold["replay_s"] <= cold["plan_s"]
     assert 0 < ro["inplace_s"] and 0 < ro["recreate_s"]
+    spread = results["rollout_spread"]
+    assert spread["nodes"] == 10 and 0 < spread["inplace_s"] and 0 < spread["recreate_s"]  # a pod per node
     assert "## Pipeline" in proc.stdout  # the docs table renders

@@ -26,7 +26,7 @@ from schemas.constants import (
     LABEL_REVISION_HASH,
     STATE_PREPARING_DELETE,
 )
-from schemas.messages import CLONESETS, PODS
+from schemas.messages import CLONESETS, EVENTS, PODS
 from services.kube import Kube
 from services.observe import Snapshot, images_of, pod_ready, poll, restart_count, snapshot
 from services.stack import Stack
@@ -247,3 +247,25 @@ async def test_volume_claim_templates_get_one_pvc_per_pod(stack: Stack, kube: Ku
                        what="scale-in to 1 pod")
     kept = f"data-vct-{after.pods[0].metadata.labels['apps.kruise.io/cloneset-instance-id']}"
     await poll(claim_names, lambda names: names == {kept}, timeout=30, what="the victim's PVC to be deleted")
+
+
+async def test_refused_creates_try_one_pod_at_a_time_then_recover(stack: Stack, kube: Kube) -> None:
+    """Kruise's slow start: while the API server refuses pod creation (the sim answers 403 "exceeded
+    quota", as a ResourceQuota would), kruisebus retries one pod at a time with a backoff instead of
+    trying every missing replica; each refusal is a FailedCreate Warning Event on the CloneSet naming
+    the pod. Once creation is allowed again the CloneSet scales out to all its replicas."""
+    async def refusals() -> list[dict[str, Any]]:
+        items, _ = await kube.list(EVENTS, NS)
+        events = [msgspec.json.decode(raw) for raw in items]
+        return [e for e in events if e["reason"] == "FailedCreate" and e["involvedObject"]["name"] == "quota"]
+
+    await kube.request("POST", "/sim/faults", body={"error_rate": {"create": 1.0}, "error_codes": [403],
+                                                    "resources": ["pods"]})
+    await kube.create(CLONESETS, NS, cloneset("quota", replicas=6))
+    refused = await poll(refusals, lambda evs: len(evs) >= 2, timeout=30,
+                         what="the first refused create and its retry")
+    await kube.request("DELETE", "/sim/faults")
+    assert all(e["type"] == "Warning" and "exceeded quota" in e["message"] for e in refused), refused
+    named = {e["message"].split(":", 1)[0].removeprefix("failed to create pod ") for e in await refusals()}
+    assert len(named) == 1, f"every refusal is the same single pod, not one per missing replica: {named}"
+    await settled(kube, "quota", 6)

@@ -34,6 +34,7 @@ class Ctx:
     update_rev: ControllerRevision
     current_rev: ControllerRevision
     tally: Tally
+    create_limit: int | None = None  # slow start: at most this many pod creations in this pass
     _templates: dict[str, PodTemplateSpec | None] = field(default_factory=dict)
     _priorities: dict[str, dict[str, int | None]] = field(default_factory=dict)
     _specs: dict[tuple[str, str], UpdateSpec | None] = field(default_factory=dict)

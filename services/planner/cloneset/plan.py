@@ -69,8 +69,18 @@ __all__ = ["CloneSetView", "Expectation", "FieldError", "Plan", "plan_cloneset"]
 _REV_ENCODER = msgspec.json.Encoder()
 
 
-def plan_cloneset(view: CloneSetView, *, now: datetime, gates: FeatureGates = DEFAULT_GATES) -> Plan:
+def plan_cloneset(
+    view: CloneSetView,
+    *,
+    now: datetime,
+    gates: FeatureGates = DEFAULT_GATES,
+    create_limit: int | None = None,
+) -> Plan:
     """One reconcile pass over ``view`` at time ``now`` (UTC-aware; naive is taken as UTC).
+
+    ``create_limit`` caps the pod creations of this pass: the planner service's slow start (Kruise
+    creates in batches of 1, 2, 4, ... and stops after a batch with a failure). ``None`` plans every
+    creation the pass needs, which is what one Kruise reconcile attempts when all of them succeed.
 
     The cyclic garbage collector is paused for the pass (and restored): a pass allocates many small
     acyclic objects, and with 100,000 tracked pods alive each collection it triggers walks them all,
@@ -79,13 +89,13 @@ def plan_cloneset(view: CloneSetView, *, now: datetime, gates: FeatureGates = DE
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _plan(view, now=now, gates=gates)
+        return _plan(view, now=now, gates=gates, create_limit=create_limit)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates) -> Plan:
+def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates, create_limit: int | None) -> Plan:
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     cs = view.cloneset
     # pods only matter to validation for podsToDelete (skip building its name index otherwise)
@@ -113,6 +123,7 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates) -> Plan:
         update_rev=sel.update,
         current_rev=sel.current,
         tally=tally,
+        create_limit=create_limit,
     )
 
     conditions = [c for c in cs.status.conditions if c.type != CONDITION_INVALID_SPEC]

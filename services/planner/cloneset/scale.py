@@ -6,9 +6,12 @@ scaling predicate; scale out (always ends the step); finish pre-deletes; delete 
 pending). The first sub-step that writes anything ends the step, and then the whole pass skips the
 update step (§12 "one kind of mutation per pass").
 
-Creations are emitted all at once, in order; Kruise's slow-start batching (1, 2, 4, ...) is the
-executor's concern (command i belongs to batch floor(log2(i+1))): the planner has no way to observe a
-failed create inside one pass, and the next pass re-plans any pod that did not appear.
+Kruise creates pods in slow-start batches (1, 2, 4, ...) inside one reconcile and stops after a batch
+with a failure, so a quota or admission error costs one failed call, not one per missing pod. Here one
+batch is one pass: the planner service passes ``Ctx.create_limit`` (doubled after every pod of the last
+batch appeared, back to 1 otherwise), the pass creates that many of the pods it needs, and the next
+pass runs once they are observed. The revision split is recomputed each pass from the pods that exist,
+so the batches together create what the whole list would have.
 """
 
 from __future__ import annotations
@@ -174,7 +177,8 @@ def create_pods(ctx: Ctx, expected: int, expected_current: int) -> bool:
     used = {p.metadata.labels.get(LABEL_INSTANCE_ID, "") for p in ctx.all_pods}
     used |= {p.metadata.name[len(ctx.cs.metadata.name) + 1 :] for p in ctx.all_pods}
     used.discard("")
-    ids = generate_ids(ctx.cs.metadata.uid, expected, used, reusable_pvc_ids(ctx))
+    count = expected if ctx.create_limit is None else min(expected, max(ctx.create_limit, 1))
+    ids = generate_ids(ctx.cs.metadata.uid, count, used, reusable_pvc_ids(ctx))
     for n, iid in enumerate(ids):
         # Kruise: the first scaleUpNumOldRevision pods come from currentRevision when that is fewer than
         # all creations; all of them when it is not.

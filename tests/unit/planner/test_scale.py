@@ -319,3 +319,43 @@ def test_preparing_update_as_update_gate_affects_scaling_only() -> None:
     gates = FeatureGates(preparing_update_as_update=True)
     p = plan_cloneset(view_of(new, pods, [r_old, r_new]), now=NOW, gates=gates)
     assert [c.revision for c in p.commands if c.verb == "create"] == [r_new["metadata"]["name"]]
+
+
+def test_slow_start_batches_create_what_one_unlimited_pass_would() -> None:
+    """Kruise's slow start (1, 2, 4, ...) as one batch per pass: each pass creates at most
+    ``create_limit`` pods; passes over the growing pod list together create exactly the pods (names
+    and revisions, 3 from the current revision under partition 3, 4 from the update revision) that a
+    single unlimited pass plans."""
+    old = cs_dict(replicas=7, partition=3)
+    new = with_image(old, "nginx:2.0")
+    r_old, r_new = revision_dict(old, 1), revision_dict(new, 2)
+    new["status"] = {"currentRevision": r_old["metadata"]["name"], "updateRevision": r_old["metadata"]["name"]}
+
+    def creates(plan: Plan) -> list[tuple[str, str]]:
+        return [(c.pod, c.revision) for c in plan.commands if c.verb == "create"]
+
+    everything = creates(plan_cloneset(view_of(new, [], [r_old, r_new]), now=NOW))
+    assert len(everything) == 7
+    pods: list[dict[str, Any]] = []
+    batches: list[list[tuple[str, str]]] = []
+    limit = 1
+    while batch := creates(plan := plan_cloneset(view_of(new, pods, [r_old, r_new]), now=NOW, create_limit=limit)):
+        batches.append(batch)
+        for cmd in plan.commands:
+            if cmd.verb == "create":
+                body = cmd.ops[-1].body  # type: ignore[union-attr]
+                meta = {**body["metadata"], "uid": f"uid-{cmd.pod}", "resourceVersion": "1",
+                        "creationTimestamp": "2026-01-01T00:00:00Z"}
+                pods.append({**body, "metadata": meta, "status": {"phase": "Pending"}})
+        limit *= 2
+    assert [len(b) for b in batches] == [1, 2, 4]
+    assert sorted(p for b in batches for p in b) == sorted(everything)
+    assert sum(rev == r_old["metadata"]["name"] for b in batches for _, rev in b) == 3
+
+
+def test_create_limit_caps_one_pass() -> None:
+    cs = cs_dict(replicas=5)
+    rev = revision_dict(cs)
+    p = plan_cloneset(view_of(cs, [], [rev]), now=NOW, create_limit=2)
+    assert sum(c.verb == "create" for c in p.commands) == 2
+    assert [e.kind for e in p.expectations].count("present") == 2
