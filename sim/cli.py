@@ -58,6 +58,9 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         "--fault-error-codes", default="500", help="comma-separated codes for failures (409,429,500)"
     )
     p.add_argument("--fault-watch-cut-after", type=int, default=None, help="close watches after N events")
+    p.add_argument(
+        "--fault-watch-cut-after-seconds", type=float, default=None, help="close watches after S seconds"
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -68,6 +71,7 @@ def cluster_from_args(args: argparse.Namespace) -> SimCluster:
         error_rate={"*": args.fault_error_rate} if args.fault_error_rate else {},
         error_codes=[int(c) for c in args.fault_error_codes.split(",") if c.strip()],
         watch_cut_after=args.fault_watch_cut_after,
+        watch_cut_after_seconds=args.fault_watch_cut_after_seconds,
     )
     cfg = NodeConfig(
         pull_delay=args.pull_delay,

@@ -1,4 +1,4 @@
-"""Injectable API faults: per-verb latency and error rates, and watch streams cut after N events.
+"""Injectable API faults: per-verb latency and error rates, watch streams cut after N events or seconds.
 
 All off by default. Configure at start (`SimCluster(faults=Faults(...))`, `python -m sim --fault-...`) or at
 run time (`cluster.faults.update(...)`, `POST /sim/faults` with the same JSON, `DELETE /sim/faults`).
@@ -27,6 +27,8 @@ class Faults:
     retry_after: int = 1
     # close every watch stream after this many events (None: never)
     watch_cut_after: int | None = None
+    # ... or after this many seconds, whether or not events flowed (None: never)
+    watch_cut_after_seconds: float | None = None
     # only resources whose plural is listed are affected (empty: all)
     resources: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -57,7 +59,12 @@ class Faults:
 
     @property
     def active(self) -> bool:
-        return bool(self.latency or self.error_rate or self.watch_cut_after is not None)
+        return bool(
+            self.latency
+            or self.error_rate
+            or self.watch_cut_after is not None
+            or self.watch_cut_after_seconds is not None
+        )
 
     # ---------------------------------------------------------------- used by the server
 

@@ -16,6 +16,7 @@ and handler cancellation when a streaming client goes away. Upgrades (exec, port
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
@@ -320,9 +321,16 @@ class _Connection(asyncio.Protocol):
                 self._write_response(refusal, False)
                 self._close()
                 return
+            head_only = req.method == "HEAD"  # answered as the GET would be, without the body
+            if head_only:
+                req.method = "GET"
             result = self._call(req)
+            if head_only and not isinstance(result, Response):
+                if inspect.iscoroutine(result):
+                    result.close()
+                result = _error(405, "HEAD is not supported here")
             if isinstance(result, Response):
-                self._write_response(result, keep_alive)
+                self._write_response(result, keep_alive, head_only)
                 if not keep_alive:
                     self._close()
                     return
@@ -369,11 +377,11 @@ class _Connection(asyncio.Protocol):
             return
         self._serve_queue()
 
-    def _write_response(self, resp: Response, keep_alive: bool) -> None:
+    def _write_response(self, resp: Response, keep_alive: bool, head_only: bool = False) -> None:
         if self.transport is None or self.closed:
             return
         head = _head(resp.status, resp.headers, len(resp.body), keep_alive)
-        self.transport.write(head + b"\r\n" + resp.body)
+        self.transport.write(head + b"\r\n" + (b"" if head_only else resp.body))
 
     async def send(self, data: bytes) -> None:
         """Write for streams: waits while the transport's buffer is over its high-water mark."""

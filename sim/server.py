@@ -574,6 +574,10 @@ class ApiServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(timeout) if timeout else None
         cut = self.faults.watch_cut_after
+        cut_seconds = self.faults.watch_cut_after_seconds
+        if cut_seconds is not None:  # an injected cut ends the stream like a server-side timeout
+            at = loop.time() + cut_seconds
+            deadline = at if deadline is None else min(deadline, at)
         sent = 0
         next_bookmark = loop.time() + self.bookmark_interval
         task = asyncio.current_task()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -680,6 +681,17 @@ async def test_fault_injection_runtime_api(sim_cluster: SimCluster, kube_api: An
         async for ev in w.stream(v1.list_namespaced_config_map, NS, timeout_seconds=5):
             seen.append(ev)
     assert len(seen) == 2
+    # ... or after N seconds, events or not: a 60 s watch on a quiet namespace ends after 0.3 s
+    sim_cluster.faults.reset()
+    sim_cluster.faults.update(watch_cut_after_seconds=0.3)
+    rv = (await v1.list_namespaced_config_map(NS)).metadata.resource_version
+
+    async def quiet_watch() -> list[Any]:
+        async with watch.Watch() as w:
+            return [ev async for ev in w.stream(v1.list_namespaced_config_map, NS, resource_version=rv,
+                                                timeout_seconds=60)]
+
+    assert await asyncio.wait_for(quiet_watch(), 20) == []
     sim_cluster.faults.reset()
     assert not sim_cluster.faults.active
 

@@ -261,3 +261,12 @@ async def test_body_over_the_limit_gets_413(tiny: int) -> None:
     status, headers, body = await c.response()
     assert status == 413 and headers["connection"] == "close"
     assert "exceeds 1024 bytes" in json.loads(body)["message"]
+
+
+async def test_head_is_a_get_without_the_body(sim_cluster: SimCluster) -> None:
+    c = await Raw.open(sim_cluster.port)
+    c.send(request("HEAD", "/version") + request("GET", "/version"))
+    head = await asyncio.wait_for(c.reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: " in head
+    status, _, body = await c.response()  # the next bytes are the GET's answer, not a HEAD body
+    assert status == 200 and json.loads(body)["major"] == "1"
