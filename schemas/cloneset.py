@@ -52,7 +52,7 @@ class CloneSetUpdateStrategy(_K8s):
 class CloneSetScaleStrategy(_K8s):
     pods_to_delete: list[str] = []
     max_unavailable: Any = None
-    disable_pvc_reuse: bool = False
+    disable_pvc_reuse: bool = msgspec.field(default=False, name="disablePVCReuse")  # not camel-cased "Pvc"
 
 
 class LifecycleHook(_K8s):

@@ -65,6 +65,7 @@ EVENT_SUCCESSFUL_CREATE: Final = "SuccessfulCreate"
 EVENT_FAILED_CREATE: Final = "FailedCreate"
 EVENT_SUCCESSFUL_DELETE: Final = "SuccessfulDelete"
 EVENT_FAILED_DELETE: Final = "FailedDelete"
+EVENT_FAILED_UPDATE: Final = "FailedUpdate"  # a claim's owner could not be moved to its pod
 EVENT_SCALE_UP_LIMITED: Final = "ScaleUpLimited"
 EVENT_SUCCESSFUL_UPDATE_INPLACE: Final = "SuccessfulUpdatePodInPlace"
 EVENT_FAILED_UPDATE_INPLACE: Final = "FailedUpdatePodInPlace"

@@ -29,6 +29,7 @@ from schemas.subjects import (
     KIND_CLONESET,
     KIND_NODE,
     KIND_POD,
+    KIND_PVC,
     KIND_REVISION,
     STREAM_CMD,
     STREAM_EVENTS,
@@ -148,7 +149,7 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
     ns = _param(f"Namespace. {TOKEN_NOTE}", examples=["default"])
     schemas_list: list[Any] = [StateEvent, Command, RolloutEvent]
     _, components = msgspec.json.schema_components(schemas_list, ref_template="#/components/schemas/{name}")
-    state_messages = ["CloneSetState", "PodState", "NodeState", "RevisionState"]
+    state_messages = ["CloneSetState", "PodState", "NodeState", "RevisionState", "PvcState"]
     channels: dict[str, Any] = {
         "state": {
             "address": f"{prefix}.state.{{namespace}}.{{owner}}.{{kind}}.{{uid}}",
@@ -160,7 +161,7 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
             "parameters": {
                 "namespace": ns,
                 "owner": _param(f"Owner workload uid. {TOKEN_NOTE}"),
-                "kind": _param("Object kind.", enum=[KIND_CLONESET, KIND_POD, KIND_NODE, KIND_REVISION]),
+                "kind": _param("Object kind.", enum=[KIND_CLONESET, KIND_POD, KIND_NODE, KIND_REVISION, KIND_PVC]),
                 "uid": _param(f"Object uid. {TOKEN_NOTE}"),
             },
             "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in state_messages},
@@ -237,6 +238,9 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
         "PodState": _message("PodState", "Pod state", "Latest pod state, or a tombstone (deleted=true)."),
         "NodeState": _message("NodeState", "Node state", "Latest node state."),
         "RevisionState": _message("RevisionState", "ControllerRevision state", "A CloneSet revision."),
+        "PvcState": _message(
+            "PvcState", "PersistentVolumeClaim state", "A claim a CloneSet made from its volumeClaimTemplates."
+        ),
         "Command": _message(
             "Command", "Command", "The exact Kubernetes operations of one planner decision.",
             {

@@ -130,6 +130,14 @@ class Pod(_K8s):
     kind: str = "Pod"
 
 
+class PersistentVolumeClaim(_K8s):
+    """The planner needs a claim's identity only: owner, instance-id label, deletion."""
+
+    metadata: ObjectMeta
+    api_version: str = "v1"
+    kind: str = "PersistentVolumeClaim"
+
+
 class NodeCondition(_K8s):
     type: str
     status: str

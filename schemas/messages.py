@@ -17,7 +17,7 @@ from typing import Literal, TypeAlias
 import msgspec
 
 from schemas.cloneset import CloneSet
-from schemas.kube import ControllerRevision, JsonObject, Node, ObjectReference, Pod
+from schemas.kube import ControllerRevision, JsonObject, Node, ObjectReference, PersistentVolumeClaim, Pod
 
 SCHEMA_VERSION = 1
 
@@ -51,7 +51,11 @@ class RevisionState(_State, tag="controllerrevision"):
     object: ControllerRevision
 
 
-StateEvent: TypeAlias = CloneSetState | PodState | NodeState | RevisionState
+class PvcState(_State, tag="persistentvolumeclaim"):
+    object: PersistentVolumeClaim
+
+
+StateEvent: TypeAlias = CloneSetState | PodState | NodeState | RevisionState | PvcState
 
 
 # --- KB_CMD ----------------------------------------------------------------------------------------
@@ -71,6 +75,7 @@ NODES = Resource(plural="nodes", namespaced=False)
 EVENTS = Resource(plural="events")
 CLONESETS = Resource(group="apps.kruise.io", version="v1alpha1", plural="clonesets")
 CONTROLLER_REVISIONS = Resource(group="apps", version="v1", plural="controllerrevisions")
+PERSISTENT_VOLUME_CLAIMS = Resource(plural="persistentvolumeclaims")
 
 PatchType: TypeAlias = Literal["json", "merge", "strategic"]
 
@@ -189,9 +194,11 @@ __all__ = [
     "NodeState",
     "ObjectReference",
     "NODES",
+    "PERSISTENT_VOLUME_CLAIMS",
     "PODS",
     "PatchOp",
     "PodState",
+    "PvcState",
     "Resource",
     "RevisionState",
     "RolloutEvent",

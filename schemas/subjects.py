@@ -25,6 +25,7 @@ KIND_CLONESET: Final = "cloneset"
 KIND_POD: Final = "pod"
 KIND_NODE: Final = "node"
 KIND_REVISION: Final = "controllerrevision"
+KIND_PVC: Final = "persistentvolumeclaim"
 
 # Rollout event types (the <event> token of kb.events subjects).
 EVENT_REJECTED: Final = "rejected"

@@ -28,7 +28,7 @@ import yaml
 
 from schemas.cloneset import CloneSet
 from schemas.constants import LABEL_REVISION_HASH
-from schemas.kube import ControllerRevision, Pod
+from schemas.kube import ControllerRevision, PersistentVolumeClaim, Pod
 from schemas.messages import CreateOp, PatchOp
 from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates, parse_feature_gates
 from services.planner.cloneset.plan import plan_cloneset
@@ -37,7 +37,12 @@ from services.planner.cloneset.selectors import matches
 from services.planner.cloneset.status import status_json
 from services.planner.cloneset.view import CloneSetView, Plan
 
-_KINDS = {"CloneSet": CloneSet, "Pod": Pod, "ControllerRevision": ControllerRevision}
+_KINDS = {
+    "CloneSet": CloneSet,
+    "Pod": Pod,
+    "ControllerRevision": ControllerRevision,
+    "PersistentVolumeClaim": PersistentVolumeClaim,
+}
 
 
 class InputError(Exception):
@@ -78,10 +83,11 @@ def _field(err: msgspec.ValidationError) -> str:
     return text
 
 
-def load(text: str) -> tuple[CloneSet, list[Pod], list[ControllerRevision]]:
+def load(text: str) -> tuple[CloneSet, list[Pod], list[ControllerRevision], list[PersistentVolumeClaim]]:
     clonesets: list[CloneSet] = []
     pods: list[Pod] = []
     revisions: list[ControllerRevision] = []
+    claims: list[PersistentVolumeClaim] = []
     for i, doc in enumerate(_documents(text)):
         where = _label(i, doc)
         if not isinstance(doc, dict):
@@ -90,7 +96,8 @@ def load(text: str) -> tuple[CloneSet, list[Pod], list[ControllerRevision]]:
         typ = _KINDS.get(str(kind))
         if typ is None:
             raise InputError(
-                f"{where}: kind: unsupported kind {kind!r} (expected CloneSet, Pod, ControllerRevision)"
+                f"{where}: kind: unsupported kind {kind!r} "
+                "(expected CloneSet, Pod, ControllerRevision, PersistentVolumeClaim)"
             )
         if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
             raise InputError(f"{where}: metadata.name: required")
@@ -104,6 +111,8 @@ def load(text: str) -> tuple[CloneSet, list[Pod], list[ControllerRevision]]:
             pods.append(obj)
         elif isinstance(obj, ControllerRevision):
             revisions.append(obj)
+        elif isinstance(obj, PersistentVolumeClaim):
+            claims.append(obj)
     if len(clonesets) != 1:
         raise InputError(f"expected exactly one CloneSet, found {len(clonesets)}")
     cs = clonesets[0]
@@ -119,7 +128,11 @@ def load(text: str) -> tuple[CloneSet, list[Pod], list[ControllerRevision]]:
                 owned.append(pod)
         elif matches(cs.spec.selector, pod.metadata.labels):
             owned.append(pod)
-    return cs, owned, revisions
+    # claims count when the CloneSet owns them (a claim handed to a pod no longer does)
+    owned_claims = [
+        c for c in claims if (ref := c.metadata.controller_ref()) is not None and ref.uid == cs.metadata.uid
+    ]
+    return cs, owned, revisions, owned_claims
 
 
 def synthesise_revisions(cs: CloneSet, pods: list[Pod]) -> list[ControllerRevision]:
@@ -164,6 +177,9 @@ def _action(cmd: Any) -> dict[str, Any]:
     for op in cmd.ops:
         if isinstance(op, CreateOp) and op.resource.plural == "pods":
             out["images"] = _images(op.body)
+        if op.resource.plural == "persistentvolumeclaims":
+            name = op.body["metadata"]["name"] if isinstance(op, CreateOp) else op.name
+            out.setdefault("pvcs", []).append(name)
         if isinstance(op, PatchOp) and op.patch_type == "json" and isinstance(op.patch, list):
             for o in op.patch:
                 path = str(o.get("path", ""))
@@ -198,11 +214,11 @@ def _apply_revisions(plan: Plan, revisions: list[ControllerRevision]) -> list[Co
 def plan_file(
     text: str, *, now: datetime, gates: FeatureGates, create_limit: int | None = None
 ) -> tuple[Plan, list[Plan]]:
-    cs, pods, revisions = load(text)
+    cs, pods, revisions, claims = load(text)
     if not revisions:
         revisions = synthesise_revisions(cs, pods)
     plans: list[Plan] = []
-    view = CloneSetView(cloneset=cs, pods=pods, revisions=revisions)
+    view = CloneSetView(cloneset=cs, pods=pods, revisions=revisions, pvcs=claims)
     plan = plan_cloneset(view, now=now, gates=gates, create_limit=create_limit)
     plans.append(plan)
     if not plan.errors and any(c.verb in ("revision-create", "revision-bump") for c in plan.commands):
@@ -212,7 +228,7 @@ def plan_file(
             revisions = [sel.bump if r.metadata.name == sel.bump.metadata.name else r for r in revisions]
         status = msgspec.structs.replace(cs.status, update_revision=sel.update.metadata.name)
         cs2 = msgspec.structs.replace(cs, status=status)
-        view2 = CloneSetView(cloneset=cs2, pods=pods, revisions=revisions)
+        view2 = CloneSetView(cloneset=cs2, pods=pods, revisions=revisions, pvcs=claims)
         plan = plan_cloneset(view2, now=now, gates=gates, create_limit=create_limit)
         plans.append(plan)
     return plan, plans

@@ -26,7 +26,7 @@ from nats.js.api import DeliverPolicy
 from opentelemetry import trace
 
 from schemas.cloneset import CloneSet
-from schemas.kube import ControllerRevision, Pod
+from schemas.kube import ControllerRevision, PersistentVolumeClaim, Pod
 from schemas.messages import (
     EVENT_DECODER,
     STATE_DECODER,
@@ -34,6 +34,7 @@ from schemas.messages import (
     Command,
     NodeState,
     PodState,
+    PvcState,
     RevisionState,
     RolloutEvent,
     StateEvent,
@@ -64,6 +65,7 @@ class Workload:
     cloneset: CloneSet | None = None
     pods: dict[str, Pod] = field(default_factory=dict)
     revisions: dict[str, ControllerRevision] = field(default_factory=dict)
+    pvcs: dict[str, PersistentVolumeClaim] = field(default_factory=dict)  # claims it owns, by uid
     previous: CloneSet | None = None
     expectations: list[tuple[Expectation, float]] = field(default_factory=list)
     rolling: str = ""  # the update revision of a rollout in progress (for its root span)
@@ -194,7 +196,7 @@ class Planner:
             self.workload(uid).cloneset = cs
             self.by_name[(cs.metadata.namespace, cs.metadata.name)] = uid
             self.mark([uid])
-        elif isinstance(event, PodState | RevisionState):
+        elif isinstance(event, PodState | RevisionState | PvcState):
             obj = event.object
             ref = obj.metadata.controller_ref()
             if ref is None:
@@ -205,6 +207,11 @@ class Planner:
                     wl.drop_pod(obj.metadata.uid)
                 else:
                     wl.set_pod(compact_pod(event.object))  # ~1.9 KB instead of ~5.6 KB a pod
+            elif isinstance(event, PvcState):
+                if event.deleted:
+                    wl.pvcs.pop(obj.metadata.uid, None)
+                else:
+                    wl.pvcs[obj.metadata.uid] = event.object
             elif event.deleted:
                 wl.revisions.pop(obj.metadata.uid, None)
             else:
@@ -234,7 +241,8 @@ class Planner:
         # Pods in name order: ties in Kruise's orderings then break the same way here, in a restarted
         # planner and in `kruisebus plan`, whatever order the state stream delivered them in.
         view = CloneSetView(cloneset=cs, pods=sorted(wl.pods.values(), key=lambda p: p.metadata.name),
-                            revisions=list(wl.revisions.values()), previous=wl.previous)
+                            revisions=list(wl.revisions.values()), previous=wl.previous,
+                            pvcs=sorted(wl.pvcs.values(), key=lambda c: c.metadata.name))
         started = time.time_ns()
         limit = wl.next_create_limit()
         plan = plan_cloneset(view, now=datetime.now(UTC), gates=self.gates, create_limit=limit)

@@ -22,20 +22,22 @@ from typing import Any
 import msgspec
 
 from schemas.cloneset import CloneSet
-from schemas.kube import ControllerRevision, Node, ObjectMeta, Pod
+from schemas.kube import ControllerRevision, Node, ObjectMeta, PersistentVolumeClaim, Pod
 from schemas.messages import (
     CLONESETS,
     CONTROLLER_REVISIONS,
     NODES,
+    PERSISTENT_VOLUME_CLAIMS,
     PODS,
     CloneSetState,
     NodeState,
     PodState,
+    PvcState,
     Resource,
     RevisionState,
     StateEvent,
 )
-from schemas.subjects import KIND_CLONESET, KIND_NODE, KIND_POD, KIND_REVISION
+from schemas.subjects import KIND_CLONESET, KIND_NODE, KIND_POD, KIND_PVC, KIND_REVISION
 from services.bus import Bus
 from services.kube import Kube, KubeError, KubeGone
 
@@ -65,6 +67,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(KIND_REVISION, CONTROLLER_REVISIONS, msgspec.json.Decoder(ControllerRevision),
          lambda o, d: RevisionState(object=o, deleted=d), owned=True),
     Kind(KIND_NODE, NODES, msgspec.json.Decoder(Node), lambda o, d: NodeState(object=o, deleted=d), owned=False),
+    Kind(KIND_PVC, PERSISTENT_VOLUME_CLAIMS, msgspec.json.Decoder(PersistentVolumeClaim),
+         lambda o, d: PvcState(object=o, deleted=d), owned=True),
 )
 
 

@@ -26,7 +26,7 @@ from schemas.constants import (
     LABEL_REVISION_HASH,
     STATE_PREPARING_DELETE,
 )
-from schemas.messages import CLONESETS, EVENTS, PODS
+from schemas.messages import CLONESETS, EVENTS, PERSISTENT_VOLUME_CLAIMS, PODS
 from services.kube import Kube
 from services.observe import Snapshot, images_of, pod_ready, poll, restart_count, snapshot
 from services.stack import Stack
@@ -227,18 +227,27 @@ async def test_plan_previews_what_the_planner_then_does(stack: Stack, kube: Kube
     assert set(first) <= updated and len(updated) == 3, ([(a["verb"], a.get("pod")) for a in plan["actions"]], sorted(updated))
 
 
-async def test_volume_claim_templates_get_one_pvc_per_pod(stack: Stack, kube: Kube) -> None:
-    """PVCs are named <template>-<cloneset>-<instance-id>, mounted by the pod, deleted with it."""
-    body = cloneset("vct", replicas=2)
+async def with_claims(kube: Kube, name: str, replicas: int) -> Snapshot:
+    """A settled CloneSet with one volumeClaimTemplate, `data`."""
+    body = cloneset(name, replicas=replicas)
     body["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": {
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
     await kube.create(CLONESETS, NS, body)
-    snap = await settled(kube, "vct", 2)
-    pvcs = msgspec.structs.replace(PODS, plural="persistentvolumeclaims")
+    return await settled(kube, name, replicas)
+
+
+async def claim_uids(kube: Kube) -> dict[str, str]:
+    """Name -> uid of every claim in the namespace (each test's stack is its own)."""
+    items, _ = await kube.list(PERSISTENT_VOLUME_CLAIMS, NS)
+    return {o["metadata"]["name"]: o["metadata"]["uid"] for o in map(msgspec.json.decode, items)}
+
+
+async def test_volume_claim_templates_get_one_pvc_per_pod(stack: Stack, kube: Kube) -> None:
+    """PVCs are named <template>-<cloneset>-<instance-id>, mounted by the pod, deleted with it."""
+    snap = await with_claims(kube, "vct", 2)
 
     async def claim_names() -> set[str]:
-        items, _ = await kube.list(pvcs, NS)
-        return {msgspec.json.decode(raw)["metadata"]["name"] for raw in items}
+        return set(await claim_uids(kube))
 
     expected = {f"data-vct-{p.metadata.labels['apps.kruise.io/cloneset-instance-id']}" for p in snap.pods}
     assert await claim_names() == expected
@@ -247,6 +256,24 @@ async def test_volume_claim_templates_get_one_pvc_per_pod(stack: Stack, kube: Ku
                        what="scale-in to 1 pod")
     kept = f"data-vct-{after.pods[0].metadata.labels['apps.kruise.io/cloneset-instance-id']}"
     await poll(claim_names, lambda names: names == {kept}, timeout=30, what="the victim's PVC to be deleted")
+
+
+async def test_a_pod_deleted_by_hand_comes_back_with_its_claim(stack: Stack, kube: Kube) -> None:
+    """Kruise's PVC reuse: a pod that disappears without the controller deleting it (evicted, deleted
+    by hand) leaves its claim; the replacement takes the same instance id, so it has the same name and
+    mounts the same claim (the same object, not a new one of the same name), and no claim is left over."""
+    snap = await with_claims(kube, "reuse", 2)
+    before = await claim_uids(kube)
+    assert len(before) == 2
+    victim = snap.pods[0]
+    await kube.delete(PODS, NS, victim.metadata.name)  # as an eviction would
+    after = await poll(lambda: snapshot(kube, NS, "reuse"),
+                       lambda s: len(s.pods) == 2 and s.ready == 2
+                       and all(p.metadata.uid != victim.metadata.uid for p in s.pods),
+                       timeout=60, what="the deleted pod to be replaced")
+    assert sorted(p.metadata.name for p in after.pods) == sorted(p.metadata.name for p in snap.pods)
+    # the very claims as before (same uids), and no new one next to the kept one
+    assert await claim_uids(kube) == before
 
 
 async def test_refused_creates_try_one_pod_at_a_time_then_recover(stack: Stack, kube: Kube) -> None:

@@ -56,6 +56,8 @@ VERB_REVISION_BUMP = "revision-bump"
 VERB_REVISION_DELETE = "revision-delete"
 VERB_INVALID_SPEC = "invalid-spec"
 VERB_PODS_TO_DELETE_TRUNCATE = "podstodelete-truncate"
+VERB_PVC_DELETE = "pvc-delete"  # disablePVCReuse: a claim no pod has
+VERB_PVC_RELEASE = "pvc-release"  # disablePVCReuse: a claim handed to its inactive pod
 
 
 def rollout_trace_id(cs_uid: str, update_revision: str) -> str:

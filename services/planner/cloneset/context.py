@@ -14,7 +14,7 @@ import msgspec
 
 from schemas.cloneset import CloneSet
 from schemas.constants import STRATEGY_IN_PLACE_IF_POSSIBLE, STRATEGY_IN_PLACE_ONLY, STRATEGY_RECREATE
-from schemas.kube import ControllerRevision, Pod, PodTemplateSpec
+from schemas.kube import ControllerRevision, PersistentVolumeClaim, Pod, PodTemplateSpec
 from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, Tally, calculate, replicas_of
 from services.planner.cloneset.commands import Builder
 from services.planner.cloneset.gates import FeatureGates
@@ -35,6 +35,7 @@ class Ctx:
     current_rev: ControllerRevision
     tally: Tally
     create_limit: int | None = None  # slow start: at most this many pod creations in this pass
+    pvcs: list[PersistentVolumeClaim] = field(default_factory=list)  # claims it owns
     _templates: dict[str, PodTemplateSpec | None] = field(default_factory=dict)
     _priorities: dict[str, dict[str, int | None]] = field(default_factory=dict)
     _specs: dict[tuple[str, str], UpdateSpec | None] = field(default_factory=dict)

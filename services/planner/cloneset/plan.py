@@ -56,6 +56,7 @@ from services.planner.cloneset.conditions import get_condition, progressing, set
 from services.planner.cloneset.context import Ctx
 from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
 from services.planner.cloneset.podstate import available_in
+from services.planner.cloneset.pvcs import release_orphans
 from services.planner.cloneset.revision import owned_revisions, select_revisions
 from services.planner.cloneset.scale import scale_step
 from services.planner.cloneset.status import compute_status, needs_write, status_json
@@ -124,10 +125,13 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates, create_limi
         current_rev=sel.current,
         tally=tally,
         create_limit=create_limit,
+        pvcs=list(view.pvcs),
     )
 
     conditions = [c for c in cs.status.conditions if c.type != CONDITION_INVALID_SPEC]
     was_invalid = len(conditions) != len(cs.status.conditions)
+    if cs.metadata.deletion_timestamp is None:
+        release_orphans(ctx)  # Kruise does this first in every reconcile, whatever else the pass does
     if sel.create is not None or sel.bump is not None:
         _revision_commands(b, sel.create, sel.bump, view.revisions)
     elif cs.metadata.deletion_timestamp is None:

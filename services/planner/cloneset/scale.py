@@ -35,8 +35,9 @@ from schemas.constants import (
     STATE_PREPARING_NORMAL,
 )
 from schemas.kube import ControllerRevision, JsonObject, Pod
-from schemas.messages import VERB_EVENT, ApiOp, CreateOp, DeleteOp, Resource
+from schemas.messages import PERSISTENT_VOLUME_CLAIMS, VERB_EVENT, ApiOp, CreateOp
 from services.planner.cloneset import lifecycle as lc
+from services.planner.cloneset import pvcs
 from services.planner.cloneset.calc import ExpectationDiffs, PodInfo
 from services.planner.cloneset.commands import (
     VERB_CREATE,
@@ -50,13 +51,6 @@ from services.planner.cloneset.podpatch import PodPatch
 from services.planner.cloneset.revision import owner_reference, short_hash
 from services.planner.cloneset.sort import sort_scale_in
 from services.planner.cloneset.timeutil import format_time
-
-PVCS = Resource(plural="persistentvolumeclaims")
-
-
-def reusable_pvc_ids(ctx: Ctx) -> list[str]:
-    """Hook: instance ids of owned PVCs no pod uses (§4.2). The view carries no PVCs yet."""
-    return []
 
 
 def scale_step(ctx: Ctx) -> bool:
@@ -178,7 +172,9 @@ def create_pods(ctx: Ctx, expected: int, expected_current: int) -> bool:
     used |= {p.metadata.name[len(ctx.cs.metadata.name) + 1 :] for p in ctx.all_pods}
     used.discard("")
     count = expected if ctx.create_limit is None else min(expected, max(ctx.create_limit, 1))
-    ids = generate_ids(ctx.cs.metadata.uid, count, used, reusable_pvc_ids(ctx))
+    # a claim whose pod is still terminating keeps its slot for the pod that will replace it
+    count = max(count - len(pvcs.waiting_ids(ctx)), 0)
+    ids = generate_ids(ctx.cs.metadata.uid, count, used, pvcs.reusable_ids(ctx), pvcs.held_ids(ctx))
     for n, iid in enumerate(ids):
         # Kruise: the first scaleUpNumOldRevision pods come from currentRevision when that is fewer than
         # all creations; all of them when it is not.
@@ -244,12 +240,16 @@ def new_pod_body(ctx: Ctx, rev: ControllerRevision, instance_id: str) -> JsonObj
 
 
 def pvc_bodies(ctx: Ctx, instance_id: str) -> list[JsonObject]:
+    """The claims a new pod needs that do not exist yet (a reused id keeps its claims)."""
     cs = ctx.cs
+    existing = pvcs.existing_names(ctx)
     out: list[JsonObject] = []
     selector_labels = dict(cs.spec.selector.match_labels) if cs.spec.selector else {}
     for vct in cs.spec.volume_claim_templates:
         meta = vct.get("metadata") or {}
         tname = str(meta.get("name", ""))
+        if pvc_name(tname, cs.metadata.name, instance_id) in existing:
+            continue
         labels = dict(meta.get("labels") or {})
         labels.update(selector_labels)
         labels[LABEL_INSTANCE_ID] = instance_id
@@ -274,7 +274,7 @@ def create_pod(ctx: Ctx, rev: ControllerRevision, instance_id: str) -> None:
     body = new_pod_body(ctx, rev, instance_id)
     name = str(body["metadata"]["name"])
     ops: list[ApiOp] = [
-        CreateOp(resource=PVCS, namespace=ctx.cs.metadata.namespace, body=p)
+        CreateOp(resource=PERSISTENT_VOLUME_CLAIMS, namespace=ctx.cs.metadata.namespace, body=p)
         for p in pvc_bodies(ctx, instance_id)
     ]
     ops.append(ctx.b.pod_create(body))
@@ -308,15 +308,11 @@ def delete_pods(ctx: Ctx, infos: list[PodInfo]) -> bool:
         ops: list[ApiOp] = [ctx.b.pod_delete(pod)]
         iid = meta.labels.get(LABEL_INSTANCE_ID, "")
         if iid:
-            for vct in ctx.cs.spec.volume_claim_templates:
-                tname = str((vct.get("metadata") or {}).get("name", ""))
-                ops.append(
-                    DeleteOp(
-                        resource=PVCS,
-                        namespace=ctx.cs.metadata.namespace,
-                        name=pvc_name(tname, ctx.cs.metadata.name, iid),
-                    )
-                )
+            names = [
+                pvc_name(str((vct.get("metadata") or {}).get("name", "")), ctx.cs.metadata.name, iid)
+                for vct in ctx.cs.spec.volume_claim_templates
+            ]
+            ops += pvcs.delete_ops(ctx, iid, names)
         ctx.b.command(
             f"{ctx.b.uid}/delete/{meta.uid}",
             VERB_DELETE,

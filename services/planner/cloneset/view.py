@@ -34,6 +34,7 @@ from schemas.kube import (
     ControllerRevision,
     ObjectMeta,
     OwnerReference,
+    PersistentVolumeClaim,
     Pod,
     PodCondition,
     PodSpecView,
@@ -54,6 +55,7 @@ class CloneSetView(msgspec.Struct):
     pods: list[Pod]  # all pods controlled by the CloneSet (ownerRef uid), active or not
     revisions: list[ControllerRevision]  # ControllerRevisions owned by it
     previous: CloneSet | None = None  # last spec the planner accepted (update-only validation)
+    pvcs: list[PersistentVolumeClaim] = []  # PersistentVolumeClaims it owns (volumeClaimTemplates)
 
 
 class Expectation(msgspec.Struct, frozen=True):

@@ -61,6 +61,7 @@ def test_json_input_and_missing_revisions_create_pods(tmp_path: Path) -> None:
     res = json.loads(out)
     assert [a["verb"] for a in res["actions"]] == ["create", "create"]
     assert all(a["images"] == {"c": "x:1"} for a in res["actions"])
+    assert all("pvcs" not in a for a in res["actions"])  # no volumeClaimTemplates
 
 
 def test_revision_creation_is_listed_then_the_pass_continues(tmp_path: Path) -> None:
@@ -117,3 +118,41 @@ def test_feature_gates_flag(tmp_path: Path) -> None:
     assert code == 0
     res = json.loads(out)
     assert res["expectations"][0]["value"] == res["status"]["updateRevision"].rsplit("-", 1)[1]
+
+
+def test_kept_claims_in_the_file_are_reused(tmp_path: Path) -> None:
+    """A claim the CloneSet owns but no pod uses (its pod was evicted) gives its id to the next pod."""
+    cs = {
+        "apiVersion": "apps.kruise.io/v1alpha1",
+        "kind": "CloneSet",
+        "metadata": {"name": "db", "namespace": "prod", "uid": "cs-uid"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "db"}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}],
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "c", "image": "x:1"}]},
+            },
+        },
+    }
+    kept = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-db-kept1", "namespace": "prod", "uid": "pvc-uid",
+                     "labels": {"app": "db", "apps.kruise.io/cloneset-instance-id": "kept1"},
+                     "ownerReferences": [{"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                                          "name": "db", "uid": "cs-uid", "controller": True}]},
+    }
+    f = tmp_path / "db.json"
+    f.write_text(json.dumps({"kind": "List", "items": [cs, kept]}))
+    code, out = run(str(f), now=NOW, feature_gates=None)
+    assert code == 0, out
+    (create,) = json.loads(out)["actions"]
+    assert create["verb"] == "create" and create["pod"] == "db-kept1"
+    assert "pvcs" not in create  # the claim exists: only the pod is created
+    cs["spec"]["replicas"] = 2
+    f.write_text(json.dumps({"kind": "List", "items": [cs, kept]}))
+    _, out = run(str(f), now=NOW, feature_gates=None)
+    second = next(a for a in json.loads(out)["actions"] if a["pod"] != "db-kept1")
+    assert second["pvcs"] == [f"data-{second['pod']}"]  # a new id gets its claim

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
+from schemas.kube import PersistentVolumeClaim
 from schemas.messages import CreateOp, DeleteOp
 from services.planner.cloneset.gates import FeatureGates
 from services.planner.cloneset.instance_ids import candidate_id, generate_ids
@@ -359,3 +361,111 @@ def test_create_limit_caps_one_pass() -> None:
     p = plan_cloneset(view_of(cs, [], [rev]), now=NOW, create_limit=2)
     assert sum(c.verb == "create" for c in p.commands) == 2
     assert [e.kind for e in p.expectations].count("present") == 2
+
+
+# --- PersistentVolumeClaims in the view (§3 step 2, §4.2) -------------------------------------------
+
+
+def claim(cs: dict[str, Any], iid: str, *, template: str = "datadir", deleting: bool = False) -> PersistentVolumeClaim:
+    meta: dict[str, Any] = {
+        "name": f"{template}-{cs['metadata']['name']}-{iid}",
+        "namespace": "default",
+        "uid": f"uid-claim-{iid}",
+        "resourceVersion": "1",
+        "labels": {"app": "demo", "apps.kruise.io/cloneset-instance-id": iid},
+        "ownerReferences": [{"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "name": "demo",
+                             "uid": CS_UID, "controller": True}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return msgspec.convert({"metadata": meta}, PersistentVolumeClaim)
+
+
+def with_claims(cs: dict[str, Any], pods: list[dict[str, Any]], revs: list[dict[str, Any]],
+                claims: list[PersistentVolumeClaim]) -> CloneSetView:
+    return msgspec.structs.replace(view_of(cs, pods, revs), pvcs=claims)
+
+
+def vct_cloneset(replicas: int, **kw: Any) -> dict[str, Any]:
+    cs = cs_dict(replicas=replicas, **kw)
+    cs["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "datadir"}, "spec": {}}]
+    return cs
+
+
+def test_a_kept_claim_gives_its_id_to_the_next_pod_and_is_not_created_again() -> None:
+    """A pod evicted or deleted by hand leaves its claim; the pod that replaces it takes the claim's
+    instance id (so the same volume is mounted again) and only its pod is created."""
+    cs = vct_cloneset(3)
+    rev = revision_dict(cs)
+    pods = [pod_dict(cs, rev["metadata"]["name"], i) for i in range(2)]
+    claims = [claim(cs, "p000"), claim(cs, "p001"), claim(cs, "gone1")]
+    p = plan_cloneset(with_claims(cs, pods, [rev], claims), now=NOW)
+    (create,) = [c for c in p.commands if c.verb == "create"]
+    assert create.pod == "demo-gone1"
+    assert [op.resource.plural for op in create.ops] == ["pods"]  # the claim exists: no PVC create
+    pod_body = create.ops[0].body  # type: ignore[union-attr]
+    assert pod_body["spec"]["volumes"] == [
+        {"name": "datadir", "persistentVolumeClaim": {"claimName": "datadir-demo-gone1"}}]
+
+
+def test_a_claim_being_deleted_is_not_reused() -> None:
+    cs = vct_cloneset(1)
+    rev = revision_dict(cs)
+    p = plan_cloneset(with_claims(cs, [], [rev], [claim(cs, "gone1", deleting=True)]), now=NOW)
+    (create,) = [c for c in p.commands if c.verb == "create"]
+    assert create.pod != "demo-gone1" and create.pod == f"demo-{candidate_id(CS_UID, 0)}"
+    assert [op.resource.plural for op in create.ops] == ["persistentvolumeclaims", "pods"]
+
+
+def test_deleting_a_pod_deletes_every_claim_with_its_id_guarded_by_uid() -> None:
+    cs = vct_cloneset(1, max_unavailable=5)
+    rev = revision_dict(cs)
+    pods = [pod_dict(cs, rev["metadata"]["name"], i) for i in range(2)]
+    extra = claim(cs, "p001", template="old-template")  # from a template since removed: same id
+    p = plan_cloneset(with_claims(cs, pods, [rev], [claim(cs, "p001"), extra]), now=NOW)
+    (delete,) = [c for c in p.commands if c.verb == "delete"]
+    pvc_ops = [op for op in delete.ops if op.resource.plural == "persistentvolumeclaims"]
+    assert {(op.name, op.uid) for op in pvc_ops} == {  # type: ignore[union-attr]
+        ("datadir-demo-p001", "uid-claim-p001"), ("old-template-demo-p001", "uid-claim-p001")}
+
+
+def test_disable_pvc_reuse_hands_claims_to_inactive_pods_and_deletes_the_rest() -> None:
+    cs = vct_cloneset(2)
+    cs["spec"]["scaleStrategy"] = {"disablePVCReuse": True}
+    rev = revision_dict(cs)
+    name = rev["metadata"]["name"]
+    pods = [pod_dict(cs, name, 0), pod_dict(cs, name, 1, phase="Failed", state=None)]  # p001 inactive
+    claims = [claim(cs, "p000"), claim(cs, "p001"), claim(cs, "gone1")]
+    p = plan_cloneset(with_claims(cs, pods, [rev], claims), now=NOW)
+    released = [c for c in p.commands if c.verb == "pvc-release"]
+    deleted_claims = [c for c in p.commands if c.verb == "pvc-delete"]
+    assert [c.pod for c in released] == ["demo-p001"]
+    patch = released[0].ops[0].patch  # type: ignore[union-attr]
+    assert patch[0] == {"op": "test", "path": "/metadata/uid", "value": "uid-claim-p001"}
+    assert patch[1]["value"][0]["kind"] == "Pod" and patch[1]["value"][0]["uid"] == "uid-demo-p001"
+    assert [c.ops[0].name for c in deleted_claims] == ["datadir-demo-gone1"]  # type: ignore[union-attr]
+    # the id of a claim on its way out is not reused: the replacement pod gets a fresh id and claim
+    (create,) = [c for c in p.commands if c.verb == "create"]
+    assert create.pod not in ("demo-gone1", "demo-p001")
+    assert [op.resource.plural for op in create.ops] == ["persistentvolumeclaims", "pods"]
+
+
+def test_with_reuse_kept_claims_are_left_alone() -> None:
+    cs = vct_cloneset(1)
+    rev = revision_dict(cs)
+    pods = [pod_dict(cs, rev["metadata"]["name"], 0)]
+    p = plan_cloneset(with_claims(cs, pods, [rev], [claim(cs, "p000"), claim(cs, "gone1")]), now=NOW)
+    assert not [c for c in p.commands if c.verb in ("pvc-release", "pvc-delete", "create", "delete")]
+
+
+def test_the_replacement_of_a_terminating_pod_waits_for_it_then_takes_its_claim() -> None:
+    cs = vct_cloneset(2)
+    rev = revision_dict(cs)
+    name = rev["metadata"]["name"]
+    claims = [claim(cs, "p000"), claim(cs, "p001")]
+    terminating = [pod_dict(cs, name, 0), pod_dict(cs, name, 1, deleting=True)]
+    p = plan_cloneset(with_claims(cs, terminating, [rev], claims), now=NOW)
+    assert not [c for c in p.commands if c.verb == "create"]  # p001's name and claim are still taken
+    p = plan_cloneset(with_claims(cs, terminating[:1], [rev], claims), now=NOW)  # now it is gone
+    (create,) = [c for c in p.commands if c.verb == "create"]
+    assert create.pod == "demo-p001" and [op.resource.plural for op in create.ops] == ["pods"]
