@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from sim import errors, schema
+from sim.builtin_fields import unknown_fields
 from sim.errors import ApiError
 from sim.patch import PatchDecodeError, PatchError, json_patch, merge_patch, strategic_merge
 from sim.pods import FORBIDDEN_UPDATE, default_pod_spec, qos_class, validate_pod_create, validate_pod_update
@@ -655,12 +656,23 @@ class Store:
         return self._commit_put(b, obj, None)
 
     def _admit_schema(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        """Custom resources: prune, default and validate against the CRD's structural schema."""
-        if not rt.custom or not rt.schema:
+        """Custom resources: prune, default and validate against the CRD's structural schema. Built-in
+        kinds: unknown fields, when the request asked for field validation (see builtin_fields)."""
+        fv = (self.field_validation or "").lower()
+        if not rt.custom:
+            if fv:
+                self._report_unknown(rt, unknown_fields(rt.group, rt.kind, obj, drop=fv != "strict"), fv)
+            return
+        if not rt.schema:
             return
         pruned, causes = schema.admit(obj, rt.schema)
+        self._report_unknown(rt, pruned, fv)
+        if causes:
+            raise errors.invalid(rt, obj["metadata"].get("name", ""), causes)
+
+    def _report_unknown(self, rt: ResourceType, pruned: builtins.list[str], fv: str) -> None:
+        """`fieldValidation`: Strict -> 400 naming every unknown field; Warn (default) -> warnings."""
         if pruned:
-            fv = (self.field_validation or "").lower()
             unknown = [f'unknown field "{p}"' for p in pruned]
             if fv == "strict":
                 raise errors.bad_request(
@@ -669,8 +681,6 @@ class Store:
                 )
             if fv != "ignore":
                 self.warnings.extend(unknown)
-        if causes:
-            raise errors.invalid(rt, obj["metadata"].get("name", ""), causes)
 
     def _prepare_builtin_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         if rt.group == "" and rt.kind == "Pod":

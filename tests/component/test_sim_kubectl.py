@@ -378,3 +378,33 @@ def test_delete_events_namespaces_and_nodes(kubectl: Kubectl) -> None:
     assert "No resources found" in kubectl("get", "events", "-n", "default").stderr
     kubectl("delete", "node", "sim-node-1", "--cascade=background")
     assert "sim-node-1" not in kubectl("get", "nodes").stdout
+
+
+TYPO_POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: typo
+spec:
+  containers:
+  - name: main
+    image: nginx:1.25
+    imagePullPolicyy: Always
+  restartPolicyy: Never
+"""
+
+
+def test_unknown_fields_of_a_builtin_kind(kubectl: Kubectl) -> None:
+    """kubectl validates strictly by default: a typo in a Pod is refused, naming every unknown field, as
+    kube-apiserver does; `--validate=warn` creates it without them and prints the warnings."""
+    strict = kubectl("apply", "-f", "-", stdin=TYPO_POD, check=False)
+    assert strict.returncode != 0
+    assert 'Pod in version "v1" cannot be handled as a Pod: strict decoding error: ' in strict.stderr
+    assert 'unknown field "spec.containers[0].imagePullPolicyy"' in strict.stderr
+    assert 'unknown field "spec.restartPolicyy"' in strict.stderr
+    assert "typo" not in kubectl("get", "pods").stdout
+    warned = kubectl("apply", "--validate=warn", "-f", "-", stdin=TYPO_POD)
+    assert 'unknown field "spec.restartPolicyy"' in warned.stderr and "pod/typo created" in warned.stdout
+    pod = yaml.safe_load(kubectl("get", "pod", "typo", "-o", "yaml").stdout)
+    assert "restartPolicyy" not in pod["spec"] and "imagePullPolicyy" not in pod["spec"]["containers"][0]
+    kubectl("delete", "pod", "typo", "--wait=false")
