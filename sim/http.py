@@ -247,6 +247,8 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        elif self.task is None and self.queue:
+            self._serve_queue()  # requests held while the client was not reading our answers
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -305,7 +307,7 @@ class _Connection(asyncio.Protocol):
         elif self.parser.should_upgrade():
             refusal = _error(400, "connection upgrades (exec, attach, port-forward) are not supported")
         self.queue.append((req, refusal is None and self.parser.should_keep_alive(), refusal))
-        if self.task is None:
+        if self.task is None and not self._paused:
             self._serve_queue()
         elif len(self.queue) > _MAX_QUEUED and self.transport is not None:
             self.transport.pause_reading()
@@ -313,8 +315,14 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ serving
 
     def _serve_queue(self) -> None:
-        """Answer queued requests in order; stop at the first one whose handler has to wait."""
+        """Answer queued requests in order; stop at the first one whose handler has to wait, or while
+        the client is not reading the answers (the transport's buffer is over its high-water mark): a
+        client that pipelines without reading must not make the server buffer without limit."""
         while self.queue and not self.closed:
+            if self._paused:
+                if self.transport is not None:
+                    self.transport.pause_reading()
+                return  # resume_writing() serves the rest
             req, keep_alive, refusal = self.queue.popleft()
             self.keep_alive = keep_alive
             if refusal is not None:
@@ -409,6 +417,7 @@ class HttpServer:
         self.router = router
         self.max_body = max_body
         self.connections: set[_Connection] = set()
+        self.port = 0  # the bound port, once started
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -416,7 +425,8 @@ class HttpServer:
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True, backlog=1024
         )
-        return int(self._server.sockets[0].getsockname()[1])
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
 
     async def close(self) -> None:
         if self._server is not None:

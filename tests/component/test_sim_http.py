@@ -194,8 +194,11 @@ async def test_watch_reader_going_away_frees_its_watch(sim_cluster: SimCluster) 
 # ------------------------------------------------------------------ the server alone, with its own routes
 
 
+BIG = b"x" * 256 * 1024
+
+
 @pytest.fixture
-async def tiny() -> AsyncIterator[int]:
+async def tiny_server() -> AsyncIterator[HttpServer]:
     def boom(request: Request) -> Response:
         raise RuntimeError("boom")
 
@@ -213,14 +216,23 @@ async def tiny() -> AsyncIterator[int]:
         }
         return Response(json.dumps(out).encode())
 
+    def big(request: Request) -> Response:
+        return Response(BIG, content_type="application/octet-stream")
+
     router = Router()
+    router.add("GET", "/big", big)
     router.add("GET", "/boom", boom)
     router.add("GET", "/slow", slow)
     router.add("*", "/echo/{name}", echo)
     server = HttpServer(router, max_body=1024)
-    port = await server.start("127.0.0.1", 0)
-    yield port
+    await server.start("127.0.0.1", 0)
+    yield server
     await server.close()
+
+
+@pytest.fixture
+def tiny(tiny_server: HttpServer) -> int:
+    return tiny_server.port
 
 
 async def test_request_parts_reach_the_handler(tiny: int) -> None:
@@ -270,3 +282,22 @@ async def test_head_is_a_get_without_the_body(sim_cluster: SimCluster) -> None:
     assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: " in head
     status, _, body = await c.response()  # the next bytes are the GET's answer, not a HEAD body
     assert status == 200 and json.loads(body)["major"] == "1"
+
+
+async def test_a_client_that_does_not_read_its_answers_is_not_buffered_without_limit(
+    tiny_server: HttpServer,
+) -> None:
+    """200 pipelined requests for 256 KB each, none of the answers read: the server stops reading
+    requests once its socket buffer is full instead of queueing 50 MB of answers, then serves every
+    request, in order, as the client catches up."""
+    c = await Raw.open(tiny_server.port, rcvbuf=4096)
+    n = 200
+    c.send(request("GET", "/big") * n)
+    await wait_until(lambda: any(not conn.transport.is_reading() for conn in tiny_server.connections
+                                 if conn.transport is not None),
+                     timeout=10, interval=0.02, message="the server to stop reading requests")
+    (conn,) = tiny_server.connections
+    assert conn.transport is not None and conn.transport.get_write_buffer_size() < 2 * 1024 * 1024
+    for _ in range(n):
+        status, _, body = await c.response()
+        assert status == 200 and body == BIG
