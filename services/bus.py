@@ -737,7 +737,7 @@ class _Settler:
                 await _settle(msg.term())
                 span.set_attribute(telemetry.KB_SETTLE, "term")
             except Exception as err:
-                _mark_error(span, err, type(err).__name__)
+                _mark_error(span, err, type(err).__name__, traceback=True)  # a bug: keep the trace
                 log.exception("handler failed on %s", msg.subject)
                 n = _num_delivered(msg)
                 delay = min(self.retry_delay * 2 ** max(n - 1, 0), 60.0)
@@ -820,8 +820,11 @@ def _num_delivered(msg: Msg) -> int:
         return 1
 
 
-def _mark_error(span: trace.Span, err: BaseException, error_type: str) -> None:
-    span.record_exception(err)
+def _mark_error(span: trace.Span, err: BaseException, error_type: str, *, traceback: bool = False) -> None:
+    if traceback:
+        span.record_exception(err)
+    else:
+        telemetry.error_event(span, err)
     span.set_status(Status(StatusCode.ERROR, str(err)))
     span.set_attribute("error.type", error_type)
 

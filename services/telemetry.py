@@ -253,6 +253,17 @@ def message_attributes(message: Any) -> dict[str, AttributeValue]:
     return out
 
 
+def error_event(span: trace.Span, err: BaseException) -> None:
+    """An `exception` span event without the stack trace, for the errors the design expects (a stale
+    command, a throttled call, a rejected message). `Span.record_exception` formats the traceback, which
+    on CPython 3.11 re-parses source for caret positions: in one profiled 1,000-pod rollout it was ~12% of
+    the executor's CPU samples. Unexpected errors keep `record_exception` and their traceback."""
+    span.add_event(
+        "exception",
+        {"exception.type": f"{type(err).__module__}.{type(err).__qualname__}", "exception.message": str(err)},
+    )
+
+
 @contextmanager
 def _messaging_span(
     tracer: trace.Tracer,

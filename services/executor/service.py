@@ -116,13 +116,21 @@ class Executor:
         if cmd.revision:
             attributes[telemetry.KB_REVISION] = cmd.revision
         subresource = f"/{op.subresource}" if isinstance(op, PatchOp) and op.subresource else ""
+        # API errors are outcomes the executor handles (stale, throttled, refused): recorded without a
+        # traceback (see telemetry.error_event); anything else is a bug and keeps it.
         with self.bus.tracer.start_as_current_span(
-                f"{verb} {op.resource.plural}{subresource}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+                f"{verb} {op.resource.plural}{subresource}", kind=SpanKind.CLIENT, attributes=attributes,
+                record_exception=False, set_status_on_exception=False) as span:
             try:
                 await self.perform(op)
             except KubeError as e:
                 span.set_attribute("http.response.status_code", e.status)
                 span.set_status(Status(StatusCode.ERROR, e.message[:200]))
+                telemetry.error_event(span, e)
+                raise
+            except Exception as e:
+                span.set_status(Status(StatusCode.ERROR, str(e)[:200]))
+                span.record_exception(e)
                 raise
 
     async def record(self, cmd: Command, event: KubeEvent) -> None:

@@ -16,7 +16,7 @@ from nats.js.api import RetentionPolicy
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from schemas.kube import ObjectMeta, OwnerReference, Pod
 from schemas.messages import COMMAND_DECODER, EVENT_DECODER, STATE_DECODER, Command, PodState, RolloutEvent
@@ -232,7 +232,9 @@ async def test_transient_error_naks_and_redelivers(bus: Bus, runner: Runner) -> 
     assert await rejected_events(bus) == []
 
 
-async def test_permanent_error_terms_and_rejects(bus: Bus, runner: Runner) -> None:
+async def test_permanent_error_terms_and_rejects(
+    bus: Bus, runner: Runner, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
     calls: list[str] = []
 
     async def handler(cmd: Command, msg: Msg) -> None:
@@ -259,6 +261,13 @@ async def test_permanent_error_terms_and_rejects(bus: Bus, runner: Runner) -> No
     await eventually(settled)
     assert await stream_messages(bus, STREAM_CMD) == 0  # termed: removed from the work queue
     assert calls == ["cmd-1"]
+    # the process span: an error, with the exception as an event but no traceback (an expected outcome)
+    (process,) = [s for s in spans[1].get_finished_spans() if s.name.startswith("process ")]
+    assert process.status.status_code == StatusCode.ERROR and "web-1 changed" in (process.status.description or "")
+    (event,) = [e for e in process.events if e.name == "exception"]
+    attrs = dict(event.attributes or {})
+    assert attrs["exception.type"] == "services.errors.StaleError" and "web-1 changed" in attrs["exception.message"]
+    assert "exception.stacktrace" not in attrs
 
 
 async def test_malformed_message_is_rejected_and_the_loop_goes_on(bus: Bus, runner: Runner) -> None:
