@@ -372,7 +372,13 @@ class Bus:
         raise AssertionError("unreachable")
 
     async def publish_state(
-        self, event: StateEvent, *, subject: str | None = None, ttl: float | None = None
+        self,
+        event: StateEvent,
+        *,
+        subject: str | None = None,
+        ttl: float | None = None,
+        context: otel_context.Context | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> api.PubAck:
         """Publish an object's latest state on its state subject (msg id `<uid>@<rv>`).
 
@@ -386,11 +392,13 @@ class Bus:
         attrs: dict[str, Any] = {telemetry.KB_EVENT_TYPE: state_kind(event)}
         if meta.namespace:
             attrs[telemetry.K8S_NAMESPACE] = meta.namespace
+        attrs.update(attributes or {})
         return await self.publish(
             subject or self.state_subject(event),
             event,
             msg_id=state_msg_id(event),
             ttl=ttl,
+            context=context,
             attributes=attrs,
         )
 

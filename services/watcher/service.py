@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from opentelemetry import context as otel_context
 
 from schemas.cloneset import CloneSet
+from schemas.constants import LABEL_REVISION_HASH
 from schemas.kube import ControllerRevision, Node, ObjectMeta, PersistentVolumeClaim, Pod
 from schemas.messages import (
     CLONESETS,
@@ -40,6 +42,7 @@ from schemas.messages import (
 from schemas.subjects import KIND_CLONESET, KIND_NODE, KIND_POD, KIND_PVC, KIND_REVISION
 from services.bus import Bus
 from services.kube import Kube, KubeError, KubeGone
+from services.telemetry import K8S_POD_NAME, KB_REVISION, rollout_context
 
 log = logging.getLogger("kruisebus.watcher")
 
@@ -89,6 +92,44 @@ MAX_IN_FLIGHT = 256
 
 
 @dataclass
+class Rollouts:
+    """Which CloneSets are rolling out (uid -> update revision), from the CloneSet states published.
+
+    A pod's state, once the pod is on the update revision of a rollout in progress, is published in
+    that rollout's trace (DESIGN §6: the restart observed and the readiness regained are spans of it),
+    with the pod's readiness and restart count; every other state is a trace of its own.
+    """
+
+    updating: dict[str, str] = field(default_factory=dict)
+
+    def observe(self, obj: Any) -> tuple[otel_context.Context | None, dict[str, Any] | None]:
+        if isinstance(obj, CloneSet):
+            st, uid = obj.status, obj.metadata.uid
+            # Kruise moves currentRevision once every pod carries the new revision, before the last ones
+            # are ready again: a rollout stays open until they are (but a later scale-out opens none)
+            finishing = self.updating.get(uid) == st.update_revision and st.updated_ready_replicas < st.replicas
+            if st.update_revision and (st.current_revision != st.update_revision or finishing):
+                self.updating[uid] = st.update_revision
+            else:
+                self.updating.pop(obj.metadata.uid, None)
+            return None, None
+        if not isinstance(obj, Pod):
+            return None, None
+        ref = obj.metadata.controller_ref()
+        revision = self.updating.get(ref.uid) if ref is not None else None
+        if ref is None or revision is None or obj.metadata.labels.get(LABEL_REVISION_HASH) != revision:
+            return None, None
+        statuses = obj.status.container_statuses
+        attributes = {
+            K8S_POD_NAME: obj.metadata.name,
+            KB_REVISION: revision,
+            "kruisebus.pod.ready": any(c.type == "Ready" and c.status == "True" for c in obj.status.conditions),
+            "kruisebus.pod.restarts": sum(c.restart_count for c in statuses),
+        }
+        return rollout_context(ref.uid, revision), attributes
+
+
+@dataclass
 class Informer:
     """List+watch one kind into the state stream.
 
@@ -109,6 +150,7 @@ class Informer:
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
     _failure: BaseException | None = None
+    rollouts: Rollouts | None = None
 
     def subject_of(self, obj: Any) -> str:
         meta: ObjectMeta = obj.metadata
@@ -148,7 +190,10 @@ class Informer:
         if previous is not None:
             await asyncio.wait([previous])  # its outcome is reported by its own task
         for event, subject in steps:
-            await self.bus.publish_state(event, subject=subject)
+            context, attributes = None, None
+            if self.rollouts is not None and not event.deleted:
+                context, attributes = self.rollouts.observe(event.object)
+            await self.bus.publish_state(event, subject=subject, context=context, attributes=attributes)
 
     def _done(self, uid: str, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -224,7 +269,8 @@ class Informer:
 async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = None,
                       kinds: tuple[Kind, ...] = KINDS) -> None:
     """Run one informer per kind until cancelled; `ready` is set once every kind has listed."""
-    informers = [Informer(k, kube, bus) for k in kinds]
+    rollouts = Rollouts()
+    informers = [Informer(k, kube, bus, rollouts=rollouts) for k in kinds]
 
     async def signal_ready() -> None:
         for inf in informers:

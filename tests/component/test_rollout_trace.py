@@ -1,8 +1,9 @@
 """One rollout is one trace: watcher, planner and executor in-process with an in-memory exporter.
 
 The rollout's trace id is derived from (CloneSet uid, update revision); the planner's plan spans,
-every command's process span and the executor's API calls all land in it, under a real root span
-that the planner emits when the rollout completes.
+every command's process span, the executor's API calls and the watcher's states of the updated pods
+(restart observed, readiness regained) all land in it, under a real root span that the planner emits
+when the rollout completes.
 """
 
 from __future__ import annotations
@@ -95,3 +96,12 @@ async def test_a_rollout_is_one_trace(tmp_path: Path, nats_server: NatsServer, u
     assert plans and all(s.attributes.get("kruisebus.revision") == revision for s in plans)
     sends = [s for s in spans if s.name.startswith("send ") and s.kind == SpanKind.PRODUCER]
     assert any(s.parent is not None and s.parent.span_id in {p.context.span_id for p in plans} for s in sends)
+    # the watcher's pod states during the rollout: each updated pod seen restarted and ready again
+    states = [s for s in sends if "state" in s.name and s.attributes.get("k8s.pod.name")]
+    assert all(s.parent is not None and s.parent.span_id == root_id for s in states)
+    assert all(s.attributes.get("kruisebus.revision") == revision for s in states)
+    back = {s.attributes["k8s.pod.name"] for s in states
+            if s.attributes.get("kruisebus.pod.ready") is True and (s.attributes.get("kruisebus.pod.restarts") or 0) >= 1}
+    assert back == {p.metadata.name for p in done.pods}, [(s.attributes.get("k8s.pod.name"),
+                                                           s.attributes.get("kruisebus.pod.ready"),
+                                                           s.attributes.get("kruisebus.pod.restarts")) for s in states]
