@@ -559,11 +559,31 @@ class ApiServer:
         field = parse_field_selector(q.get("fieldSelector"))
         timeout = q.get("timeoutSeconds")
         bookmarks = truthy(q.get("allowWatchBookmarks"))
+        # a streaming list (client-go's WatchList): the current objects as ADDED events, then a BOOKMARK
+        # annotated `k8s.io/initial-events-end`, then the changes after that snapshot
+        initial_events = truthy(q.get("sendInitialEvents"))
+        if initial_events:
+            if q.get("resourceVersionMatch") != "NotOlderThan":
+                raise errors.invalid_list_options(
+                    "resourceVersionMatch",
+                    "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                )
+            if not bookmarks:
+                raise errors.invalid_list_options(
+                    "allowWatchBookmarks",
+                    "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
+                )
+        elif q.get("resourceVersionMatch"):
+            raise errors.invalid_list_options(
+                "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden for watch"
+            )
         resp = StreamResponse(
             request, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
         )
         try:
-            w = self.store.watch(rt, ns or None, q.get("resourceVersion"), label, field)
+            since = "0" if initial_events else q.get("resourceVersion")  # NotOlderThan: now will do
+            w = self.store.watch(rt, ns or None, since, label, field)
+            snapshot_rv, initial = self.store.rv, len(w.queue)
         except ApiError as e:
             if e.code != 410:
                 raise
@@ -599,8 +619,19 @@ class ApiServer:
                 out.append(_enc.encode({"type": ev.type, "object": t}) + b"\n")
             return b"".join(out)
 
+        def bookmark(rv: int, initial_end: bool = False) -> bytes:
+            meta: dict[str, Any] = {"resourceVersion": str(rv)}
+            if initial_end:
+                meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+            obj = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+            return _enc.encode({"type": "BOOKMARK", "object": obj}) + b"\n"
+
         try:
             await resp.prepare()
+            if initial_events:
+                first = [w.queue.popleft() for _ in range(initial)]
+                sent += len(first)
+                await resp.write(encode(first) + bookmark(snapshot_rv, initial_end=True))
             while not self.closing.is_set():
                 now = loop.time()
                 waits = []
@@ -626,15 +657,7 @@ class ApiServer:
                 if bookmarks and now >= next_bookmark:
                     next_bookmark = now + self.bookmark_interval
                     if not w.queue:
-                        mark = {
-                            "type": "BOOKMARK",
-                            "object": {
-                                "kind": rt.kind,
-                                "apiVersion": rt.api_version,
-                                "metadata": {"resourceVersion": str(self.store.rv)},
-                            },
-                        }
-                        await resp.write(_enc.encode(mark) + b"\n")
+                        await resp.write(bookmark(self.store.rv))
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass

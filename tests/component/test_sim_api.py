@@ -325,6 +325,41 @@ async def test_watch_bookmarks_carry_current_rv(sim_cluster: SimCluster, kube_ap
     assert w.resource_version == bookmarks[0]["metadata"]["resourceVersion"]
 
 
+async def test_watch_send_initial_events(sim_cluster: SimCluster, kube_api: Any) -> None:
+    """A streaming list (client-go's WatchList): ADDED for every current object, a BOOKMARK annotated
+    `k8s.io/initial-events-end` at the snapshot's resourceVersion, then only later changes. The option
+    needs resourceVersionMatch=NotOlderThan and allowWatchBookmarks, as kube-apiserver requires."""
+    v1 = client.CoreV1Api(kube_api)
+    for name in ("wl-a", "wl-b"):
+        await v1.create_namespaced_config_map(NS, cm_body(name))
+    base = f"{sim_cluster.url}/api/v1/namespaces/{NS}/configmaps?watch=1&sendInitialEvents=true"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "&allowWatchBookmarks=true") as r:
+            assert r.status == 422
+            assert "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan" in (
+                await r.json())["message"]
+        url = base + "&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=10"
+        async with http.get(url) as r:
+            assert r.status == 200
+            events: list[dict[str, Any]] = []
+            while True:
+                ev = json.loads(await asyncio.wait_for(r.content.readline(), 10))
+                events.append(ev)
+                if ev["type"] == "BOOKMARK":
+                    break
+            end = events[-1]["object"]["metadata"]
+            assert end["annotations"] == {"k8s.io/initial-events-end": "true"}
+            assert {e["object"]["metadata"]["name"] for e in events[:-1]} >= {"wl-a", "wl-b"}
+            assert all(e["type"] == "ADDED" for e in events[:-1])
+            await v1.create_namespaced_config_map(NS, cm_body("wl-c"))
+            while True:  # then only what changed after the snapshot (periodic BOOKMARKs aside)
+                ev = json.loads(await asyncio.wait_for(r.content.readline(), 10))
+                if ev["type"] != "BOOKMARK":
+                    break
+            assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "wl-c")
+            assert int(ev["object"]["metadata"]["resourceVersion"]) > int(end["resourceVersion"])
+
+
 async def test_watch_timeout_and_initial_state(kube_api: Any) -> None:
     v1 = client.CoreV1Api(kube_api)
     await v1.create_namespaced_config_map(NS, cm_body("init"))
