@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from schemas.messages import EVENT_DECODER, STATE_DECODER, RolloutEvent, StateEvent
@@ -30,18 +31,25 @@ async def last_state(bus: Bus, subject: str) -> StateEvent | None:
     return STATE_DECODER.decode(raw.data)
 
 
-async def all_events(bus: Bus, subject_filter: str | None = None) -> list[RolloutEvent]:
-    """Every rollout event currently on the EVENTS stream (optionally filtered)."""
-    stream = bus.subjects.stream("EVENTS")
+async def stream_messages(bus: Bus, stream_name: str) -> list[RawStreamMsg]:
+    """Every message currently on a stream (`EVENTS`, `CMD`, ...), in sequence order."""
+    stream = bus.subjects.stream(stream_name)
     info = await bus.js.stream_info(stream)
-    out: list[RolloutEvent] = []
+    out: list[RawStreamMsg] = []
     if info.state.messages == 0:
         return out
     for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
         try:
-            msg = await bus.js.get_msg(stream, seq)
+            out.append(await bus.js.get_msg(stream, seq))
         except NotFoundError:
-            continue
+            continue  # removed since (acked from a work queue, aged out)
+    return out
+
+
+async def all_events(bus: Bus, subject_filter: str | None = None) -> list[RolloutEvent]:
+    """Every rollout event currently on the EVENTS stream (optionally filtered)."""
+    out: list[RolloutEvent] = []
+    for msg in await stream_messages(bus, "EVENTS"):
         if subject_filter and not _matches(subject_filter, msg.subject):
             continue
         try:

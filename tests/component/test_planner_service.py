@@ -29,7 +29,7 @@ from services.bus import Bus
 from services.demo import load_sample
 from services.natsd import NatsServer
 from services.planner.service import Planner, run_planner
-from tests.component.helpers import all_events, eventually
+from tests.component.helpers import all_events, eventually, stream_messages
 
 
 def sample_cloneset(name: str = "sample") -> CloneSet:
@@ -49,18 +49,8 @@ def pod_from(create: Command) -> Pod:
 
 async def commands(bus: Bus, workload_uid: str) -> list[Command]:
     """Every command for this workload still in the work queue (no executor consumes them here)."""
-    stream = bus.subjects.stream("CMD")
-    info = await bus.js.stream_info(stream)
-    out: list[Command] = []
-    if info.state.messages == 0:
-        return out
-    for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
-        msg = await bus.js.get_msg(stream, seq)
-        assert msg.data is not None
-        cmd = COMMAND_DECODER.decode(msg.data)
-        if cmd.workload_uid == workload_uid:
-            out.append(cmd)
-    return out
+    cmds = [COMMAND_DECODER.decode(msg.data or b"") for msg in await stream_messages(bus, "CMD")]
+    return [cmd for cmd in cmds if cmd.workload_uid == workload_uid]
 
 
 @asynccontextmanager
@@ -137,13 +127,7 @@ async def test_state_in_commands_out_and_restart_dedup(nats_server: NatsServer, 
 
 async def msg_ids(bus: Bus) -> list[str]:
     """The Nats-Msg-Id of every command in the work queue, in order."""
-    stream = bus.subjects.stream("CMD")
-    info = await bus.js.stream_info(stream)
-    out: list[str] = []
-    for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
-        msg = await bus.js.get_msg(stream, seq)
-        out.append((msg.headers or {}).get("Nats-Msg-Id", ""))
-    return out
+    return [(msg.headers or {}).get("Nats-Msg-Id", "") for msg in await stream_messages(bus, "CMD")]
 
 
 async def test_refused_create_is_retried_after_a_backoff_one_pod_at_a_time(nats_server: NatsServer,
