@@ -13,7 +13,12 @@ from datetime import datetime
 import msgspec
 
 from schemas.cloneset import CloneSet
-from schemas.constants import STRATEGY_IN_PLACE_IF_POSSIBLE, STRATEGY_IN_PLACE_ONLY, STRATEGY_RECREATE
+from schemas.constants import (
+    LABEL_INSTANCE_ID,
+    STRATEGY_IN_PLACE_IF_POSSIBLE,
+    STRATEGY_IN_PLACE_ONLY,
+    STRATEGY_RECREATE,
+)
 from schemas.kube import ControllerRevision, PersistentVolumeClaim, Pod, PodTemplateSpec
 from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, Tally, calculate, replicas_of
 from services.planner.cloneset.commands import Builder
@@ -36,6 +41,7 @@ class Ctx:
     tally: Tally
     create_limit: int | None = None  # slow start: at most this many pod creations in this pass
     pvcs: list[PersistentVolumeClaim] = field(default_factory=list)  # claims it owns
+    _claims_by_id: dict[str, list[PersistentVolumeClaim]] | None = None
     _templates: dict[str, PodTemplateSpec | None] = field(default_factory=dict)
     _priorities: dict[str, dict[str, int | None]] = field(default_factory=dict)
     _specs: dict[tuple[str, str], UpdateSpec | None] = field(default_factory=dict)
@@ -55,6 +61,17 @@ class Ctx:
                 hist=self.tally.hist,
             )
         return self._diffs[key]
+
+    def claims_by_id(self) -> dict[str, list[PersistentVolumeClaim]]:
+        """Owned claims not being deleted, by instance id: built once a pass, not once per deleted pod."""
+        if self._claims_by_id is None:
+            index: dict[str, list[PersistentVolumeClaim]] = {}
+            for c in self.pvcs:
+                iid = c.metadata.labels.get(LABEL_INSTANCE_ID, "")
+                if iid and c.metadata.deletion_timestamp is None:
+                    index.setdefault(iid, []).append(c)
+            self._claims_by_id = index
+        return self._claims_by_id
 
     @property
     def update_name(self) -> str:

@@ -23,8 +23,8 @@ def instance_id(obj: PersistentVolumeClaim | Pod) -> str:
 
 
 def live_claims(ctx: Ctx) -> list[PersistentVolumeClaim]:
-    """Owned claims that are not being deleted and carry an instance id."""
-    return [c for c in ctx.pvcs if c.metadata.deletion_timestamp is None and instance_id(c)]
+    """Owned claims that are not being deleted and carry an instance id, in the view's order."""
+    return [c for claims in ctx.claims_by_id().values() for c in claims]
 
 
 def reusable_ids(ctx: Ctx) -> list[str]:
@@ -67,8 +67,7 @@ def delete_ops(ctx: Ctx, iid: str, template_names: list[str]) -> list[DeleteOp]:
     ns = ctx.cs.metadata.namespace
     ops = [
         DeleteOp(resource=PERSISTENT_VOLUME_CLAIMS, namespace=ns, name=c.metadata.name, uid=c.metadata.uid)
-        for c in live_claims(ctx)
-        if instance_id(c) == iid
+        for c in ctx.claims_by_id().get(iid, [])
     ]
     seen = {op.name for op in ops}
     ops += [
