@@ -223,10 +223,10 @@ class SimCluster:
                     raise ValueError("expected an object with readiness, liveness and/or custom")
             except ValueError as e:
                 return json_response({"message": str(e)}, 400)
-            probes = body
+            wanted = body
 
             async def set_probes() -> Response:
-                return json_response(await k.set_probes(ns, name, probes))
+                return json_response(await k.set_probes(ns, name, wanted))
 
             return set_probes()
 

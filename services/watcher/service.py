@@ -42,6 +42,7 @@ from schemas.messages import (
 from schemas.subjects import KIND_CLONESET, KIND_NODE, KIND_POD, KIND_PVC, KIND_REVISION
 from services.bus import Bus
 from services.kube import Kube, KubeError, KubeGone
+from services.observe import pod_ready, restart_count
 from services.telemetry import K8S_POD_NAME, KB_REVISION, rollout_context
 
 log = logging.getLogger("kruisebus.watcher")
@@ -111,7 +112,7 @@ class Rollouts:
             if st.update_revision and (st.current_revision != st.update_revision or finishing):
                 self.updating[uid] = st.update_revision
             else:
-                self.updating.pop(obj.metadata.uid, None)
+                self.updating.pop(uid, None)
             return None, None
         if not isinstance(obj, Pod):
             return None, None
@@ -119,12 +120,11 @@ class Rollouts:
         revision = self.updating.get(ref.uid) if ref is not None else None
         if ref is None or revision is None or obj.metadata.labels.get(LABEL_REVISION_HASH) != revision:
             return None, None
-        statuses = obj.status.container_statuses
         attributes = {
             K8S_POD_NAME: obj.metadata.name,
             KB_REVISION: revision,
-            "kruisebus.pod.ready": any(c.type == "Ready" and c.status == "True" for c in obj.status.conditions),
-            "kruisebus.pod.restarts": sum(c.restart_count for c in statuses),
+            "kruisebus.pod.ready": pod_ready(obj),
+            "kruisebus.pod.restarts": restart_count(obj),
         }
         return rollout_context(ref.uid, revision), attributes
 
