@@ -30,6 +30,8 @@ from urllib.parse import parse_qsl, unquote
 import httptools
 import msgspec
 
+from sim.errors import ApiError
+
 log = logging.getLogger("sim.http")
 
 _dec = msgspec.json.Decoder()
@@ -193,18 +195,9 @@ def _head(status: int, headers: list[tuple[str, str]], length: int | None, keep_
 
 
 def _error(status: int, message: str) -> Response:
-    body = msgspec.json.encode(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": HTTPStatus(status).phrase.replace(" ", ""),
-            "code": status,
-        }
-    )
-    return Response(body, status)
+    """A Kubernetes Status body for what fails before (or outside) an API handler."""
+    err = ApiError(status, HTTPStatus(status).phrase.replace(" ", ""), message)
+    return Response(msgspec.json.encode(err.status()), status)
 
 
 class _Connection(asyncio.Protocol):
