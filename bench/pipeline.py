@@ -1,4 +1,4 @@
-"""Whole-pipeline benchmark: the DESIGN §10 pipeline targets with the real processes (Stack).
+"""Whole-pipeline benchmark: the pipeline targets (docs/benchmarks.md) with the real processes (Stack).
 
 Run: .venv/bin/python -m bench.pipeline [--pods 1000] [--cold-pods 100000] [--only throughput,...]
 
@@ -52,7 +52,7 @@ from nats.aio.client import Client as NATS
 
 from schemas.kube import Pod
 from schemas.messages import CLONESETS, COMMAND_DECODER, ENCODER, PODS, CloneSetState, PodState, RevisionState
-from services.bus import Bus, state_msg_id
+from services.bus import state_msg_id
 from services.kube import Kube, KubeError
 from services.stack import Stack
 
@@ -193,8 +193,9 @@ class CmdTap:
     records: list[tuple[float, str, str, str, str]] = field(default_factory=list)  # (t, verb, workload, pod, id)
     states: dict[tuple[str, str], float] = field(default_factory=dict)  # (name, resourceVersion) -> receipt
 
-    async def start(self, url: str, prefix: str) -> NATS:
-        nc = await nats.connect(url, name="bench-cmd-tap")
+    async def start(self, url: str, prefix: str, credentials: tuple[str, str] | None = None) -> NATS:
+        user, password = credentials or (None, None)
+        nc = await nats.connect(url, name="bench-cmd-tap", user=user, password=password)
 
         async def on_msg(msg: Any) -> None:
             now = time.monotonic()
@@ -202,7 +203,7 @@ class CmdTap:
                 cmd = COMMAND_DECODER.decode(msg.data)
             except msgspec.DecodeError:
                 return
-            self.records.append((now, cmd.verb, cmd.workload, cmd.pod, cmd.id))
+            self.records.append((now, cmd.verb, cmd.workload.name, cmd.pod, cmd.id))
 
         async def on_state(msg: Any) -> None:
             now = time.monotonic()
@@ -396,8 +397,9 @@ async def isolated_latency(kube: Kube, watch: PodWatch, tap: CmdTap, samples: in
 
 def stack_for(args: argparse.Namespace, sim_args: tuple[str, ...], pods_per_node: int = 100) -> Stack:
     nodes = max(3, math.ceil(args.pods / pods_per_node))
+    # the pipeline's own capacity is measured, so the executors' write rate limit (default 500/s) is off
     return Stack(nodes=nodes, sim_args=("--max-pods", "200", *sim_args), executors=args.executors,
-                 env={"KRUISEBUS_LOG_LEVEL": "WARNING"})
+                 env={"KRUISEBUS_LOG_LEVEL": "WARNING", "KRUISEBUS_KUBE_QPS": "0"})
 
 
 async def with_stack(stack: Stack, body: Callable[[Stack, Kube, PodWatch, CmdTap], Any]) -> Any:
@@ -405,7 +407,7 @@ async def with_stack(stack: Stack, body: Callable[[Stack, Kube, PodWatch, CmdTap
         kube = await Kube.connect(stack.kubeconfig)
         watch = PodWatch(kube)
         tap = CmdTap()
-        nc = await tap.start(stack.nats_url, stack.prefix)
+        nc = await tap.start(stack.nats_url, stack.prefix, stack.nats.credentials("admin"))
         task = asyncio.create_task(watch.run())
         try:
             return await body(stack, kube, watch, tap)
@@ -479,7 +481,7 @@ async def scenario_coldstart(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack(nodes=1)
     await stack.start_nats()
     try:
-        bus = await Bus.connect(stack.nats_url, name="bench-cold-publisher")
+        bus = await stack.connect(name="bench-cold-publisher")
         await bus.ensure_streams()
         view = build(n, rollout=False)
         cs = view.cloneset
@@ -506,7 +508,7 @@ async def scenario_coldstart(args: argparse.Namespace) -> dict[str, Any]:
 
         # the fresh planner, as `kruisebus planner` runs it (separate connection, nothing cached)
         t0 = time.monotonic()
-        pbus = await Bus.connect(stack.nats_url, name="bench-cold-planner")
+        pbus = await stack.connect(name="bench-cold-planner")
         await pbus.ensure_streams()
         planner = Planner(pbus)
         stop = asyncio.Event()
@@ -540,7 +542,7 @@ def verdict(ok: bool) -> str:
 def render(results: dict[str, Any], argv: list[str]) -> str:
     cmd = " ".join([".venv/bin/python -m bench.pipeline", *argv])
     lines = [SECTION_BEGIN, "", "## Pipeline", "",
-             "The DESIGN §10 pipeline targets measured with the real processes: NATS, the sim "
+             "The pipeline targets measured with the real processes: NATS, the sim "
              "(`python -m sim`, an HTTP API server with simulated kubelets) and the watcher, planner and "
              f"{results.get('executors', 1)} executor(s), each its own process (`services.stack.Stack`, as "
              "`kruisebus up`), plus the benchmark process (its own pod watch and `kb.cmd.>`/`kb.state.>` "
@@ -594,11 +596,12 @@ def render(results: dict[str, Any], argv: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str, path: Path) -> None:
+def write_docs(text: str, path: Path, begin: str = SECTION_BEGIN, end: str = SECTION_END) -> None:
+    """Replace the section between the `begin` and `end` markers of a doc (or append it)."""
     doc = path.read_text()
-    if SECTION_BEGIN in doc:
-        head, rest = doc.split(SECTION_BEGIN, 1)
-        _, tail = rest.split(SECTION_END, 1)
+    if begin in doc:
+        head, rest = doc.split(begin, 1)
+        _, tail = rest.split(end, 1)
         doc = head + text + tail
     else:
         doc = doc.rstrip("\n") + "\n\n" + text + "\n"
@@ -616,6 +619,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results["rollout_spread"] = await scenario_rollout(args, pods_per_node=1)
     if "rollout" in only:
         results["rollout"] = await scenario_rollout(args)
+    if "native" in only:  # on a real control plane: only when asked for
+        from bench.native import scenario_native
+        results["native"] = await scenario_native(args)
     return results
 
 
@@ -630,7 +636,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast-start", type=float, default=0.1, help="container start seconds (throughput scenario)")
     p.add_argument("--latency-samples", type=int, default=100, help="isolated event -> command samples")
     p.add_argument("--executors", type=int, default=2, help="executor processes (a pool on one work queue)")
-    p.add_argument("--only", default="", help="comma-separated: throughput,coldstart,rollout,rollout-spread")
+    p.add_argument("--only", default="",
+                   help="comma-separated: throughput,coldstart,rollout,rollout-spread (default: these), native")
+    p.add_argument("--native-pods", type=int, default=40, help="pods per rollout (native scenario)")
+    p.add_argument("--native-nodes", type=int, default=20, help="simulated nodes (native scenario)")
+    p.add_argument("--native-pull", type=float, default=10.0, help="image pull seconds (native scenario)")
+    p.add_argument("--native-start", type=float, default=1.0, help="container start seconds (native scenario)")
+    p.add_argument("--native-runs", type=int, default=2, help="runs per kind, median reported (native scenario)")
+    p.add_argument("--budget", default="25%", help="maxUnavailable of every workload (native scenario)")
+    p.add_argument("--surge", default="25%", help="maxSurge of every workload (native scenario)")
+    p.add_argument("--native-kinds", default="deployment,inplace,recreate", help="which rollouts (native scenario)")
     p.add_argument("--json", type=Path, default=None, help="also write raw results here")
     p.add_argument("--render", type=Path, default=None, help="only render the results saved with --json")
     p.add_argument("--write-docs", action="store_true", help="replace the Pipeline section of docs/benchmarks.md")
@@ -649,12 +664,22 @@ def main(argv: list[str] | None = None) -> int:
                 skip = True
             elif not a.startswith(("--json=", "--render=")):
                 shown.append(a)
-    text = render(results, shown)
-    print(text)
+    docs = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+    native = results.pop("native", None)
+    if set(results) - {"executors"}:
+        text = render(results, shown)
+        print(text)
+        if args.write_docs:
+            write_docs(text, docs)
+    if native:
+        from bench import native as nb
+        text = nb.render(native, shown)
+        print(text)
+        if args.write_docs:
+            write_docs(text, docs, nb.SECTION_BEGIN, nb.SECTION_END)
+        results["native"] = native
     if args.json:
         args.json.write_text(json.dumps({"results": results, "argv": shown}, indent=1))
-    if args.write_docs:
-        write_docs(text, Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""CloneSet planner benchmark: decision time and memory per tracked pod (DESIGN §10).
+"""CloneSet planner benchmark: decision time and memory per tracked pod (targets in docs/benchmarks.md).
 
 Run: .venv/bin/python -m bench.planner_bench [--sizes 1000,10000,100000] [--repeat 15] [--write-docs]
 
@@ -37,8 +37,10 @@ from schemas.cloneset import CloneSet
 from schemas.kube import ControllerRevision, Pod
 from services.planner.cloneset import calc
 from services.planner.cloneset.plan import plan_cloneset
-from services.planner.cloneset.revision import build_revision, short_hash
-from services.planner.cloneset.view import CloneSetView, compact_pod
+from services.planner.cloneset.revision import build_revision
+from services.planner.cloneset.view import CloneSetView
+from services.planner.kit.compact import compact_pod
+from services.planner.kit.revision import short_hash
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 MARK_BEGIN = "<!-- planner-bench:begin -->"
@@ -265,7 +267,7 @@ def render(
 ) -> str:
     lines = [
         MARK_BEGIN,
-        "Decision time of one `plan_cloneset` call for one CloneSet (DESIGN §10 target: <= 20 ms at 10,000",
+        "Decision time of one `plan_cloneset` call for one CloneSet (target: <= 20 ms at 10,000",
         "pods, <= 2 KB per tracked pod). *steady*: settled CloneSet, nothing to do - the common pass, run on",
         "every pod status change; *warm* = the same Pod objects as the previous pass (the planner service",
         "keeps its decoded pods and the planner memoises per-pod facts by identity), *cold* = first pass",

@@ -198,14 +198,20 @@ async def _watchers(url: str, count: int, rv: str, status_file: Path) -> None:
                     st["last"] = now
                     st["last_rv"] = int(ev.object.metadata.resourceVersion or 0)
 
+    def publish() -> None:
+        # write-then-rename, so the orchestrator never reads a half-written file
+        tmp = status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stats))
+        tmp.replace(status_file)
+
     async def report() -> None:
         while not stop.is_set():
-            status_file.write_text(json.dumps(stats))
+            publish()
             try:
                 await asyncio.wait_for(stop.wait(), 0.25)
             except TimeoutError:
                 pass
-        status_file.write_text(json.dumps(stats))
+        publish()
 
     async with aiohttp.ClientSession() as s:
         tasks = [asyncio.ensure_future(watch(k, s)) for k in range(count)]

@@ -13,29 +13,7 @@ import msgspec
 
 from schemas.constants import API_VERSION
 from schemas.kube import LabelSelector, ObjectMeta, PodTemplateSpec, _K8s
-
-
-class UpdatePriorityOrderTerm(_K8s):
-    ordered_key: str = ""
-
-
-class UpdatePriorityWeightTerm(_K8s):
-    weight: int = 0
-    match_selector: LabelSelector | None = None
-
-
-class UpdatePriorityStrategy(_K8s):
-    order_priority: list[UpdatePriorityOrderTerm] | None = None
-    weight_priority: list[UpdatePriorityWeightTerm] | None = None
-
-
-class UpdateScatterTerm(_K8s):
-    key: str = ""
-    value: str = ""
-
-
-class InPlaceUpdateStrategy(_K8s):
-    grace_period_seconds: int = 0
+from schemas.pub import InPlaceUpdateStrategy, Lifecycle, UpdatePriorityStrategy, UpdateScatterTerm
 
 
 class CloneSetUpdateStrategy(_K8s):
@@ -53,18 +31,6 @@ class CloneSetScaleStrategy(_K8s):
     pods_to_delete: list[str] = []
     max_unavailable: Any = None
     disable_pvc_reuse: bool = msgspec.field(default=False, name="disablePVCReuse")  # not camel-cased "Pvc"
-
-
-class LifecycleHook(_K8s):
-    labels_handler: dict[str, str] = {}
-    finalizers_handler: list[str] = []
-    mark_pod_not_ready: bool = False
-
-
-class Lifecycle(_K8s):
-    pre_delete: LifecycleHook | None = None
-    in_place_update: LifecycleHook | None = None
-    pre_normal: LifecycleHook | None = None
 
 
 class CloneSetSpec(_K8s):

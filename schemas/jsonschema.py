@@ -22,15 +22,11 @@ from typing import Any, Final
 import msgspec
 import yaml
 
-from schemas.messages import SCHEMA_VERSION, Command, RolloutEvent, StateEvent
+from schemas.kinds import KINDS
+from schemas.messages import SCHEMA_VERSION, Command, ProbeResult, RolloutEvent, StateEvent
 from schemas.subjects import (
     DEFAULT_PREFIX,
     EVENT_REJECTED,
-    KIND_CLONESET,
-    KIND_NODE,
-    KIND_POD,
-    KIND_PVC,
-    KIND_REVISION,
     STREAM_CMD,
     STREAM_EVENTS,
     STREAM_NODE,
@@ -44,6 +40,7 @@ SCHEMA_FILES: Final[dict[str, tuple[str, Any]]] = {
     "state-event.json": ("StateEvent", StateEvent),
     "command.json": ("Command", Command),
     "rollout-event.json": ("RolloutEvent", RolloutEvent),
+    "probe-result.json": ("ProbeResult", ProbeResult),
 }
 
 TOKEN_NOTE: Final = (
@@ -147,9 +144,9 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the bus under `prefix`."""
     s = Subjects(prefix)
     ns = _param(f"Namespace. {TOKEN_NOTE}", examples=["default"])
-    schemas_list: list[Any] = [StateEvent, Command, RolloutEvent]
+    schemas_list: list[Any] = [StateEvent, Command, RolloutEvent, ProbeResult]
     _, components = msgspec.json.schema_components(schemas_list, ref_template="#/components/schemas/{name}")
-    state_messages = ["CloneSetState", "PodState", "NodeState", "RevisionState", "PvcState"]
+    state_messages = [k.state.__name__ for k in KINDS]
     channels: dict[str, Any] = {
         "state": {
             "address": f"{prefix}.state.{{namespace}}.{{owner}}.{{kind}}.{{uid}}",
@@ -161,7 +158,7 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
             "parameters": {
                 "namespace": ns,
                 "owner": _param(f"Owner workload uid. {TOKEN_NOTE}"),
-                "kind": _param("Object kind.", enum=[KIND_CLONESET, KIND_POD, KIND_NODE, KIND_REVISION, KIND_PVC]),
+                "kind": _param("Object kind.", enum=[k.token for k in KINDS]),
                 "uid": _param(f"Object uid. {TOKEN_NOTE}"),
             },
             "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in state_messages},
@@ -180,11 +177,13 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
         "node": {
             "address": f"{prefix}.node.{{node}}.{{verb}}",
             "title": "Per-node work",
-            "description": "Work for one node's agent (image pre-pull).",
+            "description": "Work for one node's agent (image pre-pull): a Command with `node` set and "
+            "its `node_ops`. The agent reports back as PullResultState on the state channel.",
             "parameters": {
                 "node": _param(f"Node name. {TOKEN_NOTE}", examples=["node-1%2Eexample%2Ecom"]),
-                "verb": _param("What to do.", examples=["prepull"]),
+                "verb": _param("What to do.", examples=["pull"]),
             },
+            "messages": {"Command": {"$ref": "#/components/messages/Command"}},
         },
         "probe": {
             "address": f"{prefix}.probe.{{namespace}}.{{pod}}.{{probe}}",
@@ -193,8 +192,9 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
             "parameters": {
                 "namespace": ns,
                 "pod": _param(f"Pod uid. {TOKEN_NOTE}"),
-                "probe": _param(f"Probe name. {TOKEN_NOTE}"),
+                "probe": _param(f"Probe name `<ppm>#<probe>`. {TOKEN_NOTE}"),
             },
+            "messages": {"ProbeResult": {"$ref": "#/components/messages/ProbeResult"}},
         },
         "events": {
             "address": f"{prefix}.events.{{namespace}}.{{workload}}.{{event}}",
@@ -227,8 +227,8 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
         "executeCommand": op("receive", "cmd", "An executor handles each command once.", ["Command"]),
         "sendNodeWork": op("send", "node", "The planner sends per-node work."),
         "executeNodeWork": op("receive", "node", "A node agent handles its node's work."),
-        "publishProbe": op("send", "probe", "A prober publishes probe results."),
-        "readProbe": op("receive", "probe", "The planner reads probe results."),
+        "publishProbe": op("send", "probe", "A prober publishes probe results.", ["ProbeResult"]),
+        "readProbe": op("receive", "probe", "The planner reads probe results.", ["ProbeResult"]),
         "publishEvent": op("send", "events", "Services append to the rollout log.", ["RolloutEvent"]),
         "subscribeEvents": op("receive", "events", "Users subscribe to and replay the rollout log.",
                               ["RolloutEvent"]),
@@ -241,12 +241,30 @@ def asyncapi(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
         "PvcState": _message(
             "PvcState", "PersistentVolumeClaim state", "A claim a CloneSet made from its volumeClaimTemplates."
         ),
+        "ImagePullJobState": _message("ImagePullJobState", "ImagePullJob state",
+                                      "Latest ImagePullJob spec and status."),
+        "NodeImageState": _message("NodeImageState", "NodeImage state",
+                                   "Latest NodeImage of one node (cluster-scoped, named after the node)."),
         "Command": _message(
             "Command", "Command", "The exact Kubernetes operations of one planner decision.",
             {
                 "schema": SCHEMA_VERSION, "id": "w-uid@rev2@p-uid@update-in-place", "verb": "update-in-place",
-                "namespace": "default", "workload": "web", "workload_uid": "w-uid", "pod": "web-x7k2p",
+                "workload": {"api_version": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                             "resource": {"group": "apps.kruise.io", "version": "v1alpha1", "plural": "clonesets"},
+                             "namespace": "default", "name": "web", "uid": "w-uid"},
+                "pod": "web-x7k2p",
                 "pod_uid": "p-uid", "revision": "web-6d5f8c", "ops": [], "rollout_trace_id": "",
+            },
+        ),
+        "PodProbeMarkerState": _message("PodProbeMarkerState", "PodProbeMarker state",
+                                        "Latest PodProbeMarker spec and status."),
+        "ProbeResult": _message(
+            "ProbeResult", "Probe result", "The latest result of one marker probe on one pod.",
+            {
+                "schema": SCHEMA_VERSION, "namespace": "default", "pod": "game-x7k2p", "pod_uid": "p-uid",
+                "probe": "game-idle#Idle", "state": "Succeeded", "message": "idle",
+                "time": "2026-01-01T00:00:00Z", "last_transition_time": "2026-01-01T00:00:00Z",
+                "node": "sim-node-0", "container_id": "sim://0f3c",
             },
         ),
         "RolloutEvent": _message(

@@ -64,11 +64,19 @@ class LabelSelector(_K8s):
     match_expressions: list[LabelSelectorRequirement] = []
 
 
+class ContainerPort(_K8s):
+    name: str = ""
+    container_port: int = 0
+    protocol: str = ""
+
+
 class ContainerRef(_K8s):
-    """A container as kruisebus needs it: identity and image."""
+    """A container as kruisebus needs it: identity, image and ports (a probe's named port resolves
+    against them)."""
 
     name: str
     image: str = ""
+    ports: list[ContainerPort] = []
 
 
 class ReadinessGate(_K8s):
@@ -79,6 +87,7 @@ class PodSpecView(_K8s):
     node_name: str = ""
     containers: list[ContainerRef] = []
     readiness_gates: list[ReadinessGate] = []
+    affinity: Affinity | None = None  # a DaemonSet pod's target node before it is bound (matchFields)
 
 
 class PodCondition(_K8s):
@@ -141,17 +150,85 @@ class PersistentVolumeClaim(_K8s):
 class NodeCondition(_K8s):
     type: str
     status: str
+    last_transition_time: str | None = None
+
+
+class Taint(_K8s):
+    key: str
+    effect: str
+    value: str = ""
+
+
+class NodeSpecView(_K8s):
+    """What decides whether a pod may run on the node (a BroadcastJob's eligible nodes)."""
+
+    unschedulable: bool = False
+    taints: list[Taint] = []
 
 
 class NodeStatusView(_K8s):
     conditions: list[NodeCondition] = []
+    allocatable: dict[str, str | int] = {}
 
 
 class Node(_K8s):
     metadata: ObjectMeta
+    spec: NodeSpecView = msgspec.field(default_factory=NodeSpecView)
     status: NodeStatusView = msgspec.field(default_factory=NodeStatusView)
     api_version: str = "v1"
     kind: str = "Node"
+
+
+class Toleration(_K8s):
+    key: str = ""
+    operator: str = ""  # Equal (default) | Exists
+    value: str = ""
+    effect: str = ""
+    toleration_seconds: int | None = None  # NoExecute only: how long the pod stays after the taint
+
+
+class NodeSelectorRequirement(_K8s):
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist | Gt | Lt
+    values: list[str] = []
+
+
+class NodeSelectorTerm(_K8s):
+    match_expressions: list[NodeSelectorRequirement] = []
+    match_fields: list[NodeSelectorRequirement] = []
+
+
+class NodeSelector(_K8s):
+    node_selector_terms: list[NodeSelectorTerm] = []
+
+
+class NodeAffinity(_K8s):
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+
+
+class Affinity(_K8s):
+    node_affinity: NodeAffinity | None = None
+
+
+class ResourceRequirements(_K8s):
+    requests: dict[str, str | int] = {}
+
+
+class ContainerResources(_K8s):
+    name: str = ""
+    resources: ResourceRequirements = msgspec.field(default_factory=ResourceRequirements)
+
+
+class PodPlacementView(_K8s):
+    """The placement-relevant part of a pod spec (read from a template's opaque spec): which nodes it fits."""
+
+    node_name: str = ""
+    node_selector: dict[str, str] = {}
+    affinity: Affinity | None = None
+    tolerations: list[Toleration] = []
+    containers: list[ContainerResources] = []
+    restart_policy: str = ""
+    host_network: bool = False
 
 
 class TemplateMeta(_K8s):
@@ -171,13 +248,21 @@ class PodTemplateSpec(_K8s):
 
 
 class ControllerRevision(_K8s):
-    """apps/v1 ControllerRevision: a CloneSet's versioned pod template (kruise-semantics §2.1)."""
+    """apps/v1 ControllerRevision: a CloneSet's versioned pod template (Kruise's `pkg/controller/cloneset/revision`)."""
 
     metadata: ObjectMeta
     revision: int = 0
     data: JsonObject = {}
     api_version: str = "apps/v1"
     kind: str = "ControllerRevision"
+
+
+class Namespace(_K8s):
+    """A Namespace as SidecarSet namespace selectors read it: its labels."""
+
+    metadata: ObjectMeta
+    api_version: str = "v1"
+    kind: str = "Namespace"
 
 
 class ObjectReference(_K8s):

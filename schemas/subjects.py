@@ -1,4 +1,4 @@
-"""NATS stream names, subject layout and the reversible token encoding (DESIGN §3).
+"""NATS stream names, subject layout and the reversible token encoding (docs/bus.md).
 
 A subject token must never carry a raw Kubernetes name: node and pod names may contain `.`, which NATS
 reads as a token separator. `encode_token` maps every name to a token that is safe, readable for the
@@ -20,15 +20,12 @@ STREAM_NODE: Final = "NODE"
 STREAM_PROBE: Final = "PROBE"
 STREAM_EVENTS: Final = "EVENTS"
 
-# State kinds (the <kind> token of kb.state subjects).
-KIND_CLONESET: Final = "cloneset"
-KIND_POD: Final = "pod"
-KIND_NODE: Final = "node"
-KIND_REVISION: Final = "controllerrevision"
-KIND_PVC: Final = "persistentvolumeclaim"
+# The <kind> tokens of kb.state subjects are the state messages' tags (schemas.kinds).
 
 # Rollout event types (the <event> token of kb.events subjects).
 EVENT_REJECTED: Final = "rejected"
+EVENT_PULL: Final = "pull"  # a node agent's pull progress (kruisebus events --type pull)
+EVENT_DROPPED: Final = "events-dropped"  # events of a workload dropped over the per-workload rate limit
 
 # Characters kept as they are in a token. Everything else (including '.', '%', '*', '>', '_' and
 # whitespace) is written as '%XX', so decoding is unambiguous.
@@ -92,6 +89,10 @@ class Subjects:
     def state_all(self) -> str:
         return f"{self.prefix}.state.>"
 
+    def state_of_kind(self, kind: str) -> str:
+        """Filter for every state subject of one kind, in every namespace and under every owner."""
+        return f"{self.prefix}.state.*.*.{kind}.*"
+
     # --- commands ------------------------------------------------------------------------------
     def command(self, namespace: str, owner_uid: str, verb: str) -> str:
         return f"{self.prefix}.cmd.{encode_token(namespace)}.{encode_token(owner_uid)}.{encode_token(verb)}"
@@ -109,6 +110,10 @@ class Subjects:
     # --- probes --------------------------------------------------------------------------------
     def probe(self, namespace: str, pod_uid: str, probe: str) -> str:
         return f"{self.prefix}.probe.{encode_token(namespace)}.{encode_token(pod_uid)}.{encode_token(probe)}"
+
+    def probes_of_pod(self, namespace: str, pod_uid: str) -> str:
+        """Filter for every probe result of one pod."""
+        return f"{self.prefix}.probe.{encode_token(namespace)}.{encode_token(pod_uid)}.*"
 
     def probe_all(self) -> str:
         return f"{self.prefix}.probe.>"
@@ -137,3 +142,32 @@ class Subjects:
         if len(parts) < 2 or parts[0] != self.prefix:
             raise ValueError(f"subject {subject!r} is not under prefix {self.prefix!r}")
         return [parts[1], *(decode_token(t) for t in parts[2:])]
+
+
+# The KV bucket of leases (the watcher's single active instance, the planner's partition claims).
+LEASE_BUCKET: Final = "LEASES"
+LEASE_WATCHER: Final = "watcher"
+LEASE_PARTITION: Final = "planner.partition"  # planner.partition.<p>
+LEASE_MEMBER: Final = "planner.member"  # planner.member.<holder>: a live planner replica
+
+
+def lease_bucket(prefix: str = DEFAULT_PREFIX) -> str:
+    """The lease bucket of an install (`kb` -> `KB_LEASES`, stream `KV_KB_LEASES`, subjects `$KV.KB_LEASES.>`)."""
+    return Subjects(prefix).stream(LEASE_BUCKET)
+
+
+# Durable consumers (every other consumer is an ordered, ephemeral one).
+EXECUTOR_DURABLE: Final = "executor"
+"""The executors' shared durable pull consumer on the command stream."""
+NODE_AGENT_DURABLE_PREFIX: Final = "nodeagent-"
+"""A node agent's durable on the node stream is this prefix and its node's token (`node_agent_durable`)."""
+
+
+def node_agent_durable(node: str) -> str:
+    """The durable consumer of one node's agent (a restarted agent resumes where it stopped)."""
+    return f"{NODE_AGENT_DURABLE_PREFIX}{encode_token(node)}"[:250]
+
+
+def inbox_prefix(user: str) -> str:
+    """A NATS user's own reply-subject prefix (`_INBOX_<user>`): its permissions let it read only these."""
+    return f"_INBOX_{user}"

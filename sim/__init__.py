@@ -1,4 +1,5 @@
-"""The embedded cluster: a Kubernetes API server emulator, simulated kubelets and a scheduler.
+"""The embedded cluster: a Kubernetes API server emulator, simulated kubelets, a scheduler and the
+controller-manager parts kruisebus relies on (garbage collection, Jobs, NoExecute eviction, pod GC).
 
 Entry points: `python -m sim` / `sim.cli_main(argv)` (a process), `SimCluster` (in-process, async).
 See docs/sim.md.

@@ -78,6 +78,9 @@ class StoreBackend:
     async def delete_pod(self, ns: str, name: str, uid: str) -> None:
         self.store.delete(self.pods, ns, name, grace_period=0, preconditions={"uid": uid})
 
+    async def delete_node(self, name: str) -> None:
+        self.store.delete(self.nodes, "", name)
+
     async def bind(self, ns: str, name: str, node: str) -> None:
         self.store.bind(ns, name, node)
 
@@ -213,6 +216,9 @@ class HttpBackend:
                 "preconditions": {"uid": uid},
             },
         )
+
+    async def delete_node(self, name: str) -> None:
+        await self._req("DELETE", f"/api/v1/nodes/{name}")
 
     async def bind(self, ns: str, name: str, node: str) -> None:
         await self._req(

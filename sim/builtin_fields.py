@@ -25,6 +25,7 @@ MODELS = {
     ("", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
     ("apps", "ControllerRevision"): "V1ControllerRevision",
     ("coordination.k8s.io", "Lease"): "V1Lease",
+    ("batch", "Job"): "V1Job",
     ("apiextensions.k8s.io", "CustomResourceDefinition"): "V1CustomResourceDefinition",
 }
 

@@ -14,7 +14,61 @@ from typing import Any
 
 from sim.cluster import SimCluster
 from sim.faults import Faults
+from sim.node_api import TAINT_EFFECTS
 from sim.nodes import NodeConfig
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`k=v,k2=v2` (what `kubelet --node-labels` takes)."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise argparse.ArgumentTypeError(f"--node-labels: {part!r} is not key=value")
+        out[key] = value
+    return out
+
+
+def parse_taints(text: str) -> list[dict[str, str]]:
+    """`key=value:Effect,key:Effect` (what `kubelet --register-with-taints` takes)."""
+    out: list[dict[str, str]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kv, colon, effect = part.rpartition(":")
+        key, _, value = kv.partition("=")
+        if not colon or not key or effect not in TAINT_EFFECTS:
+            raise argparse.ArgumentTypeError(
+                f"--node-taints: {part!r} is not key[=value]:Effect with Effect one of {', '.join(TAINT_EFFECTS)}"
+            )
+        out.append(
+            {"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect}
+        )
+    return out
+
+
+def add_node_args(p: argparse.ArgumentParser) -> None:
+    """Flags of both modes: what the simulated nodes register with and how their containers run."""
+    p.add_argument(
+        "--node-labels", type=parse_labels, default={}, help="extra labels for every node: k=v,k2=v2"
+    )
+    p.add_argument(
+        "--node-taints",
+        type=parse_taints,
+        default=[],
+        help="taints every node registers with: key=value:NoSchedule,key:NoExecute",
+    )
+    p.add_argument(
+        "--run-seconds",
+        type=float,
+        default=None,
+        help="seconds a container of a restartPolicy Never/OnFailure pod runs before it exits "
+        "(default: until deleted; the pod annotation sim.kruisebus.io/run-seconds overrides it)",
+    )
+    p.add_argument(
+        "--crash-backoff",
+        type=float,
+        default=10.0,
+        help="first restart back-off after a container exits, seconds",
+    )
 
 
 def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
@@ -46,11 +100,17 @@ def build_parser(prog: str = "python -m sim") -> argparse.ArgumentParser:
         help="events kept per resource for watch resume (older resourceVersions get 410)",
     )
     p.add_argument("--no-events", action="store_true", help="do not write kubelet/scheduler Events")
+    p.add_argument("--pod-network", action="store_true",
+                   help="loopback pod IPs (127.x.y.z) where containers listen on their ports (sim/podnet.py)")
     p.add_argument("--stop-delay", type=float, default=0.05, help="container stop time, seconds")
     p.add_argument(
         "--max-parallel-pulls", type=int, default=0, help="concurrent image pulls per node (0: no limit)"
     )
     p.add_argument("--no-scheduler", action="store_true", help="leave pending pods unbound")
+    p.add_argument(
+        "--job-backoff", type=float, default=10.0, help="the Job controller's failure back-off base, seconds"
+    )
+    add_node_args(p)
     p.add_argument("--crd-dir", type=Path, default=None, help="CRD YAML directory (default: the chart's)")
     p.add_argument("--fault-latency", type=float, default=0.0, help="seconds added to every request")
     p.add_argument("--fault-error-rate", type=float, default=0.0, help="probability a request fails")
@@ -80,8 +140,13 @@ def cluster_from_args(args: argparse.Namespace) -> SimCluster:
         start_delay=args.start_delay,
         max_pods=args.max_pods,
         events=not args.no_events,
+        pod_network=args.pod_network,
         stop_delay=args.stop_delay,
         max_parallel_pulls=args.max_parallel_pulls,
+        run_seconds=args.run_seconds,
+        crash_backoff=args.crash_backoff,
+        labels=args.node_labels,
+        taints=args.node_taints,
     )
     kubeconfig = args.kubeconfig or Path.cwd() / "kruisebus-sim.kubeconfig"
     return SimCluster(
@@ -95,6 +160,7 @@ def cluster_from_args(args: argparse.Namespace) -> SimCluster:
         crd_dir=args.crd_dir,
         scheduler=not args.no_scheduler,
         kubeconfig_path=kubeconfig,
+        job_backoff=args.job_backoff,
     )
 
 
@@ -143,6 +209,15 @@ def build_nodes_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--start-delay", type=float, default=0.1)
     p.add_argument("--max-pods", type=int, default=110)
     p.add_argument("--no-events", action="store_true")
+    p.add_argument(
+        "--control-port",
+        type=int,
+        default=None,
+        help="serve the node control API (POST/DELETE /sim/nodes, POST /sim/pods/NS/NAME/exit) on "
+        "127.0.0.1:PORT (0: any free port); off by default",
+    )
+    add_node_args(p)
+    p.add_argument("--pod-network", action="store_true")
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -157,6 +232,11 @@ async def serve_nodes(args: argparse.Namespace) -> None:
         start_delay=args.start_delay,
         max_pods=args.max_pods,
         events=not args.no_events,
+        run_seconds=args.run_seconds,
+        crash_backoff=args.crash_backoff,
+        labels=args.node_labels,
+        taints=args.node_taints,
+        pod_network=args.pod_network,
     )
     fleet = NodeFleet(
         backend, args.count, cfg, scheduler=args.scheduler, name_prefix=args.name_prefix, heartbeat=10.0
@@ -166,10 +246,23 @@ async def serve_nodes(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await fleet.start()
+    control = None
+    ready: dict[str, Any] = {"server": backend.server, "nodes": sorted(fleet.kubelets)}
     try:
-        print(json.dumps({"server": backend.server, "nodes": sorted(fleet.kubelets)}), flush=True)
+        if args.control_port is not None:
+            from sim.http import HttpServer, Router
+            from sim.node_api import node_control_routes
+
+            router = Router()
+            for method, path, fn in node_control_routes(fleet):
+                router.add(method, path, fn)
+            control = HttpServer(router)
+            ready["control"] = f"http://127.0.0.1:{await control.start('127.0.0.1', args.control_port)}"
+        print(json.dumps(ready), flush=True)
         await stop.wait()
     finally:
+        if control is not None:
+            await control.close()
         await fleet.stop()
         await backend.close()
 

@@ -11,10 +11,15 @@ from typing import Any
 
 import yaml
 
+from sim import podnet
 from sim.backend import StoreBackend
 from sim.faults import Faults
 from sim.http import Handler, HttpServer, Request, Response
+from sim.job_controller import DEFAULT_BACKOFF, JobController
+from sim.node_api import node_control_routes
+from sim.node_lifecycle import NodeLifecycle
 from sim.nodes import Kubelet, NodeConfig, NodeFleet
+from sim.podnet import PodNet
 from sim.server import ApiServer, json_response
 from sim.store import Store
 
@@ -58,7 +63,9 @@ class SimCluster:
     image sizes, bandwidth, capacity, events), `bookmark_interval`, `watch_history` (events kept per resource
     for watch resume; older resourceVersions get 410), `faults` (Faults, default off), `crd_dir`,
     `scheduler` (bind pending pods), `gc_dangling` (delete objects whose owners do not exist),
-    `node_heartbeat` (seconds between node Lease renewals / Ready heartbeats; default off).
+    `node_heartbeat` (seconds between node Lease renewals / Ready heartbeats; default off),
+    `job_controller` (run batch/v1 Jobs' pods, sim/job_controller.py) and `job_backoff` (its failure
+    back-off base, 10 s like kube-controller-manager; tests shorten it).
     """
 
     def __init__(
@@ -80,6 +87,8 @@ class SimCluster:
         gc_dangling: bool = True,
         events: bool | None = None,
         node_heartbeat: float | None = None,
+        job_controller: bool = True,
+        job_backoff: float = DEFAULT_BACKOFF,
     ) -> None:
         self.node_count = nodes
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -104,6 +113,10 @@ class SimCluster:
         self.fleet = NodeFleet(
             StoreBackend(self.store), nodes, cfg, scheduler=scheduler, heartbeat=node_heartbeat
         )
+        self.node_lifecycle = NodeLifecycle(self.store, events=cfg.events)
+        self.jobs = (
+            JobController(self.store, backoff=job_backoff, events=cfg.events) if job_controller else None
+        )
         self.api = ApiServer(
             self.store,
             faults=self.faults,
@@ -123,13 +136,19 @@ class SimCluster:
         self._http = HttpServer(self.api.router)
         self.port = await self._http.start(self.host, self.port)
         self.url = f"http://{self.host}:{self.port}"
+        await self.node_lifecycle.start()
         await self.fleet.start()
+        if self.jobs is not None:
+            await self.jobs.start()
         self.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
         self.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig_dict(self.url), sort_keys=False))
         return self
 
     async def stop(self) -> None:
+        if self.jobs is not None:
+            await self.jobs.stop()
         await self.fleet.stop()
+        await self.node_lifecycle.stop()
         self.api.closing.set()
         for b in self.store.buckets.values():
             for w in list(b.watchers):
@@ -137,6 +156,7 @@ class SimCluster:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        await self.api.admission.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -175,37 +195,28 @@ class SimCluster:
     # ---------------------------------------------------------------- /sim/nodes
 
     def _node_routes(self) -> list[tuple[str, str, Handler]]:
-        def list_nodes(request: Request) -> Response:
+        def registry(request: Request) -> Response:
+            """The simulated registry: GET it, POST {"missing": [image...], "private": {prefix: "user:pass"}}
+            to add images it does not have / repositories it wants credentials for."""
+            cfg = self.node_config
+            if request.method == "POST":
+                try:
+                    body = request.json()
+                    if not isinstance(body, dict) or not set(body) <= {"missing", "private"}:
+                        raise ValueError("expected an object with missing and/or private")
+                    missing = body.get("missing") or []
+                    private = body.get("private") or {}
+                    if not isinstance(missing, list) or not all(isinstance(m, str) for m in missing):
+                        raise ValueError("missing: expected a list of image names")
+                    if not isinstance(private, dict) or not all(isinstance(v, str) for v in private.values()):
+                        raise ValueError('private: expected an object {repository prefix: "user:password"}')
+                except ValueError as e:
+                    return json_response({"reason": "BadRequest", "message": str(e)}, 400)
+                cfg.missing_images.update(missing)
+                cfg.private_images.update({str(k): str(v) for k, v in private.items()})
             return json_response(
-                [
-                    {
-                        "name": k.name,
-                        "images": sorted(k.images),
-                        "pods": len(k.pods),
-                        "pulls": k.pull_count,
-                        "pullsActive": k.pulls_active,
-                        "pullsWaiting": k.pulls_waiting,
-                    }
-                    for k in self.kubelets.values()
-                ]
+                {"missing": sorted(cfg.missing_images), "private": sorted(cfg.private_images)}
             )
-
-        def images(request: Request) -> Response:
-            k = self.kubelets.get(request.match_info["node"])
-            if k is None:
-                return json_response({"message": "no such node"}, 404)
-            return json_response({"images": {img: iid for img, iid in sorted(k.images.items())}})
-
-        def pull(request: Request) -> Response | Awaitable[Response]:
-            k = self.kubelets.get(request.match_info["node"])
-            if k is None:
-                return json_response({"message": "no such node"}, 404)
-            image = str(request.json()["image"])
-
-            async def pulled() -> Response:
-                return json_response({"image": image, "imageID": await k.pull_image(image)})
-
-            return pulled()
 
         def probes(request: Request) -> Response | Awaitable[Response]:
             ns, name = request.match_info["ns"], request.match_info["name"]
@@ -230,10 +241,89 @@ class SimCluster:
 
             return set_probes()
 
+        def locate(ns: str, name: str) -> tuple[PodNet, str] | None:
+            pod = self.store.try_get(self.store.rt("pods"), ns, name)
+            k = self.kubelets.get(((pod or {}).get("spec") or {}).get("nodeName") or "")
+            if pod is None or k is None or k.net is None:
+                return None
+            return k.net, str(pod["metadata"]["uid"])
+        def running_pod(ns: str, name: str) -> tuple[Kubelet, Any] | Response:
+            pod = self.store.try_get(self.store.rt("pods"), ns, name)
+            node = ((pod or {}).get("spec") or {}).get("nodeName")
+            k = self.kubelets.get(node) if node else None
+            ps = k.pod(ns, name) if k else None
+            if k is None or ps is None:
+                return json_response(
+                    {"reason": "NotFound", "message": f"pod {ns}/{name} is not running on a simulated node"},
+                    404,
+                )
+            return k, ps
+
+        def exec_outcomes(request: Request) -> Response:
+            """GET: the exec outcomes set and the exec calls run; POST {container | "*": {exitCode, stdout,
+            stderr, hang, delay}} sets what exec in those containers answers (default: exit 0)."""
+            ns, name = request.match_info["ns"], request.match_info["name"]
+            found = running_pod(ns, name)
+            if isinstance(found, Response):
+                return found
+            k, ps = found
+            if request.method == "POST":
+                try:
+                    body = request.json()
+                    if not isinstance(body, dict) or not all(isinstance(v, dict) for v in body.values()):
+                        raise ValueError(
+                            'expected an object {container or "*": {exitCode, stdout, stderr, hang, delay}}'
+                        )
+                    for c, v in body.items():
+                        unknown = set(v) - {"exitCode", "stdout", "stderr", "hang", "delay"}
+                        if unknown:
+                            raise ValueError(f"{c}: unknown fields {sorted(unknown)}")
+                        if not isinstance(v.get("exitCode", 0), int):
+                            raise ValueError(f"{c}.exitCode: expected an integer")
+                except ValueError as e:
+                    return json_response({"reason": "BadRequest", "message": str(e)}, 400)
+                k.set_exec_outcomes(ns, name, body)
+            calls = [c for c in k.exec_calls if c["namespace"] == ns and c["pod"] == name]
+            return json_response({"outcomes": k.exec_outcomes.get(ps.uid) or {}, "calls": calls})
+
+        def exec_run(request: Request) -> Response | Awaitable[Response]:
+            """Body {container, command: [...], timeout}: {exitCode, stdout, stderr, timedOut}."""
+            ns, name = request.match_info["ns"], request.match_info["name"]
+            found = running_pod(ns, name)
+            if isinstance(found, Response):
+                return found
+            k, _ = found
+            try:
+                body = request.json()
+                if not isinstance(body, dict) or not isinstance(body.get("container"), str):
+                    raise ValueError("expected an object with a string field container")
+                command = body.get("command") or []
+                if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+                    raise ValueError("command: expected a list of strings")
+                timeout = float(body.get("timeout", 1.0))
+            except (ValueError, TypeError) as e:
+                return json_response({"reason": "BadRequest", "message": str(e)}, 400)
+
+            async def run() -> Response:
+                try:
+                    return json_response(
+                        await k.exec_sync(ns, name, str(body["container"]), command, timeout)
+                    )
+                except LookupError as e:
+                    return json_response({"reason": "NotFound", "message": str(e)}, 404)
+
+            return run()
+
         return [
+            *node_control_routes(
+                self.fleet, lambda name: self.store.try_get(self.store.rt("nodes"), "", name) is not None
+            ),
+            *podnet.routes(locate),
             ("GET", "/sim/pods/{ns}/{name}/probes", probes),
             ("POST", "/sim/pods/{ns}/{name}/probes", probes),
-            ("GET", "/sim/nodes", list_nodes),
-            ("GET", "/sim/nodes/{node}/images", images),
-            ("POST", "/sim/nodes/{node}/images", pull),
+            ("GET", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
+            ("POST", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
+            ("POST", "/sim/pods/{ns}/{name}/exec", exec_run),
+            ("GET", "/sim/registry", registry),
+            ("POST", "/sim/registry", registry),
         ]

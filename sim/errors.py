@@ -65,6 +65,22 @@ def already_exists(rt: ResourceType, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", f'{rt.group_resource} "{name}" already exists', _details(rt, name))
 
 
+def generated_name_conflict(rt: ResourceType) -> ApiError:
+    """What kube-apiserver answers for AlreadyExists when the body has a `generateName`, even beside an
+    explicit `name` (apiserver registry/rest.CheckGeneratedNameError): a retryable 500, not a 409."""
+    qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+    details: dict[str, Any] = {"name": "POST"}
+    if rt.group:
+        details["group"] = rt.group
+    details["kind"] = rt.kind
+    return ApiError(
+        500,
+        "ServerTimeout",
+        f"The POST operation against {qualified} could not be completed at this time, please try again.",
+        details,
+    )
+
+
 def conflict(rt: ResourceType, name: str, why: str) -> ApiError:
     return ApiError(
         409,
@@ -124,7 +140,7 @@ def too_large_rv(rv: int, current: int) -> ApiError:
     return ApiError(
         504,
         "Timeout",
-        f"Too large resource version: {rv}, current: {current}",
+        f"Timeout: Too large resource version: {rv}, current: {current}",  # errors.NewTimeoutError's prefix
         {
             "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
             "retryAfterSeconds": 1,

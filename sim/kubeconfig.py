@@ -12,6 +12,8 @@ import yaml
 
 from sim.backend import HttpBackend
 
+SIM_NODES_USER_AGENT = "kubelet/v1.20.2 (kruisebus-sim)"
+
 
 def _named(items: list[dict[str, Any]], name: str, what: str) -> dict[str, Any]:
     for it in items or []:
@@ -40,7 +42,8 @@ def backend_from_kubeconfig(path: str | Path, context: str | None = None) -> Htt
     cluster = _named(cfg.get("clusters", []), ctx["cluster"], "cluster")
     user = _named(cfg.get("users", []), ctx["user"], "user") if ctx.get("user") else {}
     server = cluster["server"]
-    headers = {}
+    # named as a kubelet is (`kubelet/<version>`): the server's request log tells its writes apart
+    headers = {"User-Agent": SIM_NODES_USER_AGENT}
     if user.get("token"):
         headers["Authorization"] = f"Bearer {user['token']}"
     elif user.get("tokenFile"):

@@ -23,7 +23,9 @@ from schemas.constants import (
     CONDITION_READY,
 )
 from sim.errors import ApiError
-from sim.selectors import match_label_selector_obj
+from sim.events import event_body
+from sim.placement import filter_reason, unschedulable_message
+from sim.podnet import PodNet
 from sim.store import now_iso
 
 log = logging.getLogger("sim.nodes")
@@ -35,6 +37,12 @@ ANNOTATION_STOP_DELAY = "sim.kruisebus.io/stop-delay"  # seconds a container tak
 # probe outcomes, JSON: {"readiness": bool | {container: bool}, "liveness": bool | {container: bool},
 #  "custom": {probe name: bool}}; the runtime API POST /sim/pods/{ns}/{name}/probes overrides it
 ANNOTATION_PROBES = "sim.kruisebus.io/probes"
+# Run to completion: the containers of a pod with this annotation (or, for restartPolicy Never/OnFailure,
+# NodeConfig.run_seconds) exit that many seconds after they started, with the exit code of
+# ANNOTATION_EXIT_CODE (default 0); the restart policy decides what follows (Job pods set them on the
+# Job's pod template). The runtime API POST /sim/pods/{ns}/{name}/exit ends them at once.
+ANNOTATION_RUN_SECONDS = "sim.kruisebus.io/run-seconds"
+ANNOTATION_EXIT_CODE = "sim.kruisebus.io/exit-code"
 
 
 def _probe_ok(spec: Any, container: str) -> bool:
@@ -45,6 +53,22 @@ def _probe_ok(spec: Any, container: str) -> bool:
         v = spec.get(container, spec.get("*", True))
         return v is not False and str(v).lower() not in ("false", "failure", "failed")
     return True
+
+
+# The simulated registry has every image except these: a name containing MISSING_IMAGE_MARKER, or one
+# listed in NodeConfig.missing_images (settable through POST /sim/registry).
+MISSING_IMAGE_MARKER = "does-not-exist"
+
+
+class PullFailed(Exception):
+    """The simulated registry refused a pull: `reason` is "not-found" or "unauthorized", `message`
+    what containerd says (the kubelet puts it in the `Failed` Event and the container's waiting state)."""
+
+    def __init__(self, image: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.image = image
+        self.reason = reason
+        self.message = message
 
 
 def image_id(image: str) -> str:
@@ -64,10 +88,47 @@ class NodeConfig:
         0  # image pulls a node runs at once (kubelet maxParallelImagePulls); 0: no limit
     )
     preloaded_images: list[str] = field(default_factory=list)
+    missing_images: set[str] = field(default_factory=set)  # images the simulated registry does not have
+    # repository prefix -> "user:password" the registry asks for; checked on the control API's pulls
+    # (POST /sim/nodes/{node}/images), not on pods' (the simulated kubelet reads no pull secrets)
+    private_images: dict[str, str] = field(default_factory=dict)
+    pull_backoff: float = 1.0  # seconds between a pod's failed pull attempts (ErrImagePull, ImagePullBackOff)
     cpu: str = "8"
     memory: str = "32Gi"
     max_pods: int = 110
+    # seconds a container of a restartPolicy Never/OnFailure pod runs before it exits (None: until deleted)
+    run_seconds: float | None = None
+    crash_backoff: float = 10.0  # kubelet's restart back-off after an exit: 0, then 10 s doubling to 300 s
+    labels: dict[str, str] = field(default_factory=dict)  # extra labels for every node
+    taints: list[dict[str, Any]] = field(default_factory=list)  # spec.taints for every node at registration
     events: bool = True  # write Kubernetes Events (Scheduled, Pulling, Pulled, Created, Started, Killing)
+    pod_network: bool = False  # loopback pod IPs with real container listeners (sim/podnet.py)
+
+    def image_size_bytes(self, image: str) -> int:
+        return int(self.image_sizes_mb.get(image, self.default_image_size_mb) * 1024 * 1024)
+
+    def refusal(
+        self, image: str, credentials: str | None = None, *, check_auth: bool = False
+    ) -> PullFailed | None:
+        """Why the simulated registry would refuse to serve `image` (None: it serves it)."""
+        if MISSING_IMAGE_MARKER in image or image in self.missing_images:
+            return PullFailed(
+                image,
+                "not-found",
+                f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+                f'failed to resolve reference "{image}": {image}: not found',
+            )
+        if check_auth:
+            for prefix, wanted in self.private_images.items():
+                if image.startswith(prefix) and credentials != wanted:
+                    return PullFailed(
+                        image,
+                        "unauthorized",
+                        f'rpc error: code = Unknown desc = failed to pull and unpack image "{image}": '
+                        f'failed to resolve reference "{image}": pulling from host {prefix.split("/")[0]} '
+                        "failed with status code: 401 Unauthorized",
+                    )
+        return None
 
     def pull_seconds(self, image: str) -> float:
         if self.pull_delay is not None:
@@ -83,6 +144,7 @@ class Backend(Protocol):
     async def patch_node_status(self, name: str, patch: dict[str, Any]) -> None: ...
     async def patch_pod_status(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     async def delete_pod(self, ns: str, name: str, uid: str) -> None: ...
+    async def delete_node(self, name: str) -> None: ...
     async def bind(self, ns: str, name: str, node: str) -> None: ...
     async def create_event(self, ns: str, event: dict[str, Any]) -> None: ...
     async def renew_lease(self, node: str, duration: int) -> None: ...
@@ -97,6 +159,20 @@ class Container:
     started_at: str
     ready: bool = False
     started: bool = False
+    exit_code: int | None = None  # set once the container has exited (run to completion)
+    finished_at: str = ""
+    last_state: dict[str, Any] | None = None  # lastState of the status (the previous container's end)
+    waiting: str = ""  # "CrashLoopBackOff" while the kubelet waits to restart an exited container
+
+    def terminated(self) -> dict[str, Any]:
+        assert self.exit_code is not None
+        return {
+            "exitCode": self.exit_code,
+            "reason": "Completed" if self.exit_code == 0 else "Error",
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "containerID": self.container_id,
+        }
 
 
 @dataclass
@@ -112,7 +188,21 @@ class PodState:
     start_time: str = field(default_factory=now_iso)
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     init_done: dict[str, Container] = field(default_factory=dict)  # init containers that completed
+    # container -> (reason, message) while its image pull fails (ErrImagePull, ImagePullBackOff)
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
     initialized: bool = False
+    # `pod` is the last watch event: the spec the kubelet has acted on. What the kubelet last wrote is
+    # kept apart (`reported`, as sent), and never the answer of that write: the answer can carry a
+    # newer spec (an image patch that landed just before) whose own watch event would then look handled.
+    reported: dict[str, Any] | None = None
+    echo: dict[str, Any] | None = None  # the answer of the last write (in-process: its own watch event)
+    exit_requests: dict[str, int] = field(default_factory=dict)  # exit API calls for unstarted containers
+
+
+def _waiting(failed: tuple[str, str] | None) -> dict[str, str]:
+    if failed is None:
+        return {"reason": "ContainerCreating"}
+    return {"reason": failed[0], "message": failed[1]}
 
 
 def _cond(conds: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
@@ -123,9 +213,20 @@ def _cond(conds: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
 
 
 class Kubelet:
-    def __init__(self, name: str, index: int, backend: Backend, cfg: NodeConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        backend: Backend,
+        cfg: NodeConfig,
+        *,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.name = name
         self.index = index
+        self.labels = {**cfg.labels, **(labels or {})}  # on top of the kubelet's own (hostname, os, ...)
+        self.taints = list(cfg.taints if taints is None else taints)  # registered with the node
         self.backend = backend
         self.cfg = cfg
         self.ip = f"10.0.{index // 250}.{index % 250 + 2}"
@@ -139,7 +240,18 @@ class Kubelet:
         self.pulls_active = 0  # pulls downloading right now (<= max_parallel_pulls)
         self.pulls_waiting = 0  # pulls queued for a slot
         self.max_pulls_seen = 0
+        # What a benchmark or test asserts from the kubelet's own record, not from status: every pull
+        # that ran (image, start, end on the loop clock) and every container start that had to wait for
+        # an image that was not on the node yet (pod, container, image, seconds waited).
+        self.pull_log: list[tuple[str, float, float]] = []
+        self.pull_waits: list[tuple[str, str, str, float]] = []
         self.probe_overrides: dict[str, dict[str, Any]] = {}  # pod uid -> probes set via the runtime API
+        self.net = PodNet(index) if cfg.pod_network else None
+        self.pull_failures = 0  # pulls the registry refused
+        self._pull_clock: dict[str, tuple[float, float]] = {}  # image downloading -> (start, seconds)
+        # pod uid -> container ("*": any) -> exec outcome set via the runtime API
+        self.exec_outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+        self.exec_calls: list[dict[str, Any]] = []  # every exec run: {namespace, pod, container, command}
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         out: list[asyncio.Task[Any]] = list(self._pulls.values())
@@ -170,9 +282,14 @@ class Kubelet:
                     "beta.kubernetes.io/os": "linux",
                     "beta.kubernetes.io/arch": "amd64",
                     "type": "kruisebus-sim",
+                    **self.labels,
                 },
             },
-            "spec": {"podCIDR": f"10.244.{self.index}.0/24", "podCIDRs": [f"10.244.{self.index}.0/24"]},
+            "spec": {
+                "podCIDR": f"10.244.{self.index}.0/24",
+                "podCIDRs": [f"10.244.{self.index}.0/24"],
+                **({"taints": [dict(t) for t in self.taints]} if self.taints else {}),
+            },
             "status": {
                 "capacity": cap,
                 "allocatable": dict(cap),
@@ -222,9 +339,7 @@ class Kubelet:
         return [
             {
                 "names": [iid, img],
-                "sizeBytes": int(
-                    self.cfg.image_sizes_mb.get(img, self.cfg.default_image_size_mb) * 1024 * 1024
-                ),
+                "sizeBytes": self.cfg.image_size_bytes(img),
             }
             for img, iid in sorted(self.images.items())
         ]
@@ -234,10 +349,30 @@ class Kubelet:
     def has_image(self, image: str) -> bool:
         return image in self.images
 
-    async def pull_image(self, image: str) -> str:
-        """Pull (or join the pull in progress); returns the image ID. The runtime seam uses this too."""
+    def pulls_in_progress(self) -> list[str]:
+        """Images being pulled (downloading, or queued for a pull slot)."""
+        return sorted(self._pulls)
+
+    def pull_percent(self, image: str) -> int | None:
+        """How far the download of `image` is (0-100), None when it is not downloading."""
+        clock = self._pull_clock.get(image)
+        if clock is None:
+            return None
+        start, seconds = clock
+        elapsed = asyncio.get_running_loop().time() - start
+        return 100 if seconds <= 0 else min(99, int(100 * elapsed / seconds))
+
+    async def pull_image(
+        self, image: str, credentials: str | None = None, *, check_auth: bool = False
+    ) -> str:
+        """Pull (or join the pull in progress); returns the image ID. The runtime seam uses this too.
+        Raises PullFailed, at once, for an image the simulated registry refuses."""
         if image in self.images:
             return self.images[image]
+        refused = self.cfg.refusal(image, credentials, check_auth=check_auth)
+        if refused is not None:
+            self.pull_failures += 1
+            raise refused
         task = self._pulls.get(image)
         if task is None:
             task = asyncio.ensure_future(self._pull(image))
@@ -254,14 +389,19 @@ class Kubelet:
                     self.pulls_waiting -= 1
             self.pulls_active += 1
             self.max_pulls_seen = max(self.max_pulls_seen, self.pulls_active)
+            seconds = self.cfg.pull_seconds(image)
+            started = asyncio.get_running_loop().time()
+            self._pull_clock[image] = (started, seconds)
             try:
-                await asyncio.sleep(self.cfg.pull_seconds(image))
+                await asyncio.sleep(seconds)
             finally:
+                self._pull_clock.pop(image, None)
                 self.pulls_active -= 1
                 if self._pull_slots is not None:
                     self._pull_slots.release()
             self.images[image] = image_id(image)
             self.pull_count += 1
+            self.pull_log.append((image, started, asyncio.get_running_loop().time()))
             try:
                 await self.backend.patch_node_status(self.name, {"status": {"images": self._images_status()}})
             except ApiError as e:
@@ -278,6 +418,9 @@ class Kubelet:
         if type_ == "DELETED":
             ps = self.pods.pop(uid, None)
             self.probe_overrides.pop(uid, None)
+            if self.net is not None:
+                self.net.release(uid)
+            self.exec_outcomes.pop(uid, None)
             if ps:
                 for t in ps.actions.values():
                     t.cancel()
@@ -300,7 +443,8 @@ class Kubelet:
                 meta.get("namespace", ""),
                 meta["name"],
                 pod,
-                ip=f"10.244.{self.index}.{next(self._ip_counter) % 250 + 2}",
+                ip=self.net.allocate(uid) if self.net is not None
+                else f"10.244.{self.index}.{next(self._ip_counter) % 250 + 2}",
             )
             self.pods[uid] = ps
         old_ann = ps.pod["metadata"].get("annotations") or {}
@@ -355,7 +499,8 @@ class Kubelet:
         try:
             for c in (ps.pod.get("spec") or {}).get("initContainers") or []:
                 image = str(c.get("image", ""))
-                iid = await self.pull_image(image)
+                iid = await self._pull_for(ps, str(c["name"]), image, init=True)
+                assert iid is not None
                 ps.init_done[c["name"]] = Container(
                     image=image,
                     image_id=iid,
@@ -407,7 +552,7 @@ class Kubelet:
 
     async def set_probes(self, ns: str, name: str, probes: dict[str, Any]) -> dict[str, Any] | None:
         """Runtime API: set probe outcomes of a pod on this node (readiness/liveness/custom)."""
-        ps = next((p for p in self.pods.values() if p.ns == ns and p.name == name), None)
+        ps = self.pod(ns, name)
         if ps is None:
             return None
         before = self.probes(ps)
@@ -455,7 +600,10 @@ class Kubelet:
                 if not self.has_image(desired):
                     await self._event(ps, name, "Normal", "Pulling", f'Pulling image "{desired}"')
                     t0 = asyncio.get_running_loop().time()
-                    iid = await self.pull_image(desired)
+                    pulled = await self._pull_for(ps, name, desired)
+                    if pulled is None:
+                        continue  # the spec moved on while the pull was failing
+                    iid = pulled
                     took = asyncio.get_running_loop().time() - t0
                     await self._event(
                         ps, name, "Normal", "Pulled", f'Successfully pulled image "{desired}" in {took:.3f}s'
@@ -474,16 +622,30 @@ class Kubelet:
                     return
                 if str(spec.get("image", "")) != desired:
                     continue  # the spec moved on while we pulled
-                if cur is not None:
+                last: dict[str, Any] | None = None
+                if cur is not None and cur.exit_code is not None:
+                    last = {"terminated": cur.terminated()}  # it exited: nothing to stop
+                elif cur is not None:
+                    last = {
+                        "terminated": {
+                            "exitCode": 0,
+                            "reason": "Completed",
+                            "finishedAt": cur.started_at,
+                            "startedAt": ps.start_time,
+                        }
+                    }
                     why = "definition changed" if cur.image != desired else "failed liveness probe"
                     await self._event(
                         ps, name, "Normal", "Killing", f"Container {name} {why}, will be restarted"
                     )
-                    # the old container stops first (not ready meanwhile), then the new one is created
-                    cur.ready = False
+                    # The old container stops first, then the new one is created. No status write
+                    # while it stops: a kubelet's pod worker is inside the sync that kills and starts
+                    # the containers, so what it last wrote (the old container, as its prober last
+                    # saw it) stands until the new container exists.
+                    if self.net is not None:
+                        self.net.container_stopped(ps.uid, name)
                     stop = self._stop_delay(ps)
                     if stop > 0:
-                        await self._publish(ps)
                         await asyncio.sleep(stop)
                     if ps.terminating is not None:
                         return
@@ -493,6 +655,7 @@ class Kubelet:
                     container_id=f"sim://{secrets.token_hex(32)}",
                     restart_count=0 if cur is None else cur.restart_count + 1,
                     started_at=now_iso(),
+                    last_state=last,
                 )
                 await self._event(ps, name, "Normal", "Created", f"Created container {name}")
                 await self._publish(ps)
@@ -502,8 +665,21 @@ class Kubelet:
                     return
                 c.started = True
                 c.ready = self._ready(ps, name)
+                if self.net is not None and (running := self._spec_container(ps, name)) is not None:
+                    await self.net.container_started(ps.uid, running)
                 await self._event(ps, name, "Normal", "Started", f"Started container {name}")
                 await self._publish(ps)
+                secs = self._run_seconds(ps)
+                if name in ps.exit_requests:
+                    code = ps.exit_requests.pop(name)
+                    if name + "$stop" not in ps.actions:
+                        ps.actions[name + "$stop"] = asyncio.ensure_future(self._exit_task(ps, name, code))
+                elif secs is not None:
+                    key = name + "$exit"
+                    prev = ps.actions.pop(key, None)
+                    if prev is not None:
+                        prev.cancel()
+                    ps.actions[key] = asyncio.ensure_future(self._run_to_exit(ps, name, c.container_id, secs))
         except asyncio.CancelledError:
             cancelled = True
         except ApiError as e:
@@ -525,12 +701,197 @@ class Kubelet:
                 ):
                     ps.actions[name] = asyncio.ensure_future(self._run_container(ps, name))
 
+    async def _pull_for(self, ps: PodState, name: str, image: str, *, init: bool = False) -> str | None:
+        """A pod's pull, retried as the kubelet does while the registry refuses it: the container waits
+        in ErrImagePull, then ImagePullBackOff, with the kubelet's Events, until a pull succeeds, the
+        pod goes away (which cancels this) or an app container's spec names another image (None)."""
+        while True:
+            spec = None if init else self._spec_container(ps, name)
+            if not init and (spec is None or str(spec.get("image", "")) != image):
+                ps.waiting.pop(name, None)
+                return None
+            try:
+                present = image in self.images
+                t0 = asyncio.get_running_loop().time()
+                iid = await self.pull_image(image)
+                if not present:
+                    waited = asyncio.get_running_loop().time() - t0
+                    self.pull_waits.append((f"{ps.ns}/{ps.name}", name, image, waited))
+                ps.waiting.pop(name, None)
+                return iid
+            except PullFailed as e:
+                ps.waiting[name] = ("ErrImagePull", e.message)
+                await self._event(
+                    ps, name, "Warning", "Failed", f'Failed to pull image "{image}": {e.message}'
+                )
+                await self._event(ps, name, "Warning", "Failed", "Error: ErrImagePull")
+                await self._publish(ps)
+                await asyncio.sleep(self.cfg.pull_backoff)
+                ps.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+                await self._event(ps, name, "Normal", "BackOff", f'Back-off pulling image "{image}"')
+                await self._publish(ps)
+                await asyncio.sleep(self.cfg.pull_backoff)
+
+    # ---------------------------------------------------------------- exec (probes)
+
+    def exec_outcome(self, uid: str, container: str) -> dict[str, Any]:
+        per_pod = self.exec_outcomes.get(uid) or {}
+        return dict(per_pod.get(container) or per_pod.get("*") or {})
+
+    def set_exec_outcomes(
+        self, ns: str, name: str, outcomes: dict[str, dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Runtime API: what exec in a pod's containers answers, per container ("*": any container)."""
+        ps = self.pod(ns, name)
+        if ps is None:
+            return None
+        cur = self.exec_outcomes.setdefault(ps.uid, {})
+        cur.update(outcomes)
+        return dict(cur)
+
+    def pod(self, ns: str, name: str) -> PodState | None:
+        return next((p for p in self.pods.values() if p.ns == ns and p.name == name), None)
+
+    async def exec_sync(
+        self, ns: str, name: str, container: str, command: list[str], timeout: float
+    ) -> dict[str, Any]:
+        """Run a command in a container (an exec probe): answers with the outcome set for it (default:
+        exit 0, no output); `hang` never finishes, so it times out. Raises LookupError, naming what is
+        missing, for a pod, container or container not running here."""
+        ps = self.pod(ns, name)
+        if ps is None:
+            raise LookupError(f"pod {ns}/{name} is not running on node {self.name}")
+        c = ps.containers.get(container)
+        if c is None or not c.started:
+            names = [str(x.get("name")) for x in (ps.pod.get("spec") or {}).get("containers") or []]
+            if container not in names:
+                raise LookupError(f'container "{container}" not found in pod {ns}/{name}')
+            raise LookupError(f'container "{container}" of pod {ns}/{name} is not running')
+        out = self.exec_outcome(ps.uid, container)
+        self.exec_calls.append(
+            {"namespace": ns, "pod": name, "container": container, "command": list(command)}
+        )
+        delay = float(out.get("delay", 0.0))
+        if out.get("hang") or delay > timeout:
+            await asyncio.sleep(timeout)
+            return {"exitCode": -1, "stdout": "", "stderr": "", "timedOut": True}
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return {
+            "exitCode": int(out.get("exitCode", 0)),
+            "stdout": str(out.get("stdout", "")),
+            "stderr": str(out.get("stderr", "")),
+            "timedOut": False,
+        }
+
+    # ---------------------------------------------------------------- run to completion
+
+    def _run_seconds(self, ps: PodState) -> float | None:
+        """How long a container runs before it exits: the annotation, else NodeConfig.run_seconds for
+        restartPolicy Never/OnFailure pods; None: it runs until the pod is deleted."""
+        v = (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_RUN_SECONDS)
+        if v is not None:
+            try:
+                return max(float(v), 0.0)
+            except ValueError:
+                log.warning("pod %s/%s: %s is not a number: %r", ps.ns, ps.name, ANNOTATION_RUN_SECONDS, v)
+                return None
+        if (ps.pod.get("spec") or {}).get("restartPolicy") in ("Never", "OnFailure"):
+            return self.cfg.run_seconds
+        return None
+
+    def _exit_code(self, ps: PodState) -> int:
+        v = (ps.pod["metadata"].get("annotations") or {}).get(ANNOTATION_EXIT_CODE)
+        try:
+            return int(v) if v is not None else 0
+        except ValueError:
+            log.warning("pod %s/%s: %s is not an integer: %r", ps.ns, ps.name, ANNOTATION_EXIT_CODE, v)
+            return 0
+
+    async def _run_to_exit(self, ps: PodState, name: str, container_id: str, seconds: float) -> None:
+        try:
+            await asyncio.sleep(seconds)
+            c = ps.containers.get(name)
+            if c is not None and c.container_id == container_id and ps.terminating is None:
+                await self.exit_container(ps, name, self._exit_code(ps))
+        except asyncio.CancelledError:
+            pass
+        except ApiError as e:
+            log.debug("pod %s/%s container %s exit: %s", ps.ns, ps.name, name, e)
+        finally:
+            if ps.actions.get(name + "$exit") is asyncio.current_task():
+                del ps.actions[name + "$exit"]
+
+    async def exit_container(self, ps: PodState, name: str, code: int) -> bool:
+        """The container's process ends with `code`; the restart policy decides what the kubelet does:
+        Always restarts it, OnFailure restarts it after a failure, Never leaves it terminated (the pod is
+        then Succeeded or Failed once no container runs). Restarts back off like the kubelet's
+        (immediately, then `crash_backoff` seconds doubling up to 300 s; CrashLoopBackOff meanwhile)."""
+        c = ps.containers.get(name)
+        if c is None or c.exit_code is not None or not c.started or ps.terminating is not None:
+            return False
+        timer = ps.actions.get(name + "$exit")
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+            del ps.actions[name + "$exit"]
+        c.exit_code, c.finished_at, c.ready, c.started = code, now_iso(), False, False
+        policy = (ps.pod.get("spec") or {}).get("restartPolicy") or "Always"
+        if not (policy == "Always" or (policy == "OnFailure" and code != 0)):
+            await self._publish(ps)
+            return True
+        delay = (
+            0.0 if c.restart_count == 0 else min(self.cfg.crash_backoff * 2 ** (c.restart_count - 1), 300.0)
+        )
+        if delay > 0:
+            c.waiting = "CrashLoopBackOff"
+            await self._event(ps, name, "Warning", "BackOff", "Back-off restarting failed container")
+            await self._publish(ps)
+            await asyncio.sleep(delay)
+            if ps.terminating is not None or ps.containers.get(name) is not c:
+                return True
+        if name not in ps.actions:
+            ps.actions[name] = asyncio.ensure_future(self._run_container(ps, name, restart=True))
+        return True
+
+    async def exit_pod(self, ns: str, name: str, code: int, container: str | None = None) -> list[str] | None:
+        """Runtime API: the running containers of a pod on this node (or one of them) exit with `code`.
+        Returns the containers that exited; None when the pod is not here."""
+        ps = next((p for p in self.pods.values() if p.ns == ns and p.name == name), None)
+        if ps is None:
+            return None
+        spec_names = [c["name"] for c in (ps.pod.get("spec") or {}).get("containers") or []]
+        names = [container] if container else spec_names
+        done = []
+        for n in names:
+            c = ps.containers.get(n)
+            if c is not None and c.started and c.exit_code is None:
+                if n + "$stop" not in ps.actions:
+                    ps.actions[n + "$stop"] = asyncio.ensure_future(self._exit_task(ps, n, code))
+                done.append(n)
+            elif n in spec_names and (c is None or c.exit_code is None):
+                ps.exit_requests[n] = code  # not started yet: it exits as soon as it has
+                done.append(n)
+        return done
+
+    async def _exit_task(self, ps: PodState, name: str, code: int) -> None:
+        try:
+            await self.exit_container(ps, name, code)
+        except asyncio.CancelledError:
+            pass
+        except ApiError as e:
+            log.debug("pod %s/%s container %s exit: %s", ps.ns, ps.name, name, e)
+        finally:
+            if ps.actions.get(name + "$stop") is asyncio.current_task():
+                del ps.actions[name + "$stop"]
+
     async def _terminate(self, ps: PodState) -> None:
         try:
             for name in list(ps.containers):
                 await self._event(ps, name, "Normal", "Killing", f"Stopping container {name}")
             for c in ps.containers.values():
                 c.ready = False
+            if self.net is not None:
+                self.net.pod_stopped(ps.uid)
             await asyncio.sleep(self._stop_delay(ps))
             await self.backend.delete_pod(ps.ns, ps.name, ps.uid)
         except ApiError as e:
@@ -543,10 +904,15 @@ class Kubelet:
         pod = ps.pod
         spec = pod.get("spec") or {}
         cur_status = pod.get("status") or {}
-        conds = cur_status.get("conditions") or []
+        conds = cur_status.get("conditions") or []  # the server's: readiness gates, PodScheduled
+        # The kubelet's own conditions keep the lastTransitionTime it wrote: taking it from whichever
+        # watch event came last (possibly the echo of an older write) made two values a second apart
+        # bounce between writes without end.
+        own = (ps.reported or cur_status).get("conditions") or []
         statuses = []
         not_ready = []
-        all_running = True
+        all_running = True  # every container exists (kubelet's getPhase: none waiting to be created)
+        running = stopped = failed = 0
         for c in spec.get("containers") or []:
             st = ps.containers.get(c["name"])
             if st is None:
@@ -560,12 +926,28 @@ class Kubelet:
                         "ready": False,
                         "restartCount": 0,
                         "started": False,
-                        "state": {"waiting": {"reason": "ContainerCreating"}},
+                        "state": {"waiting": _waiting(ps.waiting.get(c["name"]))},
                     }
                 )
                 continue
             if not st.ready:
                 not_ready.append(c["name"])
+            if st.waiting:
+                state: dict[str, Any] = {
+                    "waiting": {
+                        "reason": st.waiting,
+                        "message": f"back-off restarting failed container={c['name']} pod={ps.name}_{ps.ns}"
+                        f"({ps.uid})",
+                    }
+                }
+                stopped += 1
+            elif st.exit_code is not None:
+                state = {"terminated": st.terminated()}
+                stopped += 1
+                failed += st.exit_code != 0
+            else:
+                state = {"running": {"startedAt": st.started_at}}
+                running += 1
             entry: dict[str, Any] = {
                 "name": c["name"],
                 "image": st.image,
@@ -574,17 +956,12 @@ class Kubelet:
                 "ready": st.ready,
                 "restartCount": st.restart_count,
                 "started": st.started,
-                "state": {"running": {"startedAt": st.started_at}},
+                "state": state,
             }
-            if st.restart_count:
-                entry["lastState"] = {
-                    "terminated": {
-                        "exitCode": 0,
-                        "reason": "Completed",
-                        "finishedAt": st.started_at,
-                        "startedAt": ps.start_time,
-                    }
-                }
+            if st.waiting and st.exit_code is not None:
+                entry["lastState"] = {"terminated": st.terminated()}
+            elif st.last_state:
+                entry["lastState"] = st.last_state
             statuses.append(entry)
         gate_msgs = []
         for g in spec.get("readinessGates") or []:
@@ -597,11 +974,18 @@ class Kubelet:
                     f'the status of pod readiness gate "{t}" is not "True", but {c.get("status")}'
                 )
         containers_ready = not not_ready
+        phase = "Running" if all_running else "Pending"
+        if all_running and not running and stopped:
+            policy = spec.get("restartPolicy") or "Always"
+            if policy != "Always" and not failed and not any(s.waiting for s in ps.containers.values()):
+                phase = "Succeeded"
+            elif policy == "Never":
+                phase = "Failed"
         owned: list[dict[str, Any]] = []
 
         def add(type_: str, ok: bool, reason: str = "", message: str = "") -> None:
             status = "True" if ok else "False"
-            old = _cond(conds, type_)
+            old = _cond(own, type_)
             c: dict[str, Any] = {
                 "type": type_,
                 "status": status,
@@ -626,23 +1010,29 @@ class Kubelet:
                 f"containers with incomplete status: [{' '.join(c['name'] for c in spec.get('initContainers') or [] if c['name'] not in ps.init_done)}]",
             )
         unready_msg = f"containers with unready status: [{' '.join(not_ready)}]"
-        if not containers_ready:
+        if phase == "Succeeded":
+            add(CONDITION_READY, False, "PodCompleted")
+            add(CONDITION_CONTAINERS_READY, False, "PodCompleted")
+        elif not containers_ready:
             add(CONDITION_READY, False, "ContainersNotReady", unready_msg)
         elif gate_msgs:
-            add(CONDITION_READY, False, "ReadinessGatesNotReady", "; ".join(gate_msgs))
+            add(CONDITION_READY, False, "ReadinessGatesNotReady", ", ".join(gate_msgs))
         else:
             add(CONDITION_READY, True)
-        add(CONDITION_CONTAINERS_READY, containers_ready, "ContainersNotReady", unready_msg)
-        if _cond(conds, CONDITION_POD_SCHEDULED) is None:
-            add(CONDITION_POD_SCHEDULED, True)
+        if phase != "Succeeded":
+            add(CONDITION_CONTAINERS_READY, containers_ready, "ContainersNotReady", unready_msg)
+        if _cond(conds, CONDITION_POD_SCHEDULED) is None or (
+            ps.reported is not None and _cond(own, CONDITION_POD_SCHEDULED) is not None
+        ):
+            add(CONDITION_POD_SCHEDULED, True)  # pods bound without a scheduler; kept once written
         return {
-            "phase": "Running" if all_running else "Pending",
+            "phase": phase,
             "conditions": owned,
             "hostIP": self.ip,
             "hostIPs": [{"ip": self.ip}],
             "podIP": ps.ip,
             "podIPs": [{"ip": ps.ip}],
-            "startTime": cur_status.get("startTime") or ps.start_time,
+            "startTime": (ps.reported or {}).get("startTime") or cur_status.get("startTime") or ps.start_time,
             "containerStatuses": statuses,
             **(
                 {"initContainerStatuses": [self._init_status(ps, c) for c in spec["initContainers"]]}
@@ -685,6 +1075,9 @@ class Kubelet:
 
     @staticmethod
     def _differs(cur: dict[str, Any], want: dict[str, Any]) -> bool:
+        """Does the server's status `cur` lack something of `want`? Only what a server keeps counts:
+        a field it does not know (`hostIPs` before 1.28) is absent from `cur`, a `lastState: {}` it
+        fills in is the `lastState` the kubelet left out, conditions compare by type and content."""
         for k, v in want.items():
             if k == "conditions":
                 have = cur.get("conditions") or []
@@ -697,21 +1090,49 @@ class Kubelet:
                         or o.get("message") != c.get("message")
                     ):
                         return True
+            elif k in ("containerStatuses", "initContainerStatuses"):
+                have_list = cur.get(k) or []
+                if len(have_list) != len(v):
+                    return True
+                for h, w in zip(have_list, v, strict=True):
+                    if any((h.get(f) or None) != (w.get(f) or None) for f in set(h) | set(w)):
+                        return True
+            elif k not in cur and k == "hostIPs":
+                continue  # not a field of this server's Pod (Kubernetes < 1.28)
             elif cur.get(k) != v:
                 return True
         return False
+
+    @staticmethod
+    def _saw_own_write(ps: PodState) -> bool:
+        """Is the pod the kubelet last saw at least as new as its own last status write? (Otherwise
+        the server's status may be older than what the kubelet wrote, and matching it proves nothing.)"""
+        if ps.echo is None:
+            return True
+        try:
+            return int(ps.pod["metadata"]["resourceVersion"]) >= int(ps.echo["metadata"]["resourceVersion"])
+        except (KeyError, TypeError, ValueError):
+            return False  # resourceVersions are opaque to clients; both servers here use integers
 
     async def _publish(self, ps: PodState) -> None:
         async with ps.publish_lock:
             if ps.terminating is not None or self.pods.get(ps.uid) is not ps:
                 return
             want = self.desired_status(ps)
-            if not self._differs(ps.pod.get("status") or {}, want):
+            if ps.reported is not None and want == ps.reported:
+                return  # already written (its echo may not be back yet: that is no reason to repeat it)
+            if self._saw_own_write(ps) and not self._differs(ps.pod.get("status") or {}, want):
+                # The server has it already: after a kubelet restart, or when a controller wrote the
+                # Ready condition the readiness gates give (Kruise's InPlaceUpdateReady=False write sets
+                # Ready False itself). A kubelet sends no empty patch (PatchPodStatus: "unchanged"),
+                # and it reconciles readiness only when Ready's status or message differ.
+                ps.reported = want
                 return
             try:
-                ps.pod = await self.backend.patch_pod_status(
+                ps.echo = await self.backend.patch_pod_status(
                     ps.ns, ps.name, {"metadata": {"uid": ps.uid}, "status": want}
                 )
+                ps.reported = want
             except ApiError as e:
                 if e.code not in (404, 409):
                     raise
@@ -719,27 +1140,9 @@ class Kubelet:
     async def _event(self, ps: PodState, container: str, type_: str, reason: str, message: str) -> None:
         if not self.cfg.events:
             return
-        ts = now_iso()
-        ev = {
-            "metadata": {"name": f"{ps.name}.{secrets.token_hex(8)}", "namespace": ps.ns},
-            "involvedObject": {
-                "kind": "Pod",
-                "namespace": ps.ns,
-                "name": ps.name,
-                "uid": ps.uid,
-                "apiVersion": "v1",
-                "fieldPath": f"spec.containers{{{container}}}",
-            },
-            "reason": reason,
-            "message": message,
-            "source": {"component": "kubelet", "host": self.name},
-            "firstTimestamp": ts,
-            "lastTimestamp": ts,
-            "count": 1,
-            "type": type_,
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.name,
-        }
+        ev = event_body({"metadata": {"name": ps.name, "namespace": ps.ns, "uid": ps.uid}}, kind="Pod",
+                        api_version="v1", type_=type_, reason=reason, message=message, component="kubelet",
+                        host=self.name, field_path=f"spec.containers{{{container}}}")
         try:
             await self.backend.create_event(ps.ns, ev)
         except ApiError as e:
@@ -747,7 +1150,8 @@ class Kubelet:
 
 
 class Scheduler:
-    """Binds pending pods to the least-loaded ready node that matches their nodeSelector."""
+    """Binds pending pods to the least-loaded node that passes kube-scheduler's filters (sim/placement.py);
+    reports the ones no node takes as Unschedulable."""
 
     def __init__(self, backend: Backend, events: bool = True) -> None:
         self.backend = backend
@@ -756,6 +1160,7 @@ class Scheduler:
         self.load: dict[str, int] = {}
         self.pod_node: dict[str, str] = {}
         self.pending: dict[str, dict[str, Any]] = {}
+        self.unschedulable: dict[str, str] = {}  # pod uid -> the Unschedulable message last written
         self._rr = 0
 
     def on_node(self, type_: str, node: dict[str, Any]) -> None:
@@ -774,6 +1179,7 @@ class Scheduler:
             self.load[old] = self.load.get(old, 1) - 1
         if type_ == "DELETED":
             self.pending.pop(uid, None)
+            self.unschedulable.pop(uid, None)
             return
         if node:
             self.pending.pop(uid, None)
@@ -789,38 +1195,62 @@ class Scheduler:
         await self._schedule(pod)
 
     def _fits(self, pod: dict[str, Any], node: dict[str, Any]) -> bool:
-        if (node.get("spec") or {}).get("unschedulable"):
-            return False
-        conds = (node.get("status") or {}).get("conditions") or []
-        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
-            return False
-        labels = node["metadata"].get("labels") or {}
-        sel = (pod.get("spec") or {}).get("nodeSelector") or {}
-        if any(labels.get(k) != v for k, v in sel.items()):
-            return False
-        terms = (
-            (((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(
-                "requiredDuringSchedulingIgnoredDuringExecution"
+        return self._reason(pod, node) is None
+
+    def _reason(self, pod: dict[str, Any], node: dict[str, Any]) -> str | None:
+        return filter_reason(pod, node, self.load.get(node["metadata"]["name"], 0))
+
+    async def _unschedulable(self, pod: dict[str, Any], reasons: list[str]) -> None:
+        """What kube-scheduler does with a pod no node can take: PodScheduled False (Unschedulable) with
+        the reasons, and a FailedScheduling Event; written again only when the message changes."""
+        meta = pod["metadata"]
+        msg = (
+            unschedulable_message(len(reasons), reasons) if reasons else "no nodes available to schedule pods"
+        )
+        if self.unschedulable.get(meta["uid"]) == msg:
+            return
+        self.unschedulable[meta["uid"]] = msg
+        ns = meta.get("namespace", "")
+        try:
+            await self.backend.patch_pod_status(
+                ns,
+                meta["name"],
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": CONDITION_POD_SCHEDULED,
+                                "status": "False",
+                                "reason": "Unschedulable",
+                                "message": msg,
+                                "lastProbeTime": None,
+                                "lastTransitionTime": now_iso(),
+                            }
+                        ]
+                    }
+                },
             )
-            or {}
-        ).get("nodeSelectorTerms")
-        if terms:
-            ok = False
-            for t in terms:
-                exprs = t.get("matchExpressions") or []
-                if match_label_selector_obj({"matchExpressions": exprs}, labels):
-                    ok = True
-            if not ok:
-                return False
-        cap = int(((node.get("status") or {}).get("allocatable") or {}).get("pods", "110"))
-        return self.load.get(node["metadata"]["name"], 0) < cap
+        except ApiError as e:
+            log.debug("unschedulable %s: %s", meta["name"], e)
+            return
+        await self._scheduler_event(pod, "Warning", "FailedScheduling", msg)
+
+    async def _scheduler_event(self, pod: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        if not self.events:
+            return
+        ev = event_body(pod, kind="Pod", api_version="v1", type_=type_, reason=reason, message=message,
+                        component="default-scheduler")
+        try:
+            await self.backend.create_event(pod["metadata"].get("namespace", ""), ev)
+        except ApiError:
+            pass
 
     async def _schedule(self, pod: dict[str, Any]) -> None:
         names = sorted(self.nodes)
-        if not names:
-            return
-        fitting = [n for n in names if self._fits(pod, self.nodes[n])]
+        reasons = {n: self._reason(pod, self.nodes[n]) for n in names}
+        fitting = [n for n in names if reasons[n] is None]
         if not fitting:
+            await self._unschedulable(pod, [r for r in reasons.values() if r is not None])
             return
         self._rr += 1
         best = min(fitting, key=lambda n: (self.load.get(n, 0), (names.index(n) - self._rr) % len(names)))
@@ -831,36 +1261,14 @@ class Scheduler:
             log.debug("bind %s: %s", meta["name"], e)
             return
         self.pending.pop(meta["uid"], None)
+        self.unschedulable.pop(meta["uid"], None)
         # count it now so a burst of creations spreads before the MODIFIED events come back
         self.pod_node[meta["uid"]] = best
         self.load[best] = self.load.get(best, 0) + 1
-        if self.events:
-            ts = now_iso()
-            ns = meta.get("namespace", "")
-            try:
-                await self.backend.create_event(
-                    ns,
-                    {
-                        "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": ns},
-                        "involvedObject": {
-                            "kind": "Pod",
-                            "namespace": ns,
-                            "name": meta["name"],
-                            "uid": meta["uid"],
-                            "apiVersion": "v1",
-                        },
-                        "reason": "Scheduled",
-                        "message": f"Successfully assigned {ns}/{meta['name']} to {best}",
-                        "source": {"component": "default-scheduler"},
-                        "firstTimestamp": ts,
-                        "lastTimestamp": ts,
-                        "count": 1,
-                        "type": "Normal",
-                        "reportingComponent": "default-scheduler",
-                    },
-                )
-            except ApiError:
-                pass
+        ns = meta.get("namespace", "")
+        await self._scheduler_event(
+            pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{meta['name']} to {best}"
+        )
 
     async def retry_pending(self) -> None:
         for pod in list(self.pending.values()):
@@ -889,6 +1297,33 @@ class NodeFleet:
         self.scheduler = Scheduler(backend, self.cfg.events) if scheduler else None
         self._tasks: list[asyncio.Task[None]] = []
 
+    async def add_node(
+        self, name: str, labels: dict[str, str] | None = None, taints: list[dict[str, Any]] | None = None
+    ) -> Kubelet:
+        """A new node at run time: its kubelet registers it (Ready) and takes pods from then on."""
+        if name in self.kubelets:
+            raise ValueError(f"node {name} already exists")
+        index = max((k.index for k in self.kubelets.values()), default=-1) + 1
+        k = Kubelet(name, index, self.backend, self.cfg, labels=labels, taints=taints)
+        self.kubelets[name] = k
+        await self.backend.upsert_node(k.node_object())
+        return k
+
+    async def remove_node(self, name: str) -> None:
+        """The node goes away: its kubelet stops and the Node object is deleted (its pods are then
+        deleted by the pod garbage collector, `sim/node_lifecycle.py` in-process)."""
+        k = self.kubelets.pop(name)
+        k.stopped = True
+        pending = k.tasks()
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await self.backend.delete_node(name)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+
     async def start(self) -> None:
         for k in self.kubelets.values():
             await self.backend.upsert_node(k.node_object())
@@ -908,6 +1343,8 @@ class NodeFleet:
         for k in self.kubelets.values():
             k.stopped = True
             pending.extend(k.tasks())
+            if k.net is not None:
+                k.net.close()
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -943,8 +1380,11 @@ class NodeFleet:
         k = self.kubelets.get(node) if node else None
         if k is not None:
             ps = k.pods.get(pod["metadata"]["uid"])
-            if ps is not None and pod is ps.pod and type_ != "DELETED":
-                return  # the echo of the kubelet's own status write (in-process: the object it committed)
+            if ps is not None and pod is ps.echo and type_ != "DELETED":
+                # the echo of the kubelet's own status write (in-process: the very object it committed,
+                # after every earlier event; a status write changes no spec)
+                ps.pod = pod
+                return
             try:
                 await k.on_pod(type_, pod)
             except ApiError as e:
@@ -953,7 +1393,7 @@ class NodeFleet:
     async def _heartbeat_loop(self, every: float) -> None:
         """What keeps a node Ready on a real control plane: a renewed Lease and a fresh Ready heartbeat."""
         while True:
-            for k in self.kubelets.values():
+            for k in list(self.kubelets.values()):
                 try:
                     await self.backend.renew_lease(k.name, int(max(every * 4, 40)))
                     await self.backend.patch_node_status(

@@ -3,7 +3,8 @@
 Typed kubectl subcommands (`kubectl create namespace`, `kubectl create configmap`) send
 `application/vnd.kubernetes.protobuf` and do not fall back to JSON on 415. The body is the magic
 `k8s\\x00` followed by a `runtime.Unknown` {typeMeta, raw}; `raw` is the object's own message. Only the
-kinds below are decoded (field numbers from k8s.io/api/core/v1/generated.proto); others get 415.
+kinds below are decoded (field numbers from k8s.io/api/core/v1 and batch/v1 generated.proto: a Job only
+as far as `kubectl create job` fills it in); others get 415.
 """
 
 from __future__ import annotations
@@ -103,7 +104,86 @@ def _configmap(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-DECODERS = {"Namespace": _namespace, "ConfigMap": _configmap}
+def _container(raw: bytes) -> dict[str, Any]:
+    """core/v1 Container: the fields `kubectl create job|deployment` set."""
+    c: dict[str, Any] = {}
+    scalars = {
+        1: "name",
+        2: "image",
+        5: "workingDir",
+        13: "terminationMessagePath",
+        14: "imagePullPolicy",
+        20: "terminationMessagePolicy",
+    }
+    for num, _, v in fields(raw):
+        if num in scalars:
+            if v:
+                c[scalars[num]] = v.decode()
+        elif num in (3, 4):
+            c.setdefault("command" if num == 3 else "args", []).append(v.decode())
+        elif num == 8:
+            c["resources"] = {}
+    return c
+
+
+def _pod_spec(raw: bytes) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    strings = {
+        3: "restartPolicy",
+        6: "dnsPolicy",
+        8: "serviceAccountName",
+        10: "nodeName",
+        19: "schedulerName",
+    }
+    ints = {4: "terminationGracePeriodSeconds", 5: "activeDeadlineSeconds"}
+    for num, _, v in fields(raw):
+        if num == 2:
+            spec.setdefault("containers", []).append(_container(v))
+        elif num == 20:
+            spec.setdefault("initContainers", []).append(_container(v))
+        elif num in strings and v:
+            spec[strings[num]] = v.decode()
+        elif num in ints:
+            spec[ints[num]] = v
+        elif num == 7:
+            k, val = _map_entry(v)
+            spec.setdefault("nodeSelector", {})[k] = val.decode()
+    return spec
+
+
+def _job(raw: bytes) -> dict[str, Any]:
+    """batch/v1 Job (`kubectl create job NAME --image=I -- CMD`): metadata, the counts, the template."""
+    obj: dict[str, Any] = {"apiVersion": "batch/v1", "kind": "Job"}
+    ints = {
+        1: "parallelism",
+        2: "completions",
+        3: "activeDeadlineSeconds",
+        7: "backoffLimit",
+        8: "ttlSecondsAfterFinished",
+    }
+    for num, _, v in fields(raw):
+        if num == 1:
+            obj["metadata"] = _object_meta(v)
+        elif num == 2:
+            spec: dict[str, Any] = {}
+            for n, _, sv in fields(v):
+                if n in ints:
+                    spec[ints[n]] = sv
+                elif n == 5:
+                    spec["manualSelector"] = bool(sv)
+                elif n == 6:
+                    template: dict[str, Any] = {}
+                    for tn, _, tv in fields(sv):
+                        if tn == 1:
+                            template["metadata"] = _object_meta(tv)
+                        elif tn == 2:
+                            template["spec"] = _pod_spec(tv)
+                    spec["template"] = template
+            obj["spec"] = spec
+    return obj
+
+
+DECODERS = {"Namespace": _namespace, "ConfigMap": _configmap, "Job": _job}
 
 
 def decode(body: bytes) -> dict[str, Any] | None:

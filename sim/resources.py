@@ -32,6 +32,7 @@ class ResourceType:
     custom: bool = False  # served from a CRD (merge/json patch only, generation on spec change)
     strategic: bool = False  # accepts strategic merge patches (built-in types)
     extra_subresources: tuple[str, ...] = ()  # e.g. ("binding",) for pods
+    generation: bool = False  # a built-in kind with metadata.generation (bumped on spec changes): Jobs
 
     @property
     def api_version(self) -> str:
@@ -107,8 +108,20 @@ def builtin_types() -> list[ResourceType]:
         ),
         ResourceType("", "v1", "Event", "events", "event", short_names=["ev"], strategic=True),
         ResourceType("", "v1", "ConfigMap", "configmaps", "configmap", short_names=["cm"], strategic=True),
+        ResourceType("", "v1", "Secret", "secrets", "secret", strategic=True),
         ResourceType(
             "apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", strategic=True
+        ),
+        ResourceType(
+            "batch",
+            "v1",
+            "Job",
+            "jobs",
+            "job",
+            categories=["all"],
+            status_subresource=True,
+            strategic=True,
+            generation=True,
         ),
         ResourceType("coordination.k8s.io", "v1", "Lease", "leases", "lease", strategic=True),
         ResourceType(

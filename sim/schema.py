@@ -365,3 +365,29 @@ def admit(obj: dict[str, Any], schema: dict[str, Any] | None) -> tuple[list[str]
     pruned = prune(obj, schema)
     apply_defaults(obj, schema)
     return pruned, validate(obj, schema)
+
+
+_GO_TYPES = {str: "string", bool: "bool", float: "float64", dict: "map[string]interface {}", list: "[]interface {}"}
+
+
+def scale_replicas_causes(obj: Any, path: str) -> list[Cause]:
+    """The scale subresource's check of `specReplicasPath` on every write of a custom resource
+    (apiextensions-apiserver customResourceValidator.ValidateScaleSpec): an int64, 0..MaxInt32."""
+    fields = path.lstrip(".").split(".")
+    cur: Any = obj
+    for f in fields:
+        if not isinstance(cur, dict) or f not in cur:
+            return []  # absent: nothing to check
+        cur = cur[f]
+    if cur is None:
+        return []
+    if isinstance(cur, bool) or not isinstance(cur, int):
+        detail = f"{path} accessor error: {cur} is of the type {_GO_TYPES.get(type(cur), type(cur).__name__)}, expected int64"
+        return [{"reason": "FieldValueInvalid", "message": f"Invalid value: 0: {detail}", "field": path}]
+    if cur < 0:
+        return [{"reason": "FieldValueInvalid", "message": f"Invalid value: {cur}: should be a non-negative integer",
+                 "field": path}]
+    if cur > 2**31 - 1:
+        return [{"reason": "FieldValueInvalid",
+                 "message": f"Invalid value: {cur}: should be less than or equal to 2147483647", "field": path}]
+    return []

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import yaml
 
 from sim import errors, protobuf
+from sim.admission import Admission
 from sim.errors import ApiError
 from sim.faults import Faults
 from sim.http import Handler, Request, Response, Result, Router, StreamResponse
@@ -20,6 +23,18 @@ from sim.resources import ResourceType
 from sim.selectors import parse_field_selector, parse_label_selector
 from sim.store import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_PATCH, Store
 from sim.tables import table
+
+
+class RequestRecord(NamedTuple):
+    """One API request as the server saw it (`ApiServer.request_log`)."""
+
+    time: float  # time.monotonic() on arrival
+    verb: str  # get, list, watch, create, update, patch, delete, deletecollection
+    resource: str  # plural
+    subresource: str = ""  # status, binding, ...
+    namespace: str = ""
+    name: str = ""
+    user_agent: str = ""
 
 log = logging.getLogger("sim.server")
 
@@ -48,6 +63,11 @@ def truthy(v: str | None) -> bool:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(_enc.encode(body), status, headers=headers)
+
+
+def warning_header(text: str) -> str:
+    """A `Warning` header value as kube-apiserver writes it (RFC 7234 code 299, quoted text)."""
+    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def error_response(e: ApiError) -> Response:
@@ -93,6 +113,11 @@ class ApiServer:
         self.router.add("*", "/{tail:.*}", self._dispatch)
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self.closing = asyncio.Event()
+        # every API request (`RequestRecord`), when a test or a benchmark turns it on (a deque): how
+        # client-side behaviour such as a rate limit or the writes of one update are measured where the
+        # server sees them
+        self.request_log: collections.deque[RequestRecord] | None = None
+        self.admission = Admission(store)  # dynamic admission webhooks (sim/admission.py)
 
     # ---------------------------------------------------------------- /sim/faults
 
@@ -255,6 +280,9 @@ class ApiServer:
             if sub and sub not in rt.subresources():
                 raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
             verb = self._verb(request, name)
+            if self.request_log is not None:
+                self.request_log.append(RequestRecord(time.monotonic(), verb, rt.plural, sub, ns, name,
+                                                      str(request.headers.get("user-agent", ""))))
             if self.faults.active:
                 delay = self.faults.latency_for(verb, rt.plural)
                 if delay > 0:
@@ -315,7 +343,14 @@ class ApiServer:
         return _dec.decode(raw)
 
     def _handle(
-        self, request: Request, verb: str, rt: ResourceType, ns: str, name: str, sub: str
+        self,
+        request: Request,
+        verb: str,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        sub: str,
+        admitted: bool = False,
     ) -> Response | Awaitable[Result]:
         q = request.query
         store = self.store
@@ -345,6 +380,8 @@ class ApiServer:
             return json_response(
                 {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
             )
+        if not admitted and self.admission.covers(verb, rt, sub):
+            return _guard(self.admission.handle(self, request, verb, rt, ns, name, sub))
         if verb == "get":
             obj = store.get(rt, ns, name)
             return self._respond_objects(request, rt, [obj], single=True)
@@ -390,7 +427,7 @@ class ApiServer:
                 store.warnings = []
             resp = json_response(obj, code)
             for w in warnings:
-                resp.add_header("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+                resp.add_header("Warning", warning_header(w))
             return resp
         if verb == "delete":
             body = self._body(request) or {}
@@ -398,6 +435,10 @@ class ApiServer:
             propagation = q.get("propagationPolicy", body.get("propagationPolicy"))
             if body.get("orphanDependents") is True or truthy(q.get("orphanDependents")):
                 propagation = "Orphan"
+            elif propagation is None and (
+                body.get("orphanDependents") is False or q.get("orphanDependents") == "false"
+            ):
+                propagation = "Background"
             obj = store.delete(
                 rt,
                 ns,

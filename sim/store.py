@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from sim import errors, schema
+from sim import errors, job_api, schema
 from sim.builtin_fields import unknown_fields
 from sim.errors import ApiError
 from sim.patch import PatchDecodeError, PatchError, json_patch, merge_patch, strategic_merge
@@ -340,6 +340,15 @@ class Store:
         loc = self._by_uid.get(uid)
         return loc[0].get(loc[1], loc[2]) if loc else None
 
+    def dependents(self, owner_uid: str) -> builtins.list[dict[str, Any]]:
+        """The objects with an ownerReference to `owner_uid` (from the owner index)."""
+        out = []
+        for uid in self._dependents.get(owner_uid, ()):
+            obj = self.get_by_uid(uid)
+            if obj is not None:
+                out.append(obj)
+        return out
+
     def list(
         self,
         rt: ResourceType,
@@ -627,6 +636,8 @@ class Store:
                 ],
             )
         if b.get(ns, name) is not None:
+            if meta.get("generateName"):
+                raise errors.generated_name_conflict(rt)
             raise errors.already_exists(rt, name)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         meta["uid"] = str(uuid.uuid4())
@@ -639,7 +650,7 @@ class Store:
             "selfLink",
         ):
             meta.pop(k, None)
-        if rt.custom:
+        if rt.custom or rt.generation:
             meta["generation"] = 1
             if rt.status_subresource:
                 obj.pop("status", None)
@@ -667,6 +678,8 @@ class Store:
             return
         pruned, causes = schema.admit(obj, rt.schema)
         self._report_unknown(rt, pruned, fv)
+        if rt.scale and rt.scale.get("specReplicasPath"):
+            causes = [*causes, *schema.scale_replicas_causes(obj, rt.scale["specReplicasPath"])]
         if causes:
             raise errors.invalid(rt, obj["metadata"].get("name", ""), causes)
 
@@ -691,6 +704,10 @@ class Store:
             assert isinstance(spec, dict)
             default_pod_spec(spec, creating=True)
             obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+        elif rt.group == "batch" and rt.kind == "Job":
+            causes = job_api.prepare_create(obj)
+            if causes:
+                raise errors.invalid(rt, obj["metadata"]["name"], causes)
         elif rt.group == "" and rt.kind == "Namespace":
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
             obj["status"] = {"phase": "Active"}
@@ -823,8 +840,8 @@ class Store:
         for built-in kinds only the top level and `metadata` are written to (pod defaulting only fills
         missing keys, and a stored spec has them all), so copying those two suffices. Custom resources are
         pruned/defaulted in place by the schema: a deep copy."""
-        if rt.custom or not isinstance(merged, dict):
-            return copy_obj(merged)
+        if rt.custom or rt.generation or not isinstance(merged, dict):
+            return copy_obj(merged)  # (Jobs: defaulting fills in the template's spec)
         out = dict(merged)
         if isinstance(out.get("metadata"), dict):
             out["metadata"] = dict(out["metadata"])
@@ -925,8 +942,12 @@ class Store:
                         [{"reason": "FieldValueForbidden", "field": "spec", "message": FORBIDDEN_UPDATE}],
                         suffix=diff,
                     )
+            if rt.group == "batch" and rt.kind == "Job":
+                causes = job_api.validate_update(current, out)
+                if causes:
+                    raise errors.invalid(rt, name, causes)
             self._admit_schema(rt, out)
-            if rt.custom:
+            if rt.custom or rt.generation:
                 skip = ("metadata", "status") if rt.status_subresource else ("metadata",)
                 if any(out.get(k) != current.get(k) for k in set(out) | set(current) if k not in skip):
                     nmeta["generation"] = int(cmeta.get("generation") or 1) + 1
@@ -1036,6 +1057,8 @@ class Store:
             grace = max(grace, 0)
         if dry_run:
             return current
+        if propagation is None and rt.group == "batch" and rt.kind == "Job":
+            propagation = "Orphan"  # batch/v1 Jobs' DefaultGarbageCollectionPolicy (kubectl sends Background)
         if propagation == "Orphan":
             self._orphan_dependents(cmeta["uid"])
         finalizers = list(cmeta.get("finalizers") or [])

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from sim import job_api
 from sim.resources import ResourceType
 
 
@@ -156,6 +157,50 @@ def _event_row(e: dict[str, Any]) -> list[Any]:
     ]
 
 
+JOB_COLS = [
+    NAME_COL,
+    _col("Completions", desc="The desired number of successfully finished pods the job should be run with."),
+    _col("Duration", desc="Time required to complete the job."),
+    _col("Age"),
+    _col("Containers", priority=1, desc="Names of each container in the template."),
+    _col("Images", priority=1, desc="Images referenced by each container in the template."),
+    _col("Selector", priority=1, desc="Query over pods that should match the replicas count."),
+]
+
+
+def _selector_string(sel: dict[str, Any] | None) -> str:
+    """metav1.FormatLabelSelector for matchLabels/matchExpressions."""
+    if not sel:
+        return "<none>"
+    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
+    for e in sel.get("matchExpressions") or []:
+        op, key, vals = e.get("operator"), e.get("key"), sorted(e.get("values") or [])
+        if op == "In":
+            parts.append(f"{key} in ({','.join(vals)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(vals)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts) or "<none>"
+
+
+def _job_row(j: dict[str, Any]) -> list[Any]:
+    """pkg/printers/internalversion printJob (1.20)."""
+    secs = job_api.duration_seconds(j, datetime.now(UTC))
+    containers = ((j.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+    return [
+        j["metadata"]["name"],
+        job_api.completions_cell(j),
+        "" if secs is None else human_duration(secs),
+        age(j["metadata"].get("creationTimestamp")),
+        ",".join(str(c.get("name", "")) for c in containers),
+        ",".join(str(c.get("image", "")) for c in containers),
+        _selector_string((j.get("spec") or {}).get("selector")),
+    ]
+
+
 def columns_and_rows(
     rt: ResourceType, items: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
@@ -165,6 +210,8 @@ def columns_and_rows(
         return [NAME_COL, _col("Status"), _col("Roles"), _col("Age"), _col("Version")], [
             _node_row(n) for n in items
         ]
+    if rt.group == "batch" and rt.kind == "Job":
+        return JOB_COLS, [_job_row(j) for j in items]
     if rt.group == "" and rt.kind == "Namespace":
         return [NAME_COL, _col("Status"), _col("Age")], [
             [

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real nats-server per session, unique names per test."""
+"""Shared fixtures: one real nats-server per session, unique names per test, and (for the `[real]`
+tests) one real Kubernetes control plane per session with simulated kubelets (tests/realkube.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from services.natsd import NatsServer
+from tests import realkube
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +46,36 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
         yield client
     finally:
         await client.close()
+
+
+class RealCluster:
+    """The session's real control plane (kube-apiserver 1.20) and the `sim nodes` giving it nodes."""
+
+    def __init__(self, cp: realkube.ControlPlane, nodes: realkube.SimNodes) -> None:
+        self.cp = cp
+        self.nodes = nodes
+        self.kubeconfig = str(cp.kubeconfig)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a counter from kube-apiserver's /metrics over the series matching `labels`."""
+        return realkube.metric(self.cp, name, **labels)
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Iterator[RealCluster]:
+    """Started on first use; skips (saying why) where the control plane is not built."""
+    why = realkube.unavailable()
+    if why:
+        pytest.skip(why)
+    cp = realkube.ControlPlane().start()
+    nodes = realkube.SimNodes(cp, 3)
+    try:
+        nodes.start()
+        yield RealCluster(cp, nodes)
+    except BaseException:
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            print(f"--- {name} log ---\n{cp.log_tail(name, 20)}")
+        raise
+    finally:
+        nodes.stop()
+        cp.cleanup()

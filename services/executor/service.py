@@ -11,15 +11,19 @@ succeed is recorded as a Warning Event on the workload and a `rejected` rollout 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from nats.aio.msg import Msg
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
-from schemas.constants import API_VERSION, COMPONENT
+from schemas.constants import COMPONENT
+from schemas.kube import ObjectMeta
 from schemas.messages import (
     COMMAND_DECODER,
     EVENTS,
@@ -28,11 +32,13 @@ from schemas.messages import (
     CreateOp,
     DeleteOp,
     KubeEvent,
+    OwnerCurrent,
     PatchOp,
     RolloutEvent,
 )
-from schemas.subjects import STREAM_CMD
-from services import telemetry
+from schemas.subjects import EXECUTOR_DURABLE, STREAM_CMD
+from schemas.timefmt import format_time, parse_time
+from services import metrics, telemetry
 from services.bus import Bus
 from services.errors import PermanentError, StaleError, TransientError
 from services.kube import (
@@ -40,41 +46,57 @@ from services.kube import (
     KubeConflict,
     KubeError,
     KubeForbidden,
-    KubeInvalid,
     KubeNotFound,
     KubeServerError,
-    KubeTooManyRequests,
+    is_precondition_failure,
 )
+from services.settings import ExecutorSettings
 
 log = logging.getLogger("kruisebus.executor")
 
-CONSUMER = "executor"
-# Commands handled at once. Each is a few API round trips (the op, the Event) and a NATS publish, so
-# the rate is concurrency / round-trip time: 16 capped a 1,000-pod rollout at ~60 updates/s. The API
-# write rate is bounded by Kube's token bucket (`qps`/`burst`), not by this.
-CONCURRENCY = 64
+CONSUMER = EXECUTOR_DURABLE
 
 
-def rfc3339(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class _Meta(msgspec.Struct):
+    metadata: ObjectMeta
 
 
-def _has_test_ops(op: PatchOp) -> bool:
-    return op.patch_type == "json" and isinstance(op.patch, list) and any(
+_META = msgspec.json.Decoder(_Meta)
+
+
+def event_name(cmd: Command, event: KubeEvent) -> str:
+    """`<workload>.<16 hex>`: Kubernetes' own Event naming, with the suffix derived from the command
+    (id and reason) instead of the clock."""
+    digest = hashlib.sha256(f"{cmd.id}\n{event.reason}".encode()).hexdigest()[:16]
+    name = event.involved.name if event.involved is not None else cmd.workload.name
+    return f"{name}.{digest}"
+
+
+def _tested(op: CreateOp | PatchOp | DeleteOp) -> bool:
+    """A JSON patch with `test` operations (a 422 may then mean a failed precondition)."""
+    return isinstance(op, PatchOp) and op.patch_type == "json" and isinstance(op.patch, list) and any(
         isinstance(p, dict) and p.get("op") == "test" for p in op.patch)
 
 
-def _is_precondition_failure(op: Any, err: KubeError) -> bool:
-    """Does this error say the command's view of the object was stale?"""
-    if isinstance(err, KubeNotFound):
-        return True  # the object is gone (deletes treat 404 as done before getting here)
-    if isinstance(err, KubeConflict):
-        return True  # stale resourceVersion, uid precondition, or a concurrent writer
-    if isinstance(err, KubeInvalid) and isinstance(op, PatchOp) and _has_test_ops(op):
-        # A failed JSON-patch `test` is a 422 whose message is not a field validation error.
-        msg = err.message.lower()
-        return "test" in msg or "rejected our request" in msg
-    return False
+def _delivery(msg: Msg) -> int:
+    """Which delivery of its message this is (1: the first)."""
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message (a direct call in a test)
+        return 1
+
+
+def span_attributes(cmd: Command) -> dict[str, AttributeValue]:
+    """What the API calls of a command carry on their CLIENT spans (beside Kube's own)."""
+    attrs: dict[str, AttributeValue] = {
+        telemetry.K8S_NAMESPACE: cmd.namespace,
+        telemetry.KB_WORKLOAD: cmd.workload.name,
+        telemetry.KB_VERB: cmd.verb,
+        telemetry.KB_COMMAND_ID: cmd.id,
+    }
+    if cmd.revision:
+        attrs[telemetry.KB_REVISION] = cmd.revision
+    return attrs
 
 
 class Executor:
@@ -82,66 +104,107 @@ class Executor:
         self.kube = kube
         self.bus = bus
 
-    async def perform(self, op: CreateOp | PatchOp | DeleteOp) -> None:
+    async def check_owner(self, owner: OwnerCurrent, namespace: str | None,
+                          attributes: Mapping[str, AttributeValue]) -> None:
+        """Raise `StaleError` unless the create's owner is still the object, at the spec, it was
+        decided for (see `OwnerCurrent`). One GET per create; creates are rare next to the writes of
+        a rollout, and a stale one costs a whole surplus pod."""
+        try:
+            raw = await self.kube.get(owner.resource, namespace, owner.name, attributes=attributes)
+        except KubeNotFound:
+            raise StaleError(f"{owner.resource.plural} {owner.name} is gone") from None
+        meta = _META.decode(raw).metadata
+        if meta.uid != owner.uid:
+            raise StaleError(f"{owner.resource.plural} {owner.name} was re-created (uid {meta.uid})")
+        if meta.deletion_timestamp:
+            raise StaleError(f"{owner.resource.plural} {owner.name} is being deleted")
+        if meta.generation != owner.generation:
+            raise StaleError(f"{owner.resource.plural} {owner.name} is at generation {meta.generation}, "
+                             f"the create was decided at {owner.generation}")
+
+    async def perform(self, op: CreateOp | PatchOp | DeleteOp,
+                      attributes: Mapping[str, AttributeValue] | None = None) -> bool:
+        """One operation: each API call a CLIENT span (from `Kube`) with the command's `attributes`.
+
+        Returns False when the change was already there (a create met AlreadyExists, a delete found
+        nothing): the operation is done, but not by this call.
+        """
         ns = op.namespace or None
+        attrs = attributes or {}
         if isinstance(op, CreateOp):
-            try:
-                await self.kube.create(op.resource, ns, op.body)
-            except KubeConflict as e:
-                if not e.already_exists:
-                    raise
+            if op.owner is not None:
+                await self.check_owner(op.owner, ns, attrs)
+            return await self.create(op, ns, attrs)
         elif isinstance(op, PatchOp):
-            await self.kube.patch(op.resource, ns, op.name, op.patch, op.patch_type, op.subresource)
+            await self.kube.patch(op.resource, ns, op.name, op.patch, op.patch_type, op.subresource,
+                                  attributes=attrs)
         else:
             try:
                 await self.kube.delete(op.resource, ns, op.name, uid=op.uid,
                                        resource_version=op.resource_version,
-                                       grace_period_seconds=op.grace_period_seconds)
+                                       grace_period_seconds=op.grace_period_seconds,
+                                       propagation_policy=op.propagation_policy, attributes=attrs)
             except KubeNotFound:
-                pass  # already gone: the delete is done
+                return False  # already gone: the delete is done
+        return True
 
-    async def perform_traced(self, cmd: Command, op: CreateOp | PatchOp | DeleteOp) -> None:
-        """One API call as a CLIENT span under the command's process span (so, in the rollout trace)."""
-        verb = type(op).__name__.removesuffix("Op").lower()
-        name = getattr(op, "name", "") or cmd.pod
-        attributes: dict[str, str] = {
-            telemetry.K8S_NAMESPACE: op.namespace or cmd.namespace,
-            telemetry.KB_WORKLOAD: cmd.workload,
-            telemetry.KB_VERB: cmd.verb,
-            telemetry.KB_COMMAND_ID: cmd.id,
-            "k8s.resource": op.resource.plural,
-        }
-        if op.resource.plural == "pods" and name:
-            attributes[telemetry.K8S_POD_NAME] = name
-        if cmd.revision:
-            attributes[telemetry.KB_REVISION] = cmd.revision
-        subresource = f"/{op.subresource}" if isinstance(op, PatchOp) and op.subresource else ""
-        # API errors are outcomes the executor handles (stale, throttled, refused): recorded without a
-        # traceback (see telemetry.error_event); anything else is a bug and keeps it.
-        with self.bus.tracer.start_as_current_span(
-                f"{verb} {op.resource.plural}{subresource}", kind=SpanKind.CLIENT, attributes=attributes,
-                record_exception=False, set_status_on_exception=False) as span:
+    async def create(self, op: CreateOp, ns: str | None, attributes: Mapping[str, AttributeValue]) -> bool:
+        """Create; False when an object of that name was already there (a duplicate command: done).
+
+        kube-apiserver reports a clash as 409 AlreadyExists only when the body has no `generateName`;
+        with one (even beside an explicit `name`, as Kruise's pod bodies have) it is a "please try
+        again" 500 ServerTimeout, which would be retried for as long as the command lives. A named body
+        is therefore sent without `generateName` (the server ignores it then anyway), and a 500 for a
+        named body is settled by reading the object.
+        """
+        body = op.body
+        meta = body.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if name and isinstance(meta, dict) and "generateName" in meta:
+            body = {**body, "metadata": {k: v for k, v in meta.items() if k != "generateName"}}
+        try:
+            await self.kube.create(op.resource, ns, body, attributes=attributes)
+        except KubeConflict as e:
+            if not e.already_exists:
+                raise
+            return False
+        except KubeServerError as e:
+            if not (name and e.status_reason == "ServerTimeout"):
+                raise
             try:
-                await self.perform(op)
-            except KubeError as e:
-                span.set_attribute("http.response.status_code", e.status)
-                span.set_status(Status(StatusCode.ERROR, e.message[:200]))
-                telemetry.error_event(span, e)
-                raise
-            except Exception as e:
-                span.set_status(Status(StatusCode.ERROR, str(e)[:200]))
-                span.record_exception(e)
-                raise
+                await self.kube.get(op.resource, ns, str(name), attributes=attributes)
+            except KubeNotFound:
+                raise e from None
+            return False
+        return True
 
-    async def record(self, cmd: Command, event: KubeEvent) -> None:
-        """A Kubernetes Event on the workload, as Kruise writes them (best effort)."""
-        now = rfc3339(datetime.now(UTC))
+    async def record(self, cmd: Command, event: KubeEvent, *, once: bool = False) -> None:
+        """A Kubernetes Event on the workload, as Kruise writes them (best effort).
+
+        `once`: the Event states the outcome of this command, so its name is derived from the command
+        id: a redelivered command (its first delivery done, the executor killed before the ack) meets
+        AlreadyExists instead of writing a second "succeed to update pod" for one update.
+        """
+        now = format_time(datetime.now(UTC))
+        ref = cmd.workload
+        involved = {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,
+                    "namespace": ref.namespace, "uid": ref.uid}
+        if event.involved is not None:  # an Event of another object (a pod a PodProbeMarker marked)
+            target = event.involved
+            involved = {"apiVersion": target.api_version, "kind": target.kind, "name": target.name,
+                        "namespace": target.namespace or ref.namespace, "uid": target.uid}
+        # a cluster-scoped workload's Events live in "default", as kube-apiserver files them
+        namespace = cmd.namespace or "default"
+        meta: dict[str, str] = {"namespace": namespace}
+        if once:
+            meta["name"] = event_name(cmd, event)
+        else:
+            meta["generateName"] = f"{involved['name']}."
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{cmd.workload}.", "namespace": cmd.namespace},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": "CloneSet", "name": cmd.workload,
-                               "namespace": cmd.namespace, "uid": cmd.workload_uid},
+            "metadata": meta,
+            "involvedObject": involved,
             "reason": event.reason,
             "message": event.message,
             "type": event.type,
@@ -152,19 +215,51 @@ class Executor:
             "count": 1,
         }
         try:
-            await self.kube.create(EVENTS, cmd.namespace, body)
+            await self.kube.create(EVENTS, namespace, body)
+        except KubeConflict as e:
+            if not (once and e.already_exists):
+                log.warning("could not record event %s on %s %s/%s: %s", event.reason, ref.kind,
+                            cmd.namespace, ref.name, e)
         except KubeError as e:
-            log.warning("could not record event %s on %s/%s: %s", event.reason, cmd.namespace,
-                        cmd.workload, e)
+            log.warning("could not record event %s on %s %s/%s: %s", event.reason, ref.kind,
+                        cmd.namespace, ref.name, e)
 
     async def handle(self, cmd: Command, msg: Msg) -> None:
+        """Carry out one command (`_handle`), counted by verb and outcome."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            outcome = "done" if await self._handle(cmd, msg) else "already_done"
+        except StaleError:
+            outcome = "stale"
+            raise
+        except TransientError:
+            outcome = "transient"
+            raise
+        except PermanentError:
+            outcome = "permanent"
+            raise
+        finally:
+            metrics.EXECUTOR_COMMANDS.labels(cmd.verb, outcome).inc()
+            metrics.EXECUTOR_COMMAND_DURATION.labels(cmd.verb).observe(time.perf_counter() - started)
+
+    async def _handle(self, cmd: Command, msg: Msg) -> bool:
+        """True when this command made its change, False when it was already made by another."""
+        if cmd.not_after and (deadline := parse_time(cmd.not_after)) is not None \
+                and datetime.now(UTC) > deadline:
+            raise StaleError(f"command {cmd.id} expired at {cmd.not_after}: the planner no longer waits for "
+                             "its effect and plans again")
+        attributes = span_attributes(cmd)
+        made = not cmd.ops
         for index, op in enumerate(cmd.ops):
             try:
-                await self.perform_traced(cmd, op)
-            except (KubeTooManyRequests, KubeServerError) as e:
-                raise TransientError(f"command {cmd.id} op {index}: {e}", delay=2.0) from None
+                made = await self.perform(op, attributes) or made
+            except StaleError as e:
+                raise StaleError(f"command {cmd.id} op {index} ({op.resource.plural}): {e}") from None
+            except TransientError as e:  # 429 (after its Retry-After), 5xx, transport: redelivered later
+                raise TransientError(f"command {cmd.id} op {index}: {e}", delay=max(e.delay, 2.0)) from None
             except KubeError as e:
-                if _is_precondition_failure(op, e):
+                if is_precondition_failure(e, tested=_tested(op)):
                     raise StaleError(f"command {cmd.id} op {index} ({op.resource.plural} "
                                      f"{getattr(op, 'name', '')}): precondition failed: {e.message}") from None
                 if cmd.on_failure is not None:
@@ -172,26 +267,35 @@ class Executor:
                                                      message=f"{cmd.on_failure.message}: {e.message}"))
                 kind = "forbidden" if isinstance(e, KubeForbidden) else "invalid"
                 raise PermanentError(f"command {cmd.id} op {index} {kind}: {e.message}") from None
+        if not made and _delivery(msg) == 1:
+            # Everything was already there on a first delivery: another command made this change (the
+            # same decision taken again under a newer id). Its outcome was reported by that command;
+            # reporting it again would show one create or delete twice. (On a redelivery it may have
+            # been this command itself, killed before it reported: then report, once by Event name.)
+            log.debug("command %s: already done by another command; nothing to report", cmd.id)
+            return False
         event = RolloutEvent(
-            type=cmd.verb, namespace=cmd.namespace, workload=cmd.workload,
+            type=cmd.verb, namespace=cmd.namespace, workload=cmd.workload.name,
             message=cmd.on_success.message if cmd.on_success else f"{cmd.verb} done",
-            time=rfc3339(datetime.now(UTC)), pod=cmd.pod, revision=cmd.revision, command_id=cmd.id,
+            time=format_time(datetime.now(UTC)), pod=cmd.pod, revision=cmd.revision, command_id=cmd.id,
         )
         # The Kubernetes Event and the rollout event are independent: write both at once.
         done: list[Awaitable[Any]] = []
         if cmd.on_success is not None:
-            done.append(self.record(cmd, cmd.on_success))
+            done.append(self.record(cmd, cmd.on_success, once=True))
         if cmd.verb not in UNLOGGED_VERBS:
             done.append(self.bus.publish_event(event, msg_id=f"done:{cmd.id}"))
         await asyncio.gather(*done)
+        return True
 
 
-async def run_executor(kube: Kube, bus: Bus, *, stop: Any) -> None:
+async def run_executor(kube: Kube, bus: Bus, *, stop: Any, settings: ExecutorSettings | None = None) -> None:
     executor = Executor(kube, bus)
+    cfg = settings or ExecutorSettings()
     await bus.consume(
         STREAM_CMD, CONSUMER, filter_subject=bus.subjects.command_all(), decoder=COMMAND_DECODER,
-        handler=executor.handle, stop=stop, max_deliver=8, ack_wait=30,
-        concurrency=CONCURRENCY, batch=CONCURRENCY, max_ack_pending=4 * CONCURRENCY,
+        handler=executor.handle, stop=stop, max_deliver=cfg.max_deliver, ack_wait=cfg.ack_wait,
+        concurrency=cfg.concurrency, batch=cfg.concurrency, max_ack_pending=4 * cfg.concurrency,
     )
 
 

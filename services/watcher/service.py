@@ -13,36 +13,30 @@ never holds two live copies of one object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import nats.errors
 from opentelemetry import context as otel_context
 
 from schemas.cloneset import CloneSet
-from schemas.constants import LABEL_REVISION_HASH
-from schemas.kube import ControllerRevision, Node, ObjectMeta, PersistentVolumeClaim, Pod
-from schemas.messages import (
-    CLONESETS,
-    CONTROLLER_REVISIONS,
-    NODES,
-    PERSISTENT_VOLUME_CLAIMS,
-    PODS,
-    CloneSetState,
-    NodeState,
-    PodState,
-    PvcState,
-    Resource,
-    RevisionState,
-    StateEvent,
-)
-from schemas.subjects import KIND_CLONESET, KIND_NODE, KIND_POD, KIND_PVC, KIND_REVISION
-from services.bus import Bus
-from services.kube import Kube, KubeError, KubeGone
+from schemas.constants import BUS_MAX_PAYLOAD_BYTES, LABEL_REVISION_HASH, MAX_OBJECT_BYTES, REASON_TOO_LARGE
+from schemas.kinds import LISTED, Kind
+from schemas.kube import ObjectMeta, Pod
+from schemas.messages import STATE_DECODER, Resource, RolloutEvent, StateEvent
+from schemas.subjects import EVENT_REJECTED, Subjects
+from schemas.timefmt import format_micro
+from services import metrics
+from services.bus import REASON_MALFORMED, UNDECODABLE, Bus
+from services.kube import Kube, KubeError, KubeGone, KubeNotFound
 from services.observe import pod_ready, restart_count
+from services.planner.kit.fielderrors import decode_error
+from services.planner.kit.sizes import too_large
 from services.telemetry import K8S_POD_NAME, KB_REVISION, rollout_context
 
 log = logging.getLogger("kruisebus.watcher")
@@ -53,37 +47,6 @@ class _Meta(msgspec.Struct):
 
 
 _META = msgspec.json.Decoder(_Meta)
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    resource: Resource
-    decoder: msgspec.json.Decoder[Any]
-    wrap: Callable[[Any, bool], StateEvent]
-    owned: bool  # routed by controller owner uid (else by own uid, or none for cluster-scoped)
-
-
-KINDS: tuple[Kind, ...] = (
-    Kind(KIND_CLONESET, CLONESETS, msgspec.json.Decoder(CloneSet),
-         lambda o, d: CloneSetState(object=o, deleted=d), owned=False),
-    Kind(KIND_POD, PODS, msgspec.json.Decoder(Pod), lambda o, d: PodState(object=o, deleted=d), owned=True),
-    Kind(KIND_REVISION, CONTROLLER_REVISIONS, msgspec.json.Decoder(ControllerRevision),
-         lambda o, d: RevisionState(object=o, deleted=d), owned=True),
-    Kind(KIND_NODE, NODES, msgspec.json.Decoder(Node), lambda o, d: NodeState(object=o, deleted=d), owned=False),
-    Kind(KIND_PVC, PERSISTENT_VOLUME_CLAIMS, msgspec.json.Decoder(PersistentVolumeClaim),
-         lambda o, d: PvcState(object=o, deleted=d), owned=True),
-)
-
-
-def routing_owner(kind: Kind, meta: ObjectMeta) -> str:
-    """The <owner> token: the controlling workload's uid (a workload's own uid for itself)."""
-    if kind.owned:
-        ref = meta.controller_ref()
-        return ref.uid if ref else ""
-    if kind.resource.namespaced:
-        return meta.uid
-    return ""
 
 
 # State publishes of one informer awaiting their acks at once. One at a time, each publish waited a
@@ -97,7 +60,7 @@ class Rollouts:
     """Which CloneSets are rolling out (uid -> update revision), from the CloneSet states published.
 
     A pod's state, once the pod is on the update revision of a rollout in progress, is published in
-    that rollout's trace (DESIGN §6: the restart observed and the readiness regained are spans of it),
+    that rollout's trace (docs/observability.md: the restart observed and the readiness regained are spans of it),
     with the pod's readiness and restart count; every other state is a trace of its own.
     """
 
@@ -152,10 +115,16 @@ class Informer:
     _failure: BaseException | None = None
     rollouts: Rollouts | None = None
 
+    @property
+    def resource(self) -> Resource:
+        if self.kind.resource is None:
+            raise ValueError(f"{self.kind.kind} is not an API resource; nothing to list or watch")
+        return self.kind.resource
+
     def subject_of(self, obj: Any) -> str:
         meta: ObjectMeta = obj.metadata
-        return self.bus.subjects.state(meta.namespace or None, routing_owner(self.kind, meta) or None,
-                                       self.kind.name, meta.uid)
+        return self.bus.subjects.state(meta.namespace or None, self.kind.owner(meta) or None,
+                                       self.kind.token, meta.uid)
 
     async def publish(self, obj: Any, deleted: bool = False) -> None:
         """Queue the object's state (and the tombstone of its old routing key) for publishing.
@@ -193,7 +162,48 @@ class Informer:
             context, attributes = None, None
             if self.rollouts is not None and not event.deleted:
                 context, attributes = self.rollouts.observe(event.object)
-            await self.bus.publish_state(event, subject=subject, context=context, attributes=attributes)
+            try:
+                await self.bus.publish_state(event, subject=subject, context=context, attributes=attributes)
+            except nats.errors.MaxPayloadError:
+                await self.report_too_large(event, subject)
+
+    async def decode(self, raw: bytes) -> Any:
+        """The object, or (when it does not decode into its kind's type) its state subject, or None when
+        not even its metadata decodes. An object the API server stored but kruisebus cannot read (a
+        `null` where a struct belongs, a number out of range) is reported once per resourceVersion as a
+        `rejected` event naming it and the field, and skipped: before, it failed the list (and so every
+        relist) of its whole kind, and no object of that kind was published again."""
+        try:
+            return self.kind.decoder.decode(raw)
+        except UNDECODABLE as err:
+            subject, event = undecodable_report(self.kind, raw, err, self.bus.subjects)
+        log.warning("%s", event.message)
+        metrics.REJECTIONS.labels(REASON_MALFORMED).inc()
+        try:
+            await self.bus.publish_event(event, msg_id=f"undecodable@{event.subject}@{event.revision}")
+        except Exception as e:  # best effort: the informer must go on
+            log.error("could not report an undecodable %s: %s", self.kind.kind, e)
+        return subject
+
+    async def report_too_large(self, event: StateEvent, subject: str) -> None:
+        """An object too big for the bus (admitted while no webhook enforced `MAX_OBJECT_BYTES`): its state
+        is not published (the stream keeps the last one that fit), a `rejected` rollout event names the
+        object, the subject and the field holding the bytes, and the informer goes on with the others."""
+        meta = event.object.metadata
+        problem = too_large(msgspec.to_builtins(event.object), MAX_OBJECT_BYTES)
+        field = problem.field if problem is not None else ""
+        message = (f"{self.kind.kind} {meta.namespace + '/' if meta.namespace else ''}{meta.name} is not planned: "
+                   f"its state does not fit in a bus message ({BUS_MAX_PAYLOAD_BYTES} bytes)"
+                   + (f": {problem}" if problem is not None else ""))
+        log.warning("%s", message)
+        metrics.REJECTIONS.labels(REASON_TOO_LARGE).inc()
+        ev = RolloutEvent(type=EVENT_REJECTED, namespace=meta.namespace, workload=meta.name, message=message,
+                          time=format_micro(datetime.now(UTC)), reason=REASON_TOO_LARGE, field=field,
+                          subject=subject)
+        try:
+            await self.bus.publish_event(ev, msg_id=f"too-large@{meta.uid}@{meta.resource_version}")
+        except Exception as err:  # the report is best effort; the informer must go on
+            log.error("could not report the oversized %s %s: %s", self.kind.kind, meta.name, err)
 
     def _done(self, uid: str, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -220,21 +230,53 @@ class Informer:
             task.cancel()
 
     async def relist(self) -> str:
-        items, rv = await self.kube.list(self.kind.resource)
+        """List the kind and make the stream say exactly what the list says.
+
+        Everything the stream still holds as live that the list does not have at the same subject is
+        tombstoned: objects deleted while no watcher ran (a fresh watcher remembers nothing, so only
+        the stream knows them), and old routing keys of objects adopted or orphaned meanwhile. Without
+        this a pod deleted during a watcher restart stayed live in the view for good, and the planner
+        kept deleting a ghost instead of creating its replacement.
+        """
+        items, rv = await self.kube.list(self.resource)
         fresh: dict[str, Any] = {}
+        kept: set[str] = set()  # subjects of objects that do not decode: their last state stays as it is
         for raw in items:
-            obj = self.kind.decoder.decode(raw)
-            fresh[obj.metadata.uid] = obj
-        for uid in list(self.known.keys() - fresh.keys()):
-            await self.publish(self.known[uid][1], deleted=True)
+            obj = await self.decode(raw)
+            if isinstance(obj, str):
+                kept.add(obj)
+            elif obj is not None:
+                fresh[obj.metadata.uid] = obj
+        metrics.STATE_EVENTS.labels(self.kind.token, "RELIST").inc(len(fresh))
+        live_subjects = {self.subject_of(obj) for obj in fresh.values()} | kept
+        stale: dict[str, tuple[str, Any]] = {
+            subject: (event.object.metadata.uid, event.object)
+            for subject, event in (await self.bus.last_per_subject(
+                self.bus.subjects.state_of_kind(self.kind.token), STATE_DECODER)).items()
+            if not event.deleted and subject not in live_subjects}
+        for subject, obj in self.known.values():
+            if subject not in live_subjects:
+                stale[subject] = (obj.metadata.uid, obj)
+        for subject, (uid, obj) in stale.items():
+            await self._submit(uid, [(self.kind.wrap(obj, True), subject)])
+        self.known = {uid: known for uid, known in self.known.items() if known[0] in live_subjects}
         for obj in fresh.values():
             await self.publish(obj)
         await self.flush()  # "synced" means the listed state is on the stream
+        if stale:
+            log.info("relist of %s retired %d objects the list no longer has", self.kind.token, len(stale))
         return rv
 
-    async def run(self) -> None:
+    async def run(self, drain: asyncio.Event | None = None, drain_timeout: float = 5.0) -> None:
+        """Watch until cancelled. If `drain` is set by then (a graceful stop, not a lost lease), the
+        states already queued are published first (for at most `drain_timeout` seconds)."""
         try:
             await self._run()
+        except asyncio.CancelledError:
+            if drain is not None and drain.is_set() and self._inflight:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.flush(), drain_timeout)
+            raise
         finally:
             self.cancel_pending()
 
@@ -246,31 +288,73 @@ class Informer:
                 if rv is None:
                     rv = await self.relist()
                     self.synced.set()
-                    log.info("listed %s at resourceVersion %s (%d objects)", self.kind.name, rv,
+                    log.info("listed %s at resourceVersion %s (%d objects)", self.kind.token, rv,
                              len(self.known))
-                async for ev in self.kube.watch(self.kind.resource, rv, timeout_seconds=self.watch_timeout):
+                async for ev in self.kube.watch(self.resource, rv, timeout_seconds=self.watch_timeout):
                     failures = 0
                     if ev.type == "BOOKMARK":
                         rv = _META.decode(ev.object).metadata.resource_version or rv
                         continue
-                    obj = self.kind.decoder.decode(ev.object)
+                    obj = await self.decode(ev.object)
+                    if obj is None or isinstance(obj, str):
+                        continue  # reported; the stream keeps the object's last state that decoded
+                    metrics.STATE_EVENTS.labels(self.kind.token, ev.type).inc()
                     rv = obj.metadata.resource_version or rv
                     await self.publish(obj, deleted=ev.type == "DELETED")
             except KubeGone:
-                log.info("%s watch expired at %s; relisting", self.kind.name, rv)
+                log.info("%s watch expired at %s; relisting", self.kind.token, rv)
                 rv = None
+            except KubeNotFound as e:
+                # The API server does not serve the kind (its CRD is not installed, a cluster without
+                # batch/v1 Jobs): there is nothing to list, which must not hold every other kind's readiness.
+                # Listed again now and then, so installing the CRD later is picked up.
+                if not self.synced.is_set():
+                    log.warning("%s is not served (%s); nothing listed, trying again every %.0fs",
+                                self.kind.token, e, UNSERVED_RETRY)
+                    self.synced.set()
+                rv = None
+                await asyncio.sleep(UNSERVED_RETRY * (0.5 + random.random()))
             except (KubeError, msgspec.DecodeError, OSError) as e:
                 failures += 1
                 delay = min(0.2 * 2**failures, 10.0) * (0.5 + random.random())
-                log.warning("%s watch failed (%s); retrying in %.1fs", self.kind.name, e, delay)
+                log.warning("%s watch failed (%s); retrying in %.1fs", self.kind.token, e, delay)
                 await asyncio.sleep(delay)
 
 
+def undecodable_report(kind: Kind, raw: bytes, err: Exception, subjects: Subjects) -> tuple[str | None, RolloutEvent]:
+    """(the object's state subject, None when its metadata does not decode either; the `rejected`
+    event about it). `revision` carries the resourceVersion (the report's dedup key)."""
+    problem = decode_error(err) if isinstance(err, msgspec.ValidationError) else None
+    try:
+        meta: ObjectMeta | None = _META.decode(raw).metadata
+    except UNDECODABLE:
+        meta = None
+    name = f"{meta.namespace + '/' if meta and meta.namespace else ''}{meta.name if meta else '?'}"
+    message = f"{kind.kind} {name} is not planned: it does not decode: {problem or _cut(str(err))}"
+    subject = None
+    if meta is not None:
+        subject = subjects.state(meta.namespace or None, kind.owner(meta) or None, kind.token, meta.uid)
+    event = RolloutEvent(type=EVENT_REJECTED, namespace=meta.namespace if meta else "",
+                         workload=meta.name if meta else "", message=message, time=format_micro(datetime.now(UTC)),
+                         reason=REASON_MALFORMED, field=problem.field if problem else "", subject=subject or "",
+                         revision=meta.resource_version if meta else "")
+    return subject, event
+
+
+def _cut(text: str, limit: int = 512) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+UNSERVED_RETRY = 10.0  # seconds between lists of a kind the API server does not serve
+
+
 async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = None,
-                      kinds: tuple[Kind, ...] = KINDS) -> None:
-    """Run one informer per kind until cancelled; `ready` is set once every kind has listed."""
+                      kinds: tuple[Kind, ...] = LISTED, stop: asyncio.Event | None = None) -> None:
+    """Run one informer per kind until cancelled, or until `stop` is set (then stop watching, publish
+    what is already queued, and return); `ready` is set once every kind has listed."""
     rollouts = Rollouts()
     informers = [Informer(k, kube, bus, rollouts=rollouts) for k in kinds]
+    draining = asyncio.Event()
 
     async def signal_ready() -> None:
         for inf in informers:
@@ -279,7 +363,16 @@ async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = Non
         if ready is not None:
             ready.set()
 
+    async def stop_gracefully(tasks: list[asyncio.Task[None]]) -> None:
+        assert stop is not None
+        await stop.wait()
+        draining.set()
+        for t in tasks:
+            t.cancel()
+
     async with asyncio.TaskGroup() as tg:
-        for inf in informers:
-            tg.create_task(inf.run(), name=f"informer-{inf.kind.name}")
-        tg.create_task(signal_ready())
+        tasks = [tg.create_task(inf.run(draining), name=f"informer-{inf.kind.token}") for inf in informers]
+        ready_task = tg.create_task(signal_ready())
+        if stop is not None:
+            tasks.append(ready_task)
+            tg.create_task(stop_gracefully(tasks))

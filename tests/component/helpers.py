@@ -33,17 +33,7 @@ async def last_state(bus: Bus, subject: str) -> StateEvent | None:
 
 async def stream_messages(bus: Bus, stream_name: str) -> list[RawStreamMsg]:
     """Every message currently on a stream (`EVENTS`, `CMD`, ...), in sequence order."""
-    stream = bus.subjects.stream(stream_name)
-    info = await bus.js.stream_info(stream)
-    out: list[RawStreamMsg] = []
-    if info.state.messages == 0:
-        return out
-    for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
-        try:
-            out.append(await bus.js.get_msg(stream, seq))
-        except NotFoundError:
-            continue  # removed since (acked from a work queue, aged out)
-    return out
+    return await bus.stream_messages(stream_name)
 
 
 async def all_events(bus: Bus, subject_filter: str | None = None) -> list[RolloutEvent]:

@@ -18,9 +18,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from schemas.kinds import CLONESET
 from schemas.kube import ObjectMeta, OwnerReference, Pod
 from schemas.messages import COMMAND_DECODER, EVENT_DECODER, STATE_DECODER, Command, PodState, RolloutEvent
 from schemas.subjects import STREAM_CMD, STREAM_EVENTS, STREAM_STATE
+from schemas.traceids import rollout_trace_id
 from services import telemetry
 from services.bus import Bus
 from services.errors import StaleError, TransientError
@@ -69,8 +71,9 @@ def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 def command(i: int = 1, **kw: Any) -> Command:
     fields: dict[str, Any] = dict(
-        id=f"cmd-{i}", verb="update-in-place", namespace="default", workload="web",
-        workload_uid="w-uid", pod=f"web-{i}", pod_uid=f"p-{i}", revision="rev2",
+        id=f"cmd-{i}", verb="update-in-place",
+        workload=CLONESET.ref(ObjectMeta(name="web", namespace="default", uid="w-uid")),
+        pod=f"web-{i}", pod_uid=f"p-{i}", revision="rev2",
     )
     fields.update(kw)
     return Command(**fields)
@@ -455,7 +458,7 @@ async def test_command_trace_joins_the_rollout(
     bus = await Bus.connect(nats_server.url, name="traced", prefix=f"t{uid}", tracer_provider=provider)
     try:
         await bus.ensure_streams()
-        trace_id = telemetry.rollout_trace_id("w-uid", "rev2")
+        trace_id = rollout_trace_id("w-uid", "rev2")
         done = asyncio.Event()
 
         async def handler(cmd: Command, msg: Msg) -> None:

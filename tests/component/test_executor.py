@@ -5,13 +5,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from schemas.cloneset import CloneSet
+from schemas.kinds import CLONESET
 from schemas.kube import Pod
-from schemas.messages import CLONESETS, EVENTS, PODS, Command, CreateOp, DeleteOp, KubeEvent, PatchOp
+from schemas.messages import (
+    CLONESETS,
+    EVENTS,
+    PODS,
+    Command,
+    CreateOp,
+    DeleteOp,
+    KubeEvent,
+    OwnerCurrent,
+    PatchOp,
+    Resource,
+    WorkloadRef,
+)
 from services.bus import Bus
 from services.demo import load_sample
 from services.executor.service import run_executor
@@ -19,7 +33,9 @@ from services.kube import Kube, KubeNotFound
 from services.natsd import NatsServer
 from sim.cluster import SimCluster
 from tests.component.helpers import all_events, eventually
+from tests.conftest import RealCluster
 
+NAMESPACES = Resource(plural="namespaces", namespaced=False)
 FAST = {"pull_delay": 0.05, "start_delay": 0.05, "bookmark_interval": 0.2}
 
 
@@ -43,8 +59,7 @@ async def env(tmp_path: Path, nats_server: NatsServer, uid: str
 
 
 def command(cs: CloneSet, cid: str, verb: str, ops: list[object], **kw: object) -> Command:
-    return Command(id=cid, verb=verb, namespace="default", workload=cs.metadata.name, workload_uid=cs.metadata.uid,
-                   ops=ops, **kw)  # type: ignore[arg-type]
+    return Command(id=cid, verb=verb, workload=CLONESET.ref(cs.metadata), ops=ops, **kw)  # type: ignore[arg-type]
 
 
 def pod_body(cs: CloneSet, name: str) -> dict[str, object]:
@@ -145,3 +160,175 @@ async def test_api_outage_is_retried_not_lost(env: tuple[SimCluster, Kube, Bus, 
     pod = await eventually(lambda: get_pod(kube, "sample-d"), lambda p: p is not None, timeout=30,
                            what="the pod once the API server recovers")
     assert pod is not None
+
+
+def owned_create(cs: CloneSet, name: str, generation: int) -> CreateOp:
+    return CreateOp(resource=PODS, namespace="default", body=pod_body(cs, name),
+                    owner=OwnerCurrent(resource=CLONESETS, name=cs.metadata.name, uid=cs.metadata.uid,
+                                       generation=generation))
+
+
+async def test_a_create_redelivered_after_the_spec_moved_on_is_stale(
+        env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """An executor killed after a create gets the command again 30 s later; by then the pod may have been
+    created, deleted and the spec changed: the redelivered create must not bring the pod back.
+
+    A redelivery is the same command delivered again; publishing it under a second message id (past the
+    duplicate window) is exactly what the executor then sees.
+    """
+    _, kube, bus, cs = env
+    create = command(cs, "create-e", "create", [owned_create(cs, "sample-e", cs.metadata.generation)],
+                     pod="sample-e")
+    await bus.publish_command(create)
+    pod = await eventually(lambda: get_pod(kube, "sample-e"), lambda p: p is not None, what="the first create")
+    assert pod is not None
+    await kube.delete(PODS, "default", "sample-e", grace_period_seconds=0)
+    await eventually(lambda: get_pod(kube, "sample-e"), lambda p: p is None, what="the pod to be deleted")
+    moved = msgspec.json.decode(await kube.patch(CLONESETS, "default", cs.metadata.name, {"spec": {"template": {
+        "spec": {"containers": [{"name": "nginx", "image": "nginx:1.21"}]}}}}, "merge"), type=CloneSet)
+    assert moved.metadata.generation > cs.metadata.generation
+
+    await bus.publish_command(create, msg_id="create-e@retry1")
+    rejected = await eventually(lambda: all_events(bus, f"{bus.prefix}.events.*.*.rejected"), lambda evs: evs,
+                                what="the redelivered create to be rejected")
+    assert rejected[0].reason == "stale" and rejected[0].command_id == "create-e@retry1"
+    assert f"generation {moved.metadata.generation}" in rejected[0].message
+    assert await get_pod(kube, "sample-e") is None, "a stale create must not bring the pod back"
+
+    # a create decided on the current spec still goes through
+    await bus.publish_command(command(cs, "create-f", "create", [
+        owned_create(cs, "sample-f", moved.metadata.generation)], pod="sample-f"))
+    assert await eventually(lambda: get_pod(kube, "sample-f"), lambda p: p is not None, what="a fresh create")
+
+
+async def test_a_redelivered_command_records_its_event_once(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    _, kube, bus, cs = env
+    await kube.create(PODS, "default", pod_body(cs, "sample-g"))
+    pod = await eventually(lambda: get_pod(kube, "sample-g"), lambda p: p is not None, what="the pod")
+    assert pod is not None
+    delete = command(cs, "recreate-g", "update-recreate", [
+        DeleteOp(resource=PODS, namespace="default", name="sample-g", uid=pod.metadata.uid, grace_period_seconds=0)],
+        pod="sample-g", on_success=KubeEvent(reason="SuccessfulUpdatePodReCreate",
+                                             message="succeed to update pod sample-g by recreate"))
+    await bus.publish_command(delete)
+    await bus.publish_command(delete, msg_id="recreate-g@retry1")
+    await eventually(lambda: bus.js.consumer_info(bus.subjects.stream("CMD"), "executor"),
+                     lambda info: info.ack_floor.consumer_seq >= 2, what="both deliveries to be handled")
+
+    async def recreate_events() -> list[dict[str, object]]:
+        items, _ = await kube.list(EVENTS, "default")
+        return [e for e in map(msgspec.json.decode, items) if e["reason"] == "SuccessfulUpdatePodReCreate"]
+
+    events = await eventually(recreate_events, lambda evs: evs, what="the Event")
+    assert len(events) == 1, f"one update, one Event: {events}"
+
+
+async def test_events_land_on_the_commands_workload_kind(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """A command names its workload (kind and apiVersion included): its Event is filed against that
+    object, not against a CloneSet by default."""
+    _, kube, bus, _ = env
+    ref = WorkloadRef(api_version="apps.kruise.io/v1alpha1", kind="DaemonSet",
+                      resource=Resource(group="apps.kruise.io", version="v1alpha1", plural="daemonsets"),
+                      namespace="default", name="agents", uid="ds-uid")
+    await bus.publish_command(Command(id="ds-event", verb="event", workload=ref, ops=[],
+                                      on_success=KubeEvent(reason="Probe", message="on a daemonset")))
+
+    async def probe_events() -> list[dict[str, Any]]:
+        items, _ = await kube.list(EVENTS, "default")
+        return [e for e in map(msgspec.json.decode, items) if e["reason"] == "Probe"]
+
+    (event,) = await eventually(probe_events, lambda evs: evs, what="the Event")
+    assert event["involvedObject"] == {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "DaemonSet",
+                                       "name": "agents", "namespace": "default", "uid": "ds-uid"}
+
+
+async def test_an_expired_command_is_dropped_as_stale(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """A command queued or redelivered past `not_after` races a newer decision of the planner (which
+    stopped waiting for it): it is rejected, not performed."""
+    _, kube, bus, cs = env
+    await bus.publish_command(command(cs, "late-h", "create", [owned_create(cs, "sample-h", cs.metadata.generation)],
+                                      pod="sample-h", not_after="2026-01-01T00:00:00.000000Z"))
+    rejected = await eventually(lambda: all_events(bus, f"{bus.prefix}.events.*.*.rejected"), lambda evs: evs,
+                                what="the expired command to be rejected")
+    assert rejected[0].reason == "stale" and "expired" in rejected[0].message and rejected[0].pod == "sample-h"
+    assert await get_pod(kube, "sample-h") is None
+
+
+async def test_a_second_command_for_a_change_already_made_reports_nothing(
+        env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """The same create decided again under a newer id (the CloneSet's resourceVersion moved) meets
+    AlreadyExists: one pod, one `create` on the rollout log, one SuccessfulCreate Event."""
+    _, kube, bus, cs = env
+    ok = KubeEvent(reason="SuccessfulCreate", message="succeed to create pod sample-i")
+    for cid in ("create-i/rv1", "create-i/rv2"):
+        await bus.publish_command(command(cs, cid, "create", [owned_create(cs, "sample-i", cs.metadata.generation)],
+                                          pod="sample-i", on_success=ok))
+    await eventually(lambda: bus.js.consumer_info(bus.subjects.stream("CMD"), "executor"),
+                     lambda info: info.ack_floor.consumer_seq >= 2, what="both commands to be handled")
+
+    async def create_events() -> list[dict[str, Any]]:
+        items, _ = await kube.list(EVENTS, "default")
+        return [e for e in map(msgspec.json.decode, items) if e["message"] == ok.message]
+
+    assert len(await eventually(create_events, lambda evs: evs, what="the Event")) == 1
+    log = [e for e in await all_events(bus) if e.type == "create" and e.pod == "sample-i"]
+    assert [e.command_id for e in log] == ["create-i/rv1"]
+
+
+@pytest.fixture
+async def real_env(real_cluster: RealCluster, nats_server: NatsServer, uid: str
+                   ) -> AsyncIterator[tuple[Kube, Bus, CloneSet, str]]:
+    """The executor on the real control plane (kube-apiserver 1.20), in a namespace of its own."""
+    ns = f"kb-x-{uid}"
+    kube = await Kube.connect(real_cluster.kubeconfig)
+    await kube.create(NAMESPACES, None, {"metadata": {"name": ns}})
+    bus = await Bus.connect(nats_server.url, name="test-executor", prefix=f"x{uid}")
+    await bus.ensure_streams()
+    cs = msgspec.json.decode(await kube.create(CLONESETS, ns, load_sample()), type=CloneSet)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_executor(kube, bus, stop=stop))
+    try:
+        yield kube, bus, cs, ns
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await kube.delete(NAMESPACES, None, ns)
+        await bus.close()
+        await kube.close()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("concurrent", [pytest.param(False, id="re-planned-after"),
+                                        pytest.param(True, id="both-queued")])
+async def test_duplicate_pod_create_is_done_on_kube_apiserver(real_env: tuple[Kube, Bus, CloneSet, str],
+                                                              concurrent: bool) -> None:
+    """A second create of a pod that exists is a duplicate command: done at once. Kruise's pod bodies
+    carry `name` and `generateName`, for which kube-apiserver answers a clash with a retryable 500
+    ServerTimeout, not 409: taken for a server error, the command was retried for as long as it lived.
+
+    The executor runs commands concurrently, so two creates queued together race to the API server and
+    either may land first (the test once published both at once and expected the first to win, which
+    failed whenever the second was scheduled first): re-planned after the first was done, the second is
+    the duplicate; queued together, exactly one of them creates and reports it."""
+    kube, bus, cs, ns = real_env
+    body = pod_body(cs, "sample-dup")
+    body["metadata"] = {**body["metadata"], "namespace": ns, "generateName": "sample-"}  # type: ignore[dict-item]
+
+    async def done(n: int) -> None:
+        await eventually(lambda: bus.js.consumer_info(bus.subjects.stream("CMD"), "executor"),
+                         lambda info: info.ack_floor.consumer_seq >= n, timeout=15, what=f"{n} create(s) done")
+
+    for n, cid in enumerate(("dup-1", "dup-2"), start=1):  # two ids: a re-planned create, not a redelivery
+        await bus.publish_command(Command(
+            id=cid, verb="create", workload=CLONESET.ref(cs.metadata),
+            ops=[CreateOp(resource=PODS, namespace=ns, body=body)], pod="sample-dup"))
+        if not concurrent:
+            await done(n)
+    await done(2)
+    log = await all_events(bus)
+    created = [e.command_id for e in log if e.type == "create"]
+    # the other found the pod there: done, and reported by the one that made it alone
+    assert created in ((["dup-1"], ["dup-2"]) if concurrent else (["dup-1"],))
+    assert not [e for e in log if e.type == "rejected"]
+    pod = msgspec.json.decode(await kube.get(PODS, ns, "sample-dup"), type=Pod)
+    assert pod.metadata.name == "sample-dup"

@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from schemas.cloneset import CloneSet
 from schemas.messages import CLONESETS
+from schemas.traceids import rollout_trace_id
 from services.bus import Bus
 from services.demo import load_sample
 from services.executor.service import run_executor
@@ -26,7 +27,7 @@ from services.kube import Kube
 from services.natsd import NatsServer
 from services.observe import poll, snapshot
 from services.planner.service import Planner, run_planner
-from services.telemetry import rollout_root_span_id, rollout_trace_id
+from services.telemetry import rollout_root_span_id
 from services.watcher.service import run_watcher
 from sim.cluster import SimCluster
 
@@ -37,7 +38,7 @@ async def test_a_rollout_is_one_trace(tmp_path: Path, nats_server: NatsServer, u
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     prefix = f"t{uid}"
     async with SimCluster(nodes=2, tmpdir=tmp_path, pull_delay=0.05, start_delay=0.05) as cluster:
-        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        kube = await Kube.connect(str(cluster.kubeconfig_path), tracer_provider=provider)
         buses = [await Bus.connect(nats_server.url, name=f"trace-{i}", prefix=prefix, tracer_provider=provider)
                  for i in range(3)]
         await buses[0].ensure_streams()

@@ -91,3 +91,68 @@ async def _readline(proc: subprocess.Popen[str]) -> str:
 
     assert proc.stdout is not None
     return await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
+
+
+async def test_nodes_process_labels_taints_and_control_api(tmp_path: Path) -> None:
+    """`--node-labels`/`--node-taints` on the registered nodes; `--control-port` adds and removes nodes
+    and ends a pod's containers while the process runs."""
+    import aiohttp
+
+    async with SimCluster(nodes=0, tmpdir=tmp_path, bookmark_interval=0.2) as cp:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        argv = [
+            sys.executable, "-m", "sim", "nodes", "--kubeconfig", str(cp.kubeconfig_path), "--count", "1",
+            "--name-prefix", "lab-", "--pull-delay", "0.01", "--start-delay", "0.01",
+            "--node-labels", "pool=batch,tier=", "--node-taints", "dedicated=batch:NoSchedule",
+            "--control-port", "0",
+        ]
+        with (
+            (tmp_path / "nodes.log").open("w") as err,
+            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env) as proc,
+        ):
+            try:
+                ready = json.loads(await _readline(proc))
+                assert ready["nodes"] == ["lab-0"], (tmp_path / "nodes.log").read_text()
+                nodes, pods = cp.store.rt("nodes"), cp.store.rt("pods")
+                n = cp.store.get(nodes, "", "lab-0")
+                assert n["metadata"]["labels"]["pool"] == "batch" and n["metadata"]["labels"]["tier"] == ""
+                assert n["spec"]["taints"] == [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]
+                async with aiohttp.ClientSession(ready["control"]) as http:
+                    async with http.post("/sim/nodes", json={"name": "lab-extra", "labels": {"pool": "x"}}) as r:
+                        assert r.status == 201, await r.text()
+                    async with http.post("/sim/nodes", json={"name": "lab-extra"}) as r:
+                        assert r.status == 409
+                    async with http.post("/sim/nodes", json={"name": "y", "taints": [{"key": "k"}]}) as r:
+                        assert r.status == 400 and "taints" in (await r.json())["message"]
+                    await cp.wait_for(lambda: cp.store.try_get(nodes, "", "lab-extra") is not None, timeout=10)
+                    cp.store.create(
+                        pods, "default",
+                        {"metadata": {"name": "batch"},
+                         "spec": {"nodeSelector": {"pool": "x"}, "restartPolicy": "Never",
+                                  "containers": [{"name": "main", "image": "busybox:1.36"}]}},
+                    )
+
+                    def phase() -> str:
+                        return str((cp.store.get(pods, "default", "batch").get("status") or {}).get("phase"))
+
+                    await cp.wait_for(lambda: phase() == "Running", timeout=15)
+                    assert cp.store.get(pods, "default", "batch")["spec"]["nodeName"] == "lab-extra"
+                    async with http.post("/sim/pods/default/batch/exit", json={"exitCode": 0}) as r:
+                        assert r.status == 200 and (await r.json())["exited"] == ["main"]
+                    await cp.wait_for(lambda: phase() == "Succeeded", timeout=15)
+                    async with http.delete("/sim/nodes/lab-extra") as r:
+                        assert r.status == 200
+                    await cp.wait_for(lambda: cp.store.try_get(nodes, "", "lab-extra") is None, timeout=10)
+                    # the node agent's `sim` runtime pulls through these routes
+                    async with http.post("/sim/nodes/lab-0/images", json={"image": "redis:7"}) as r:
+                        assert r.status == 200 and (await r.json())["imageID"], await r.text()
+                    async with http.get("/sim/nodes/lab-0/images") as r:
+                        assert "redis:7" in (await r.json())["images"]
+                    async with http.get("/sim/nodes") as r:
+                        [lab] = await r.json()
+                        assert "redis:7" in [p["image"] for p in lab["pullLog"]], lab
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(10) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()

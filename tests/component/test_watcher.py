@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
+from schemas.kinds import POD
 from schemas.kube import Pod
 from schemas.messages import PODS, CloneSetState, PodState
 from services.bus import Bus
@@ -115,3 +117,134 @@ async def test_cloneset_is_routed_by_its_own_uid(env: tuple[SimCluster, Kube, Bu
     assert isinstance(state, CloneSetState)
     assert state.object.spec.template.containers()[0].image == "nginx:1.20"
     assert Faults().active is False
+
+
+async def test_a_fresh_watcher_retires_what_was_deleted_while_none_ran(
+        tmp_path: Path, nats_server: NatsServer, uid: str) -> None:
+    """A new watcher process remembers nothing: its first list must reconcile against the stream.
+
+    A pod deleted while no watcher ran, and the old routing key of a pod adopted meanwhile, were
+    left live on the stream for good (the planner then kept deleting a ghost).
+    """
+    async with SimCluster(nodes=1, tmpdir=tmp_path, gc_dangling=False, **FAST) as cluster:  # type: ignore[arg-type]
+        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        bus = await Bus.connect(nats_server.url, name="test-watcher", prefix=f"w{uid}")
+        try:
+            await bus.ensure_streams()
+
+            async def one_watcher_until_synced() -> asyncio.Task[None]:
+                ready = asyncio.Event()
+                task = asyncio.create_task(run_watcher(kube, bus, ready=ready))
+                await asyncio.wait_for(ready.wait(), 10)
+                return task
+
+            gone = msgspec.json.decode(await kube.create(PODS, "default", pod_body("gone", "o1")), type=Pod)
+            kept = msgspec.json.decode(await kube.create(PODS, "default", pod_body("kept", "o1")), type=Pod)
+            moved = msgspec.json.decode(await kube.create(PODS, "default", pod_body("moved")), type=Pod)
+            first = await one_watcher_until_synced()
+            subject = {p.metadata.name: bus.subjects.state("default", "o1" if p is not moved else None, "pod",
+                                                          p.metadata.uid) for p in (gone, kept, moved)}
+            for name in subject:
+                await eventually(lambda n=name: last_state(bus, subject[n]),  # type: ignore[misc]
+                                 lambda s: s is not None and not s.deleted, what=f"{name} on the stream")
+            first.cancel()
+            await asyncio.wait({first}, timeout=10)
+
+            # while no watcher runs: one pod deleted, one adopted
+            await kube.delete(PODS, "default", "gone", grace_period_seconds=0)
+            await kube.patch(PODS, "default", "moved", {"metadata": {"ownerReferences": [
+                {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "name": "cs", "uid": "o2",
+                 "controller": True}]}}, "strategic")
+            await eventually(lambda: kube.list(PODS, "default"),
+                             lambda r: {msgspec.json.decode(i, type=Pod).metadata.name for i in r[0]}
+                             == {"kept", "moved"},
+                             what="the deletion on the API server")
+
+            second = await one_watcher_until_synced()
+            try:
+                # synced means the list's view is on the stream: no polling needed
+                tomb = await last_state(bus, subject["gone"])
+                assert tomb is not None and tomb.deleted, "the pod deleted meanwhile must be tombstoned"
+                old_key = await last_state(bus, subject["moved"])
+                assert old_key is not None and old_key.deleted, "the adopted pod's old key must be retired"
+                new_key = await last_state(bus, bus.subjects.state("default", "o2", "pod", moved.metadata.uid))
+                assert new_key is not None and not new_key.deleted
+                still = await last_state(bus, subject["kept"])
+                assert still is not None and not still.deleted, "a pod that still exists stays live"
+            finally:
+                second.cancel()
+                await asyncio.wait({second}, timeout=10)
+        finally:
+            await bus.close()
+            await kube.close()
+
+
+async def test_a_kind_the_server_does_not_serve_does_not_hold_readiness(tmp_path: Path, nats_server: NatsServer,
+                                                                       uid: str) -> None:
+    """A cluster without one of the CRDs (or without batch/v1 Jobs): the other kinds are listed, watched and
+    reported ready; the missing one is listed again later."""
+    import dataclasses
+
+    from schemas.kinds import POD
+    from schemas.messages import Resource
+
+    unserved = dataclasses.replace(POD, resource=Resource(group="example.com", version="v1", plural="widgets"))
+    async with SimCluster(nodes=1, tmpdir=tmp_path, **FAST) as cluster:  # type: ignore[arg-type]
+        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        bus = await Bus.connect(nats_server.url, name="test-watcher-unserved", prefix=f"u{uid}")
+        await bus.ensure_streams()
+        ready = asyncio.Event()
+        task = asyncio.create_task(run_watcher(kube, bus, ready=ready, kinds=(unserved, POD)))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            pod = msgspec.json.decode(await kube.create(PODS, "default", pod_body("seen", "o-1")), type=Pod)
+            subject = bus.subjects.state("default", "o-1", "pod", pod.metadata.uid)
+            await eventually(lambda: last_state(bus, subject), lambda s: s is not None, what="the pod's state")
+        finally:
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)
+            await bus.close()
+            await kube.close()
+class _GatedBus(Bus):
+    """A bus whose state publishes wait at a gate (a NATS that is slow to answer)."""
+
+    gate: asyncio.Event
+    waiting = 0
+
+    async def publish_state(self, *args: Any, **kwargs: Any) -> Any:
+        self.waiting += 1
+        await self.gate.wait()
+        return await super().publish_state(*args, **kwargs)
+
+
+async def test_a_graceful_stop_publishes_what_is_queued_then_returns(tmp_path: Path, nats_server: NatsServer,
+                                                                   uid: str) -> None:
+    """SIGTERM: the watcher stops watching, but the states it has already taken from the API server
+    still reach the stream before it hands its lease over (a lost lease cancels them instead)."""
+    async with SimCluster(nodes=1, tmpdir=tmp_path, **FAST) as cluster:  # type: ignore[arg-type]
+        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        bus = await _GatedBus.connect(nats_server.url, name="test-watcher", prefix=f"g{uid}")
+        assert isinstance(bus, _GatedBus)
+        bus.gate = asyncio.Event()
+        try:
+            await bus.ensure_streams()
+            pod = msgspec.json.decode(await kube.create(PODS, "default", pod_body("queued")), type=Pod)
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_watcher(kube, bus, kinds=(POD,), stop=stop))
+            await eventually(lambda: _value(bus.waiting), bool, what="the listed pod's state queued")
+            stop.set()
+            for _ in range(10):  # let the stop reach the informer while its publish still waits
+                await asyncio.sleep(0)
+            assert not task.done()
+            bus.gate.set()
+            await asyncio.wait_for(task, 10)  # returns by itself: no cancellation needed
+            state = await last_state(bus, bus.subjects.state("default", None, "pod", pod.metadata.uid))
+            assert isinstance(state, PodState) and state.object.metadata.name == "queued"
+        finally:
+            bus.gate.set()
+            await bus.close()
+            await kube.close()
+
+
+async def _value(v: Any) -> Any:
+    return v

@@ -15,7 +15,6 @@ import pytest
 from schemas.cloneset import CloneSet
 from schemas.constants import CONDITION_INVALID_SPEC
 from schemas.messages import CLONESETS, EVENTS
-from services.bus import Bus
 from services.demo import load_sample
 from services.kube import Kube
 from services.observe import poll, snapshot
@@ -38,7 +37,7 @@ def cloneset(name: str, **update_strategy: object) -> dict[str, object]:
 
 
 async def rejected_events(stack: Stack) -> list[tuple[str, str, str]]:
-    bus = await Bus.connect(stack.nats_url, name="test-rejected")
+    bus = await stack.connect(name="test-rejected")
     try:
         events = await all_events(bus, bus.subjects.events_of_type("rejected"))
         return [(ev.workload, ev.field or ev.subject, ev.message) for ev in events]
@@ -46,6 +45,7 @@ async def rejected_events(stack: Stack) -> list[tuple[str, str, str]]:
         await bus.close()
 
 
+@pytest.mark.parametrize("stack", [{"webhook": False}], indirect=True)  # admitted while no webhook ran
 @pytest.mark.parametrize(("field", "strategy"), [
     ("spec.updateStrategy.partition", {"partition": "abc"}),
     ("spec.updateStrategy.maxUnavailable", {"maxUnavailable": "5"}),
@@ -88,7 +88,7 @@ async def test_invalid_spec_is_reported_and_not_acted_on(stack: Stack, kube: Kub
 
 
 async def test_malformed_command_is_rejected_and_executor_goes_on(stack: Stack, kube: Kube) -> None:
-    bus = await Bus.connect(stack.nats_url, name="test-garbage")
+    bus = await stack.connect(name="test-garbage")
     try:
         await bus.ensure_streams()
         subject = bus.subjects.command("default", "some-uid", "create")

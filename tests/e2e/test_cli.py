@@ -41,7 +41,7 @@ async def test_up_serves_kubectl_rollout_status_and_events(tmp_path: Path) -> No
             assert line, f"kruisebus up exited early:\n{banner}"
             banner += line.decode()
         kubeconfig = re.search(r"kubeconfig: (\S+)", banner)
-        nats_url = re.search(r"NATS:\s+(\S+)", banner)
+        nats_url = re.search(r"NATS:\s+(\S+.*)$", banner, re.MULTILINE)
         assert kubeconfig and nats_url, banner
         kc = kubeconfig.group(1)
 
@@ -57,13 +57,14 @@ async def test_up_serves_kubectl_rollout_status_and_events(tmp_path: Path) -> No
         rows = [r for r in out.splitlines()[1:] if r.startswith("sample-")]
         assert len(rows) == 5 and all("Running" in r and "sample-" in r.split()[-1] for r in rows), out
 
-        code, out = await run(*KRUISEBUS, "events", "--nats", nats_url.group(1), "-n", "default",
+        nats_args = nats_url.group(1).split()  # the URL, and the viewer user's login
+        code, out = await run(*KRUISEBUS, "events", "--nats", *nats_args, "-n", "default",
                               "--workload", "sample")
         assert code == 0, out
         created = [line for line in out.splitlines() if " default/sample create " in line]
         assert len(created) == 5, out
         # a filter that matches nothing prints nothing and returns (it used to wait forever)
-        code, out = await run(*KRUISEBUS, "events", "--nats", nats_url.group(1), "--workload", "absent",
+        code, out = await run(*KRUISEBUS, "events", "--nats", *nats_args, "--workload", "absent",
                               timeout=30)
         assert code == 0 and " create " not in out, out
 

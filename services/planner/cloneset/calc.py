@@ -1,9 +1,9 @@
-"""The central CloneSet numbers (kruise-semantics §4.1, Kruise's ``calculateDiffsWithExpectation``).
+"""The central CloneSet numbers (Kruise's ``calculateDiffsWithExpectation``, `pkg/controller/cloneset/sync/cloneset_sync_utils.go`).
 
 Both the scale step and the update step start from these numbers; they decide how many pods to create
 or delete, on which revision, whether to surge, and how many pods to move between revisions under which
 unavailability budget. They are kept in one pure function returning an :class:`ExpectationDiffs`, so the
-§11.A tables can be checked field by field, exactly as Kruise's own unit test does.
+Kruise's TestCalculateDiffsWithExpectation tables can be checked field by field, exactly as Kruise's own unit test does.
 
 Pods are classified once into :class:`PodInfo` (lifecycle state, specified-delete, availability) by
 :func:`pod_infos`; the scale step, update step and status reuse that classification instead of
@@ -22,32 +22,56 @@ from typing import Any
 
 import msgspec
 
-from schemas.cloneset import CloneSet
+from schemas.cloneset import CloneSet, CloneSetScaleStrategy, CloneSetUpdateStrategy
 from schemas.constants import (
+    DEFAULT_MAX_UNAVAILABLE,
     LABEL_EXCLUDE_PREPARING_DELETE,
     LABEL_REVISION_HASH,
     LABEL_SPECIFIED_DELETE,
+    MAX_INT32,
     STATE_PREPARING_DELETE,
     STATE_PREPARING_UPDATE,
     STATE_UPDATED,
+    STRATEGY_ON_DELETE,
 )
 from schemas.kube import Pod
-from services.planner.cloneset.gates import FeatureGates
-from services.planner.cloneset.inplace import grace_annotation, refresh_is_noop
-from services.planner.cloneset.intstr import (
-    IntOrPercentError,
-    max_unavailable_and_surge,
-    partition_replicas,
-    scale_max_unavailable,
-)
-from services.planner.cloneset.podstate import (
+from services.planner.kit.gates import FeatureGates
+from services.planner.kit.inplace import grace_annotation, refresh_is_noop
+from services.planner.kit.intstr import IntOrPercentError, partition_replicas, scaled_or_zero
+from services.planner.kit.podstate import (
     is_active,
     is_ready,
     is_ready_lifecycle_aware,
     lifecycle_state,
     ready_time,
 )
-from services.planner.cloneset.revision import short_hash
+from services.planner.kit.revision import short_hash
+
+
+def max_unavailable_and_surge(strategy: CloneSetUpdateStrategy, replicas: int) -> tuple[int, int]:
+    """(maxUnavailable, maxSurge) for one reconcile, as ``calculateDiffsWithExpectation`` derives them.
+
+    maxSurge rounds up and is forced to 0 while paused; maxUnavailable (default "20%") rounds **up** when
+    the effective maxSurge is 0 and **down** when it is positive (a Kruise quirk), so surge and unavailability
+    never both round in the rollout's favour. ``OnDelete`` (no rolling-update block after conversion)
+    means no surge and floor(20%). Unparsable values count as 0, as in Kruise.
+    """
+    if strategy.type == STRATEGY_ON_DELETE:
+        return scaled_or_zero(DEFAULT_MAX_UNAVAILABLE, replicas, False), 0
+    max_surge = 0
+    if strategy.max_surge is not None:
+        max_surge = scaled_or_zero(strategy.max_surge, replicas, True)
+        if strategy.paused:
+            max_surge = 0
+    mu = strategy.max_unavailable if strategy.max_unavailable is not None else DEFAULT_MAX_UNAVAILABLE
+    max_unavailable = scaled_or_zero(mu, replicas, max_surge == 0)
+    return max_unavailable, max_surge
+
+
+def scale_max_unavailable(scale_strategy: CloneSetScaleStrategy, replicas: int) -> int:
+    """``scaleStrategy.maxUnavailable`` (limits scale-up only): unset means MaxInt32, percents round up."""
+    value = scale_strategy.max_unavailable if scale_strategy.max_unavailable is not None else MAX_INT32
+    return scaled_or_zero(value, replicas, True)
 
 
 class ExpectationDiffs(msgspec.Struct, kw_only=True):
@@ -65,7 +89,7 @@ class ExpectationDiffs(msgspec.Struct, kw_only=True):
     update_max_unavailable: int = 0
 
     def nonzero(self) -> dict[str, int]:
-        """The non-zero fields (how §11.A writes expected results)."""
+        """The non-zero fields (how Kruise's TestCalculateDiffsWithExpectation writes expected results)."""
         return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) != 0}
 
 
@@ -91,7 +115,7 @@ class PodInfo:
     refresh_noop: bool  # the update step's refresh has nothing to do for this pod (time-independent)
     has_grace: bool  # carries an in-place grace annotation
     static_code: int = 0  # READY | PRE_DELETE | PRE_UPDATE | GRACE_HELD bits (see ``code``)
-    sort_key: Any = None  # §5.2 update-order key, computed on demand
+    sort_key: Any = None  # `SortUpdateIndexes` update-order key, computed on demand
     mark: str | None = None  # update revision the per-pass fields below were set for (see mark_updated)
     # per pass
     specified_delete: bool = False
@@ -123,7 +147,7 @@ def exclude_preparing_delete(cs: CloneSet) -> bool:
     return cs.metadata.labels.get(LABEL_EXCLUDE_PREPARING_DELETE) == "true"
 
 
-# Bits of PodInfo.code: every count the pass needs (§4.1 numbers, status, budgets) is a function of
+# Bits of PodInfo.code: every count the pass needs (`calculateDiffsWithExpectation` numbers, status, budgets) is a function of
 # these, so a pass counts pods per class once (a 128-entry histogram) instead of scanning per consumer.
 UPDATED = 1
 PRE_DELETE = 2  # lifecycle PreparingDelete
@@ -517,7 +541,7 @@ def calculate(
     scaling: bool,
     hist: Sequence[int] | None = None,
 ) -> ExpectationDiffs:
-    """§4.1 on pre-classified pods (see :func:`calculate_diffs` for the convenient form).
+    """`calculateDiffsWithExpectation` on pre-classified pods (see :func:`calculate_diffs` for the convenient form).
 
     ``scaling`` selects the scale step's is-updated predicate: with PreparingUpdateAsUpdate, pods in
     lifecycle PreparingUpdate count as updated there (never for the update step). ``hist``: the pass's
@@ -633,6 +657,6 @@ def calculate_diffs(
     gates: FeatureGates,
     scaling: bool = True,
 ) -> ExpectationDiffs:
-    """§4.1 for ``pods`` (the active pods): ``scaling`` selects the scale step's is-updated predicate."""
+    """`calculateDiffsWithExpectation` for ``pods`` (the active pods): ``scaling`` selects the scale step's is-updated predicate."""
     infos = pod_infos(cs, pods, update_revision, now)
     return calculate(cs, infos, current_revision, update_revision, gates, scaling=scaling)

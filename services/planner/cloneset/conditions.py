@@ -1,17 +1,16 @@
-"""CloneSet status conditions (kruise-semantics §1.5): Progressing, FailedScale/FailedUpdate, InvalidSpec.
+"""CloneSet status conditions (`pkg/controller/cloneset/cloneset_status.go`): Progressing, FailedScale/FailedUpdate, InvalidSpec.
 
 ``Progressing`` mirrors Deployment's progress deadline with Kruise's priorities and quirks: once
 ``ProgressDeadlineExceeded`` is set it sticks until the CloneSet is available, paused or
 partition-available; setting a condition with the same status and reason keeps it untouched
 (lastUpdateTime is not refreshed), a new reason with the same status keeps lastTransitionTime.
-The deadline clock therefore runs from the condition's lastUpdateTime.
+The deadline clock therefore runs from the condition's lastUpdateTime. The generic get/set/remove
+helpers are the kit's (`services/planner/kit/conditions.py`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-
-import msgspec
 
 from schemas.cloneset import CloneSet, CloneSetCondition, CloneSetStatus
 from schemas.constants import (
@@ -24,31 +23,8 @@ from schemas.constants import (
     REASON_PROGRESS_PARTITION_AVAILABLE,
 )
 from services.planner.cloneset.calc import replicas_of
-from services.planner.cloneset.timeutil import format_time, parse_time
-
-
-def get_condition(conditions: list[CloneSetCondition], type_: str) -> CloneSetCondition | None:
-    for c in conditions:
-        if c.type == type_:
-            return c
-    return None
-
-
-def set_condition(
-    conditions: list[CloneSetCondition], cond: CloneSetCondition, now: datetime
-) -> list[CloneSetCondition]:
-    """Kruise ``SetCloneSetCondition``: same status+reason -> unchanged; same status -> keep transition time."""
-    old = get_condition(conditions, cond.type)
-    if old is not None and old.status == cond.status and old.reason == cond.reason:
-        return conditions
-    ts = format_time(now)
-    transition = old.last_transition_time if old is not None and old.status == cond.status else ts
-    new = msgspec.structs.replace(cond, last_transition_time=transition, last_update_time=ts)
-    return [c for c in conditions if c.type != cond.type] + [new]
-
-
-def remove_condition(conditions: list[CloneSetCondition], type_: str) -> list[CloneSetCondition]:
-    return [c for c in conditions if c.type != type_]
+from services.planner.kit.conditions import get_condition, remove_condition, set_condition
+from services.planner.kit.timeutil import parse_time
 
 
 def progressing(

@@ -1,7 +1,7 @@
 """Per-pass planning context: the snapshot, derived facts computed once, and the command builder.
 
 One pass touches the same facts many times (is this pod available? which revision template does it run?
-what are the §4.1 numbers?). Computing them once per pass keeps the steps readable and keeps a
+what are the `calculateDiffsWithExpectation` numbers?). Computing them once per pass keeps the steps readable and keeps a
 10,000-pod decision inside its time budget.
 """
 
@@ -21,10 +21,10 @@ from schemas.constants import (
 )
 from schemas.kube import ControllerRevision, PersistentVolumeClaim, Pod, PodTemplateSpec
 from services.planner.cloneset.calc import ExpectationDiffs, PodInfo, Tally, calculate, replicas_of
-from services.planner.cloneset.commands import Builder
-from services.planner.cloneset.gates import FeatureGates
-from services.planner.cloneset.inplace import UpdateSpec, calculate_spec, priorities_of
-from services.planner.cloneset.revision import short_hash, template_of
+from services.planner.kit.builder import Builder
+from services.planner.kit.gates import FeatureGates
+from services.planner.kit.inplace import UpdateSpec, calculate_spec, priorities_of
+from services.planner.kit.revision import short_hash, template_of
 
 
 @dataclass(slots=True)
@@ -48,7 +48,7 @@ class Ctx:
     _diffs: dict[bool, ExpectationDiffs] = field(default_factory=dict)
 
     def diffs(self, *, scaling: bool) -> ExpectationDiffs:
-        """§4.1 for this pass; the scale and update predicates only differ under PreparingUpdateAsUpdate."""
+        """`calculateDiffsWithExpectation` for this pass; the scale and update predicates only differ under PreparingUpdateAsUpdate."""
         key = scaling and self.gates.preparing_update_as_update
         if key not in self._diffs:
             self._diffs[key] = calculate(
@@ -121,7 +121,7 @@ class Ctx:
         return self._priorities[name]
 
     def inplace_spec(self, old: ControllerRevision | None, new: ControllerRevision) -> UpdateSpec | None:
-        """§5.7 between two revisions, computed once per pair per pass; callers get their own copy."""
+        """`defaultCalculateInPlaceUpdateSpec` between two revisions, computed once per pair per pass; callers get their own copy."""
         key = (old.metadata.name if old is not None else "", new.metadata.name)
         if key not in self._specs:
             self._specs[key] = calculate_spec(

@@ -7,7 +7,7 @@ candidate already used by any known pod (active or not) or reserved by a PVC is 
 that restarts before observing its own creates plans the *same* pod names, and a duplicate create
 meets ``AlreadyExists`` on the API server instead of over-creating. The ids look exactly like Kruise's.
 
-PVC reuse (§4.2): ids of PVCs whose instance id no pod uses are handed out first
+PVC reuse (the scale step): ids of PVCs whose instance id no pod uses are handed out first
 (``pvcs.reusable_ids``), so a pod that replaces an evicted one mounts its volume again.
 """
 

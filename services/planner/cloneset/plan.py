@@ -1,4 +1,4 @@
-"""``plan_cloneset``: one Kruise CloneSet reconcile pass (kruise-semantics §3) as a pure function.
+"""``plan_cloneset``: one Kruise CloneSet reconcile pass (`pkg/controller/cloneset/cloneset_controller.go`) as a pure function.
 
 Input: a consistent view (CloneSet, its pods active and inactive, its ControllerRevisions), an injected
 ``now`` and the feature gates. Output: a :class:`Plan` — ordered executor commands carrying their own
@@ -9,12 +9,12 @@ The pass, in Kruise's order:
 
 0. Validation (kruisebus has no webhook): an invalid spec is never acted on; it is reported once on the
    CloneSet (``InvalidSpec`` condition + Warning Event) and on the rollout log (``rejected``).
-1. Revisions (§2.2). A revision that must be created or renumbered is written *alone* in this pass (with
+1. Revisions (`getActiveRevisions`). A revision that must be created or renumbered is written *alone* in this pass (with
    the status): no pod may reference a revision the API server has not stored yet. The next pass runs
    once the revision is observed.
-2. Scale (§4.2); if it wrote anything the pass ends (one kind of mutation per pass, §12).
-3. Otherwise update (§5), which starts with the per-pod refresh.
-4. Status (§1.4/§1.5), written only when Kruise would write it; ``podsToDelete`` truncation (in a pass
+2. Scale (the scale step); if it wrote anything the pass ends (one kind of mutation per pass, Kruise's rule).
+3. Otherwise update (the update step), which starts with the per-pod refresh.
+4. Status (Kruise's status rules/Kruise's conditions), written only when Kruise would write it; ``podsToDelete`` truncation (in a pass
    without a status write, because both writes are guarded by the CloneSet's resourceVersion);
    history truncation.
 5. Requeue: the earliest of grace remainders, the in-place grace just started, the progress deadline,
@@ -34,36 +34,38 @@ from schemas.constants import (
     CONDITION_FAILED_UPDATE,
     CONDITION_INVALID_SPEC,
     CONDITION_PROGRESSING,
-    EVENT_INVALID_SPEC,
     REASON_INVALID_SPEC,
     REASON_PROGRESS_DEADLINE_EXCEEDED,
 )
+from schemas.kinds import CLONESET
 from schemas.kube import ControllerRevision, JsonObject
-from schemas.messages import VERB_STATUS
-from services.planner.cloneset.calc import PodInfo, classify, mark_updated
-from services.planner.cloneset.commands import (
+from schemas.messages import (
     VERB_INVALID_SPEC,
     VERB_PODS_TO_DELETE_TRUNCATE,
     VERB_REVISION_BUMP,
     VERB_REVISION_CREATE,
     VERB_REVISION_DELETE,
-    Builder,
-    kube_event,
-    rollout_trace_id,
-    short_digest,
+    VERB_STATUS,
+    Expectation,
 )
-from services.planner.cloneset.conditions import get_condition, progressing, set_condition
+from schemas.traceids import rollout_trace_hex
+from services.planner.cloneset.calc import PodInfo, classify, mark_updated
+from services.planner.cloneset.conditions import progressing
 from services.planner.cloneset.context import Ctx
-from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
-from services.planner.cloneset.podstate import available_in
 from services.planner.cloneset.pvcs import release_orphans
 from services.planner.cloneset.revision import owned_revisions, select_revisions
 from services.planner.cloneset.scale import scale_step
 from services.planner.cloneset.status import compute_status, needs_write, status_json
-from services.planner.cloneset.timeutil import format_time
 from services.planner.cloneset.update import update_step
-from services.planner.cloneset.validation import FieldError, validate_cloneset
-from services.planner.cloneset.view import CloneSetView, Expectation, Plan
+from services.planner.cloneset.validation import validate_cloneset
+from services.planner.cloneset.view import CloneSetView, Plan
+from services.planner.imagepulljob import predownload
+from services.planner.kit.builder import Builder, short_digest
+from services.planner.kit.conditions import get_condition, set_condition
+from services.planner.kit.fielderrors import FieldError
+from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.podstate import available_in
+from services.planner.kit.timeutil import format_time
 
 __all__ = ["CloneSetView", "Expectation", "FieldError", "Plan", "plan_cloneset"]
 
@@ -110,7 +112,7 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates, create_limi
     sel = select_revisions(cs, view.revisions, representatives)
     update_name = sel.update.metadata.name
     tally = mark_updated(infos, update_name, cs, now)
-    b = Builder(cs, now, trace_id=rollout_trace_id(cs.metadata.uid, update_name))
+    b = Builder.of(CLONESET, cs, now, trace_id=rollout_trace_hex(cs.metadata.uid, update_name))
     history = [r for r in owned_revisions(cs, view.revisions) if r.metadata.name != update_name]
     history.append(sel.update)
     ctx = Ctx(
@@ -162,7 +164,7 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates, create_limi
         b.command(
             f"{b.uid}/status/{cs.metadata.resource_version}/{short_digest(body)}",
             VERB_STATUS,
-            [b.cloneset_status_patch(body)],
+            [b.status_patch(body)],
             revision=update_name,
         )
         old = cs.status
@@ -173,6 +175,17 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates, create_limi
         ):
             b.event("rollout-completed", f"all pods are on revision {update_name}", revision=update_name)
 
+    if predownload.enabled(gates) and sel.create is None and sel.bump is None and cs.metadata.deletion_timestamp is None:
+        # image pre-download (gate PreDownloadImageForInPlaceUpdate, off by default): jobs for the nodes of
+        # the pods not yet updated, deleted once the revisions are consistent
+        pre = predownload.predownload_commands(
+            cs, sel.current, sel.update, (ctx.template(sel.current), ctx.template(sel.update)),
+            view.image_pull_jobs, gates, now,
+            in_place_possible=ctx.in_place and ctx.inplace_spec(sel.current, sel.update) is not None)
+        for cmd in pre.commands:
+            cmd.rollout_trace_id = b.trace_id
+        b.commands.extend(pre.commands)
+        b.events.extend(pre.events)
     if not wrote_status:
         _truncate_pods_to_delete(b, cs, infos)
     for name in sel.delete:
@@ -196,7 +209,8 @@ def _plan(view: CloneSetView, *, now: datetime, gates: FeatureGates, create_limi
         expectations=b.expectations,
         status=status,
         requeue_after=requeue,
-        errors=[],
+        current_revision=status.current_revision,
+        update_revision=status.update_revision,
     )
 
 
@@ -247,7 +261,7 @@ def _truncate_pods_to_delete(b: Builder, cs: CloneSet, infos: list[PodInfo]) -> 
     b.command(
         f"{b.uid}/podstodelete-truncate/{cs.metadata.resource_version}/{short_digest(kept)}",
         VERB_PODS_TO_DELETE_TRUNCATE,
-        [b.cloneset_spec_patch({"scaleStrategy": {"podsToDelete": kept}})],
+        [b.spec_patch({"scaleStrategy": {"podsToDelete": kept}})],
     )
 
 
@@ -265,7 +279,7 @@ def _progress_events(b: Builder, cs: CloneSet, status: CloneSetStatus) -> None:
 def _invalid_spec(cs: CloneSet, errors: list[FieldError], now: datetime) -> Plan:
     """Report an invalid spec once; never act on it (no webhook in kruisebus)."""
     message = "; ".join(str(e) for e in errors)
-    b = Builder(cs, now)
+    b = Builder.of(CLONESET, cs, now)
     existing = get_condition(cs.status.conditions, CONDITION_INVALID_SPEC)
     ts = format_time(now)
     cond = CloneSetCondition(
@@ -281,17 +295,19 @@ def _invalid_spec(cs: CloneSet, errors: list[FieldError], now: datetime) -> Plan
     unchanged = existing is not None and existing.status == "True" and existing.message == message
     if unchanged:
         return Plan(
-            commands=[], events=[], expectations=[], status=cs.status, requeue_after=None, errors=errors
+            commands=[],
+            events=[],
+            expectations=[],
+            status=cs.status,
+            requeue_after=None,
+            errors=errors,
+            current_revision=cs.status.current_revision,
+            update_revision=cs.status.update_revision,
         )
     conditions = [c for c in cs.status.conditions if c.type != CONDITION_INVALID_SPEC] + [cond]
     status = msgspec.structs.replace(cs.status, conditions=conditions)
-    b.command(
-        f"{b.uid}/invalid-spec/{cs.metadata.generation}/{short_digest(message)}",
-        VERB_INVALID_SPEC,
-        [b.cloneset_status_patch(status_json(status))],
-        on_success=kube_event(EVENT_INVALID_SPEC, f"invalid spec: {message}", warning=True),
-    )
-    b.event("rejected", message, reason=REASON_INVALID_SPEC, field=errors[0].field)
+    b.reject_invalid(cs.metadata.generation, message, errors[0].field, VERB_INVALID_SPEC,
+                     [b.status_patch(status_json(status))])
     return Plan(
         commands=b.commands,
         events=b.events,
@@ -299,4 +315,6 @@ def _invalid_spec(cs: CloneSet, errors: list[FieldError], now: datetime) -> Plan
         status=status,
         requeue_after=None,
         errors=errors,
+        current_revision=status.current_revision,
+        update_revision=status.update_revision,
     )

@@ -1,4 +1,4 @@
-"""The claims a CloneSet makes from its volumeClaimTemplates (kruise-semantics §3 step 2, §4.2).
+"""The claims a CloneSet makes from its volumeClaimTemplates (`cloneset_controller.go`, `sync/cloneset_scale.go`).
 
 Kruise lists the PersistentVolumeClaims a CloneSet owns on every reconcile. By default
 (``scaleStrategy.disablePVCReuse: false``) a claim whose pod went away without the controller deleting
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from schemas.constants import EVENT_FAILED_DELETE, EVENT_FAILED_UPDATE, LABEL_INSTANCE_ID
 from schemas.kube import JsonObject, PersistentVolumeClaim, Pod
-from schemas.messages import PERSISTENT_VOLUME_CLAIMS, DeleteOp, PatchOp
-from services.planner.cloneset.commands import VERB_PVC_DELETE, VERB_PVC_RELEASE, kube_event
+from schemas.messages import PERSISTENT_VOLUME_CLAIMS, VERB_PVC_DELETE, VERB_PVC_RELEASE, DeleteOp, PatchOp
 from services.planner.cloneset.context import Ctx
+from services.planner.kit.builder import kube_event
 
 
 def instance_id(obj: PersistentVolumeClaim | Pod) -> str:

@@ -1,10 +1,10 @@
-"""The scale step (kruise-semantics §4.2): create, delete and un-delete pods to reach the replica count.
+"""The scale step (`pkg/controller/cloneset/sync/cloneset_scale.go`): create, delete and un-delete pods to reach the replica count.
 
-Order matters and is Kruise's: regret PreparingDelete pods when replicas grow; compute §4.1 with the
+Order matters and is Kruise's: regret PreparingDelete pods when replicas grow; compute `calculateDiffsWithExpectation` with the
 scaling predicate; scale out (always ends the step); finish pre-deletes; delete specified-delete pods
 (not-ready ones freely, ready ones within ``deleteReadyLimit``); scale in (only when no deletion is
 pending). The first sub-step that writes anything ends the step, and then the whole pass skips the
-update step (§12 "one kind of mutation per pass").
+update step (Kruise's rule "one kind of mutation per pass").
 
 Kruise creates pods in slow-start batches (1, 2, 4, ...) inside one reconcile and stops after a batch
 with a failure, so a quota or admission error costs one failed call, not one per missing pod. Here one
@@ -35,26 +35,30 @@ from schemas.constants import (
     STATE_PREPARING_NORMAL,
 )
 from schemas.kube import ControllerRevision, JsonObject, Pod
-from schemas.messages import PERSISTENT_VOLUME_CLAIMS, VERB_EVENT, ApiOp, CreateOp
-from services.planner.cloneset import lifecycle as lc
-from services.planner.cloneset import pvcs
-from services.planner.cloneset.calc import ExpectationDiffs, PodInfo
-from services.planner.cloneset.commands import (
+from schemas.messages import (
+    PERSISTENT_VOLUME_CLAIMS,
     VERB_CREATE,
     VERB_DELETE,
+    VERB_EVENT,
     VERB_LIFECYCLE,
-    kube_event,
+    ApiOp,
+    CreateOp,
 )
+from services.planner.cloneset import pvcs
+from services.planner.cloneset.calc import ExpectationDiffs, PodInfo
 from services.planner.cloneset.context import Ctx
 from services.planner.cloneset.instance_ids import generate_ids
-from services.planner.cloneset.podpatch import PodPatch
-from services.planner.cloneset.revision import owner_reference, short_hash
-from services.planner.cloneset.sort import sort_scale_in
-from services.planner.cloneset.timeutil import format_time
+from services.planner.cloneset.revision import owner_reference
+from services.planner.kit import lifecycle as lc
+from services.planner.kit.builder import kube_event
+from services.planner.kit.podpatch import PodPatch
+from services.planner.kit.revision import short_hash
+from services.planner.kit.sort import sort_scale_in
+from services.planner.kit.timeutil import format_time
 
 
 def scale_step(ctx: Ctx) -> bool:
-    """Run §4.2; returns True if anything was written (then the update step is skipped)."""
+    """Run the scale step; returns True if anything was written (then the update step is skipped)."""
     specified = ctx.tally.specified
     pre_delete = ctx.tally.pre_delete
     num_to_delete = len({i.name for i in specified} | {i.name for i in pre_delete})
@@ -142,7 +146,7 @@ def lifecycle_command(
     patch.test_label(LABEL_LIFECYCLE_STATE)
     lc.set_state(patch, state, ctx.now)
     if reapply_hook:
-        lc.apply_hook(patch, lc.in_place_update_hook(ctx.cs))
+        lc.apply_hook(patch, lc.in_place_update_hook(ctx.cs.spec.lifecycle))
     ops: list[ApiOp] = list(lead_ops or [])
     if mark_not_ready:
         # status first: it is guarded by the observed resourceVersion, which the label patch changes
@@ -295,7 +299,7 @@ def create_pod(ctx: Ctx, rev: ControllerRevision, instance_id: str) -> None:
 
 def delete_pods(ctx: Ctx, infos: list[PodInfo]) -> bool:
     """Kruise ``deletePods``: hooked pods go to PreparingDelete, others are deleted (with their PVCs)."""
-    hook = lc.pre_delete_hook(ctx.cs)
+    hook = lc.pre_delete_hook(ctx.cs.spec.lifecycle)
     modified = False
     for info in infos:
         pod = info.pod
@@ -336,7 +340,7 @@ def choose_scale_in(ctx: Ctx, diffs: ExpectationDiffs) -> list[PodInfo]:
     def choose(group: list[PodInfo], n: int) -> list[PodInfo]:
         if n < len(group):
             pods = sort_scale_in(
-                [i.pod for i in group], [i.pod for i in ctx.infos], ctx.cs, ctx.now, ctx.min_ready
+                [i.pod for i in group], [i.pod for i in ctx.infos], ctx.cs.spec.template.spec, ctx.now, ctx.min_ready
             )
             by_uid = {i.pod.metadata.uid or i.name: i for i in group}
             group = [by_uid[p.metadata.uid or p.metadata.name] for p in pods]

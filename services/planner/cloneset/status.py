@@ -1,10 +1,10 @@
-"""CloneSet status (kruise-semantics §1.4) and Kruise's rule for when to write it.
+"""CloneSet status (`pkg/controller/cloneset/cloneset_status.go`) and Kruise's rule for when to write it.
 
 Status is computed from the pods as observed at the start of the pass (like Kruise, which computes it
 from the pod list it reconciled, not from the writes it just issued). It is written only when one of the
 counted fields, the revisions, the label selector, a higher observedGeneration or the Progressing
 condition's status/reason changed — a change of collisionCount or of FailedScale/FailedUpdate alone does
-not trigger a write (QUIRK kept on purpose, §1.4). kruisebus adds one exception: adding or removing its
+not trigger a write (QUIRK kept on purpose, Kruise's status rules). kruisebus adds one exception: adding or removing its
 own ``InvalidSpec`` condition always writes.
 
 The write is a merge patch carrying *every* field explicitly (zeros included): msgspec omits defaults
@@ -27,8 +27,8 @@ from services.planner.cloneset.calc import (
     partition_of,
     replicas_of,
 )
-from services.planner.cloneset.conditions import get_condition
-from services.planner.cloneset.selectors import selector_to_string
+from services.planner.kit.conditions import get_condition
+from services.planner.kit.selectors import selector_to_string
 
 
 def compute_status(
@@ -87,7 +87,7 @@ def _progress_key(status: CloneSetStatus) -> tuple[str, str] | None:
 
 
 def needs_write(old: CloneSetStatus, new: CloneSetStatus) -> bool:
-    """Kruise's trigger list (§1.4)."""
+    """Kruise's trigger list (Kruise's status rules)."""
     return (
         new.observed_generation > old.observed_generation
         or old.replicas != new.replicas

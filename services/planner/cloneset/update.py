@@ -1,16 +1,16 @@
-"""The update step (kruise-semantics §5): refresh every pod, then move pods between revisions.
+"""The update step (`pkg/controller/cloneset/sync/cloneset_update.go`): refresh every pod, then move pods between revisions.
 
-1. Refresh (§5.5, §7): finish in-place grace periods and container batches, initialise/restore the
+1. Refresh (in-place refresh, the lifecycle hooks): finish in-place grace periods and container batches, initialise/restore the
    ``InPlaceUpdateReady`` condition, advance lifecycle states, back-fill ``pod-template-hash``. A
    lifecycle move or back-fill ends the step (the pass already wrote pod metadata); condition, grace and
    batch writes do not.
-2. ``paused`` stops here. §4.1 with plain revision equality gives ``updateNum`` (positive: towards the
+2. ``paused`` stops here. `calculateDiffsWithExpectation` with plain revision equality gives ``updateNum`` (positive: towards the
    update revision; negative: rollback to the current revision, only with CloneSetPartitionRollback).
 3. Candidates (not on the target revision; not PreparingDelete; not in an in-place grace period unless
-   lifecycle Updated), Kruise's ordering (§5.2 via ``sort.py``), then the §5.3 budget, checked twice:
+   lifecycle Updated), Kruise's ordering (`SortUpdateIndexes` via ``sort.py``), then the `limitUpdateIndexes` budget, checked twice:
    all-revision unavailability (updating an already-unavailable pod is free) and target-revision
    unavailability (every accepted pod counts).
-4. Each chosen pod is updated in place (InPlaceIfPossible/InPlaceOnly when §5.7 allows it; lifecycle
+4. Each chosen pod is updated in place (InPlaceIfPossible/InPlaceOnly when `defaultCalculateInPlaceUpdateSpec` allows it; lifecycle
    hooks may park it in PreparingUpdate first) or marked ``specified-delete`` for recreation.
 
 Invariant support: every in-place command tests the pod's current revision label, and its id is
@@ -39,22 +39,22 @@ from schemas.constants import (
     STRATEGY_IN_PLACE_ONLY,
 )
 from schemas.kube import ControllerRevision, Pod
-from schemas.messages import ApiOp
-from services.planner.cloneset import inplace
-from services.planner.cloneset import lifecycle as lc
-from services.planner.cloneset.calc import GRACE_HELD, PRE_DELETE, UPDATED, ExpectationDiffs, PodInfo
-from services.planner.cloneset.commands import (
+from schemas.messages import (
     VERB_BACKFILL,
     VERB_INPLACE_REFRESH,
     VERB_UPDATE_IN_PLACE,
     VERB_UPDATE_RECREATE,
-    kube_event,
+    ApiOp,
 )
+from services.planner.cloneset.calc import GRACE_HELD, PRE_DELETE, UPDATED, ExpectationDiffs, PodInfo
 from services.planner.cloneset.context import Ctx
-from services.planner.cloneset.podpatch import PodPatch
-from services.planner.cloneset.revision import short_hash
 from services.planner.cloneset.scale import lifecycle_command
-from services.planner.cloneset.sort import active_pods_key, sort_update_candidates
+from services.planner.kit import inplace
+from services.planner.kit import lifecycle as lc
+from services.planner.kit.builder import kube_event
+from services.planner.kit.podpatch import PodPatch
+from services.planner.kit.revision import short_hash
+from services.planner.kit.sort import active_pods_key, sort_update_candidates
 
 
 @dataclass(slots=True)
@@ -123,7 +123,7 @@ def refresh_all(ctx: Ctx, pending_ready: dict[str, Pod]) -> bool:
 
         new_state = lifecycle_transition(ctx, info)
         if new_state:
-            hook = lc.in_place_update_hook(cs)
+            hook = lc.in_place_update_hook(cs.spec.lifecycle)
             lifecycle_command(
                 ctx,
                 pod,
@@ -175,7 +175,7 @@ def ready_command(ctx: Ctx, pod: Pod) -> None:
 
 
 def lifecycle_transition(ctx: Ctx, info: PodInfo) -> str:
-    """refreshPodState's lifecycle moves (§7); "" when the pod stays where it is."""
+    """refreshPodState's lifecycle moves (the lifecycle hooks); "" when the pod stays where it is."""
     cs = ctx.cs
     life = cs.spec.lifecycle
     pod = info.pod
@@ -235,7 +235,7 @@ _SORT_KEY = attrgetter("sort_key")
 
 
 def order_candidates(ctx: Ctx, candidates: list[PodInfo], k: int | None = None) -> list[PodInfo]:
-    """§5.2 order. Without priority/scatter strategies this is ActivePods order with PreparingUpdate
+    """`SortUpdateIndexes` order. Without priority/scatter strategies this is ActivePods order with PreparingUpdate
     pods first, using the per-pod memoised key :func:`_update_key` (the sort of thousands of
     candidates is on the rollout's hot path); otherwise ``sort.sort_update_candidates`` does the whole
     composition."""
@@ -253,7 +253,8 @@ def order_candidates(ctx: Ctx, candidates: list[PodInfo], k: int | None = None) 
             ordered = sorted(candidates, key=_update_tuple)
         return ordered[:k]
     by_pod = {id(i.pod): i for i in candidates}
-    pods = sort_update_candidates([i.pod for i in candidates], ctx.cs, [i.pod for i in ctx.infos], ctx.now)
+    pods = sort_update_candidates([i.pod for i in candidates], ctx.cs.spec.update_strategy,
+                                  [i.pod for i in ctx.infos], ctx.now)
     return [by_pod[id(p)] for p in pods]
 
 
@@ -292,7 +293,7 @@ def _update_key(info: PodInfo) -> int | tuple[float, ...]:
 def limit_updates(
     ctx: Ctx, diffs: ExpectationDiffs, candidates: list[PodInfo], target: ControllerRevision
 ) -> list[PodInfo]:
-    """§5.3 ``limitUpdateIndexes``: the budget ``updateMaxUnavailable`` checked twice."""
+    """`limitUpdateIndexes` ``limitUpdateIndexes``: the budget ``updateMaxUnavailable`` checked twice."""
     candidates = candidates[: abs(diffs.update_num)]
     unavailable = ctx.tally.unavailable
     target_unavailable = _target_unavailable(ctx, target)

@@ -1,4 +1,4 @@
-"""CloneSet v1alpha1 admission rules (Kruise's validating webhook, kruise-semantics §1.3), applied by the planner.
+"""CloneSet v1alpha1 admission rules (Kruise's validating webhook, `pkg/webhook/cloneset/validating/validation.go`), applied by the planner.
 
 kruisebus has no admission webhook, so a spec Kruise would have rejected can reach the planner. The
 planner runs these rules first and reports violations (InvalidSpec condition/event) instead of acting on
@@ -15,7 +15,6 @@ same value, so on a real cluster the mutating webhook turns it into ReCreate bef
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -32,32 +31,21 @@ from schemas.constants import (
     UPDATE_STRATEGY_TYPES,
 )
 from schemas.kube import Pod
-from services.planner.cloneset.gates import DEFAULT_GATES, FeatureGates
-from services.planner.cloneset.intstr import IntOrPercentError, validate_int_or_percent
-from services.planner.cloneset.selectors import (
+from services.planner.kit.fielderrors import FieldError, field_error, from_issue, nonnegative
+from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.intstr import IntOrPercentError, validate_int_or_percent
+from services.planner.kit.pubrules import priority_error, scatter_error
+from services.planner.kit.selectors import (
     conversion_error,
+    dns1123_label_errors,
     dns1123_subdomain_errors,
     is_empty,
     label_issues,
     matches,
     qualified_name_errors,
-    regex_error,
     selector_issues,
 )
 
-_TYPE_TITLES: Final = {
-    "Invalid": "Invalid value",
-    "Required": "Required value",
-    "Forbidden": "Forbidden",
-    "Duplicate": "Duplicate value",
-    "NotSupported": "Unsupported value",
-}
-_DNS1123_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL_RE: Final = re.compile(_DNS1123_LABEL_FMT)
-_DNS1123_LABEL_MSG: Final = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-    "and must start and end with an alphanumeric character"
-)
 _INPLACE_ONLY_PATCH_PATH: Final = re.compile(r"^/containers/([0-9]+)/image$")
 _UPDATABLE_SPEC_FIELDS: Final = (
     "replicas",
@@ -77,73 +65,9 @@ _FORBIDDEN_SPEC_UPDATE: Final = (
 )
 
 
-class FieldError(msgspec.Struct, frozen=True, kw_only=True):
-    """One violation, shaped like Kubernetes' ``field.Error``.
-
-    ``type`` is "Invalid" | "Required" | "Forbidden" | "Duplicate" | "NotSupported"; ``value`` is the
-    offending value already rendered the way Go prints it (strings quoted, ints bare), "" when the
-    type carries no value.
-    """
-
-    field: str
-    type: str
-    value: str = ""
-    detail: str = ""
-
-    def __str__(self) -> str:
-        """``spec.replicas: Invalid value: -1: must be greater than or equal to 0`` (Kubernetes format)."""
-        title = _TYPE_TITLES.get(self.type, self.type)
-        text = f"{self.field}: {title}"
-        if self.type not in ("Required", "Forbidden"):
-            text += f": {self.value}"
-        if self.detail:
-            text += f": {self.detail}"
-        return text
-
-
-def errors_message(errors: Sequence[FieldError]) -> str:
-    """Kubernetes' aggregate rendering: one error as is, several as ``[e1, e2]``."""
-    if len(errors) == 1:
-        return str(errors[0])
-    return "[" + ", ".join(str(e) for e in errors) + "]"
-
-
-def go_value(value: object) -> str:
-    """Render a bad value like ``field.Error`` does (``%q`` for strings, ``%v`` for numbers, null for nil)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "[]string{" + ", ".join(json.dumps(v, ensure_ascii=False) for v in value) + "}"
-    if isinstance(value, Mapping) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        inner = ", ".join(f"{json.dumps(k)}:{json.dumps(value[k])}" for k in sorted(value))
-        return "map[string]string{" + inner + "}"
-    return msgspec.json.encode(value, order="sorted").decode()
-
-
 def _intstr_text(value: object) -> str:
     """``IntOrString.String()``: the int in decimal or the string as is."""
     return str(value)
-
-
-def _err(
-    field: str, type_: str, value: object = None, detail: str = "", *, no_value: bool = False
-) -> FieldError:
-    return FieldError(field=field, type=type_, value="" if no_value else go_value(value), detail=detail)
-
-
-def _nonnegative(value: int, field: str) -> list[FieldError]:
-    """apimachinery ``ValidateNonnegativeField``."""
-    if value < 0:
-        return [_err(field, "Invalid", value, "must be greater than or equal to 0")]
-    return []
 
 
 def _replicas(spec: CloneSetSpec) -> tuple[int, list[FieldError]]:
@@ -152,10 +76,12 @@ def _replicas(spec: CloneSetSpec) -> tuple[int, list[FieldError]]:
     if raw is None:
         return 1, []
     if isinstance(raw, bool) or not isinstance(raw, int):
-        return 1, [_err("spec.replicas", "Invalid", raw, f"must be an integer, got {type(raw).__name__}")]
+        return 1, [
+            field_error("spec.replicas", "Invalid", raw, f"must be an integer, got {type(raw).__name__}")
+        ]
     if not -(2**31) <= raw <= MAX_INT32:
-        return 1, [_err("spec.replicas", "Invalid", raw, "must fit in a 32-bit integer")]
-    return raw, _nonnegative(raw, "spec.replicas")
+        return 1, [field_error("spec.replicas", "Invalid", raw, "must fit in a 32-bit integer")]
+    return raw, nonnegative(raw, "spec.replicas")
 
 
 def _metadata_errors(cs: CloneSet) -> list[FieldError]:
@@ -165,43 +91,28 @@ def _metadata_errors(cs: CloneSet) -> list[FieldError]:
     if meta.generate_name:
         prefix = meta.generate_name[:-1] if meta.generate_name.endswith("-") else meta.generate_name
         errs.extend(
-            _err("metadata.generateName", "Invalid", meta.generate_name, m)
+            field_error("metadata.generateName", "Invalid", meta.generate_name, m)
             for m in dns1123_subdomain_errors(prefix)
         )
     if not meta.name:
         errs.append(
-            _err("metadata.name", "Required", detail="name or generateName is required", no_value=True)
+            field_error("metadata.name", "Required", detail="name or generateName is required", no_value=True)
         )
     else:
         errs.extend(
-            _err("metadata.name", "Invalid", meta.name, m) for m in dns1123_subdomain_errors(meta.name)
+            field_error("metadata.name", "Invalid", meta.name, m) for m in dns1123_subdomain_errors(meta.name)
         )
     if meta.namespace:
         errs.extend(
-            _err("metadata.namespace", "Invalid", meta.namespace, m)
-            for m in _dns1123_label_errors(meta.namespace)
+            field_error("metadata.namespace", "Invalid", meta.namespace, m)
+            for m in dns1123_label_errors(meta.namespace)
         )
-    errs.extend(_issue(i) for i in label_issues(meta.labels, "metadata.labels"))
+    errs.extend(from_issue(i) for i in label_issues(meta.labels, "metadata.labels"))
     for key in sorted(meta.annotations):
         errs.extend(
-            _err("metadata.annotations", "Invalid", key, m) for m in qualified_name_errors(key.lower())
+            field_error("metadata.annotations", "Invalid", key, m) for m in qualified_name_errors(key.lower())
         )
     return errs
-
-
-def _dns1123_label_errors(value: str) -> list[str]:
-    """apimachinery ``IsDNS1123Label`` (container, volume and namespace names)."""
-    errs: list[str] = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _DNS1123_LABEL_RE.fullmatch(value):
-        errs.append(regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
-    return errs
-
-
-def _issue(issue: Any) -> FieldError:
-    no_value = issue.type in ("Required", "Forbidden")
-    return _err(issue.field, issue.type, issue.value, issue.detail, no_value=no_value)
 
 
 def _selector_errors(spec: CloneSetSpec) -> list[FieldError]:
@@ -209,17 +120,17 @@ def _selector_errors(spec: CloneSetSpec) -> list[FieldError]:
     errs: list[FieldError] = []
     selector = spec.selector
     if selector is None:
-        errs.append(_err("spec.selector", "Required", no_value=True))
+        errs.append(field_error("spec.selector", "Required", no_value=True))
         return errs
-    errs.extend(_issue(i) for i in selector_issues(selector, "spec.selector"))
+    errs.extend(from_issue(i) for i in selector_issues(selector, "spec.selector"))
     if is_empty(selector):
-        errs.append(_err("spec.selector", "Invalid", {}, "empty selector is invalid for cloneset"))
+        errs.append(field_error("spec.selector", "Invalid", {}, "empty selector is invalid for cloneset"))
         return errs
     if conversion_error(selector) is not None:
-        errs.append(_err("spec.selector", "Invalid", msgspec.to_builtins(selector)))
+        errs.append(field_error("spec.selector", "Invalid", msgspec.to_builtins(selector)))
     elif not matches(selector, spec.template.metadata.labels):
         errs.append(
-            _err(
+            field_error(
                 "spec.template.metadata.labels",
                 "Invalid",
                 spec.template.metadata.labels,
@@ -234,7 +145,7 @@ def _named_items(raw: object, path: str, kind: str) -> tuple[list[dict[str, Any]
     if raw is None:
         return [], []
     if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
-        return [], [_err(path, "Invalid", None, f"must be a list of {kind} objects")]
+        return [], [field_error(path, "Invalid", None, f"must be a list of {kind} objects")]
     return list(raw), []
 
 
@@ -247,10 +158,10 @@ def _template_errors(spec: CloneSetSpec) -> list[FieldError]:
     base = "spec.template"
     template = spec.template
     errs: list[FieldError] = []
-    errs.extend(_issue(i) for i in label_issues(template.metadata.labels, f"{base}.metadata.labels"))
+    errs.extend(from_issue(i) for i in label_issues(template.metadata.labels, f"{base}.metadata.labels"))
     for key in sorted(template.metadata.annotations):
         errs.extend(
-            _err(f"{base}.metadata.annotations", "Invalid", key, m)
+            field_error(f"{base}.metadata.annotations", "Invalid", key, m)
             for m in qualified_name_errors(key.lower())
         )
     pod_spec = template.spec
@@ -260,29 +171,33 @@ def _template_errors(spec: CloneSetSpec) -> list[FieldError]:
     )
     errs.extend(c_errs + i_errs)
     if not containers and not c_errs:
-        errs.append(_err(f"{base}.spec.containers", "Required", no_value=True))
+        errs.append(field_error(f"{base}.spec.containers", "Required", no_value=True))
     seen: set[str] = set()
     for group, items in (("initContainers", init_containers), ("containers", containers)):
         for i, ctr in enumerate(items):
             path = f"{base}.spec.{group}[{i}]"
             name = ctr.get("name")
             if not name:
-                errs.append(_err(f"{path}.name", "Required", no_value=True))
+                errs.append(field_error(f"{path}.name", "Required", no_value=True))
             elif not isinstance(name, str):
-                errs.append(_err(f"{path}.name", "Invalid", name, "must be a string"))
+                errs.append(field_error(f"{path}.name", "Invalid", name, "must be a string"))
             else:
-                errs.extend(_err(f"{path}.name", "Invalid", name, m) for m in _dns1123_label_errors(name))
+                errs.extend(
+                    field_error(f"{path}.name", "Invalid", name, m) for m in dns1123_label_errors(name)
+                )
                 if name in seen:
-                    errs.append(_err(f"{path}.name", "Duplicate", name))
+                    errs.append(field_error(f"{path}.name", "Duplicate", name))
                 seen.add(name)
             image = ctr.get("image")
             if not image:
-                errs.append(_err(f"{path}.image", "Required", no_value=True))
+                errs.append(field_error(f"{path}.image", "Required", no_value=True))
             elif not isinstance(image, str):
-                errs.append(_err(f"{path}.image", "Invalid", image, "must be a string"))
+                errs.append(field_error(f"{path}.image", "Invalid", image, "must be a string"))
             elif image.strip() != image:
                 errs.append(
-                    _err(f"{path}.image", "Invalid", image, "must not have leading or trailing whitespace")
+                    field_error(
+                        f"{path}.image", "Invalid", image, "must not have leading or trailing whitespace"
+                    )
                 )
     volumes, v_errs = _named_items(pod_spec.get("volumes"), f"{base}.spec.volumes", "volume")
     errs.extend(v_errs)
@@ -292,18 +207,20 @@ def _template_errors(spec: CloneSetSpec) -> list[FieldError]:
     for i, vname in enumerate(volume_names):
         path = f"{base}.spec.volumes[{i}].name"
         if not vname or not isinstance(vname, str):
-            errs.append(_err(path, "Required", no_value=True))
+            errs.append(field_error(path, "Required", no_value=True))
             continue
-        errs.extend(_err(path, "Invalid", vname, m) for m in _dns1123_label_errors(vname))
+        errs.extend(field_error(path, "Invalid", vname, m) for m in dns1123_label_errors(vname))
         if vname in seen_volumes:
-            errs.append(_err(path, "Duplicate", vname))
+            errs.append(field_error(path, "Duplicate", vname))
         seen_volumes.add(vname)
     restart = pod_spec.get("restartPolicy")
     if restart not in (None, "", "Always"):
-        errs.append(_err(f"{base}.spec.restartPolicy", "NotSupported", restart, 'supported values: "Always"'))
+        errs.append(
+            field_error(f"{base}.spec.restartPolicy", "NotSupported", restart, 'supported values: "Always"')
+        )
     if pod_spec.get("activeDeadlineSeconds") is not None:
         errs.append(
-            _err(
+            field_error(
                 f"{base}.spec.activeDeadlineSeconds",
                 "Forbidden",
                 detail="activeDeadlineSeconds in cloneset is not Supported",
@@ -326,7 +243,7 @@ def _scale_strategy_errors(
             dups.append(name)
         seen.add(name)
     if dups:
-        return [_err(path, "Invalid", list(names), f"duplicated items [{' '.join(dups)}]")]
+        return [field_error(path, "Invalid", list(names), f"duplicated items [{' '.join(dups)}]")]
     added = set(names) - set(old.pods_to_delete if old is not None else ())
     ns = cs.metadata.namespace
     by_name = {
@@ -336,48 +253,16 @@ def _scale_strategy_errors(
     for name in sorted(added):
         pod = by_name.get(name)
         if pod is None:
-            errs.append(_err(path, "Invalid", name, f'find pod {name} failed: pods "{name}" not found'))
+            errs.append(
+                field_error(path, "Invalid", name, f'find pod {name} failed: pods "{name}" not found')
+            )
         elif pod.metadata.deletion_timestamp is not None:
-            errs.append(_err(path, "Invalid", name, f"find pod {name} already terminating"))
+            errs.append(field_error(path, "Invalid", name, f"find pod {name} already terminating"))
         else:
             ref = pod.metadata.controller_ref()
             if ref is None or ref.uid != cs.metadata.uid:
-                errs.append(_err(path, "Invalid", name, f"find pod {name} owner is not this CloneSet"))
+                errs.append(field_error(path, "Invalid", name, f"find pod {name} owner is not this CloneSet"))
     return errs
-
-
-def _priority_error(strategy: CloneSetUpdateStrategy) -> str | None:
-    """``UpdatePriorityStrategy.FieldsValidation``: first problem found, as Kruise returns one error."""
-    priority = strategy.priority_strategy
-    if priority is None:
-        return None
-    if priority.weight_priority and priority.order_priority:
-        return "only one of weightPriority and orderPriority can be used"
-    for term in priority.weight_priority or ():
-        if term.weight < 0 or term.weight > 100:
-            return "weight must be valid number in the range 1-100"
-        if term.match_selector is None or is_empty(term.match_selector):
-            return "selector can not be empty"
-        problem = conversion_error(term.match_selector)
-        if problem is not None:
-            return f"invalid selector {problem}"
-    for order in priority.order_priority or ():
-        if not order.ordered_key:
-            return "order key can not be empty"
-    return None
-
-
-def _scatter_error(strategy: CloneSetUpdateStrategy) -> str | None:
-    """``UpdateScatterStrategy.FieldsValidation``: non-empty keys, unique key:value pairs."""
-    seen: set[str] = set()
-    for term in strategy.scatter_strategy or ():
-        if not term.key:
-            return "key should not be empty"
-        ident = f"{term.key}:{term.value}"
-        if ident in seen:
-            return f"duplicated key={term.key} value={term.value}"
-        seen.add(ident)
-    return None
 
 
 def _scaled(raw: object, replicas: int, base: str, name: str, errs: list[FieldError]) -> int:
@@ -386,7 +271,7 @@ def _scaled(raw: object, replicas: int, base: str, name: str, errs: list[FieldEr
         return validate_int_or_percent(raw, replicas, True)
     except IntOrPercentError as exc:
         errs.append(
-            _err(
+            field_error(
                 f"{base}.{name}",
                 "Invalid",
                 _intstr_text(raw),
@@ -403,7 +288,7 @@ def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> 
     type_ = strategy.type or STRATEGY_RECREATE  # the mutating webhook's default, for None and ""
     if type_ not in UPDATE_STRATEGY_TYPES:
         errs.append(
-            _err(
+            field_error(
                 f"{base}.type",
                 "Invalid",
                 type_,
@@ -413,14 +298,16 @@ def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> 
 
     raw_partition = 0 if strategy.partition is None else strategy.partition
     partition = _scaled(raw_partition, replicas, base, "partition", errs)
-    errs.extend(_nonnegative(partition, f"{base}.partition"))
+    errs.extend(nonnegative(partition, f"{base}.partition"))
 
-    priority_problem = _priority_error(strategy)
+    priority_problem = priority_error(strategy.priority_strategy)
     if priority_problem is not None:
-        errs.append(_err(f"{base}.priorityStrategy", "Required", detail=priority_problem, no_value=True))
-    scatter_problem = _scatter_error(strategy)
+        errs.append(
+            field_error(f"{base}.priorityStrategy", "Required", detail=priority_problem, no_value=True)
+        )
+    scatter_problem = scatter_error(strategy.scatter_strategy)
     if scatter_problem is not None:
-        errs.append(_err(f"{base}.scatterStrategy", "Required", detail=scatter_problem, no_value=True))
+        errs.append(field_error(f"{base}.scatterStrategy", "Required", detail=scatter_problem, no_value=True))
 
     raw_mu = DEFAULT_MAX_UNAVAILABLE if strategy.max_unavailable is None else strategy.max_unavailable
     max_unavailable = _scaled(raw_mu, replicas, base, "maxUnavailable", errs)
@@ -428,7 +315,7 @@ def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> 
     max_surge = _scaled(raw_ms, replicas, base, "maxSurge", errs)
     if type_ == STRATEGY_IN_PLACE_ONLY and max_surge > 0:
         errs.append(
-            _err(
+            field_error(
                 f"{base}.maxSurge",
                 "Invalid",
                 _intstr_text(raw_ms),
@@ -437,7 +324,7 @@ def _update_strategy_errors(strategy: CloneSetUpdateStrategy, replicas: int) -> 
         )
     if replicas > 0 and max_unavailable < 1 and max_surge < 1:
         errs.append(
-            _err(
+            field_error(
                 f"{base}.maxUnavailable",
                 "Invalid",
                 _intstr_text(raw_mu),
@@ -452,10 +339,12 @@ def _progress_deadline_errors(spec: CloneSetSpec) -> list[FieldError]:
     pds = spec.progress_deadline_seconds
     if pds is None:
         return []
-    errs = _nonnegative(pds, "spec.progressDeadlineSeconds")
+    errs = nonnegative(pds, "spec.progressDeadlineSeconds")
     if pds != MAX_INT32 and pds <= spec.min_ready_seconds:
         errs.append(
-            _err("spec.progressDeadlineSeconds", "Invalid", pds, "must be greater than minReadySeconds")
+            field_error(
+                "spec.progressDeadlineSeconds", "Invalid", pds, "must be greater than minReadySeconds"
+            )
         )
     return errs
 
@@ -520,17 +409,17 @@ def _update_errors(cs: CloneSet, old: CloneSet) -> list[FieldError]:
         ("metadata.uid", cs.metadata.uid, old.metadata.uid),
     ):
         if new_value and old_value and new_value != old_value:
-            errs.append(_err(field, "Invalid", new_value, "field is immutable"))
+            errs.append(field_error(field, "Invalid", new_value, "field is immutable"))
     frozen_new = msgspec.structs.replace(
         cs.spec, **{name: getattr(old.spec, name) for name in _UPDATABLE_SPEC_FIELDS}
     )
     if msgspec.to_builtins(frozen_new) != msgspec.to_builtins(old.spec):
-        errs.append(_err("spec", "Forbidden", detail=_FORBIDDEN_SPEC_UPDATE, no_value=True))
+        errs.append(field_error("spec", "Forbidden", detail=_FORBIDDEN_SPEC_UPDATE, no_value=True))
     if cs.spec.update_strategy.type == STRATEGY_IN_PLACE_ONLY:
         violation = inplace_only_violation(old.spec.template.spec, cs.spec.template.spec)
         if violation is not None:
             errs.append(
-                _err(
+                field_error(
                     "spec",
                     "Forbidden",
                     detail=f"only allowed to update images in spec for {STRATEGY_IN_PLACE_ONLY}, but found {violation}",
@@ -566,3 +455,11 @@ def validate_cloneset(
     errs.extend(_update_strategy_errors(cs.spec.update_strategy, replicas))
     errs.extend(_progress_deadline_errors(cs.spec))
     return errs
+
+
+__all__ = [
+    "FieldError",  # re-exported: the field errors live in the kit (services.planner.kit.fielderrors)
+    "inplace_only_violation",
+    "json_patch_ops",
+    "validate_cloneset",
+]

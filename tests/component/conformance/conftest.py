@@ -1,13 +1,16 @@
 """The `cluster` fixture of the API conformance suite: the embedded cluster, or a real one.
 
-Every test runs twice: `[sim]` against an in-process `SimCluster` and `[real]` against the cluster of
-`KRUISEBUS_E2E_KUBECONFIG` (skipped when that is not set). Each test gets a fresh, uniquely named
-namespace, deleted afterwards. Sim-only behaviours call `cluster.require_sim(why)`, which skips on a real
-cluster.
+Every test runs twice: `[sim]` against an in-process `SimCluster` and `[real]` (marker `real`) against
+a real Kubernetes: the cluster of `KRUISEBUS_E2E_KUBECONFIG` when that is set, else the session's own
+control plane (kube-apiserver 1.20 built by `make test`, `tests/realkube.py`; skipped, saying why, where
+it is not built). Each test gets a fresh, uniquely named namespace, deleted afterwards. Sim-only
+behaviours call `cluster.require_sim(why)`, which skips on a real cluster; behaviours that need a newer
+API server than the one at hand call `cluster.require_version(minor, why)`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +47,15 @@ class Cluster:
         if self.sim is None:
             pytest.skip(f"sim-only: {why}")
 
+    async def require_version(self, minor: int, why: str) -> None:
+        """Skip on a real API server older than 1.<minor> (the sim serves the newest behaviour)."""
+        if self.sim is not None:
+            return
+        info = await client.VersionApi(self.api).get_code()
+        have = int("".join(ch for ch in info.minor if ch.isdigit()) or 0)
+        if have < minor:
+            pytest.skip(f"needs Kubernetes >= 1.{minor} ({why}); the server is {info.git_version}")
+
     async def wait_for(
         self,
         predicate: Callable[[], Any | Awaitable[Any]],
@@ -73,17 +85,29 @@ class Cluster:
         raise AssertionError  # unreachable
 
 
-@pytest.fixture(params=["sim", "real"])
+async def _root_ca(c: Cluster) -> bool:
+    """kube-controller-manager puts this ConfigMap in every new namespace, a moment after it is created:
+    tests start once it is there, so it is never an event or list item they did not expect."""
+    try:
+        await c.core.read_namespaced_config_map("kube-root-ca.crt", c.ns)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
+
+
+@pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.real)])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
     ns = f"kb-conf-{uuid.uuid4().hex[:8]}"
     if request.param == "real":
-        kubeconfig = os.environ.get(ENV)
-        if not kubeconfig:
-            pytest.skip(f"{ENV} is not set: the real-cluster variant of the conformance suite is skipped")
+        kubeconfig = os.environ.get(ENV) or request.getfixturevalue("real_cluster").kubeconfig
         api = await config.new_client_from_config(config_file=kubeconfig)
         try:
             c = Cluster(api, ns, None, kubeconfig)
             await c.core.create_namespace({"metadata": {"name": ns}})
+            with contextlib.suppress(TimeoutError):  # a cluster that does not publish it: go on
+                await c.wait_for(lambda: _root_ca(c), timeout=10, what="kube-root-ca.crt in the new namespace")
             try:
                 yield c
             finally:
@@ -94,9 +118,11 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         finally:
             await api.close()
         return
-    # small watch history so "too old" paths are reachable; short wait for future resourceVersions
+    # small watch history so "too old" paths are reachable; short wait for future resourceVersions;
+    # the Job controller retries failed pods after 0.5 s instead of 10 s
     async with SimCluster(
-        nodes=2, tmpdir=tmp_path, pull_delay=0.01, start_delay=0.01, watch_history=50, bookmark_interval=0.2
+        nodes=2, tmpdir=tmp_path, pull_delay=0.01, start_delay=0.01, watch_history=50, bookmark_interval=0.2,
+        job_backoff=0.5,
     ) as sim:
         sim.api.rv_wait = 0.3
         async with sim.api_client() as api:

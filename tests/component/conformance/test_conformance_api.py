@@ -1,6 +1,6 @@
 """API behaviours kruisebus relies on, checked against the embedded cluster and (optionally) a real one.
 
-Each assertion states what kube-apiserver does; `[sim]` must match it, `[real]` (KRUISEBUS_E2E_KUBECONFIG)
+Each assertion states what kube-apiserver does; `[sim]` must match it, `[real]` (kube-apiserver itself)
 keeps the suite honest.
 """
 
@@ -60,6 +60,9 @@ async def test_watch_resumes_from_a_resource_version(cluster: Cluster) -> None:
 
 
 async def test_watch_from_a_compacted_resource_version_is_410(cluster: Cluster) -> None:
+    cluster.require_sim(
+        "a freshly started kube-apiserver's watch cache still holds every event since its first list, "
+        "so no resourceVersion is too old yet (its window grows with churn; etcd compacts every 5 minutes)")
     core, ns = cluster.core, cluster.ns
     await core.create_namespaced_config_map(ns, cm("churn"))
     for i in range(60):  # beyond the sim's 50-event history; rv 1 is long compacted on a real cluster
@@ -96,6 +99,28 @@ async def test_conflicts_are_409_with_kubernetes_messages(cluster: Cluster) -> N
         'Operation cannot be fulfilled on configmaps "c": the object has been modified; '
         "please apply your changes to the latest version and try again"
     )
+
+
+async def test_duplicate_create_with_generate_name_is_500_server_timeout(cluster: Cluster) -> None:
+    """A body with both `name` and `generateName` (as controllers build pods) that collides is not a
+    409: kube-apiserver reports a generated-name clash, a retryable 500 ServerTimeout."""
+    core, ns = cluster.core, cluster.ns
+    body = pod("dup")
+    body["metadata"]["generateName"] = "dup-"
+    await core.create_namespaced_pod(ns, body)
+    with pytest.raises(ApiException) as e:
+        await core.create_namespaced_pod(ns, body)
+    st = status_of(e.value)
+    assert (e.value.status, st["reason"], st["message"]) == (
+        500,
+        "ServerTimeout",
+        "The POST operation against Pod could not be completed at this time, please try again.",
+    )
+    assert st["details"] == {"name": "POST", "kind": "Pod"}
+    del body["metadata"]["generateName"]  # without it, the same clash is the usual 409
+    with pytest.raises(ApiException) as e:
+        await core.create_namespaced_pod(ns, body)
+    assert (e.value.status, status_of(e.value)["reason"]) == (409, "AlreadyExists")
 
 
 # ---------------------------------------------------------------------------------------------- 422
@@ -270,7 +295,9 @@ async def test_label_and_field_selectors(cluster: Cluster) -> None:
         await core.create_namespaced_config_map(ns, cm(name, labels=labels))
 
     async def names(**kw: Any) -> list[str]:
-        return sorted(i.metadata.name for i in (await core.list_namespaced_config_map(ns, **kw)).items)
+        # not kube-root-ca.crt, which kube-controller-manager puts in every namespace (no labels)
+        items = (await core.list_namespaced_config_map(ns, **kw)).items
+        return sorted(i.metadata.name for i in items if i.metadata.name in ("a", "b", "c"))
 
     assert await names(label_selector="env in (prod,dev)") == ["a", "b"]
     assert await names(label_selector="env notin (prod)") == ["b", "c"]
@@ -306,7 +333,7 @@ async def test_list_resource_version_semantics(cluster: Cluster) -> None:
         )
     st = status_of(e.value)
     assert e.value.status == 504 and st["reason"] == "Timeout"
-    assert st["message"].startswith(f"Too large resource version: {int(rv) + 10_000_000}, current: ")
+    assert st["message"].startswith(f"Timeout: Too large resource version: {int(rv) + 10_000_000}, current: ")
     with pytest.raises(ApiException) as e:
         await core.list_namespaced_config_map(ns, resource_version_match="Exact")
     assert e.value.status == 422
@@ -397,10 +424,16 @@ async def test_cloneset_schema_validation_and_pruning(cluster: Cluster) -> None:
     st = status_of(e.value)
     assert e.value.status == 422 and st["reason"] == "Invalid"
     assert st["message"] == (
-        'CloneSet.apps.kruise.io "bad" is invalid: spec.replicas: Invalid value: "string": '
-        'spec.replicas in body must be of type integer: "string"'
-    )
-    assert [c["field"] for c in st["details"]["causes"]] == ["spec.replicas"]
+        'CloneSet.apps.kruise.io "bad" is invalid: [spec.replicas: Invalid value: "string": spec.replicas in '
+        'body must be of type integer: "string", .spec.replicas: Invalid value: 0: .spec.replicas accessor '
+        "error: string is of the type string, expected int64]"
+    )  # the schema's error, then the scale subresource's
+    assert [c["field"] for c in st["details"]["causes"]] == ["spec.replicas", ".spec.replicas"]
+    with pytest.raises(ApiException) as e:
+        await cluster.custom.create_namespaced_custom_object(*args, cloneset("neg", replicas=-1))
+    st = status_of(e.value)
+    assert (e.value.status, st["message"]) == (
+        422, 'CloneSet.apps.kruise.io "neg" is invalid: .spec.replicas: Invalid value: -1: should be a non-negative integer')
     no_selector = cloneset("nosel")
     del no_selector["spec"]["selector"]
     with pytest.raises(ApiException) as e:
@@ -409,8 +442,8 @@ async def test_cloneset_schema_validation_and_pruning(cluster: Cluster) -> None:
     assert st["details"]["causes"] == [
         {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.selector"}
     ]
-    # valid int-or-string values and replicas -1: the CRD has no such constraints (kruisebus reports them)
-    ok = cloneset("ok", replicas=-1, updateStrategy={"partition": "abc", "maxUnavailable": "5"}, bogus=1)
+    # any int-or-string values: the CRD has no such constraints (kruisebus reports them)
+    ok = cloneset("ok", replicas=2, updateStrategy={"partition": "abc", "maxUnavailable": "5"}, bogus=1)
     out = await cluster.custom.create_namespaced_custom_object(*args, ok)
     assert out["spec"]["updateStrategy"] == {"partition": "abc", "maxUnavailable": "5"}
     assert "bogus" not in out["spec"]  # pruned: spec does not preserve unknown fields
@@ -516,6 +549,7 @@ async def test_crd_defaults_and_validation_keywords(cluster: Cluster) -> None:
 
 
 async def test_strict_field_validation_rejects_unknown_fields(cluster: Cluster) -> None:
+    await cluster.require_version(25, "fieldValidation is a Kubernetes 1.25 feature; older servers ignore it")
     await _cloneset_crd(cluster)
     body = cloneset("strict", bogus=1)
     with pytest.raises(ApiException) as e:

@@ -1,4 +1,4 @@
-"""Builders for planner tests: CloneSets, revisions and pods in the §11 shorthand.
+"""Builders for planner tests: CloneSets, revisions and pods in the Kruise's test tables shorthand.
 
 Pods are built as Kubernetes JSON dicts (what the API server would return) and converted to the typed
 views, so the same objects can be fed to the planner and mutated by the simulated cluster.
@@ -13,8 +13,9 @@ import msgspec
 
 from schemas.cloneset import CloneSet
 from schemas.kube import ControllerRevision, Pod
-from services.planner.cloneset.revision import build_revision, short_hash
-from services.planner.cloneset.timeutil import format_time
+from services.planner.cloneset.revision import build_revision
+from services.planner.kit.revision import short_hash
+from services.planner.kit.timeutil import format_time
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 CS_UID = "cs-uid-0001"

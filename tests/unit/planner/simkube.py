@@ -5,7 +5,8 @@ has: ops run in order; a failed precondition (JSON-patch ``test``, uid/resourceV
 patch) makes the command *stale* (the rest of its ops are skipped); create AlreadyExists and delete 404
 count as done. The kubelet schedules pods, starts containers, restarts a container whose spec image
 changed (new imageID, restartCount+1) and evaluates readiness gates like the real kubelet (Ready needs
-every gate condition True). Time is explicit: every step takes ``now``.
+every gate condition True). Time is explicit: every step takes ``now``. Patches are applied by the
+embedded API server's own code (`sim.patch`: JSON patch, merge patch, strategic merge patch).
 """
 
 from __future__ import annotations
@@ -18,80 +19,26 @@ from typing import Any
 import msgspec
 
 from schemas.cloneset import CloneSet
+from schemas.imagepulljob import ImagePullJob
 from schemas.kube import ControllerRevision, Pod
 from schemas.messages import Command, CreateOp, DeleteOp, PatchOp
-from services.planner.cloneset.expectations import expectation_met
-from services.planner.cloneset.timeutil import format_time
 from services.planner.cloneset.view import CloneSetView, Plan
+from services.planner.kit.expectations import expectation_met
+from services.planner.kit.timeutil import format_time
+from sim import patch
 
 
 class Stale(Exception):
     pass
 
 
-def _unescape(seg: str) -> str:
-    return seg.replace("~1", "/").replace("~0", "~")
-
-
-def _walk(doc: Any, path: str) -> tuple[Any, str]:
-    parts = [_unescape(p) for p in path.split("/")[1:]]
-    cur = doc
-    for p in parts[:-1]:
-        if isinstance(cur, list):
-            cur = cur[int(p)]
-        else:
-            if p not in cur:
-                raise Stale(f"path {path} missing")
-            cur = cur[p]
-    return cur, parts[-1]
-
-
 def json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        kind, path = op["op"], op["path"]
-        parent, key = _walk(doc, path)
-        if kind == "test":
-            cur = parent[int(key)] if isinstance(parent, list) else parent.get(key, None)
-            if cur != op["value"]:  # like evanphx/json-patch: a missing member tests equal to null
-                raise Stale(f"test failed at {path}: {cur!r} != {op['value']!r}")
-        elif kind == "add":
-            if isinstance(parent, list):
-                if key == "-":
-                    parent.append(op["value"])
-                else:
-                    parent.insert(int(key), op["value"])
-            else:
-                parent[key] = copy.deepcopy(op["value"])
-        elif kind == "replace":
-            if isinstance(parent, list):
-                parent[int(key)] = op["value"]
-            else:
-                if key not in parent:
-                    raise Stale(f"replace of missing {path}")
-                parent[key] = copy.deepcopy(op["value"])
-        elif kind == "remove":
-            if isinstance(parent, list):
-                parent.pop(int(key))
-            else:
-                if key not in parent:
-                    raise Stale(f"remove of missing {path}")
-                del parent[key]
-        else:
-            raise AssertionError(f"unsupported op {kind}")
-    return doc
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
+    """`sim.patch.json_patch` (the embedded API server's RFC 6902), a failed op making the command stale."""
+    try:
+        new: dict[str, Any] = patch.json_patch(doc, ops)
+    except patch.PatchError as e:
+        raise Stale(str(e)) from None
+    return new
 
 
 class Cluster:
@@ -108,6 +55,8 @@ class Cluster:
         self.revisions: dict[str, dict[str, Any]] = {
             r["metadata"]["name"]: copy.deepcopy(r) for r in revisions or []
         }
+        self.jobs: dict[str, dict[str, Any]] = {}  # ImagePullJobs (the CloneSet's pre-download jobs)
+        self.jobs_created: list[str] = []
         self.rv = 1000
         self.uid_counter = 0
         self.applied: list[Command] = []
@@ -126,6 +75,7 @@ class Cluster:
                 for p in sorted(self.pods.values(), key=lambda p: p["metadata"]["name"])
             ],
             revisions=[msgspec.convert(r, ControllerRevision) for r in self.revisions.values()],
+            image_pull_jobs=[msgspec.convert(j, ImagePullJob) for _, j in sorted(self.jobs.items())],
         )
 
     def _bump(self, obj: dict[str, Any]) -> None:
@@ -173,6 +123,8 @@ class Cluster:
             body["metadata"]["creationTimestamp"] = format_time(now)
             if plural == "pods":
                 body.setdefault("status", {"phase": "Pending"})
+            if plural == "imagepulljobs":
+                self.jobs_created.append(name)
             store[name] = body
             self._bump(body)
             return
@@ -202,22 +154,11 @@ class Cluster:
         elif op.patch_type == "merge":
             assert isinstance(op.patch, dict)
             self._check_meta(obj, op.patch)
-            patch = {k: v for k, v in op.patch.items() if k != "metadata"}
-            new = merge_patch(obj, patch)
+            new = copy.deepcopy(patch.merge_patch(obj, op.patch))
         else:
             assert isinstance(op.patch, dict)
             self._check_meta(obj, op.patch)
-            new = copy.deepcopy(obj)
-            conds = new.setdefault("status", {}).setdefault("conditions", [])
-            for c in op.patch.get("status", {}).get("conditions", []):
-                for i, old in enumerate(conds):
-                    if old["type"] == c["type"]:
-                        merged = dict(old)
-                        merged.update(c)
-                        conds[i] = merged
-                        break
-                else:
-                    conds.append(dict(c))
+            new = copy.deepcopy(patch.strategic_merge(obj, op.patch))
         self._bump(new)
         if plural == "clonesets":
             if op.subresource != "status":
@@ -228,8 +169,8 @@ class Cluster:
             assert store is not None
             store[op.name] = new
 
-    def _check_meta(self, obj: dict[str, Any], patch: dict[str, Any]) -> None:
-        meta = patch.get("metadata") or {}
+    def _check_meta(self, obj: dict[str, Any], body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
         if "uid" in meta and meta["uid"] != obj["metadata"].get("uid"):
             raise Stale("uid precondition")
         if "resourceVersion" in meta and meta["resourceVersion"] != obj["metadata"].get("resourceVersion"):
@@ -240,6 +181,8 @@ class Cluster:
             return self.pods
         if plural == "controllerrevisions":
             return self.revisions
+        if plural == "imagepulljobs":
+            return self.jobs
         return None  # PVCs etc. are not simulated
 
     # --- kubelet ---------------------------------------------------------------------------------
@@ -339,8 +282,8 @@ def drive(
     """
     from datetime import timedelta
 
-    from services.planner.cloneset.gates import DEFAULT_GATES
     from services.planner.cloneset.plan import plan_cloneset
+    from services.planner.kit.gates import DEFAULT_GATES
 
     quiet = 0
     pending: list[Any] = []

@@ -1,0 +1,502 @@
+"""The chaos soak: continuous CloneSet rollouts while the watcher, planner, executor and NATS are SIGKILLed.
+
+Run: .venv/bin/python -m bench.chaos --rounds 200 --seed 1 [--json results.json] [--write-docs]
+
+NATS, the sim (`python -m sim`, real HTTP) and every service run as processes (`services.stack.Stack`).
+Several CloneSets (in place, ReCreate, ReCreate with maxSurge, in place with a partition) roll out
+continuously. A *round* is a chaos window: one or more template (image) changes at random moments,
+SIGKILLs of random processes (each restarted after a random downtime; NATS on the same port and
+store) and, with ``--api-faults``, injected API errors and cut watch streams on the sim. After the
+window every fault is off and the round must *settle*: every CloneSet converged (see
+`services.chaoscheck.convergence_problems`) within ``--settle-timeout``. The time from the end of the
+window to convergence is the round's settle time. Throughout, `services.chaoscheck` watches only the
+API and records every invariant violation.
+
+The same driver backs `tests/e2e/test_chaos_soak.py` (a few minutes, small CloneSets); this command
+is the long run whose figures are in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.pipeline import pct, sim_json, write_docs
+from schemas.cloneset import CloneSet
+from schemas.kube import Pod
+from schemas.messages import CLONESETS, PODS
+from services.chaoscheck import NOT_CONVERGED, ApiChecker, Checker, convergence_problems, describe_pod
+from services.errors import KubeError
+from services.kube import Kube
+from services.observe import poll
+from services.stack import SERVICES, Stack
+
+NS = "default"
+NATS = "nats"
+TARGETS = (*SERVICES, NATS)
+SECTION_BEGIN = "<!-- chaos-bench:begin -->"
+SECTION_END = "<!-- chaos-bench:end -->"
+_CS = msgspec.json.Decoder(CloneSet)
+_POD = msgspec.json.Decoder(Pod)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One CloneSet of the soak."""
+
+    name: str
+    replicas: int
+    strategy: str
+    max_unavailable: int | str | None = None
+    max_surge: int | str | None = None
+    partition: int | str | None = None
+
+    def body(self, image: str) -> dict[str, Any]:
+        strategy: dict[str, Any] = {"type": self.strategy}
+        for key, value in (("maxUnavailable", self.max_unavailable), ("maxSurge", self.max_surge),
+                           ("partition", self.partition)):
+            if value is not None:
+                strategy[key] = value
+        return {
+            "apiVersion": "apps.kruise.io/v1alpha1",
+            "kind": "CloneSet",
+            "metadata": {"name": self.name, "namespace": NS, "labels": {"app": self.name}},
+            "spec": {
+                "replicas": self.replicas,
+                "selector": {"matchLabels": {"app": self.name}},
+                "updateStrategy": strategy,
+                "template": {"metadata": {"labels": {"app": self.name}},
+                             "spec": {"containers": [{"name": "main", "image": image}]}},
+            },
+        }
+
+
+def workloads(sizes: tuple[int, ...]) -> tuple[Workload, ...]:
+    """The soak's CloneSets, one per size (cycling through four kinds of rollout)."""
+    kinds = (
+        lambda n, r: Workload(n, r, "InPlaceIfPossible", max_unavailable="20%"),
+        lambda n, r: Workload(n, r, "ReCreate", max_unavailable=2),
+        lambda n, r: Workload(n, r, "ReCreate", max_unavailable=0, max_surge="10%"),
+        lambda n, r: Workload(n, r, "InPlaceIfPossible", max_unavailable=1, partition="30%"),
+    )
+    names = ("inplace", "recreate", "surge", "partition")
+    return tuple(kinds[i % 4](f"{names[i % 4]}{'' if i < 4 else i // 4 + 1}", r) for i, r in enumerate(sizes))
+
+
+@dataclass
+class SoakConfig:
+    rounds: int = 20
+    seed: int = 1
+    sizes: tuple[int, ...] = (22, 33, 50, 20)
+    nodes: int = 10
+    window: float = 4.0  # seconds of chaos per round
+    changes: tuple[int, int] = (1, 3)  # template changes per round (inclusive range)
+    kills: float = 1.1  # mean SIGKILLs per round
+    downtime: tuple[float, float] = (0.0, 2.0)  # seconds a killed process stays down
+    targets: tuple[str, ...] = TARGETS
+    api_faults: bool = False
+    settle_timeout: float = 60.0
+    max_seconds: float | None = None  # stop starting rounds after this long
+    give_up_after: int = 3  # consecutive rounds that do not converge before the soak stops
+    executors: int = 1
+    sim_args: tuple[str, ...] = ("--pull-delay", "0.05", "--start-delay", "0.2", "--stop-delay", "0.3")
+
+
+@dataclass
+class RoundResult:
+    index: int
+    actions: list[str]
+    settle_s: float | None  # None: did not converge
+    wall_s: float
+    violations: int
+
+
+@dataclass
+class SoakResult:
+    config: dict[str, Any]
+    rounds: list[RoundResult] = field(default_factory=list)
+    kills: Counter[str] = field(default_factory=Counter)
+    exits: Counter[str] = field(default_factory=Counter)  # processes that exited on their own (restarted)
+    violations: dict[str, int] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    final_converged: bool = False
+    final_problems: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def total_violations(self) -> int:
+        return sum(self.violations.values())
+
+    def settle_times(self) -> list[float]:
+        return [r.settle_s for r in self.rounds if r.settle_s is not None]
+
+    def summary(self) -> dict[str, Any]:
+        settle = self.settle_times()
+        slowest = max(self.rounds, key=lambda r: float("inf") if r.settle_s is None else r.settle_s,
+                      default=None)
+        return {
+            "rounds": len(self.rounds),
+            "wall_s": round(self.wall_s, 1),
+            "round_wall_s_mean": round(sum(r.wall_s for r in self.rounds) / max(len(self.rounds), 1), 2),
+            "kills": dict(sorted(self.kills.items())),
+            "exits": dict(sorted(self.exits.items())),
+            "violations": {k: v for k, v in self.violations.items() if v},
+            "converged_rounds": len(settle),
+            "settle_s": {"p50": pct(settle, 50), "p99": pct(settle, 99), "max": max(settle, default=float("nan"))},
+            "slowest_round": asdict(slowest) if slowest else None,
+            "final_converged": self.final_converged,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "config": self.config, "rounds": [asdict(r) for r in self.rounds],
+                "evidence": self.evidence, "final_problems": self.final_problems}
+
+
+class Soak:
+    """One soak run on its own stack (see the module docstring)."""
+
+    def __init__(self, cfg: SoakConfig, workdir: Path | None = None,
+                 on_round: Callable[[RoundResult, SoakResult], None] | None = None) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.stack = Stack(nodes=cfg.nodes, workdir=workdir, sim_args=cfg.sim_args, executors=cfg.executors)
+        self.workloads = workloads(cfg.sizes)
+        self.result = SoakResult(config={**asdict(cfg), "workloads": [asdict(w) for w in self.workloads]})
+        self.on_round = on_round
+        self.kube: Kube | None = None
+        self.api: ApiChecker | None = None
+        self.image_no = 0
+        self.round = 0  # the round being run (0: creating the CloneSets)
+        self.down: set[str] = set()
+        self.journal = open(self.stack.workdir / "soak.log", "a")  # noqa: SIM115 - closed in run()
+
+    @property
+    def checker(self) -> Checker:
+        assert self.api is not None
+        return self.api.checker
+
+    def note(self, msg: str) -> str:
+        line = f"t={self.checker.now():8.2f}s {msg}" if self.api else msg
+        self.journal.write(line + "\n")
+        self.journal.flush()
+        return line
+
+    # --- faults
+
+    async def kill(self, target: str) -> None:
+        self.result.kills[target] += 1
+        self.down.add(target)
+        if target == NATS:
+            await asyncio.to_thread(self.stack.nats.kill)
+        else:
+            await self.stack.kill(target)
+
+    async def revive(self, target: str) -> None:
+        if target == NATS:
+            await self.stack.start_nats()  # same port and store
+        else:
+            await self.stack.start_service(target)
+        self.down.discard(target)
+
+    async def api_faults(self, on: bool) -> None:
+        body: dict[str, Any] = {"error_rate": {"create": 0.05, "patch": 0.05, "delete": 0.05},
+                                "error_codes": [409, 429, 500], "watch_cut_after_seconds": 3.0,
+                                "seed": self.rng.randrange(2**31)}
+        async with aiohttp.ClientSession() as s:
+            await sim_json(s, "POST" if on else "DELETE", f"{self.stack.sim_url}/sim/faults", body if on else None)
+
+    async def change_template(self, w: Workload) -> str:
+        assert self.kube is not None
+        self.image_no += 1
+        image = f"img:v{self.image_no}"
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
+        for attempt in range(20):  # injected 409s and 500s are the faults, not a reason to stop
+            try:
+                await self.kube.patch(CLONESETS, NS, w.name, patch, "merge")
+                return image
+            except KubeError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.05)  # retry backoff
+        return image
+
+    def exited(self) -> list[str]:
+        """Processes that died without being killed by the soak."""
+        out = [name for name, proc in self.stack.procs.items()
+               if name not in self.down and proc.returncode is not None]
+        nats = self.stack.nats.proc
+        if NATS not in self.down and (nats is None or nats.poll() is not None):
+            out.append(NATS)
+        return out
+
+    async def heal(self, index: int) -> list[str]:
+        """Restart what exited on its own, as a kubelet would (e.g. a service that started while NATS
+        was down and gave up). Counted in the results, not a violation: the invariants are about the
+        rollouts, and a crash loop that ends in convergence keeps them."""
+        done = []
+        for name in self.exited():
+            self.result.exits[name] += 1
+            log_name = "nats/server" if name == NATS else name
+            done.append(self.note(f"round {index}: {name} had exited on its own; restarting. Log tail:\n"
+                                  f"{self.stack.log_tail(log_name, 10)}"))
+            self.down.add(name)
+            await self.revive(name)
+        return done
+
+    # --- rounds
+
+    def schedule(self) -> list[tuple[float, str, str]]:
+        """(offset, action, target) for one round, in time order: the round's fault schedule."""
+        cfg, rng = self.cfg, self.rng
+        plan: list[tuple[float, str, str]] = []
+        for _ in range(rng.randint(*cfg.changes)):
+            plan.append((rng.uniform(0, cfg.window), "change", "*"))
+        kills = int(cfg.kills) + (1 if rng.random() < cfg.kills - int(cfg.kills) else 0)
+        for _ in range(kills):
+            at = rng.uniform(0, cfg.window)
+            target = rng.choice(cfg.targets)
+            plan.append((at, "kill", target))
+            plan.append((at + rng.uniform(*cfg.downtime), "revive", target))
+        if cfg.api_faults and rng.random() < 0.5:
+            at = rng.uniform(0, cfg.window / 2)
+            plan += [(at, "api-faults", "on"), (at + rng.uniform(1, cfg.window), "api-faults", "off")]
+        plan.sort(key=lambda a: a[0])
+        return plan
+
+    async def run_round(self, index: int) -> RoundResult:
+        self.round = index
+        start = time.monotonic()
+        before = len(self.checker.violations)
+        done: list[str] = []
+        api_on = False
+        for offset, action, target in self.schedule():
+            await asyncio.sleep(max(0.0, start + offset - time.monotonic()))  # the fault schedule
+            if action == "change":
+                images = [await self.change_template(w) for w in self.workloads]
+                done.append(self.note(f"round {index}: template change -> {images[0]}..{images[-1]}"))
+            elif action == "kill":
+                if target in self.down:
+                    continue  # already down: its revive is still scheduled
+                await self.kill(target)
+                done.append(self.note(f"round {index}: SIGKILL {target}"))
+            elif action == "revive":
+                if target not in self.down:
+                    continue
+                await self.revive(target)
+                done.append(self.note(f"round {index}: restart {target}"))
+            elif action == "api-faults":
+                api_on = target == "on"
+                await self.api_faults(api_on)
+                done.append(self.note(f"round {index}: API faults {target}"))
+        if api_on:
+            await self.api_faults(False)
+        done += await self.heal(index)
+        end = time.monotonic()
+        settle = await self.settle(index)
+        violations = len(self.checker.violations) - before
+        return RoundResult(index, done, None if settle is None else settle - end, time.monotonic() - start,
+                           violations)
+
+    async def settle(self, index: int) -> float | None:
+        """Poll until every CloneSet has converged (the checker's view, confirmed by a fresh list);
+        the monotonic time it did, or None (a not-converged violation) at the deadline."""
+        try:
+            await poll(self.confirmed, bool, timeout=self.cfg.settle_timeout, interval=0.1,
+                       what=f"round {index} to converge")
+        except TimeoutError:
+            problems = await self.problems()
+            for cs_uid, st in self.checker.clonesets.items():
+                self.note(f"round {index}: pods of {st.cs.metadata.name} at the deadline:\n  " + "\n  ".join(
+                    describe_pod(p) for p in sorted(self.checker.owned(cs_uid), key=lambda p: p.metadata.name)))
+            for cs, why in problems.items():
+                if why:
+                    self.checker.record(NOT_CONVERGED, cs, f"round {index}: not converged "
+                                        f"{self.cfg.settle_timeout:.0f}s after the faults: {'; '.join(why)}")
+            self.checker.check_settled()
+            return None
+        t = time.monotonic()
+        self.checker.check_settled()
+        return t
+
+    async def confirmed(self) -> bool:
+        """Converged in the checker's watch view and in a fresh list (the authority)."""
+        await self.heal(self.round)
+        if not self.checker.converged():
+            return False
+        return not any((await self.problems()).values())
+
+    async def problems(self) -> dict[str, list[str]]:
+        assert self.kube is not None
+        items, _ = await self.kube.list(CLONESETS, NS)
+        pods, _ = await self.kube.list(PODS, NS)
+        by_owner: dict[str, list[Pod]] = {}
+        for raw in pods:
+            pod = _POD.decode(raw)
+            ref = pod.metadata.controller_ref()
+            if ref is not None:
+                by_owner.setdefault(ref.uid, []).append(pod)
+        out = {}
+        for raw in items:
+            cs = _CS.decode(raw)
+            out[f"{NS}/{cs.metadata.name}"] = convergence_problems(cs, by_owner.get(cs.metadata.uid, []))
+        return out
+
+    # --- the whole run
+
+    async def run(self) -> SoakResult:
+        t0 = time.monotonic()
+        try:
+            await self.stack.start()
+            self.kube = await Kube.connect(self.stack.kubeconfig)
+            checker = Checker(on_violation=lambda v: self.note(f"VIOLATION {v.describe()}"))
+            self.api = await ApiChecker(self.kube, checker).start()
+            self.note(f"soak seed {self.cfg.seed}: {[asdict(w) for w in self.workloads]}")
+            for w in self.workloads:
+                self.image_no += 1
+                await self.kube.create(CLONESETS, NS, w.body(f"img:v{self.image_no}"))
+            if await self.settle(0) is None:
+                raise RuntimeError("the CloneSets never became Ready: "
+                                   + "; ".join(v.describe() for v in self.checker.violations))
+            stuck = 0
+            for i in range(1, self.cfg.rounds + 1):
+                if self.cfg.max_seconds is not None and time.monotonic() - t0 > self.cfg.max_seconds:
+                    break
+                r = await self.run_round(i)
+                self.result.rounds.append(r)
+                self.note(f"round {i}: settled in {r.settle_s:.2f}s" if r.settle_s is not None
+                          else f"round {i}: NOT converged")
+                self.collect()
+                if self.on_round is not None:
+                    self.on_round(r, self.result)
+                stuck = stuck + 1 if r.settle_s is None else 0
+                if stuck >= self.cfg.give_up_after:
+                    self.note(f"giving up after {stuck} rounds that did not converge")
+                    break
+            final = await self.problems()
+            self.result.final_problems = {k: v for k, v in final.items() if v}
+            self.result.final_converged = not self.result.final_problems
+        finally:
+            self.collect()
+            self.result.wall_s = time.monotonic() - t0
+            if self.api is not None:
+                await self.api.stop()
+            if self.kube is not None:
+                await self.kube.close()
+            await self.stack.stop()
+            self.journal.close()
+        return self.result
+
+    def collect(self) -> None:
+        if self.api is None:
+            return
+        self.result.violations = self.checker.counts()
+        self.result.evidence = [v.describe() for v in self.checker.violations]
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def render(result: SoakResult, argv: list[str]) -> str:
+    s = result.summary()
+    settle = s["settle_s"]
+    slow = s["slowest_round"]
+    cmd = " ".join([".venv/bin/python -m bench.chaos", *argv])
+    sizes = ", ".join(f"{w['name']} ({w['replicas']}, {w['strategy']})" for w in result.config["workloads"])
+    lines = [
+        SECTION_BEGIN, "",
+        f"Command: `{cmd}` ({os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}); CloneSets: {sizes}; "
+        f"{result.config['nodes']} sim nodes.", "",
+        "| what | measured |", "|---|---|",
+        f"| rounds | {s['rounds']} in {s['wall_s']:.0f} s ({s['round_wall_s_mean']:.1f} s per round) |",
+        f"| SIGKILLs | {', '.join(f'{k} {v}' for k, v in s['kills'].items()) or 'none'} |",
+        f"| violations | {', '.join(f'{k} {v}' for k, v in s['violations'].items()) or '**0**'} |",
+        f"| rounds converged | {s['converged_rounds']} of {s['rounds']}; after the last round: "
+        f"{'converged' if s['final_converged'] else '**not converged**'} |",
+        f"| settle time after a round's faults | p50 {settle['p50']:.2f} s, p99 {settle['p99']:.2f} s, "
+        f"max {settle['max']:.2f} s |",
+    ]
+    if slow:
+        took = f"{slow['settle_s']:.2f} s" if slow["settle_s"] is not None else "did not converge"
+        lines.append(f"| slowest round | #{slow['index']} ({took}): {'; '.join(a.split(': ', 1)[-1] for a in slow['actions'])} |")
+    lines += ["", SECTION_END]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sizes", default="22,33,50,20", help="replicas of each CloneSet (kinds cycle: in place, "
+                   "ReCreate, ReCreate + maxSurge, in place + partition)")
+    p.add_argument("--nodes", type=int, default=10)
+    p.add_argument("--window", type=float, default=4.0, help="seconds of chaos per round")
+    p.add_argument("--kills", type=float, default=1.1, help="mean SIGKILLs per round")
+    p.add_argument("--targets", default=",".join(TARGETS), help="processes to kill")
+    p.add_argument("--api-faults", action="store_true", help="also inject sim API errors and watch cuts")
+    p.add_argument("--settle-timeout", type=float, default=60.0)
+    p.add_argument("--give-up-after", type=int, default=3, help="stop after N rounds that do not converge")
+    p.add_argument("--executors", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=None, help="keep logs here (default: a temp dir, removed)")
+    p.add_argument("--json", type=Path, default=None, help="write results (summary, rounds, evidence) here")
+    p.add_argument("--write-docs", action="store_true", help="replace the figures section of docs/reliability.md")
+    args = p.parse_args(argv)
+    cfg = SoakConfig(rounds=args.rounds, seed=args.seed, sizes=tuple(int(x) for x in args.sizes.split(",")),
+                     nodes=args.nodes, window=args.window, kills=args.kills,
+                     targets=tuple(args.targets.split(",")), api_faults=args.api_faults,
+                     settle_timeout=args.settle_timeout, give_up_after=args.give_up_after,
+                     executors=args.executors)
+    logging.basicConfig(level=logging.ERROR)
+    print(f"chaos soak: seed {cfg.seed}, {cfg.rounds} rounds", file=sys.stderr)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[status]}")) as progress:
+        task = progress.add_task("rounds", total=cfg.rounds, status="starting")
+
+        def on_round(r: RoundResult, res: SoakResult) -> None:
+            kills = sum(res.kills.values())
+            settle = f"{r.settle_s:.1f}s" if r.settle_s is not None else "NOT converged"
+            progress.update(task, advance=1, status=f"kills {kills}, violations {res.total_violations}, "
+                            f"last settle {settle}")
+
+        soak = Soak(cfg, workdir=args.workdir, on_round=on_round)
+        result = asyncio.run(soak.run())
+    for line in result.evidence[:30]:
+        print(line, file=sys.stderr)
+    shown, skip = [], False
+    for a in argv:  # the command to reproduce, without the output options
+        if skip:
+            skip = False
+        elif a in ("--json", "--workdir"):
+            skip = True
+        elif not a.startswith(("--json=", "--workdir=", "--write-docs")):
+            shown.append(a)
+    text = render(result, shown)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(result.to_json(), indent=1))
+    if args.write_docs:
+        write_docs(text, Path(__file__).resolve().parent.parent / "docs" / "reliability.md",
+                   SECTION_BEGIN, SECTION_END)
+    if args.workdir is None:
+        shutil.rmtree(soak.stack.workdir, ignore_errors=True)
+    return 0 if result.total_violations == 0 and result.final_converged else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

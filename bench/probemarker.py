@@ -1,0 +1,160 @@
+"""PodProbeMarker at scale on the sim: `python -m bench.probemarker --pods 1000 --nodes 10 --period 2`.
+
+Why: a marker's cost is per probe and per node, and its promise is "no API write while nothing
+changes". The whole stack runs as processes (NATS, the sim with its pod network, webhook, watcher,
+planner, executor, one `kruisebus prober` per node); one CloneSet of `--pods` pods carries a marker
+with two probes (exec `Idle` with label/annotation markers, tcpSocket `Port` with a condition), both
+every `--period` seconds with thresholds 1. Measured:
+
+* API writes while every result is unchanged: the marker writes (`probe` rollout events: each one pod
+  status patch plus its Event) during `--window` seconds once every pod is marked (target 0);
+* prober CPU: user+system seconds of all prober processes over that window, per 1,000 probes/s;
+* from a probe's state change to the pod's label being visible through the API: `--flips` pods get a
+  failing exec outcome at once, and each pod's label change is timed by polling the API every 50 ms,
+  from the flip (includes waiting for the next probe, up to one period) and from the prober's
+  published result (`ProbeResult.time`: the pipeline alone, prober -> KB_PROBE -> planner -> KB_CMD ->
+  executor -> API server; target <= 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from schemas.kube import Pod
+from schemas.messages import CLONESETS, EVENT_DECODER, PODPROBEMARKERS, PODS, PROBE_DECODER
+from schemas.timefmt import parse_time
+from services.kube import Kube
+from services.observe import poll
+from services.stack import Stack
+
+NS = "default"
+IDLE = "gameserver-idle"
+POD_DECODER = msgspec.json.Decoder(Pod)
+
+
+def cloneset(replicas: int) -> dict[str, Any]:
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "metadata": {"name": "game", "namespace": NS},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "game"}},
+                     "updateStrategy": {"type": "InPlaceIfPossible"},
+                     "template": {"metadata": {"labels": {"app": "game"}}, "spec": {"containers": [
+                         {"name": "main", "image": "nginx:1.20", "ports": [{"name": "game", "containerPort": 8080}]}]}}}}
+
+
+def marker(period: int) -> dict[str, Any]:
+    timing = {"initialDelaySeconds": 1, "periodSeconds": period, "timeoutSeconds": 1, "successThreshold": 1,
+              "failureThreshold": 1}
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "PodProbeMarker", "metadata": {"name": "game", "namespace": NS},
+            "spec": {"selector": {"matchLabels": {"app": "game"}}, "probes": [
+                {"name": "Idle", "containerName": "main", "probe": {"exec": {"command": ["/idle.sh"]}, **timing},
+                 "markerPolicy": [
+                     {"state": "Succeeded", "labels": {IDLE: "true"},
+                      "annotations": {"controller.kubernetes.io/pod-deletion-cost": "-10"}},
+                     {"state": "Failed", "labels": {IDLE: "false"},
+                      "annotations": {"controller.kubernetes.io/pod-deletion-cost": "10"}}]},
+                {"name": "Port", "containerName": "main", "probe": {"tcpSocket": {"port": "game"}, **timing},
+                 "podConditionType": "game.kruise.io/port"}]}}
+
+
+async def pods(kube: Kube) -> list[Pod]:
+    items, _ = await kube.list(PODS, NS, label_selector="app=game")
+    return [p for p in (POD_DECODER.decode(i) for i in items) if not p.metadata.deletion_timestamp]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    stack = Stack(nodes=args.nodes, probers=True, sim_args=("--no-events", "--start-delay", "0.05"))
+    await stack.start()
+    kube = await Kube.connect(stack.kubeconfig)
+    bus = await stack.connect(name="bench-probemarker")
+    try:
+        t0 = time.monotonic()
+        await kube.create(CLONESETS, NS, cloneset(args.pods))
+        await poll(lambda: pods(kube), lambda ps: len(ps) == args.pods and all(
+            p.status.container_statuses and p.status.container_statuses[0].started for p in ps),
+            timeout=600, interval=1.0, what="every pod running")
+        created = time.monotonic() - t0
+        await kube.create(PODPROBEMARKERS, NS, marker(args.period))
+        t1 = time.monotonic()
+        await poll(lambda: pods(kube), lambda ps: all(p.metadata.labels.get(IDLE) == "true"
+                                                      and p.status.condition("game.kruise.io/port") for p in ps),
+                   timeout=600, interval=1.0, what="every pod marked")
+        marked = time.monotonic() - t1
+        await asyncio.sleep(args.period * 2)  # let the last writes settle
+        probers = [p for n, p in stack.procs.items() if n.startswith("prober-")]
+        since = datetime.now(UTC)
+        cpu0 = sum(cpu_seconds(p.pid) for p in probers)
+        w0 = time.monotonic()
+        await asyncio.sleep(args.window)
+        window = time.monotonic() - w0
+        cpu = sum(cpu_seconds(p.pid) for p in probers) - cpu0
+        writes = [e for e in await bus.read_since(bus.subjects.events_of_type("probe"), EVENT_DECODER, since)]
+        probes_per_s = 2 * args.pods / args.period
+        # state change -> label visible
+        victims = sorted(await pods(kube), key=lambda p: p.metadata.name)[: args.flips]
+        names = {p.metadata.name for p in victims}
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(*(http.post(f"{stack.sim_url}/sim/pods/{NS}/{n}/exec-outcomes",
+                                             json={"*": {"exitCode": 1, "stderr": "busy"}}) for n in names))
+        flipped = time.monotonic()
+        seen: dict[str, float] = {}
+        seen_at: dict[str, datetime] = {}
+        while len(seen) < len(names) and time.monotonic() - flipped < 120:
+            for p in await pods(kube):
+                if p.metadata.name in names and p.metadata.name not in seen and p.metadata.labels.get(IDLE) == "false":
+                    seen[p.metadata.name] = time.monotonic() - flipped
+                    seen_at[p.metadata.name] = datetime.now(UTC)
+            await asyncio.sleep(0.05)
+        lat = sorted(seen.values())
+        # the pipeline alone: from the prober's published result (its `time`) to the label seen
+        results = await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)
+        published = {r.pod: parse_time(r.time) for r in results.values()
+                     if r.pod in seen_at and r.probe == "game#Idle" and r.state == "Failed"}
+        pipe = sorted((seen_at[n] - t).total_seconds() for n, t in published.items() if t is not None)
+        return {
+            "pods": args.pods, "nodes": args.nodes, "probes": 2 * args.pods, "period_s": args.period,
+            "create_s": round(created, 1), "all_marked_s": round(marked, 1),
+            "window_s": round(window, 1), "marker_writes_while_unchanged": len(writes),
+            "probes_per_s": probes_per_s, "prober_cpu_s_per_s": round(cpu / window, 3),
+            "prober_cpu_s_per_1000_probes_per_s": round(cpu / window / (probes_per_s / 1000), 3),
+            "flips": len(names), "flips_seen": len(lat),
+            "change_to_label_p50_s": round(statistics.median(lat), 2) if lat else None,
+            "change_to_label_p99_s": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2) if lat else None,
+            "change_to_label_max_s": round(lat[-1], 2) if lat else None,
+            "result_to_label_p50_s": round(statistics.median(pipe), 3) if pipe else None,
+            "result_to_label_p99_s": round(pipe[min(len(pipe) - 1, int(0.99 * len(pipe)))], 3) if pipe else None,
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        await bus.close()
+        await kube.close()
+        await stack.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.probemarker", description=__doc__.splitlines()[0])
+    p.add_argument("--pods", type=int, default=200)
+    p.add_argument("--nodes", type=int, default=4)
+    p.add_argument("--period", type=int, default=2)
+    p.add_argument("--window", type=float, default=20.0, help="seconds of unchanged results measured")
+    p.add_argument("--flips", type=int, default=20, help="pods whose exec result is flipped for the latency")
+    args = p.parse_args(argv)
+    print(json.dumps(asyncio.run(run(args)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,743 @@
+"""``plan_daemonset``: one Advanced DaemonSet reconcile (`pkg/controller/daemonset/`) as a pure function.
+
+A pass, in Kruise's order (`syncDaemonSet`): validation; the `SelectingAll` guard; revisions (the
+template's ControllerRevision, created first when missing: no pod may name a revision the API server
+has not stored); **manage** (one pod per node that should run one, failed / duplicate / misscheduled pods
+deleted, surge clean-up); then, only when manage wrote nothing (a real cluster has not observed those
+writes yet), the in-place refresh and the **rolling update** (window by partition and node selector,
+Standard within maxUnavailable, surge within maxSurge, InPlaceIfPossible through `kit.inplace`); status.
+Which nodes should run a pod is `schemas.placement.daemon_should_run`, shared with the sim's scheduler.
+
+Pods are pinned with a required `matchFields metadata.name In [<node>]` term and left to the scheduler
+(`--assign-pods-by-scheduler=true`). Their names are `<ds>-<5 characters>` derived from the DaemonSet's
+uid, the node and a counter, so a restarted planner plans the same names (Kruise lets the API server
+generate them). Kruise picks which window nodes go first by Go map order (random); kruisebus takes
+them in window order, so the same view always gives the same plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import msgspec
+
+from schemas.constants import (
+    ANNOTATION_DS_PROGRESSIVE_CREATE,
+    ANNOTATION_DS_TEMPLATE_GENERATION,
+    CONDITION_INPLACE_UPDATE_READY,
+    DS_OWNER_API_VERSION,
+    DS_ROLLING_UPDATE,
+    EVENT_FAILED_CREATE,
+    EVENT_FAILED_DAEMON_POD,
+    EVENT_FAILED_DELETE,
+    EVENT_FAILED_UPDATE_INPLACE,
+    EVENT_SELECTING_ALL,
+    EVENT_SUCCESSFUL_CREATE,
+    EVENT_SUCCESSFUL_DELETE,
+    EVENT_SUCCESSFUL_UPDATE_INPLACE,
+    FIELD_NODE_NAME,
+    KIND_DAEMONSET,
+    LABEL_LIFECYCLE_STATE,
+    LABEL_POD_TEMPLATE_GENERATION,
+    LABEL_REVISION_HASH,
+    SAFE_ALPHABET,
+    STATE_PREPARING_DELETE,
+    STRATEGY_IN_PLACE_IF_POSSIBLE,
+)
+from schemas.daemonset import DaemonSet, DaemonSetSpec, DaemonSetStatus, RollingUpdateDaemonSet
+from schemas.imagepulljob import ImagePullJob
+from schemas.kinds import DAEMONSET
+from schemas.kube import (
+    ControllerRevision,
+    JsonObject,
+    Node,
+    OwnerReference,
+    Pod,
+    PodPlacementView,
+    Toleration,
+)
+from schemas.messages import (
+    VERB_CREATE,
+    VERB_DELETE,
+    VERB_EVENT,
+    VERB_INPLACE_REFRESH,
+    VERB_LIFECYCLE,
+    VERB_REVISION_BUMP,
+    VERB_REVISION_CREATE,
+    VERB_REVISION_DELETE,
+    VERB_STATUS,
+    VERB_UPDATE_IN_PLACE,
+    ApiOp,
+)
+from schemas.placement import DaemonFit, daemon_should_run, daemon_tolerations, target_node
+from services.planner.daemonset import predownload
+from services.planner.daemonset.validation import defaulted, validate_daemonset, validate_update
+from services.planner.kit import inplace
+from services.planner.kit import lifecycle as lc
+from services.planner.kit.builder import Builder, kube_event, short_digest
+from services.planner.kit.fielderrors import FieldError, errors_message
+from services.planner.kit.gates import FeatureGates
+from services.planner.kit.intstr import IntOrPercentError, scaled_int_percent, scaled_or_zero
+from services.planner.kit.plan import Plan
+from services.planner.kit.podpatch import PodPatch
+from services.planner.kit.podstate import is_pod_ready_condition, is_terminating, ready_time
+from services.planner.kit.revision import (
+    comparable_bytes,
+    new_revision,
+    owned_revisions,
+    revision_bytes,
+    template_of,
+    template_patch_data,
+    truncate_history,
+)
+from services.planner.kit.selectors import matches
+from services.planner.kit.timeutil import parse_time
+
+__all__ = ["DsPlan", "max_numbers", "plan_daemonset", "pod_name"]
+
+_EPOCH: Final = datetime.min.replace(tzinfo=UTC)
+
+
+class DsPlan(Plan[DaemonSetStatus], kw_only=True):
+    """A DaemonSet pass; besides the common plan, what `kruisebus plan` shows."""
+
+    created: list[tuple[str, str]] = []  # (pod, node)
+    deleted: list[str] = []
+    updated_in_place: list[str] = []
+    jobs: list[JsonObject] = []  # ImagePullJobs created
+
+
+def pod_name(ds: DaemonSet, node: str, taken: set[str]) -> str:
+    """`<ds>-<5 characters>`: the first candidate k = 0, 1, ... of sha256(`<uid>/<node>/<k>`) no pod in
+    the view uses (a replacement on the same node gets a fresh name while the old pod terminates)."""
+    k = 0
+    n = len(SAFE_ALPHABET)
+    while True:
+        digest = hashlib.sha256(f"{ds.metadata.uid}/{node}/{k}".encode()).digest()
+        name = f"{ds.metadata.name[:57]}-{''.join(SAFE_ALPHABET[b % n] for b in digest[:5])}"
+        if name not in taken:
+            taken.add(name)
+            return name
+        k += 1
+
+
+# --- pod facts -------------------------------------------------------------------------------------
+
+
+def _available(pod: Pod, min_ready: int, now: datetime) -> bool:
+    """Ready for more than minReadySeconds (phase ignored) and, with the InPlaceUpdateReady gate and its
+    condition present, that condition True (an in-place update in flight is unavailable)."""
+    if not is_pod_ready_condition(pod):
+        return False
+    gate = any(g.condition_type == CONDITION_INPLACE_UPDATE_READY for g in pod.spec.readiness_gates)
+    cond = pod.status.condition(CONDITION_INPLACE_UPDATE_READY)
+    if gate and cond is not None and cond.status != "True":
+        return False
+    if min_ready <= 0:
+        return True
+    since = ready_time(pod)
+    return since is not None and since + timedelta(seconds=min_ready) < now
+
+
+def _available_in(pod: Pod, min_ready: int, now: datetime) -> float | None:
+    if min_ready <= 0 or not is_pod_ready_condition(pod):
+        return None
+    since = ready_time(pod)
+    if since is None:
+        return None
+    left = (since + timedelta(seconds=min_ready) - now).total_seconds()
+    return left + 0.001 if left >= 0 else None
+
+
+def _age_key(pod: Pod) -> tuple[int, datetime, str]:
+    """Oldest first: scheduled pods before unscheduled, then creationTimestamp, then name."""
+    created = parse_time(pod.metadata.creation_timestamp) or _EPOCH
+    return (0 if pod.spec.node_name else 1, created, pod.metadata.name)
+
+
+def _preparing_delete(pod: Pod) -> bool:
+    return pod.metadata.labels.get(LABEL_LIFECYCLE_STATE) == STATE_PREPARING_DELETE
+
+
+@dataclass(slots=True)
+class _Ctx:
+    ds: DaemonSet
+    spec: DaemonSetSpec
+    b: Builder
+    now: datetime
+    gates: FeatureGates
+    hash: str
+    cur: ControllerRevision
+    history: list[ControllerRevision]
+    template_generation: str | None
+    owner: OwnerReference
+    taken: set[str]
+    node_objects: dict[str, Node]
+    found: dict[str, _NodePods] = field(default_factory=dict)  # findUpdatedPodsOnNode, once per node and pass
+    creates: list[tuple[str, str]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    in_place: list[str] = field(default_factory=list)
+    jobs: list[JsonObject] = field(default_factory=list)  # ImagePullJobs created (pre-download)
+
+    def updated(self, pod: Pod) -> bool:
+        """`IsPodUpdated`: hash label equal, or the template-generation label when the DS carries one."""
+        labels = pod.metadata.labels
+        if labels.get(LABEL_REVISION_HASH) == self.hash:
+            return True
+        gen = self.template_generation
+        return gen is not None and labels.get(LABEL_POD_TEMPLATE_GENERATION) == gen
+
+
+# --- the pass --------------------------------------------------------------------------------------
+
+
+def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], revisions: Sequence[ControllerRevision],
+                   *, now: datetime, gates: FeatureGates, previous: DaemonSet | None = None,
+                   create_limit: int | None = None, jobs: Sequence[ImagePullJob] = ()) -> DsPlan:
+    """One reconcile at `now` over the DaemonSet, its pods, every Node, the namespace's revisions and the
+    ImagePullJobs it controls."""
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    b = Builder.of(DAEMONSET, ds, now)
+    selector = ds.spec.selector
+    if selector is not None and not selector.match_labels and not selector.match_expressions:
+        # the controller's guard (a DaemonSet that bypassed the webhook): warn, act on nothing
+        b.command(f"{b.uid}/selecting-all/{ds.metadata.generation}", VERB_EVENT, [], on_success=kube_event(
+            EVENT_SELECTING_ALL, "This DaemonSet is selecting all pods. A non-empty selector is required.",
+            warning=True))
+        b.event("rejected", "selecting all pods", reason=EVENT_SELECTING_ALL, field="spec.selector")
+        return _result(b, ds.status, None, [])
+    errors = validate_update(ds, previous) if previous is not None else validate_daemonset(ds)
+    if errors:
+        return _invalid(b, ds, errors)
+    if ds.metadata.deletion_timestamp is not None:
+        return _result(b, ds.status, None, [])
+    spec = defaulted(ds.spec)
+    selector = spec.selector
+
+    owner = OwnerReference(api_version=DS_OWNER_API_VERSION, kind=KIND_DAEMONSET, name=ds.metadata.name,
+                           uid=ds.metadata.uid, controller=True, block_owner_deletion=True)
+    history = owned_revisions(revisions, namespace=ds.metadata.namespace, selector=selector,
+                              owner_uid=ds.metadata.uid)
+    data = template_patch_data(ds.spec.template)
+    want = revision_bytes(data)
+    matching = [r for r in history if comparable_bytes(r.data) == want]
+    top = max((r.revision for r in history if r not in matching), default=0)
+    if not matching:
+        rev = new_revision(owner, ds.metadata.namespace, data, top + 1, ds.status.collision_count,
+                           labels=ds.spec.template.metadata.labels, annotations=ds.metadata.annotations,
+                           hash_label=False)
+        hash_ = rev.metadata.name.rsplit("-", 1)[-1]
+        rev = msgspec.structs.replace(rev, metadata=msgspec.structs.replace(
+            rev.metadata, labels={**rev.metadata.labels, LABEL_REVISION_HASH: hash_}))
+        body: JsonObject = msgspec.to_builtins(rev)
+        b.command(f"{b.uid}/revision-create/{rev.metadata.name}", VERB_REVISION_CREATE, [b.revision_create(body)],
+                  revision=rev.metadata.name)
+        b.event("revision-created", f"revision {rev.metadata.name} (number {rev.revision})",
+                revision=rev.metadata.name)
+        # no status write: the next pass must still see the old hash (pre-download starts on it)
+        return _result(b, ds.status, None, [], update_revision=rev.metadata.name)
+    cur = max(matching, key=lambda r: r.revision)
+    hash_ = cur.metadata.labels.get(LABEL_REVISION_HASH) or cur.metadata.name
+    if cur.revision < top:
+        b.command(f"{b.uid}/revision-bump/{cur.metadata.name}/{top + 1}", VERB_REVISION_BUMP,
+                  [b.revision_patch(cur.metadata.name, [{"op": "test", "path": "/revision", "value": cur.revision},
+                                                        {"op": "replace", "path": "/revision", "value": top + 1}])],
+                  revision=cur.metadata.name)
+    ctx = _Ctx(ds=ds, spec=spec, b=b, now=now, gates=gates, hash=hash_, cur=cur, history=history,
+               template_generation=ds.metadata.annotations.get(ANNOTATION_DS_TEMPLATE_GENERATION), owner=owner,
+               taken={p.metadata.name for p in pods}, node_objects={n.metadata.name: n for n in nodes})
+
+    if predownload.enabled(gates):
+        old = [r for r in history if r.metadata.name != cur.metadata.name]
+        ctx.jobs = predownload.predownload(b, ds, spec, cur, hash_, old, jobs)
+    placement = msgspec.convert(ds.spec.template.spec, PodPlacementView)
+    tolerations = daemon_tolerations(placement.tolerations, placement.host_network)
+    fits: dict[str, DaemonFit] = {n.metadata.name: daemon_should_run(n, placement, tolerations) for n in nodes}
+    by_node: dict[str, list[Pod]] = {}
+    orphans: list[Pod] = []  # target a node that does not exist and are not bound
+    for pod in pods:
+        node = target_node(pod.spec.node_name, pod.spec.affinity)
+        if not node:
+            continue
+        if node not in fits:
+            if not pod.spec.node_name and not is_terminating(pod):
+                orphans.append(pod)
+            continue
+        by_node.setdefault(node, []).append(pod)
+    for group in by_node.values():
+        group.sort(key=_age_key)
+
+    burst = _burst(spec, ds.status.desired_number_scheduled)
+    requeue: list[float] = []
+    surge_mode = _max_surge_one(spec) > 0
+    wrote = _manage(ctx, fits, by_node, orphans, burst, create_limit, surge_mode, requeue)
+    full = not wrote
+    if full:
+        _refresh(ctx, pods)
+        ru = spec.update_strategy.rolling_update
+        if spec.update_strategy.type == DS_ROLLING_UPDATE and ru is not None and not ru.paused:
+            try:
+                _rolling_update(ctx, fits, by_node, burst, requeue)
+            except IntOrPercentError as e:
+                b.event("rollout-error", f"couldn't get unavailable numbers: {e}")
+        limit = spec.revision_history_limit
+        old = [r for r in history if r.metadata.name != cur.metadata.name]
+        for name in truncate_history(old, pods, cur, cur, limit):
+            rev = next(r for r in old if r.metadata.name == name)
+            b.command(f"{b.uid}/revision-delete/{rev.metadata.uid}", VERB_REVISION_DELETE,
+                      [b.revision_delete(name, rev.metadata.uid)], revision=name)
+    status = _status(ctx, fits, by_node, full)
+    _status_command(b, ds, status)
+    if status.number_ready != status.number_available and spec.min_ready_seconds > 0:
+        requeue.append(float(spec.min_ready_seconds))
+    return _result(b, status, min(requeue) if requeue else None, [], ctx=ctx, current_revision=cur.metadata.name,
+                   update_revision=cur.metadata.name)
+
+
+def _result(b: Builder, status: DaemonSetStatus, requeue: float | None, errors: list[FieldError], *,
+            ctx: _Ctx | None = None, current_revision: str = "", update_revision: str = "") -> DsPlan:
+    return DsPlan(commands=b.commands, events=b.events, expectations=b.expectations, status=status,
+                  requeue_after=requeue, errors=errors, current_revision=current_revision,
+                  update_revision=update_revision, created=ctx.creates if ctx else [],
+                  deleted=ctx.deletes if ctx else [], updated_in_place=ctx.in_place if ctx else [],
+                  jobs=ctx.jobs if ctx else [])
+
+
+def _invalid(b: Builder, ds: DaemonSet, errors: list[FieldError]) -> DsPlan:
+    """A spec the webhook would refuse is never acted on: one Warning Event per generation and message,
+    and a `rejected` rollout event naming the field."""
+    message = errors_message(errors)
+    b.reject_invalid(ds.metadata.generation, message, errors[0].field, VERB_EVENT,
+                     [])
+    return _result(b, ds.status, None, errors)
+
+
+def _burst(spec: DaemonSetSpec, desired: int) -> int:
+    """burstReplicas: an int as is, a percent floored against the previous status.desiredNumberScheduled."""
+    return scaled_or_zero(spec.burst_replicas, desired, False)
+
+
+def _max_surge_one(spec: DaemonSetSpec) -> int:
+    """maxSurge resolved against one node (manage's switch to surge semantics)."""
+    ru = spec.update_strategy.rolling_update
+    if spec.update_strategy.type != DS_ROLLING_UPDATE or ru is None:
+        return 0
+    try:
+        return scaled_int_percent(ru.max_surge, 1, True)
+    except IntOrPercentError:
+        return 0
+
+
+# --- writes ----------------------------------------------------------------------------------------
+
+
+def _pod_body(ctx: _Ctx, name: str, node: str) -> JsonObject:
+    ds, template = ctx.ds, ctx.ds.spec.template
+    labels = {**template.metadata.labels, LABEL_REVISION_HASH: ctx.hash}
+    if ctx.template_generation is not None:
+        labels[LABEL_POD_TEMPLATE_GENERATION] = ctx.template_generation
+    metadata: JsonObject = {"name": name, "namespace": ds.metadata.namespace, "labels": labels,
+                            "ownerReferences": [msgspec.to_builtins(ctx.owner)]}
+    if template.metadata.annotations:
+        metadata["annotations"] = dict(template.metadata.annotations)
+    if template.metadata.finalizers:
+        metadata["finalizers"] = list(template.metadata.finalizers)
+    spec: JsonObject = dict(template.spec)
+    tolerations = msgspec.convert(spec.get("tolerations") or [], list[Toleration])
+    spec["tolerations"] = msgspec.to_builtins(daemon_tolerations(tolerations, bool(spec.get("hostNetwork"))))
+    affinity = dict(spec.get("affinity") or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [
+        {"matchFields": [{"key": FIELD_NODE_NAME, "operator": "In", "values": [node]}]}]}
+    affinity["nodeAffinity"] = node_affinity
+    spec["affinity"] = affinity
+    ru = ctx.spec.update_strategy.rolling_update
+    if (ctx.spec.update_strategy.type == DS_ROLLING_UPDATE and ru is not None
+            and ru.rolling_update_type == STRATEGY_IN_PLACE_IF_POSSIBLE):
+        spec["readinessGates"] = [*(spec.get("readinessGates") or []),
+                                  {"conditionType": CONDITION_INPLACE_UPDATE_READY}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _create(ctx: _Ctx, node: str) -> None:
+    b = ctx.b
+    name = pod_name(ctx.ds, node, ctx.taken)
+    b.command(f"{b.uid}/create/{name}/{ctx.hash}", VERB_CREATE, [b.pod_create(_pod_body(ctx, name, node))], pod=name,
+              revision=ctx.cur.metadata.name, on_success=kube_event(EVENT_SUCCESSFUL_CREATE, f"Created pod: {name}"),
+              on_failure=kube_event(EVENT_FAILED_CREATE, "Error creating", warning=True))
+    b.expect(name, "present")
+    b.event("pod-created", f"created pod {name} on node {node}", pod=name)
+    ctx.creates.append((name, node))
+
+
+def _delete(ctx: _Ctx, pod: Pod) -> None:
+    """Delete a pod, or (lifecycle.preDelete hooks it) move it to PreparingDelete instead."""
+    b, meta = ctx.b, pod.metadata
+    hook = lc.pre_delete_hook(ctx.spec.lifecycle)
+    if hook is not None and lc.is_hooked(hook, pod):
+        if _preparing_delete(pod):
+            return  # waits for its hook to be released
+        patch = PodPatch(pod)
+        patch.test_label(LABEL_LIFECYCLE_STATE)
+        lc.set_state(patch, STATE_PREPARING_DELETE, ctx.now)
+        ops: list[ApiOp] = []
+        if hook.mark_pod_not_ready:
+            cond = lc.not_ready_condition(pod, STATE_PREPARING_DELETE, ctx.now)
+            if cond is not None:
+                ops.append(b.pod_status_patch(pod, [cond], exact=False))
+        ops.append(b.pod_json_patch(patch))
+        b.command(f"{b.uid}/lifecycle/{meta.uid}/{STATE_PREPARING_DELETE}/{meta.resource_version}", VERB_LIFECYCLE,
+                  ops, pod=meta.name, pod_uid=meta.uid)
+        b.expect(meta.name, "label", LABEL_LIFECYCLE_STATE, STATE_PREPARING_DELETE)
+        b.event("pod-preparing-delete", f"pod {meta.name} is hooked by preDelete: PreparingDelete", pod=meta.name)
+        return
+    b.command(f"{b.uid}/delete/{meta.uid}", VERB_DELETE, [b.pod_delete(pod)], pod=meta.name, pod_uid=meta.uid,
+              on_success=kube_event(EVENT_SUCCESSFUL_DELETE, f"Deleted pod: {meta.name}"),
+              on_failure=kube_event(EVENT_FAILED_DELETE, "Error deleting", warning=True))
+    b.expect(meta.name, "absent")
+    b.event("pod-deleted", f"deleted pod {meta.name}", pod=meta.name)
+    ctx.deletes.append(meta.name)
+
+
+def _sync_nodes(ctx: _Ctx, create_on: list[str], delete: list[Pod], burst: int, create_limit: int | None) -> bool:
+    """`syncNodes`: creates and deletes each capped by burstReplicas (the rest waits for a later pass),
+    creates also by the engine's slow-start limit. Whether anything was written."""
+    before = len(ctx.b.commands)
+    limit = burst if create_limit is None else min(burst, create_limit)
+    for node in create_on[:max(limit, 0)]:
+        _create(ctx, node)
+    seen: set[str] = set()
+    for pod in delete[:max(burst, 0)]:
+        if pod.metadata.uid not in seen:
+            seen.add(pod.metadata.uid)
+            _delete(ctx, pod)
+    return len(ctx.b.commands) > before
+
+
+# --- manage ----------------------------------------------------------------------------------------
+
+
+def _manage(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], orphans: list[Pod], burst: int,
+            create_limit: int | None, surge: bool, requeue: list[float]) -> bool:
+    b, min_ready = ctx.b, ctx.spec.min_ready_seconds
+    need: list[str] = []
+    delete: list[Pod] = []
+    for node in sorted(fits):
+        fit = fits[node]
+        group = by_node.get(node, [])
+        if fit.should_run and not group:
+            need.append(node)
+            continue
+        if not group:
+            continue
+        if not fit.should_continue_running:
+            delete.extend(p for p in group if not is_terminating(p))
+            continue
+        running: list[Pod] = []
+        for pod in group:
+            if is_terminating(pod):
+                continue
+            if pod.status.phase == "Failed":
+                msg = f"Found failed daemon pod {pod.metadata.namespace}/{pod.metadata.name} on node {node}, " \
+                      "will try to kill it"
+                b.command(f"{b.uid}/failed-daemon-pod/{pod.metadata.uid}", VERB_EVENT, [],
+                          on_success=kube_event(EVENT_FAILED_DAEMON_POD, msg, warning=True))
+                delete.append(pod)
+            elif _preparing_delete(pod):
+                delete.append(pod)
+            else:
+                running.append(pod)
+        if not surge:
+            delete.extend(running[1:])  # keep the oldest
+            continue
+        if not running:
+            if fit.should_run:
+                need.append(node)
+            continue
+        new = [p for p in running if ctx.updated(p)]
+        old = [p for p in running if not ctx.updated(p)]
+        keep_new, keep_old = (new[0] if new else None), (old[0] if old else None)
+        delete.extend(p for p in running if p is not keep_new and p is not keep_old)
+        if keep_old is not None and keep_new is not None:
+            if not is_pod_ready_condition(keep_old):
+                delete.append(keep_old)
+            elif _available(keep_new, min_ready, ctx.now):
+                delete.append(keep_old)
+            elif is_pod_ready_condition(keep_new) and min_ready > 0:
+                left = _available_in(keep_new, min_ready, ctx.now)
+                if left is not None:
+                    requeue.append(left)
+    delete.extend(orphans)
+    need = _partition_cut(ctx, fits, by_node, need)
+    return _sync_nodes(ctx, need, delete, burst, create_limit)
+
+
+def _partition_cut(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], need: list[str]) -> list[str]:
+    """Partition on creation: with a partition resolving (floor, previous desired) to non-zero the nodes
+    are taken in name order; with partitionedScaling (v1alpha1: the progressive-create-pod annotation)
+    only max(desired - nodes with an updated pod - partition, 0) of them."""
+    spec = ctx.spec
+    ru = spec.update_strategy.rolling_update
+    if spec.update_strategy.type != DS_ROLLING_UPDATE or ru is None or ru.partition is None:
+        return need
+    try:
+        partition = scaled_int_percent(ru.partition, ctx.ds.status.desired_number_scheduled, False)
+    except IntOrPercentError:
+        return need
+    if partition == 0:
+        return need
+    need = sorted(need)
+    if ctx.ds.metadata.annotations.get(ANNOTATION_DS_PROGRESSIVE_CREATE) != "true":
+        return need
+    desired = sum(1 for f in fits.values() if f.should_run)
+    updated = sum(1 for n in fits if len(g := [p for p in by_node.get(n, []) if ctx.updated(p)]) == 1 and g)
+    return need[:max(desired - updated - min(max(partition, 0), desired), 0)]
+
+
+# --- refresh, rolling update -----------------------------------------------------------------------
+
+
+def _refresh(ctx: _Ctx, pods: Sequence[Pod]) -> None:
+    """The in-place library's refresh: InPlaceUpdateReady True once an update completed (and on new pods
+    with the gate), the next container batch."""
+    b = ctx.b
+    for pod in pods:
+        if is_terminating(pod) or not pod.spec.readiness_gates:
+            continue
+        res = inplace.refresh(pod, ctx.now, True, {})
+        meta = pod.metadata
+        if res.patch is not None:
+            b.command(f"{b.uid}/inplace-refresh/{meta.uid}/{res.kind}/{meta.resource_version}", VERB_INPLACE_REFRESH,
+                      [b.pod_json_patch(res.patch)], pod=meta.name, pod_uid=meta.uid)
+        elif res.set_ready:
+            b.command(f"{b.uid}/inplace-refresh/{meta.uid}/ready/{meta.resource_version}", VERB_INPLACE_REFRESH,
+                      [b.pod_status_patch(pod, [inplace.ready_condition(ctx.now)])], pod=meta.name, pod_uid=meta.uid)
+
+
+@dataclass(slots=True)
+class _NodePods:
+    ok: bool
+    new: Pod | None
+    old: Pod | None
+
+
+def _find(ctx: _Ctx, group: list[Pod]) -> _NodePods:
+    """`findUpdatedPodsOnNode`: the live new and old pod (ok=False with more than one of either)."""
+    new: Pod | None = None
+    old: Pod | None = None
+    for pod in group:
+        if is_terminating(pod):
+            continue
+        if ctx.updated(pod):
+            if new is not None:
+                return _NodePods(False, None, None)
+            new = pod
+        else:
+            if old is not None:
+                return _NodePods(False, None, None)
+            old = pod
+    return _NodePods(True, new, old)
+
+
+def _found(ctx: _Ctx, by_node: dict[str, list[Pod]], name: str) -> _NodePods:
+    got = ctx.found.get(name)
+    if got is None:
+        got = ctx.found[name] = _find(ctx, by_node.get(name, []))
+    return got
+
+
+def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]]) -> list[str]:
+    """`filterDaemonPodsToUpdate`: updated nodes, then updating ones, then old ones (names descending),
+    only those matching `rollingUpdate.selector` when one is set, cut to len - partition. The nodes are
+    the desired ones plus (unless DaemonSetPruneIneligibleNodes) every other node that has a pod."""
+    ru = ctx.spec.update_strategy.rolling_update
+    assert ru is not None
+    desired = {n for n, f in fits.items() if f.should_run}
+    # DaemonSetPruneIneligibleNodes: nodes that should not run a pod leave the window (their pods, which
+    # manage deletes, no longer take maxUnavailable); without it they stay in, as Kruise's default
+    names = sorted(desired if ctx.gates.daemon_set_prune_ineligible_nodes else desired | set(by_node), reverse=True)
+    updated: list[str] = []
+    updating: list[str] = []
+    selected: list[str] = []
+    rest: list[str] = []
+    for name in names:
+        found = _found(ctx, by_node, name)
+        if not found.ok or found.new is not None:
+            updated.append(name)
+        elif found.old is None or _preparing_delete(found.old):
+            updating.append(name)
+        elif ru.selector is not None and matches(ru.selector, ctx.node_objects[name].metadata.labels):
+            selected.append(name)
+        else:
+            rest.append(name)
+    order = updated + updating + (selected if ru.selector is not None else rest)
+    partition = scaled_int_percent(ru.partition, ctx.ds.status.desired_number_scheduled, False)
+    keep = len(names) - partition
+    return order[:keep] if keep > 0 else []
+
+
+def max_numbers(ru: RollingUpdateDaemonSet, desired: int) -> tuple[int, int]:
+    """`updatedDesiredNodeCounts`: (maxUnavailable, maxSurge) against this pass's desired nodes, percents
+    rounded up; both 0 with desired > 0 -> maxUnavailable 1. Raises IntOrPercentError on a bad value."""
+    max_unavailable = scaled_int_percent(ru.max_unavailable, desired, True)
+    max_surge = scaled_int_percent(ru.max_surge, desired, True)
+    if desired > 0 and max_unavailable == 0 and max_surge == 0:
+        max_unavailable = 1
+    return max_unavailable, max_surge
+
+
+def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], burst: int,
+                    requeue: list[float]) -> None:
+    ru = ctx.spec.update_strategy.rolling_update
+    assert ru is not None
+    max_unavailable, max_surge = max_numbers(ru, sum(1 for f in fits.values() if f.should_run))
+    candidates = window(ctx, fits, by_node)
+    min_ready, now = ctx.spec.min_ready_seconds, ctx.now
+    if max_surge == 0:
+        unavailable = 0
+        old_unavailable: list[Pod] = []
+        chosen: list[Pod] = []
+        for name in candidates:
+            found = _found(ctx, by_node, name)
+            if not found.ok:
+                unavailable += 1
+                continue
+            new, old = found.new, found.old
+            old_live = old is not None and not _preparing_delete(old)
+            new_live = new is not None and not _preparing_delete(new)
+            if (not old_live and not new_live) or (old_live and new_live):
+                unavailable += 1
+            elif new is not None:
+                if not _available(new, min_ready, now):
+                    unavailable += 1
+                if _preparing_delete(new):
+                    unavailable += 1
+            elif old is not None:
+                if not _available(old, min_ready, now):
+                    old_unavailable.append(old)
+                elif unavailable < max_unavailable:
+                    chosen.append(old)
+        chosen = chosen[:max(max_unavailable - unavailable, 0)]
+        targets = old_unavailable + chosen
+        if ru.rolling_update_type == STRATEGY_IN_PLACE_IF_POSSIBLE:
+            targets = _in_place(ctx, targets, burst)
+        _sync_nodes(ctx, [], targets, burst, None)
+        return
+    surging = 0
+    create_now: list[str] = []
+    wait: list[str] = []
+    delete: list[Pod] = []
+    for name in candidates:
+        found = _found(ctx, by_node, name)
+        if not found.ok:
+            surging += 1
+            continue
+        new, old = found.new, found.old
+        if old is None or _preparing_delete(old):
+            continue
+        if new is None:
+            if not _available(old, min_ready, now):
+                create_now.append(name)
+            elif surging < max_surge:
+                wait.append(name)
+        elif not _available(new, min_ready, now) or _preparing_delete(new):
+            surging += 1
+            left = _available_in(new, min_ready, now)
+            if left is not None:
+                requeue.append(left)
+        else:
+            delete.append(old)
+    create_now += wait[:max(max_surge - surging, 0)]
+    _sync_nodes(ctx, create_now, delete, burst, None)
+
+
+def _in_place(ctx: _Ctx, targets: list[Pod], burst: int) -> list[Pod]:
+    """`inPlaceUpdatePods`: update in place the pods that have the InPlaceUpdateReady gate, whose old
+    revision exists and whose change is in-place-able (images, template metadata); the rest are returned
+    to be recreated. In-place updates per pass are capped by burstReplicas."""
+    recreate: list[Pod] = []
+    by_hash = {r.metadata.labels.get(LABEL_REVISION_HASH) or r.metadata.name.rsplit("-", 1)[-1]: r
+               for r in ctx.history}
+    b = ctx.b
+    done = 0
+    for pod in targets:
+        old_rev = by_hash.get(pod.metadata.labels.get(LABEL_REVISION_HASH, ""))
+        spec = None
+        if inplace.has_readiness_gate(pod) and old_rev is not None and old_rev is not ctx.cur:
+            try:
+                spec = inplace.calculate_spec(old_rev, ctx.cur, template_of(old_rev), template_of(ctx.cur),
+                                              grace_seconds=0, gates=ctx.gates)
+            except ValueError:
+                spec = None
+        if spec is None:
+            recreate.append(pod)
+            continue
+        if done >= burst:
+            continue
+        done += 1
+        meta = pod.metadata
+        spec.revision = ctx.hash
+        patch = inplace.start_update(pod, spec, ctx.hash, ctx.hash, {}, ctx.now, template_hash_label=False)
+        ops: list[ApiOp] = [b.pod_status_patch(pod, inplace.start_conditions(pod, ctx.now)), b.pod_json_patch(patch)]
+        rname = ctx.cur.metadata.name
+        b.command(f"{b.uid}/update-in-place/{meta.uid}/{rname}", VERB_UPDATE_IN_PLACE, ops, pod=meta.name,
+                  pod_uid=meta.uid, revision=rname,
+                  on_success=kube_event(EVENT_SUCCESSFUL_UPDATE_INPLACE, f"successfully update pod {meta.name} in-place"),
+                  on_failure=kube_event(EVENT_FAILED_UPDATE_INPLACE,
+                                        f"failed to update pod {meta.name} in-place(revision {rname})", warning=True))
+        b.expect(meta.name, "label", LABEL_REVISION_HASH, ctx.hash)
+        b.event("pod-updated-in-place", f"updating pod {meta.name} in place to {rname}", pod=meta.name)
+        ctx.in_place.append(meta.name)
+    return recreate
+
+
+# --- status ----------------------------------------------------------------------------------------
+
+
+def _status(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], full: bool) -> DaemonSetStatus:
+    """`updateDaemonSetStatus` over the nodes that exist, each node's oldest pod only."""
+    desired = current = misscheduled = ready = available = updated = 0
+    min_ready, now = ctx.spec.min_ready_seconds, ctx.now
+    for name, fit in fits.items():
+        group = by_node.get(name, [])
+        if fit.should_run:
+            desired += 1
+            if group:
+                current += 1
+                oldest = group[0]
+                if is_pod_ready_condition(oldest):
+                    ready += 1
+                    if _available(oldest, min_ready, now):
+                        available += 1
+                if ctx.updated(oldest):
+                    updated += 1
+        elif group:
+            misscheduled += 1
+    prev = ctx.ds.status
+    return msgspec.structs.replace(
+        prev, desired_number_scheduled=desired, current_number_scheduled=current, number_misscheduled=misscheduled,
+        number_ready=ready, number_available=available, number_unavailable=desired - available,
+        updated_number_scheduled=updated, daemon_set_hash=ctx.hash,
+        observed_generation=ctx.ds.metadata.generation if full else prev.observed_generation)
+
+
+_COUNTERS: Final = ("current_number_scheduled", "number_misscheduled", "desired_number_scheduled", "number_ready",
+                    "updated_number_scheduled", "number_available", "number_unavailable")
+
+
+def _status_command(b: Builder, ds: DaemonSet, status: DaemonSetStatus) -> None:
+    """Written unless every counter and the hash are unchanged and observedGeneration is current."""
+    prev = ds.status
+    same = all(getattr(prev, k) == getattr(status, k) for k in _COUNTERS) and prev.daemon_set_hash == status.daemon_set_hash
+    if same and prev.observed_generation >= ds.metadata.generation:
+        return
+    body: JsonObject = {"daemonSetHash": status.daemon_set_hash, "observedGeneration": status.observed_generation}
+    for key in _COUNTERS:
+        head, *tail = key.split("_")
+        body[head + "".join(t.title() for t in tail)] = getattr(status, key)
+    b.command(f"{b.uid}/status/{ds.metadata.resource_version}/{short_digest(body)}", VERB_STATUS, [b.status_patch(body)])
+

@@ -1,0 +1,1 @@
+"""ImagePullJob, NodeImage and workload pre-download: OpenKruise's image pre-download as pure decisions."""

@@ -1,0 +1,242 @@
+"""What one SidecarSet pass asks about each pod: matched, updated, upgradable, consistent, ready.
+
+Kruise's `pkg/control/sidecarcontrol/sidecarset_control.go` (IsPodSidecarUpdated, IsSidecarSetUpgradable,
+IsPodStateConsistent, IsPodConsistentWithSidecarSet), `util_hotupgrade.go` (the working container of
+a HotUpgrade pair) and the controller's status (`calculateStatus`). Decided once per pod and pass
+(`facts_of`, memoised by resourceVersion).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.constants import (
+    ANNOTATION_SIDECARSET_HASH,
+    ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE,
+    ANNOTATION_SIDECARSET_INJECTED_LIST,
+    ANNOTATION_SIDECARSET_INPLACE_STATE,
+    ANNOTATION_SIDECARSET_WORKING_HOT_CONTAINER,
+    LABEL_NAMESPACE_NAME,
+    SIDECAR_HOT_UPGRADE,
+)
+from schemas.kube import Pod
+from schemas.sidecarset import SidecarSet, SidecarSetStatus, sidecar_fields
+from services.planner.kit.inplace import normalise_image
+from services.planner.kit.podstate import is_active, is_ready
+from services.planner.sidecarset.inject import UpgradeSpec, read_hashes
+from services.planner.sidecarset.matching import pod_matches
+
+
+def hot_pairs(ss: SidecarSet) -> dict[str, tuple[str, str, str]]:
+    """HotUpgrade containers: base name -> (`X-1`, `X-2`, the empty image)."""
+    out = {}
+    for c in ss.spec.containers:
+        f = sidecar_fields(c)
+        if f.upgrade_strategy.upgrade_type == SIDECAR_HOT_UPGRADE:
+            out[f.name] = (f"{f.name}-1", f"{f.name}-2", f.upgrade_strategy.hot_upgrade_empty_image)
+    return out
+
+
+def sidecar_names(ss: SidecarSet) -> list[str]:
+    """The pod containers the SidecarSet's containers are (HotUpgrade `X` is `X-1` and `X-2`)."""
+    out: list[str] = []
+    pairs = hot_pairs(ss)
+    for c in ss.spec.containers:
+        name = str(c.get("name"))
+        out.extend(pairs[name][:2] if name in pairs else (name,))
+    return out
+
+
+def working_containers(pod: Pod) -> dict[str, str]:
+    """`kruise.io/sidecarset-working-hotupgrade-container`: base name -> the working container."""
+    raw = pod.metadata.annotations.get(ANNOTATION_SIDECARSET_WORKING_HOT_CONTAINER)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _hot_ready(ss: SidecarSet, pod: Pod) -> bool:
+    """Every HotUpgrade pair's non-working container runs the empty image."""
+    pairs = hot_pairs(ss)
+    if not pairs:
+        return True
+    working = working_containers(pod)
+    images = {c.name: c.image for c in pod.spec.containers}
+    for base, (n1, n2, empty) in pairs.items():
+        other = n2 if working.get(base, n1) == n1 else n1
+        if images.get(other) != empty:
+            return False
+    return True
+
+
+def _entry(pod: Pod, key: str, name: str) -> UpgradeSpec | None:
+    try:
+        return read_hashes(pod.metadata.name, pod.metadata.namespace, pod.metadata.annotations, key).get(name)
+    except ValueError:
+        return None
+
+
+def is_updated(ss: SidecarSet, pod: Pod) -> bool:
+    entry = _entry(pod, ANNOTATION_SIDECARSET_HASH, ss.metadata.name)
+    return entry is not None and entry.hash == ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, "")
+
+
+def is_upgradable(ss: SidecarSet, pod: Pod) -> bool:
+    entry = _entry(pod, ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, ss.metadata.name)
+    return entry is not None and \
+        entry.hash == ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, "")
+
+
+def inplace_state(pod: Pod) -> dict[str, Any] | None:
+    raw = pod.metadata.annotations.get(ANNOTATION_SIDECARSET_INPLACE_STATE)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"\x00": None}  # unparsable: never consistent
+    return value if isinstance(value, dict) else {"\x00": None}
+
+
+def _container_inconsistent(pod: Pod, name: str, state: Mapping[str, Any]) -> bool:
+    spec = {c.name: c for c in pod.spec.containers}.get(name)
+    status = {c.name: c for c in pod.status.container_statuses}.get(name)
+    if spec is None or status is None:
+        return False
+    for entry in state.values():
+        last = ((entry or {}).get("lastContainerStatuses") or {}).get(name) if isinstance(entry, dict) else None
+        if isinstance(last, dict) and last.get("imageID") == status.image_id and \
+                normalise_image(spec.image) != normalise_image(status.image):
+            return True
+    return False
+
+
+def is_consistent(pod: Pod, names: Sequence[str]) -> bool:
+    """`IsPodSidecarConsistent`: the sidecars run the images their spec names (as far as the state
+    annotation tells)."""
+    if len(pod.spec.containers) != len(pod.status.container_statuses):
+        return False
+    spec = {c.name: c for c in pod.spec.containers}
+    statuses = {c.name: c for c in pod.status.container_statuses}
+    if names and all("@" in spec[n].image for n in names if n in spec):
+        for n in names:
+            if n in spec and n in statuses:
+                digest = spec[n].image
+                if digest.split("@", 1)[1] not in statuses[n].image_id:
+                    return False
+        return True
+    state = inplace_state(pod)
+    if state is None:
+        return True
+    if "\x00" in state:
+        return False
+    return not any(_container_inconsistent(pod, n, state) for n in names)
+
+
+def is_matched(ss: SidecarSet, pod: Pod, namespaces: Mapping[str, Mapping[str, str]] | None = None, *,
+               names: Sequence[str] | None = None, pairs: Mapping[str, tuple[str, str, str]] | None = None) -> bool:
+    """Step 1 of the pass: the pods this SidecarSet counts. `namespaces`: labels by Namespace name (None: every namespace exists
+    with only its name label, as when no Namespace was read)."""
+    meta = pod.metadata
+    listed = meta.annotations.get(ANNOTATION_SIDECARSET_INJECTED_LIST)
+    if listed is None or ss.metadata.name not in listed.split(","):
+        return False
+    if not is_active(pod) or pod.status.phase in ("Succeeded", "Failed"):
+        return False
+    ns_labels: Mapping[str, str] | None = {LABEL_NAMESPACE_NAME: meta.namespace} if namespaces is None else \
+        _ns_labels(namespaces, meta.namespace)
+    if not pod_matches(ss, meta.labels, ns_labels):
+        return False
+    have = {c.name for c in pod.spec.containers}
+    pairs = hot_pairs(ss) if pairs is None else pairs
+    if pairs and not set(pairs) <= set(working_containers(pod)):
+        return False
+    return all(n in have for n in (sidecar_names(ss) if names is None else names))
+
+
+@dataclass(frozen=True, slots=True)
+class PodFacts:
+    """What one pass asks about one matched pod, decided once (the pass is over every matched pod)."""
+
+    updated: bool
+    upgradable: bool
+    consistent: bool
+    ready: bool
+    revision: str  # the `controllerRevision` of its hash entry
+
+
+_FACTS: dict[tuple[str, str, str], PodFacts] = {}
+"""Facts of a pod at a resourceVersion for one SidecarSet content (uid, rv, SidecarSet name, its
+hashes): a memo, so a pass re-decides only the pods that changed since the last (a pod's facts are a
+function of the pod at that resourceVersion and of the SidecarSet's containers, which its hashes name)."""
+_FACTS_MAX = 200_000
+
+
+def facts_of(ss: SidecarSet, pods: Sequence[Pod]) -> dict[str, PodFacts]:
+    """Facts by pod uid."""
+    names = sidecar_names(ss)
+    name = ss.metadata.name
+    want = ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, "")
+    want_without = ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, "")
+    content = f"{name}/{want}/{want_without}"
+    out: dict[str, PodFacts] = {}
+    if len(_FACTS) > _FACTS_MAX:
+        _FACTS.clear()
+    for pod in pods:
+        rv = pod.metadata.resource_version
+        key = (pod.metadata.uid, rv, content)
+        if rv and (known := _FACTS.get(key)) is not None:
+            out[pod.metadata.uid] = known
+            continue
+        entry = _entry(pod, ANNOTATION_SIDECARSET_HASH, name)
+        without = _entry(pod, ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, name)
+        facts = PodFacts(
+            updated=entry is not None and entry.hash == want,
+            upgradable=without is not None and without.hash == want_without,
+            consistent=is_consistent(pod, names), ready=is_ready(pod) and _hot_ready(ss, pod),
+            revision=entry.controllerRevision if entry is not None else "")
+        if rv:
+            _FACTS[key] = facts
+        out[pod.metadata.uid] = facts
+    return out
+
+
+def _ns_labels(namespaces: Mapping[str, Mapping[str, str]], name: str) -> Mapping[str, str] | None:
+    labels = namespaces.get(name)
+    return None if labels is None else {LABEL_NAMESPACE_NAME: name, **labels}
+
+
+def compute_status(ss: SidecarSet, matched: Sequence[Pod], latest_revision: str, collisions: int,
+                   facts: Mapping[str, PodFacts] | None = None) -> SidecarSetStatus:
+    facts = facts if facts is not None else facts_of(ss, matched)
+    updated = ready = updated_ready = 0
+    for pod in matched:
+        f = facts[pod.metadata.uid]
+        u = f.updated
+        r = f.consistent and f.ready
+        updated += u
+        ready += r
+        updated_ready += u and r
+    return SidecarSetStatus(observed_generation=ss.metadata.generation, matched_pods=len(matched),
+                            updated_pods=updated, ready_pods=ready, updated_ready_pods=updated_ready,
+                            latest_revision=latest_revision, collision_count=collisions)
+
+
+
+def is_consistent_container(pod: Pod, name: str) -> bool:
+    state = inplace_state(pod)
+    if state is None:
+        return True
+    return "\x00" not in state and not _container_inconsistent(pod, name, state)
+
+
+__all__ = ["PodFacts", "compute_status", "facts_of", "hot_pairs", "inplace_state", "is_consistent",
+           "is_consistent_container", "is_matched", "is_updated", "is_upgradable", "sidecar_names",
+           "working_containers"]

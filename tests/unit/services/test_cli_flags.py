@@ -1,0 +1,24 @@
+"""Every long-running service takes the same service flags (metrics/health listener, NATS), so the
+chart and the compose stack can start any of them the same way."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli import build_parser
+
+SERVICES = {
+    "watcher": [],
+    "planner": [],
+    "executor": [],
+    "webhook": [],
+    "prober": ["--node", "n1"],
+    "node agent": ["--node", "n1"],
+}
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_every_service_takes_the_metrics_listener_flags(service: str) -> None:
+    command = "executor" if service == "node agent" else service
+    args = build_parser().parse_args([command, *SERVICES[service], "--metrics-port", "9102"])
+    assert args.metrics_port == 9102
