@@ -86,8 +86,15 @@ async def test_server_enforces_the_rendered_permissions(server: ChartNats) -> No
         await executor.subscribe("kb.state.>")  # nor may it read the state
         await executor.flush()
         await wait_for(errors, "permissions violation for subscription")
-        await admin.flush()
-        assert got == ["kb.state.default._.pod.p1"]
+        # A callback runs after its message is read: the admin's own sentinel, sent after the server refused
+        # the executor, marks the end of everything that could have reached the subscription.
+        await admin.publish("kb.sentinel", b"")
+        async def received() -> list[str]:
+            return list(got)
+
+        await poll(received, lambda subjects: "kb.sentinel" in subjects, timeout=5, interval=0.01,
+                   what="the admin's sentinel")
+        assert got == ["kb.state.default._.pod.p1", "kb.sentinel"]
         await admin.close()
     finally:
         await watcher.close()

@@ -193,6 +193,11 @@ async def passes_at_least(n: float) -> None:
     await eventually(lambda: asyncio.sleep(0, node_image_passes()), lambda v: v >= n, what=f"{n} NodeImage passes")
 
 
+# Long enough that three passes on a loaded CI machine end before it (the deadline counts from the
+# NodeImage's createdAt, which has whole seconds), short enough to wait out.
+PULL_DEADLINE = 8
+
+
 def pulls_published() -> float:
     """Pull commands the planner published (in this process), duplicates the stream dropped included."""
     return REGISTRY.get_sample_value("kruisebus_planner_commands_total", {"verb": "pull"}) or 0.0
@@ -205,7 +210,7 @@ async def test_a_pull_in_flight_is_not_reissued_and_an_expired_one_is(nats_serve
     bus = await Bus.connect(nats_server.url, name="test-prepull", prefix=f"r{uid}")
     await bus.ensure_streams()
     stop = asyncio.Event()
-    registry = {**registry_for(GATES), NODE_IMAGE.token: NodeImagePlanner(pull_start_deadline=4)}
+    registry = {**registry_for(GATES), NODE_IMAGE.token: NodeImagePlanner(pull_start_deadline=PULL_DEADLINE)}
     planner = Planner(bus, gates=GATES, registry=registry, report_grace=0.5)
     task = asyncio.create_task(run_planner(bus, stop=stop, planner=planner))
     try:
@@ -220,7 +225,7 @@ async def test_a_pull_in_flight_is_not_reissued_and_an_expired_one_is(nats_serve
         await passes_at_least(passes + 3)
         assert pulls_published() - before == 1, "a pull in flight was sent again"
         # nobody takes it up: after its not_after (+ grace) it is re-issued, as a new message
-        work = await eventually(lambda: sent(bus, "NODE"), lambda cmds: len(cmds) == 2, timeout=15,
+        work = await eventually(lambda: sent(bus, "NODE"), lambda cmds: len(cmds) == 2, timeout=PULL_DEADLINE + 15,
                                 what="the expired pull re-issued")
         assert [c.id for c in work] == [pull.id, pull.id] and work[1].not_after > pull.not_after
         # the agent answers it: nothing more is sent although the pull never finishes
