@@ -111,6 +111,12 @@ EVENTS_DROPPED = Counter(
     "Rollout events not published because their workload was over the per-workload event rate, by type.",
     ["type"],
 )
+STREAM_LOSSES = Counter(
+    "kruisebus_stream_losses_total",
+    "JetStream streams found deleted or replaced under a running service (each one it then recreated, "
+    "re-watched or re-bound its consumer to), by stream.",
+    ["stream"],
+)
 STATE_EVENTS = Counter(
     "kruisebus_state_events_total",
     "Object changes the watcher published to the state stream, by kind token and change "
@@ -134,7 +140,8 @@ PROBES = Counter(
 ALL: tuple[MetricWrapperBase, ...] = (
     ROLLOUT_DURATION, ROLLOUTS_IN_PROGRESS, PLANNER_PASSES, PLANNER_PASS_DURATION, PLANNER_COMMANDS,
     WORKLOAD_PODS, EXECUTOR_COMMANDS, EXECUTOR_COMMAND_DURATION, KUBE_REQUESTS, KUBE_REQUEST_DURATION,
-    KUBE_THROTTLED, CONSUMER_PENDING, CONSUMER_IN_FLIGHT, CONSUMER_MESSAGES, REJECTIONS, EVENTS_DROPPED, STATE_EVENTS,
+    KUBE_THROTTLED, CONSUMER_PENDING, CONSUMER_IN_FLIGHT, CONSUMER_MESSAGES, REJECTIONS, EVENTS_DROPPED, STREAM_LOSSES,
+    STATE_EVENTS,
     IMAGE_PULLS, PROBES,
 )
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
+from nats.js.api import DeliverPolicy, StreamInfo
 from opentelemetry import trace
 
 from schemas.constants import LABEL_REVISION_HASH
@@ -45,7 +45,15 @@ from schemas.messages import (
     RolloutEvent,
     StateEvent,
 )
-from schemas.subjects import EVENT_REJECTED, STREAM_CMD, STREAM_NODE
+from schemas.subjects import (
+    EVENT_REJECTED,
+    EVENT_STREAM_LOST,
+    STREAM_CMD,
+    STREAM_EVENTS,
+    STREAM_NODE,
+    STREAM_PROBE,
+    STREAM_STATE,
+)
 from schemas.timefmt import format_micro, parse_time
 from schemas.traceids import rollout_trace_hex
 from services import metrics
@@ -688,6 +696,30 @@ class Planner:
         finally:
             self.rejections_replayed.set()
 
+    async def stream_lost(self, base: str, info: StreamInfo) -> None:
+        """Tell the log of every workload this replica plans that a stream was lost under it (once per
+        new stream: the msg id carries its creation time), and what that means for the rollout."""
+        stream = self.bus.subjects.stream(base)
+        what = {
+            STREAM_EVENTS: f"the rollout log ({stream}) was lost and recreated: the events before this one are gone",
+            STREAM_STATE: f"the state stream ({stream}) was lost: the watcher relists the cluster and planning "
+                          "goes on from the API server's objects",
+            STREAM_CMD: f"the command queue ({stream}) was lost with the commands in it: they are decided again "
+                        f"once their expectations time out (at most {self.expectation_timeout:g}s)",
+            STREAM_NODE: f"the node work queue ({stream}) was lost: node work is decided again once its "
+                         f"expectations time out (at most {self.expectation_timeout:g}s)",
+        }.get(base, f"stream {stream} was lost")
+        created = info.created.isoformat() if info.created is not None else ""
+        now = format_micro(datetime.now(UTC))
+        for wl in list(self.workloads.values()):
+            if wl.obj is None or not self.owns(wl.uid):
+                continue
+            meta = wl.obj.metadata
+            event = RolloutEvent(type=EVENT_STREAM_LOST, namespace=meta.namespace, workload=meta.name,
+                                 message=what, time=now, reason=base, data={"stream": stream, "created": created})
+            with contextlib.suppress(Exception):  # best effort, as every report
+                await self.bus.publish_event(event, msg_id=f"{EVENT_STREAM_LOST}@{stream}@{created}@{wl.uid}")
+
     async def run_loop(self) -> None:
         await self.replayed.wait()
         await self.rejections_replayed.wait()
@@ -790,6 +822,11 @@ async def run_planner(bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, stop: as
             tg.create_task(bus.watch(spec.subject(bus.subjects), decoder=spec.decoder,
                                      handler=planner.input_handler(token, spec),
                                      replayed=planner.inputs_replayed[(token, spec.token)], stop=stop))
+        # The planner owns the streams it writes (commands, node work, the rollout log): lost, it
+        # recreates them with their old config; every loss it sees is reported on the workloads' logs.
+        for base in (STREAM_CMD, STREAM_NODE, STREAM_EVENTS, STREAM_STATE, STREAM_PROBE):
+            tg.create_task(bus.guard_stream(base, stop=stop, recreate=base in (STREAM_CMD, STREAM_NODE, STREAM_EVENTS),
+                                            on_lost=planner.stream_lost))
         loop_task = tg.create_task(planner.run_loop())
         resync_task = tg.create_task(planner.resync())
         timers_task = tg.create_task(planner.run_timers())
