@@ -47,6 +47,12 @@ PLANNER_COMMANDS = Counter(
     "Commands the planner published, by verb.",
     ["verb"],
 )
+PLANNER_RETRIES = Counter(
+    "kruisebus_planner_retries_total",
+    "Decisions the planner made again after their command was rejected, by verb: re-sent, or held back "
+    "by the retry backoff (a command that always fails shows `held` growing while `sent` slows down).",
+    ["verb", "outcome"],
+)
 WORKLOAD_PODS = Gauge(
     "kruisebus_workload_pods",
     "Pods of a workload at its last planner pass: on the update revision or not, ready or not.",
@@ -138,7 +144,7 @@ PROBES = Counter(
 )
 
 ALL: tuple[MetricWrapperBase, ...] = (
-    ROLLOUT_DURATION, ROLLOUTS_IN_PROGRESS, PLANNER_PASSES, PLANNER_PASS_DURATION, PLANNER_COMMANDS,
+    ROLLOUT_DURATION, ROLLOUTS_IN_PROGRESS, PLANNER_PASSES, PLANNER_PASS_DURATION, PLANNER_COMMANDS, PLANNER_RETRIES,
     WORKLOAD_PODS, EXECUTOR_COMMANDS, EXECUTOR_COMMAND_DURATION, KUBE_REQUESTS, KUBE_REQUEST_DURATION,
     KUBE_THROTTLED, CONSUMER_PENDING, CONSUMER_IN_FLIGHT, CONSUMER_MESSAGES, REJECTIONS, EVENTS_DROPPED, STREAM_LOSSES,
     STATE_EVENTS,

@@ -579,7 +579,8 @@ class Planner:
         stale, so it is held back (with its pod's expectations) until fresher state marks the workload
         dirty again, or until its backoff (1 s, doubling per rejection, at most 60 s) has passed: a
         create refused by a quota or an admission webhook has no newer view to wait for, and Kruise
-        retries a failed reconcile with the same kind of backoff.
+        retries a failed reconcile with the same kind of backoff. From its second rejection on, a
+        decision waits out the backoff even on a newer view.
         """
         now = time.monotonic()
         out: list[tuple[Command, str | None]] = []
@@ -597,11 +598,17 @@ class Planner:
                 count, when = rejected
                 sent = self.sent.get(cmd.id)
                 wait = when + min(RETRY_BACKOFF * 2 ** (count - 1), RETRY_BACKOFF_MAX) - now
-                if sent is not None and sent[0] == version and wait > 0:
+                # a newer view lets a first rejection be re-sent at once (it was likely stale); after
+                # that the backoff holds whatever the view: a command that always fails is not re-sent
+                # on every change of its pod (a flood of status updates made a retry storm)
+                same_view = sent is not None and sent[0] == version
+                if wait > 0 and (same_view or count >= 2):
                     if cmd.pod:
                         held.add(cmd.pod)
                     retry_in = wait if retry_in is None else min(retry_in, wait)
+                    metrics.PLANNER_RETRIES.labels(cmd.verb, "held").inc()
                     continue
+                metrics.PLANNER_RETRIES.labels(cmd.verb, "sent").inc()
                 msg_id = f"{cmd.id}{RETRY_SEP}{count}"
             self.sent[cmd.id] = (version, now, cmd.pod, wl.uid)
             out.append((cmd, msg_id))
