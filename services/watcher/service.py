@@ -114,6 +114,7 @@ class Informer:
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
     _failure: BaseException | None = None
+    _failures: int = 0  # failed watches or publishes in a row (their retry backoff)
     rollouts: Rollouts | None = None
     # set when KB_STATE was lost: the informer relists, so the new stream holds every object again
     relist_requested: asyncio.Event = field(default_factory=asyncio.Event)
@@ -285,7 +286,7 @@ class Informer:
 
     async def _run(self) -> None:
         rv: str | None = None
-        failures = 0
+        self._failures = 0
         while True:
             try:
                 if rv is None:
@@ -313,14 +314,14 @@ class Informer:
             except (TransientError, nats.errors.Error) as e:
                 # a state that could not be published (KB_STATE gone, NATS away for long): the stream may
                 # lack it, so relist once NATS takes publishes again
-                failures += 1
-                delay = min(0.2 * 2**failures, 10.0) * (0.5 + random.random())
+                self._failures += 1
+                delay = min(0.2 * 2**self._failures, 10.0) * (0.5 + random.random())
                 log.warning("%s: publishing failed (%s); relisting in %.1fs", self.kind.token, e, delay)
                 rv = None
                 await asyncio.sleep(delay)
             except (KubeError, msgspec.DecodeError, OSError) as e:
-                failures += 1
-                delay = min(0.2 * 2**failures, 10.0) * (0.5 + random.random())
+                self._failures += 1
+                delay = min(0.2 * 2**self._failures, 10.0) * (0.5 + random.random())
                 log.warning("%s watch failed (%s); retrying in %.1fs", self.kind.token, e, delay)
                 await asyncio.sleep(delay)
 
@@ -334,6 +335,7 @@ class Informer:
         async def follow() -> None:
             nonlocal last
             async for ev in self.kube.watch(self.resource, last, timeout_seconds=self.watch_timeout):
+                self._failures = 0  # the watch works again: the next failure starts the backoff over
                 if ev.type == "BOOKMARK":
                     last = _META.decode(ev.object).metadata.resource_version or last
                     continue
