@@ -770,9 +770,12 @@ class Bus:
                 subject_filter, stream=stream, cb=on_msg, ordered_consumer=True, config=config, idle_heartbeat=5
             )
             try:
-                info = await sub.consumer_info()
-                if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
-                    done.set()  # nothing to replay
+                try:
+                    info = await sub.consumer_info()
+                    if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
+                        done.set()  # nothing to replay
+                except Exception as err:  # the stream went again meanwhile, NATS away: the check below tells
+                    log.info("consumer info of the watch of %s: %r", subject_filter, err)
                 lost = await self.wait_stream_lost(stream, stream_info.created, stop, check_interval)
             finally:
                 with contextlib.suppress(Exception):

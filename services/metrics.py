@@ -119,8 +119,8 @@ EVENTS_DROPPED = Counter(
 )
 STREAM_LOSSES = Counter(
     "kruisebus_stream_losses_total",
-    "JetStream streams found deleted or replaced under a running service (each one it then recreated, "
-    "re-watched or re-bound its consumer to), by stream.",
+    "Recoveries from a JetStream stream lost (deleted, or replaced) under a running process, by stream: "
+    "the stream recreated by its owner, a watch started over on the new stream, a durable consumer recreated.",
     ["stream"],
 )
 STATE_EVENTS = Counter(

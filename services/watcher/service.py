@@ -290,6 +290,7 @@ class Informer:
         while True:
             try:
                 if rv is None:
+                    self.relist_requested.clear()  # one asked for while this relist runs is kept
                     rv = await self.relist()
                     self.synced.set()
                     log.info("listed %s at resourceVersion %s (%d objects)", self.kind.token, rv,
@@ -325,11 +326,9 @@ class Informer:
                 log.warning("%s watch failed (%s); retrying in %.1fs", self.kind.token, e, delay)
                 await asyncio.sleep(delay)
 
-
     async def _watch_until_relist(self, rv: str) -> str | None:
         """Follow the watch from `rv` until it ends (the resourceVersion reached) or a relist is requested
         (None)."""
-        self.relist_requested.clear()
         last = rv
 
         async def follow() -> None:
