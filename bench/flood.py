@@ -5,7 +5,8 @@ Run: .venv/bin/python -m bench.flood [--rate 10000] [--seconds 60] [--pods 200]
 NATS, the sim and the webhook, watcher, planner and executor run as processes (`services.stack.Stack`, as
 `kruisebus up`). A settled CloneSet of ``--pods`` pods; then the benchmark publishes the state of those
 pods into KB_STATE, each message a new resourceVersion (as a kubelet reporting status would cause), at
-``--rate`` messages/s for ``--seconds`` (paced every 100 ms, acked publishes, at most 2,000 in flight),
+``--rate`` messages/s for ``--seconds`` (paced every 100 ms, acked publishes, at most 2,000 in flight;
+``--core``: without waiting for acks, so the consumers rather than the publisher set the pace),
 straight onto the bus: the sim's HTTP watch could not produce that many events, and the consumers of
 the state stream (the planner, the webhook) are what a flood tests. Every 0.5 s it samples each process's
 RSS from /proc; at the end it reads the kernel's peak (VmHWM). Then it scales the CloneSet up by one
@@ -115,6 +116,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             delay = tick - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if args.core:  # no task per message: the publisher's own cost was the limit
+                for _ in range(min(per_tick, total - i)):
+                    pod = pods[i % len(pods)]
+                    ev = PodState(object=msgspec.structs.replace(
+                        pod, metadata=msgspec.structs.replace(pod.metadata, resource_version=str(10_000_000 + i))))
+                    await bus.nc.publish(bus.state_subject(ev), ENCODER.encode(ev),
+                                         headers={"Nats-Msg-Id": state_msg_id(ev)})
+                    sent += 1
+                    i += 1
+                continue
             for _ in range(min(per_tick, total - i)):
                 await sem.acquire()
                 t = asyncio.create_task(one(i))
@@ -122,6 +133,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 t.add_done_callback(tasks.discard)
                 i += 1
         await asyncio.gather(*tasks)
+        await bus.nc.flush()
         flood_s = time.monotonic() - t0
         # the planner's backlog: how long until a change made now is acted on
         t1 = time.monotonic()
@@ -162,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=10_000, help="pod state messages per second")
     p.add_argument("--seconds", type=float, default=60.0, help="how long the flood lasts")
     p.add_argument("--pods", type=int, default=200, help="pods of the flooded CloneSet")
+    p.add_argument("--core", action="store_true",
+                   help="publish without waiting for JetStream's acks (a faster flood; the consumers may fall behind)")
     p.add_argument("--json", default=None, help="write the figures to this file")
     args = p.parse_args(argv)
     result = asyncio.run(run(args))
