@@ -26,6 +26,8 @@ STREAM_EVENTS: Final = "EVENTS"
 EVENT_REJECTED: Final = "rejected"
 EVENT_PULL: Final = "pull"  # a node agent's pull progress (kruisebus events --type pull)
 EVENT_DROPPED: Final = "events-dropped"  # events of a workload dropped over the per-workload rate limit
+# a stream was lost (deleted or replaced) under the running services; for KB_EVENTS: the log before is gone
+EVENT_STREAM_LOST: Final = "stream-lost"
 
 # Characters kept as they are in a token. Everything else (including '.', '%', '*', '>', '_' and
 # whitespace) is written as '%XX', so decoding is unambiguous.

@@ -86,6 +86,9 @@ DEFAULT_DUPLICATE_WINDOW = 120.0
 DEFAULT_EVENTS_MAX_AGE = 7 * 24 * 3600.0
 DEFAULT_EVENTS_MAX_BYTES = 1 << 30
 DEFAULT_TOMBSTONE_TTL = 3600.0
+# How often a service looks whether a stream it uses was lost (deleted, or deleted and created again:
+# a new `created` time). One STREAM.INFO request per stream and service every interval.
+STREAM_CHECK_INTERVAL = 2.0
 
 REASON_MALFORMED = "malformed"
 # What decoding a hostile payload raises: msgspec raises UnicodeDecodeError, not a DecodeError, for bytes
@@ -323,6 +326,77 @@ class Bus:
                 info = await self.js.update_stream(cfg)
             out[cfg.name] = info
         return out
+
+    # --- stream loss ---------------------------------------------------------------------------
+    async def wait_for_stream(self, stream: str, stop: asyncio.Event,
+                              interval: float = STREAM_CHECK_INTERVAL) -> api.StreamInfo | None:
+        """The stream's info once it exists (None if `stop` is set first). NATS being away is waited out."""
+        while not stop.is_set():
+            try:
+                return await self.js.stream_info(stream)
+            except NotFoundError:
+                pass
+            except Exception as err:  # reconnecting, timeouts: ask again
+                log.debug("stream info of %s: %r", stream, err)
+            await _wait(stop, interval)
+        return None
+
+    async def wait_stream_lost(self, stream: str, created: datetime | None, stop: asyncio.Event,
+                               interval: float = STREAM_CHECK_INTERVAL) -> bool:
+        """Until the stream is gone or is another one (a new `created`): True; False once `stop` is set.
+
+        A NATS restart on the same store is not a loss: the stream comes back with its creation time."""
+        while not await _wait(stop, interval):
+            try:
+                info = await self.js.stream_info(stream)
+            except NotFoundError:
+                return True
+            except Exception as err:  # NATS away or slow: not a loss
+                log.debug("stream info of %s: %r", stream, err)
+                continue
+            if info.created != created:
+                return True
+        return False
+
+    async def guard_stream(self, base: str, *, stop: asyncio.Event, recreate: bool = False,
+                           on_lost: Callable[[str, api.StreamInfo], Awaitable[None]] | None = None,
+                           interval: float = STREAM_CHECK_INTERVAL) -> None:
+        """Watch one stream until `stop`: when it is lost, recreate it (`recreate`: the service that owns it,
+        with the config it had) and, once a stream of that name exists again, call `on_lost(base, info)`."""
+        stream = self.subjects.stream(base)
+        info = await self.wait_for_stream(stream, stop, interval)
+        while info is not None:
+            config = info.config
+            if not await self.wait_stream_lost(stream, info.created, stop, interval):
+                return
+            metrics.STREAM_LOSSES.labels(stream).inc()
+            log.warning("stream %s was lost (deleted or replaced)%s", stream, "; recreating it" if recreate else "")
+            if recreate:
+                await self._recreate_stream(config, stop, interval)
+            info = await self.wait_for_stream(stream, stop, interval)
+            if info is None:
+                return
+            if on_lost is not None:
+                try:
+                    await on_lost(base, info)
+                except Exception:
+                    log.exception("handling the loss of stream %s failed", stream)
+
+    async def _recreate_stream(self, config: api.StreamConfig, stop: asyncio.Event, interval: float) -> None:
+        """Create the stream again with its old config, until it exists (whoever made it)."""
+        assert config.name is not None
+        while not stop.is_set():
+            try:
+                await self.js.add_stream(config)
+                log.info("recreated stream %s", config.name)
+                return
+            except BadRequestError as err:
+                if err.err_code == 10058:  # exists with another config: someone else recreated it
+                    return
+                log.warning("could not recreate stream %s: %s", config.name, err)
+            except Exception as err:
+                log.warning("could not recreate stream %s: %r", config.name, err)
+            await _wait(stop, interval)
 
     # --- publish -------------------------------------------------------------------------------
     async def publish(
@@ -566,6 +640,33 @@ class Bus:
         stop_wait = asyncio.ensure_future(stop.wait())
         fetch: asyncio.Future[list[Msg]] | None = None
         cancelled = False
+        checked = time.monotonic()
+
+        async def rebind_if_lost() -> None:
+            """Recreate the durable consumer when it is gone (its stream was deleted, and maybe
+            recreated): otherwise every later fetch asks a consumer that no longer exists, for good."""
+            nonlocal sub, checked
+            if time.monotonic() - checked < STREAM_CHECK_INTERVAL:
+                return
+            checked = time.monotonic()
+            try:
+                await self.js.consumer_info(stream, durable)
+                return
+            except NotFoundError:
+                pass
+            except Exception:  # NATS away: nothing to tell yet
+                return
+            try:
+                await self.js.add_consumer(stream, config)
+            except Exception as err:  # the stream is not back yet
+                log.info("consumer %s on %s is gone and cannot be recreated yet: %r", durable, stream, err)
+                return
+            old, sub = sub, await self.js.pull_subscribe_bind(durable, stream=stream)
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+            metrics.STREAM_LOSSES.labels(stream).inc()
+            log.warning("consumer %s on %s was lost with its stream; recreated it", durable, stream)
+
         try:
             while not stop.is_set():
                 free = concurrency - len(tasks)
@@ -580,6 +681,7 @@ class Bus:
                     msgs = fetch.result()
                 except nats.errors.TimeoutError:
                     metrics.CONSUMER_PENDING.labels(durable).set(0)  # nothing was waiting for us
+                    await rebind_if_lost()
                     continue
                 except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError) as err:
                     log.info("consumer %s: %s; waiting", durable, type(err).__name__)
@@ -590,6 +692,7 @@ class Bus:
                 except Exception as err:  # never let one failed fetch end the service
                     log.warning("consumer %s: fetch failed: %r", durable, err)
                     await asyncio.wait([stop_wait], timeout=0.5)
+                    await rebind_if_lost()
                     continue
                 if msgs:
                     metrics.CONSUMER_PENDING.labels(durable).set(_num_pending(msgs[-1]))
@@ -628,6 +731,8 @@ class Bus:
         start_seq: int | None = None,
         start_time: datetime | None = None,
         traced: bool = False,
+        on_reset: Callable[[], Awaitable[None]] | None = None,
+        check_interval: float = STREAM_CHECK_INTERVAL,
     ) -> None:
         """Replay `subject_filter` from its stream, then follow it live, until `stop` is set.
 
@@ -635,6 +740,10 @@ class Bus:
         reconnect). Handlers run one at a time in order. `replayed` is set once every message that
         existed when the watch started has been handled (at once for an empty stream). A malformed
         message is skipped with a `rejected` event; a handler exception is logged and skipped.
+
+        A stream that does not exist yet is waited for. When the stream is lost (deleted, or replaced by
+        a new one of that name) the watch starts over on the new stream from its first message, after
+        `on_reset`, so a new stream's messages are not missed.
         """
         stream = self.stream_for(subject_filter)
         done = replayed if replayed is not None else asyncio.Event()
@@ -647,23 +756,41 @@ class Bus:
                     if not done.is_set() and msg.metadata.num_pending == 0:
                         done.set()
 
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start_seq else
-            api.DeliverPolicy.BY_START_TIME if start_time else deliver_policy,
-            opt_start_seq=start_seq,
-            opt_start_time=start_time,
-        )
-        sub = await self.js.subscribe(
-            subject_filter, stream=stream, cb=on_msg, ordered_consumer=True, config=config, idle_heartbeat=5
-        )
-        try:
-            info = await sub.consumer_info()
-            if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
-                done.set()  # nothing to replay
-            await stop.wait()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        while True:
+            stream_info = await self.wait_for_stream(stream, stop, check_interval)
+            if stream_info is None:
+                return
+            config = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start_seq else
+                api.DeliverPolicy.BY_START_TIME if start_time else deliver_policy,
+                opt_start_seq=start_seq,
+                opt_start_time=start_time,
+            )
+            sub = await self.js.subscribe(
+                subject_filter, stream=stream, cb=on_msg, ordered_consumer=True, config=config, idle_heartbeat=5
+            )
+            try:
+                try:
+                    info = await sub.consumer_info()
+                    if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
+                        done.set()  # nothing to replay
+                except Exception as err:  # the stream went again meanwhile, NATS away: the check below tells
+                    log.info("consumer info of the watch of %s: %r", subject_filter, err)
+                lost = await self.wait_stream_lost(stream, stream_info.created, stop, check_interval)
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            if not lost:
+                return
+            # The ordered consumer would resume at the old stream's next sequence, which the new stream
+            # reaches only much later: everything published to it until then was never seen. Watch the
+            # new stream from its first message instead (all of it was published after the loss).
+            metrics.STREAM_LOSSES.labels(stream).inc()
+            log.warning("stream %s was lost under the watch of %s; watching the new one from its start",
+                        stream, subject_filter)
+            deliver_policy, start_seq, start_time = api.DeliverPolicy.ALL, None, None
+            if on_reset is not None:
+                await on_reset()
 
     async def stream_messages(self, base: str, subject_filter: str | None = None) -> list[api.RawStreamMsg]:
         """Every message a stream holds right now (optionally only those matching `subject_filter`),
@@ -910,6 +1037,13 @@ async def _settle(aw: Awaitable[Any]) -> None:
         pass  # the handler settled it itself
     except Exception as err:  # lost connection: the server redelivers after ack_wait
         log.warning("could not settle message: %r", err)
+
+
+async def _wait(stop: asyncio.Event, timeout: float) -> bool:
+    """Wait `timeout` seconds or until `stop` is set; whether it is."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout)
+    return stop.is_set()
 
 
 def _reraise_swallowed_cancel() -> None:

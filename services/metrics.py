@@ -47,6 +47,12 @@ PLANNER_COMMANDS = Counter(
     "Commands the planner published, by verb.",
     ["verb"],
 )
+PLANNER_RETRIES = Counter(
+    "kruisebus_planner_retries_total",
+    "Decisions the planner made again after their command was rejected, by verb: re-sent, or held back "
+    "by the retry backoff (a command that always fails shows `held` growing while `sent` slows down).",
+    ["verb", "outcome"],
+)
 WORKLOAD_PODS = Gauge(
     "kruisebus_workload_pods",
     "Pods of a workload at its last planner pass: on the update revision or not, ready or not.",
@@ -111,6 +117,12 @@ EVENTS_DROPPED = Counter(
     "Rollout events not published because their workload was over the per-workload event rate, by type.",
     ["type"],
 )
+STREAM_LOSSES = Counter(
+    "kruisebus_stream_losses_total",
+    "Recoveries from a JetStream stream lost (deleted, or replaced) under a running process, by stream: "
+    "the stream recreated by its owner, a watch started over on the new stream, a durable consumer recreated.",
+    ["stream"],
+)
 STATE_EVENTS = Counter(
     "kruisebus_state_events_total",
     "Object changes the watcher published to the state stream, by kind token and change "
@@ -132,9 +144,10 @@ PROBES = Counter(
 )
 
 ALL: tuple[MetricWrapperBase, ...] = (
-    ROLLOUT_DURATION, ROLLOUTS_IN_PROGRESS, PLANNER_PASSES, PLANNER_PASS_DURATION, PLANNER_COMMANDS,
+    ROLLOUT_DURATION, ROLLOUTS_IN_PROGRESS, PLANNER_PASSES, PLANNER_PASS_DURATION, PLANNER_COMMANDS, PLANNER_RETRIES,
     WORKLOAD_PODS, EXECUTOR_COMMANDS, EXECUTOR_COMMAND_DURATION, KUBE_REQUESTS, KUBE_REQUEST_DURATION,
-    KUBE_THROTTLED, CONSUMER_PENDING, CONSUMER_IN_FLIGHT, CONSUMER_MESSAGES, REJECTIONS, EVENTS_DROPPED, STATE_EVENTS,
+    KUBE_THROTTLED, CONSUMER_PENDING, CONSUMER_IN_FLIGHT, CONSUMER_MESSAGES, REJECTIONS, EVENTS_DROPPED, STREAM_LOSSES,
+    STATE_EVENTS,
     IMAGE_PULLS, PROBES,
 )
 

@@ -17,8 +17,10 @@ What each service needs, beside its own subjects:
   `CONSUMER.MSG.NEXT` and acknowledged on `$JS.ACK.<stream>.<durable>.>`;
 - a lease is a compare-and-set publish to `$KV.<bucket>.<key>` and a direct get of that key.
 
-Creating and updating streams and the lease bucket is the `admin` user's alone (`kruisebus nats-init`,
-the chart's init job, the local stack before it starts the services).
+Creating and updating streams and the lease bucket is the `admin` user's (`kruisebus nats-init`, the
+chart's init job, the local stack before it starts the services). The one exception is a stream lost
+under the running services: the service that writes it may create it again (the watcher KB_STATE, the
+planner KB_CMD, KB_NODE and KB_EVENTS; never update or delete), with the config it last saw.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
         pub = [
             s.state_all(),
             f"{JS_API}.STREAM.INFO.{state}",
+            f"{JS_API}.STREAM.CREATE.{state}",  # recreates KB_STATE when it is lost (services.bus.guard_stream)
             *_ordered_consumer(state),
             *_lease(bucket, LEASE_WATCHER),
         ]
@@ -140,6 +143,10 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             f"{JS_API}.STREAM.MSG.GET.{cmd}",
             f"{JS_API}.STREAM.INFO.{node}",
             f"{JS_API}.STREAM.MSG.GET.{node}",
+            # recreates the streams it writes when they are lost (services.bus.guard_stream)
+            f"{JS_API}.STREAM.CREATE.{cmd}",
+            f"{JS_API}.STREAM.CREATE.{node}",
+            f"{JS_API}.STREAM.CREATE.{events}",
             *_lease(bucket, f"{LEASE_PARTITION}.*"),
             *_lease(bucket, f"{LEASE_MEMBER}.*"),
             f"{JS_API}.DIRECT.GET.KV_{bucket}",

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
+from nats.js.api import DeliverPolicy, StreamInfo
 from opentelemetry import trace
 
 from schemas.constants import LABEL_REVISION_HASH
@@ -45,7 +45,15 @@ from schemas.messages import (
     RolloutEvent,
     StateEvent,
 )
-from schemas.subjects import EVENT_REJECTED, STREAM_CMD, STREAM_NODE
+from schemas.subjects import (
+    EVENT_REJECTED,
+    EVENT_STREAM_LOST,
+    STREAM_CMD,
+    STREAM_EVENTS,
+    STREAM_NODE,
+    STREAM_PROBE,
+    STREAM_STATE,
+)
 from schemas.timefmt import format_micro, parse_time
 from schemas.traceids import rollout_trace_hex
 from services import metrics
@@ -571,7 +579,8 @@ class Planner:
         stale, so it is held back (with its pod's expectations) until fresher state marks the workload
         dirty again, or until its backoff (1 s, doubling per rejection, at most 60 s) has passed: a
         create refused by a quota or an admission webhook has no newer view to wait for, and Kruise
-        retries a failed reconcile with the same kind of backoff.
+        retries a failed reconcile with the same kind of backoff. From its second rejection on, a
+        decision waits out the backoff even on a newer view.
         """
         now = time.monotonic()
         out: list[tuple[Command, str | None]] = []
@@ -589,11 +598,17 @@ class Planner:
                 count, when = rejected
                 sent = self.sent.get(cmd.id)
                 wait = when + min(RETRY_BACKOFF * 2 ** (count - 1), RETRY_BACKOFF_MAX) - now
-                if sent is not None and sent[0] == version and wait > 0:
+                # a newer view lets a first rejection be re-sent at once (it was likely stale); after
+                # that the backoff holds whatever the view: a command that always fails is not re-sent
+                # on every change of its pod (a flood of status updates made a retry storm)
+                same_view = sent is not None and sent[0] == version
+                if wait > 0 and (same_view or count >= 2):
                     if cmd.pod:
                         held.add(cmd.pod)
                     retry_in = wait if retry_in is None else min(retry_in, wait)
+                    metrics.PLANNER_RETRIES.labels(cmd.verb, "held").inc()
                     continue
+                metrics.PLANNER_RETRIES.labels(cmd.verb, "sent").inc()
                 msg_id = f"{cmd.id}{RETRY_SEP}{count}"
             self.sent[cmd.id] = (version, now, cmd.pod, wl.uid)
             out.append((cmd, msg_id))
@@ -687,6 +702,30 @@ class Planner:
                 await self.on_event(event)
         finally:
             self.rejections_replayed.set()
+
+    async def stream_lost(self, base: str, info: StreamInfo) -> None:
+        """Tell the log of every workload this replica plans that a stream was lost under it (once per
+        new stream: the msg id carries its creation time), and what that means for the rollout."""
+        stream = self.bus.subjects.stream(base)
+        what = {
+            STREAM_EVENTS: f"the rollout log ({stream}) was lost and recreated: the events before this one are gone",
+            STREAM_STATE: f"the state stream ({stream}) was lost: the watcher relists the cluster and planning "
+                          "goes on from the API server's objects",
+            STREAM_CMD: f"the command queue ({stream}) was lost with the commands in it: they are decided again "
+                        f"once their expectations time out (at most {self.expectation_timeout:g}s)",
+            STREAM_NODE: f"the node work queue ({stream}) was lost: node work is decided again once its "
+                         f"expectations time out (at most {self.expectation_timeout:g}s)",
+        }.get(base, f"stream {stream} was lost")
+        created = info.created.isoformat() if info.created is not None else ""
+        now = format_micro(datetime.now(UTC))
+        for wl in list(self.workloads.values()):
+            if wl.obj is None or not self.owns(wl.uid):
+                continue
+            meta = wl.obj.metadata
+            event = RolloutEvent(type=EVENT_STREAM_LOST, namespace=meta.namespace, workload=meta.name,
+                                 message=what, time=now, reason=base, data={"stream": stream, "created": created})
+            with contextlib.suppress(Exception):  # best effort, as every report
+                await self.bus.publish_event(event, msg_id=f"{EVENT_STREAM_LOST}@{stream}@{created}@{wl.uid}")
 
     async def run_loop(self) -> None:
         await self.replayed.wait()
@@ -790,6 +829,11 @@ async def run_planner(bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, stop: as
             tg.create_task(bus.watch(spec.subject(bus.subjects), decoder=spec.decoder,
                                      handler=planner.input_handler(token, spec),
                                      replayed=planner.inputs_replayed[(token, spec.token)], stop=stop))
+        # The planner owns the streams it writes (commands, node work, the rollout log): lost, it
+        # recreates them with their old config; every loss it sees is reported on the workloads' logs.
+        for base in (STREAM_CMD, STREAM_NODE, STREAM_EVENTS, STREAM_STATE, STREAM_PROBE):
+            tg.create_task(bus.guard_stream(base, stop=stop, recreate=base in (STREAM_CMD, STREAM_NODE, STREAM_EVENTS),
+                                            on_lost=planner.stream_lost))
         loop_task = tg.create_task(planner.run_loop())
         resync_task = tg.create_task(planner.resync())
         timers_task = tg.create_task(planner.run_timers())

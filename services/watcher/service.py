@@ -29,10 +29,11 @@ from schemas.constants import BUS_MAX_PAYLOAD_BYTES, LABEL_REVISION_HASH, MAX_OB
 from schemas.kinds import LISTED, Kind
 from schemas.kube import ObjectMeta, Pod
 from schemas.messages import STATE_DECODER, Resource, RolloutEvent, StateEvent
-from schemas.subjects import EVENT_REJECTED, Subjects
+from schemas.subjects import EVENT_REJECTED, STREAM_STATE, Subjects
 from schemas.timefmt import format_micro
 from services import metrics
 from services.bus import REASON_MALFORMED, UNDECODABLE, Bus
+from services.errors import TransientError
 from services.kube import Kube, KubeError, KubeGone, KubeNotFound
 from services.observe import pod_ready, restart_count
 from services.planner.kit.fielderrors import decode_error
@@ -113,7 +114,10 @@ class Informer:
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
     _failure: BaseException | None = None
+    _failures: int = 0  # failed watches or publishes in a row (their retry backoff)
     rollouts: Rollouts | None = None
+    # set when KB_STATE was lost: the informer relists, so the new stream holds every object again
+    relist_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def resource(self) -> Resource:
@@ -282,25 +286,19 @@ class Informer:
 
     async def _run(self) -> None:
         rv: str | None = None
-        failures = 0
+        self._failures = 0
         while True:
             try:
                 if rv is None:
+                    self.relist_requested.clear()  # one asked for while this relist runs is kept
                     rv = await self.relist()
                     self.synced.set()
                     log.info("listed %s at resourceVersion %s (%d objects)", self.kind.token, rv,
                              len(self.known))
-                async for ev in self.kube.watch(self.resource, rv, timeout_seconds=self.watch_timeout):
-                    failures = 0
-                    if ev.type == "BOOKMARK":
-                        rv = _META.decode(ev.object).metadata.resource_version or rv
-                        continue
-                    obj = await self.decode(ev.object)
-                    if obj is None or isinstance(obj, str):
-                        continue  # reported; the stream keeps the object's last state that decoded
-                    metrics.STATE_EVENTS.labels(self.kind.token, ev.type).inc()
-                    rv = obj.metadata.resource_version or rv
-                    await self.publish(obj, deleted=ev.type == "DELETED")
+                rv = await self._watch_until_relist(rv)
+                if rv is None:
+                    log.info("%s: the state stream was lost; relisting", self.kind.token)
+                    await self.flush()
             except KubeGone:
                 log.info("%s watch expired at %s; relisting", self.kind.token, rv)
                 rv = None
@@ -314,11 +312,53 @@ class Informer:
                     self.synced.set()
                 rv = None
                 await asyncio.sleep(UNSERVED_RETRY * (0.5 + random.random()))
+            except (TransientError, nats.errors.Error) as e:
+                # a state that could not be published (KB_STATE gone, NATS away for long): the stream may
+                # lack it, so relist once NATS takes publishes again
+                self._failures += 1
+                delay = min(0.2 * 2**self._failures, 10.0) * (0.5 + random.random())
+                log.warning("%s: publishing failed (%s); relisting in %.1fs", self.kind.token, e, delay)
+                rv = None
+                await asyncio.sleep(delay)
             except (KubeError, msgspec.DecodeError, OSError) as e:
-                failures += 1
-                delay = min(0.2 * 2**failures, 10.0) * (0.5 + random.random())
+                self._failures += 1
+                delay = min(0.2 * 2**self._failures, 10.0) * (0.5 + random.random())
                 log.warning("%s watch failed (%s); retrying in %.1fs", self.kind.token, e, delay)
                 await asyncio.sleep(delay)
+
+    async def _watch_until_relist(self, rv: str) -> str | None:
+        """Follow the watch from `rv` until it ends (the resourceVersion reached) or a relist is requested
+        (None)."""
+        last = rv
+
+        async def follow() -> None:
+            nonlocal last
+            async for ev in self.kube.watch(self.resource, last, timeout_seconds=self.watch_timeout):
+                self._failures = 0  # the watch works again: the next failure starts the backoff over
+                if ev.type == "BOOKMARK":
+                    last = _META.decode(ev.object).metadata.resource_version or last
+                    continue
+                obj = await self.decode(ev.object)
+                if obj is None or isinstance(obj, str):
+                    continue  # reported; the stream keeps the object's last state that decoded
+                metrics.STATE_EVENTS.labels(self.kind.token, ev.type).inc()
+                last = obj.metadata.resource_version or last
+                await self.publish(obj, deleted=ev.type == "DELETED")
+
+        watching = asyncio.ensure_future(follow())
+        relist = asyncio.ensure_future(self.relist_requested.wait())
+        try:
+            await asyncio.wait([watching, relist], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (watching, relist):
+                if not t.done():
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
+        if watching.done() and not watching.cancelled():
+            watching.result()  # a failed watch raises here, as it did inline
+            return last
+        return None
 
 
 def undecodable_report(kind: Kind, raw: bytes, err: Exception, subjects: Subjects) -> tuple[str | None, RolloutEvent]:
@@ -370,8 +410,16 @@ async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = Non
         for t in tasks:
             t.cancel()
 
+    async def state_lost(base: str, info: object) -> None:
+        for inf in informers:
+            inf.relist_requested.set()
+
+    guard_stop = stop if stop is not None else asyncio.Event()
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(inf.run(draining), name=f"informer-{inf.kind.token}") for inf in informers]
+        # the watcher owns KB_STATE: lost, it is recreated (with its old config) and refilled by a relist
+        tasks.append(tg.create_task(bus.guard_stream(STREAM_STATE, stop=guard_stop, recreate=True,
+                                                     on_lost=state_lost)))
         ready_task = tg.create_task(signal_ready())
         if stop is not None:
             tasks.append(ready_task)

@@ -601,3 +601,67 @@ async def test_cancelled_consumer_naks_in_flight_messages(bus: Bus) -> None:
         await asyncio.wait_for(got.wait(), 5)  # well before ack_wait
     finally:
         await second.close()
+
+
+# --- stream loss -----------------------------------------------------------------------------------
+
+
+async def test_a_watch_follows_a_stream_deleted_and_recreated_under_it(bus: Bus, runner: Runner) -> None:
+    """The ordered consumer alone resumes at the old stream's next sequence, which a new stream reaches
+    only after as many messages: everything published to the new stream until then was never seen."""
+    for i in range(20):
+        await bus.publish_state(pod_state(uid=f"old-{i}", rv="1"))
+    seen: list[str] = []
+    resets = 0
+
+    async def handler(ev: Any, msg: Msg) -> None:
+        seen.append(ev.object.metadata.uid)
+
+    async def on_reset() -> None:
+        nonlocal resets
+        resets += 1
+
+    replayed = asyncio.Event()
+    runner.start(bus.watch(bus.subjects.state_all(), decoder=STATE_DECODER, handler=handler, stop=runner.stop,
+                           replayed=replayed, on_reset=on_reset, check_interval=0.1))
+    await asyncio.wait_for(replayed.wait(), DEADLINE)
+    assert len(seen) == 20
+    await bus.js.delete_stream(bus.subjects.stream(STREAM_STATE))
+    await bus.ensure_streams()
+    await bus.publish_state(pod_state(uid="new-1", rv="1"))  # sequence 1 of the new stream
+    await eventually(lambda: _true_if("new-1" in seen))
+    assert resets == 1
+
+
+async def test_a_stream_lost_is_recreated_by_its_owner_with_its_config(bus: Bus, runner: Runner) -> None:
+    await bus.ensure_streams(events_max_age=3600.0)  # a deploy-time setting the owner must keep
+    name = bus.subjects.stream(STREAM_EVENTS)
+    lost: list[tuple[str, Any]] = []
+
+    async def on_lost(base: str, info: Any) -> None:
+        lost.append((base, info.created))
+
+    runner.start(bus.guard_stream(STREAM_EVENTS, stop=runner.stop, recreate=True, on_lost=on_lost, interval=0.1))
+    first = await bus.js.stream_info(name)
+    await asyncio.sleep(0.3)  # the guard has looked at least once (not waiting for a condition)
+    assert lost == []
+    await bus.js.delete_stream(name)
+    await eventually(lambda: _true_if(bool(lost)))
+    info = await bus.js.stream_info(name)
+    assert lost == [(STREAM_EVENTS, info.created)] and info.created != first.created
+    assert info.config.max_age == 3600.0 and info.config.subjects == [bus.subjects.events_all()]
+
+
+async def test_a_consumer_whose_stream_was_recreated_gets_the_new_commands(bus: Bus, runner: Runner) -> None:
+    got: list[str] = []
+
+    async def handler(cmd: Command, msg: Msg) -> None:
+        got.append(cmd.id)
+
+    await start_consumer(bus, runner, handler, fetch_timeout=0.2)
+    await bus.publish_command(command(1))
+    await eventually(lambda: _true_if(got == ["cmd-1"]))
+    await bus.js.delete_stream(bus.subjects.stream(STREAM_CMD))  # the durable consumer goes with it
+    await bus.ensure_streams()
+    await bus.publish_command(command(2))
+    await eventually(lambda: _true_if(got == ["cmd-1", "cmd-2"]), timeout=30)

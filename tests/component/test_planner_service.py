@@ -34,6 +34,7 @@ from schemas.messages import (
     RevisionState,
     RolloutEvent,
 )
+from schemas.subjects import EVENT_STREAM_LOST, STREAM_EVENTS
 from services.bus import Bus
 from services.demo import load_sample
 from services.lease import LeaseStore
@@ -575,4 +576,27 @@ async def test_a_planner_gets_the_items_of_the_inputs_it_declares(nats_server: N
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+        await bus.close()
+
+
+async def test_a_lost_stream_is_reported_once_on_every_workloads_log(nats_server: NatsServer, uid: str) -> None:
+    """The loss of the rollout log cannot be undone; the user is told on each workload's own log, once
+    per new stream however many times it is reported (replicas, retries: the msg id carries the new
+    stream's creation time)."""
+    bus = await Bus.connect(nats_server.url, name="test-lost", prefix=f"p{uid}")
+    try:
+        await bus.ensure_streams()
+        planner = Planner(bus)
+        for name in ("one", "two"):
+            await planner.on_state(CloneSetState(object=sample_cloneset(name)))
+        await bus.js.delete_stream(bus.subjects.stream(STREAM_EVENTS))
+        info = (await bus.ensure_streams())[bus.subjects.stream(STREAM_EVENTS)]
+        await planner.stream_lost(STREAM_EVENTS, info)
+        await planner.stream_lost(STREAM_EVENTS, info)
+        events = await all_events(bus)
+        assert sorted(e.workload for e in events) == ["one", "two"]
+        assert {(e.type, e.reason) for e in events} == {(EVENT_STREAM_LOST, STREAM_EVENTS)}
+        assert all("events before this one are gone" in e.message for e in events)
+        assert events[0].data["stream"] == bus.subjects.stream(STREAM_EVENTS)
+    finally:
         await bus.close()
