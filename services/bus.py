@@ -240,9 +240,13 @@ class Bus:
         replicas: int = 1,
         user: str | None = None,
         password: str | None = None,
+        max_reconnect_attempts: int = -1,
         **kwargs: Any,
     ) -> Bus:
         """Connect (reconnecting forever) and return a Bus; extra kwargs go to `Bus(...)`.
+
+        `max_reconnect_attempts`: a service retries forever (-1); a one-shot command passes a few, so
+        that an unreachable server is an error in about a second instead of a hang until its timeout.
 
         `user`/`password`: the service's NATS user (services.natsauth); its replies then come to its
         own inbox prefix, the only one its permissions let it read.
@@ -258,7 +262,7 @@ class Bus:
             error_cb=_log_error,
             disconnected_cb=_log_disconnected,
             reconnected_cb=_log_reconnected,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=max_reconnect_attempts,
             reconnect_time_wait=0.5,
             drain_timeout=5,
         )

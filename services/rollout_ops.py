@@ -113,7 +113,8 @@ async def rollout_events(url: str, *, prefix: str, user: str | None, password: s
     from services.bus import Bus
     from services.events_cli import event_filter
 
-    bus = await Bus.connect(url, name="kubectl-kruisebus", prefix=prefix, user=user, password=password)
+    bus = await Bus.connect(url, name="kubectl-kruisebus", prefix=prefix, user=user, password=password,
+                            max_reconnect_attempts=2)
     try:
         since = parse_time(cs.metadata.creation_timestamp) or datetime.fromtimestamp(0, UTC)
         subject = event_filter(prefix, cs.metadata.namespace, cs.metadata.name, None)
