@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prober", help="run the PodProbeMarker probes of one node's pods (one per node), "
                        "or of several nodes' pods in one process")
     _common(p, kube=False, service=True)
-    p.add_argument("--node", action="append", default=[n for n in env("NODE_NAME", "").split(",") if n],
+    p.add_argument("--node", action="append", default=None,
                    help="a node whose pods this prober probes; repeat to serve several (simulated) nodes "
-                   "from one process (env KRUISEBUS_NODE_NAME, comma-separated)")
+                   "from one process (else env KRUISEBUS_NODE_NAME, comma-separated)")
     RuntimeSettings.add_arguments(p)  # exec probes run through the node's container runtime
     sub.add_parser("sim", help="run the embedded cluster (see `kruisebus sim --help`)", add_help=False)
     p = sub.add_parser("demo", help="run the seed rollout end to end on the embedded cluster")
@@ -205,11 +205,18 @@ async def _until_stopped(stop: asyncio.Event, coro: Awaitable[None]) -> None:
         task.result()
 
 
+def prober_nodes(args: argparse.Namespace) -> list[str]:
+    """The nodes a prober serves: its `--node` flags in order (repeats dropped), else KRUISEBUS_NODE_NAME.
+
+    The flags replace the environment's list (argparse's append would add to a non-empty default)."""
+    return list(dict.fromkeys(args.node or [n for n in env("NODE_NAME", "").split(",") if n]))
+
+
 async def cmd_prober(args: argparse.Namespace) -> int:
     from services.prober.service import run_prober
     from services.runtime import open_runtime_with
 
-    nodes: list[str] = list(dict.fromkeys(args.node))
+    nodes = prober_nodes(args)
     if not nodes:
         print("kruisebus prober: --node: at least one node is required (or KRUISEBUS_NODE_NAME)", file=sys.stderr)
         return 2
@@ -271,7 +278,7 @@ async def _node_agent(args: argparse.Namespace, kube: Any, settings: ExecutorSet
     from services.nodeagent.service import run_node_agent
     from services.runtime import open_runtime_with
 
-    nodes: list[str] = list(dict.fromkeys(args.node))
+    nodes = prober_nodes(args)
     runtime_settings = RuntimeSettings.from_args(args)
     runtimes = [await open_runtime_with(runtime_settings, node=n, kube=kube) for n in nodes]
 
