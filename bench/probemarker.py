@@ -4,8 +4,8 @@ Why: a marker's cost is per probe and per node, and its promise is "no API write
 changes". The whole stack runs as processes (NATS, the sim with its pod network, webhook, watcher,
 planner, executor, and the probers: one `kruisebus prober` per node, or with `--probers N` the nodes
 split over N multi-node probers, `--node A --node B ...`, so 100 sim nodes fit one machine); one
-CloneSet of `--pods` pods carries a marker
-with two probes (exec `Idle` with label/annotation markers, tcpSocket `Port` with a condition), both
+CloneSet of `--pods` pods (or `--groups K` CloneSets sharing them, each with its own marker, so the
+planner's pass per marker covers a K-th of the pods) carries a marker with two probes (exec `Idle` with label/annotation markers, tcpSocket `Port` with a condition), both
 every `--period` seconds with thresholds 1. Measured:
 
 * API writes while every result is unchanged: the marker writes (`probe` rollout events: each one pod
@@ -47,19 +47,22 @@ IDLE = "gameserver-idle"
 POD_DECODER = msgspec.json.Decoder(Pod)
 
 
-def cloneset(replicas: int) -> dict[str, Any]:
-    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "metadata": {"name": "game", "namespace": NS},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "game"}},
+def cloneset(replicas: int, group: int = 0) -> dict[str, Any]:
+    labels = {"app": "game", "group": f"g{group}"}
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+            "metadata": {"name": f"game-{group}", "namespace": NS},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "updateStrategy": {"type": "InPlaceIfPossible"},
-                     "template": {"metadata": {"labels": {"app": "game"}}, "spec": {"containers": [
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                          {"name": "main", "image": "nginx:1.20", "ports": [{"name": "game", "containerPort": 8080}]}]}}}}
 
 
-def marker(period: int) -> dict[str, Any]:
+def marker(period: int, group: int = 0) -> dict[str, Any]:
     timing = {"initialDelaySeconds": 1, "periodSeconds": period, "timeoutSeconds": 1, "successThreshold": 1,
               "failureThreshold": 1}
-    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "PodProbeMarker", "metadata": {"name": "game", "namespace": NS},
-            "spec": {"selector": {"matchLabels": {"app": "game"}}, "probes": [
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "PodProbeMarker",
+            "metadata": {"name": f"game-{group}", "namespace": NS},
+            "spec": {"selector": {"matchLabels": {"app": "game", "group": f"g{group}"}}, "probes": [
                 {"name": "Idle", "containerName": "main", "probe": {"exec": {"command": ["/idle.sh"]}, **timing},
                  "markerPolicy": [
                      {"state": "Succeeded", "labels": {IDLE: "true"},
@@ -95,12 +98,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     bus = await stack.connect(name="bench-probemarker")
     try:
         t0 = time.monotonic()
-        await kube.create(CLONESETS, NS, cloneset(args.pods))
+        sizes = [args.pods // args.groups + (1 if g < args.pods % args.groups else 0) for g in range(args.groups)]
+        for g, size in enumerate(sizes):
+            await kube.create(CLONESETS, NS, cloneset(size, g))
         await poll(lambda: pods(kube), lambda ps: len(ps) == args.pods and all(
             p.status.container_statuses and p.status.container_statuses[0].started for p in ps),
             timeout=1800, interval=2.0, what="every pod running")
         created = time.monotonic() - t0
-        await kube.create(PODPROBEMARKERS, NS, marker(args.period))
+        for g in range(args.groups):
+            await kube.create(PODPROBEMARKERS, NS, marker(args.period, g))
         t1 = time.monotonic()
         await poll(lambda: pods(kube), lambda ps: all(p.metadata.labels.get(IDLE) == "true"
                                                       and p.status.condition("game.kruise.io/port") for p in ps),
@@ -144,10 +150,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # the pipeline alone: from the prober's published result (its `time`) to the label seen
         results = await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)
         published = {r.pod: parse_time(r.time) for r in results.values()
-                     if r.pod in seen_at and r.probe == "game#Idle" and r.state == "Failed"}
+                     if r.pod in seen_at and r.probe.endswith("#Idle") and r.state == "Failed"}
         pipe = sorted((seen_at[n] - t).total_seconds() for n, t in published.items() if t is not None)
         return {
-            "pods": args.pods, "nodes": args.nodes, "prober_processes": len(probers), "probes": 2 * args.pods,
+            "pods": args.pods, "groups": args.groups, "nodes": args.nodes, "prober_processes": len(probers), "probes": 2 * args.pods,
             "period_s": args.period,
             "create_s": round(created, 1), "all_marked_s": round(marked, 1),
             "window_s": round(window, 1), "marker_writes_while_unchanged": len(writes),
@@ -177,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--period", type=int, default=2)
     p.add_argument("--window", type=float, default=20.0, help="seconds of unchanged results measured")
     p.add_argument("--flips", type=int, default=20, help="pods whose exec result is flipped for the latency")
+    p.add_argument("--groups", type=int, default=1,
+                   help="split the pods over this many CloneSets, each with its own marker (default one)")
     p.add_argument("--probers", type=int, default=0,
                    help="prober processes serving the nodes between them (0: one per node)")
     args = p.parse_args(argv)
