@@ -2,18 +2,23 @@
 
 Why: a marker's cost is per probe and per node, and its promise is "no API write while nothing
 changes". The whole stack runs as processes (NATS, the sim with its pod network, webhook, watcher,
-planner, executor, one `kruisebus prober` per node); one CloneSet of `--pods` pods carries a marker
-with two probes (exec `Idle` with label/annotation markers, tcpSocket `Port` with a condition), both
+planner, executor, and the probers: one `kruisebus prober` per node, or with `--probers N` the nodes
+split over N multi-node probers, `--node A --node B ...`, so 100 sim nodes fit one machine); one
+CloneSet of `--pods` pods (or `--groups K` CloneSets sharing them, each with its own marker, so the
+planner's pass per marker covers a K-th of the pods) carries a marker with two probes (exec `Idle` with label/annotation markers, tcpSocket `Port` with a condition), both
 every `--period` seconds with thresholds 1. Measured:
 
 * API writes while every result is unchanged: the marker writes (`probe` rollout events: each one pod
-  status patch plus its Event) during `--window` seconds once every pod is marked (target 0);
-* prober CPU: user+system seconds of all prober processes over that window, per 1,000 probes/s;
+  status patch plus its Event) during `--window` seconds once every pod is marked, and the pods whose
+  resourceVersion moved over the window (any write to them, by anyone) (target 0);
+* prober CPU: user+system seconds of all prober processes over that window, per 1,000 probes/s (and
+  every other process's, and the probers' resident memory);
 * from a probe's state change to the pod's label being visible through the API: `--flips` pods get a
   failing exec outcome at once, and each pod's label change is timed by polling the API every 50 ms,
   from the flip (includes waiting for the next probe, up to one period) and from the prober's
   published result (`ProbeResult.time`: the pipeline alone, prober -> KB_PROBE -> planner -> KB_CMD ->
-  executor -> API server; target <= 1 s).
+  executor -> API server; target <= 1 s). The API is polled every 100 ms with the label selector
+  `gameserver-idle=false` (only the flipped pods match), so the figures include up to 0.1 s of polling.
 """
 
 from __future__ import annotations
@@ -42,19 +47,22 @@ IDLE = "gameserver-idle"
 POD_DECODER = msgspec.json.Decoder(Pod)
 
 
-def cloneset(replicas: int) -> dict[str, Any]:
-    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "metadata": {"name": "game", "namespace": NS},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "game"}},
+def cloneset(replicas: int, group: int = 0) -> dict[str, Any]:
+    labels = {"app": "game", "group": f"g{group}"}
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+            "metadata": {"name": f"game-{group}", "namespace": NS},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "updateStrategy": {"type": "InPlaceIfPossible"},
-                     "template": {"metadata": {"labels": {"app": "game"}}, "spec": {"containers": [
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                          {"name": "main", "image": "nginx:1.20", "ports": [{"name": "game", "containerPort": 8080}]}]}}}}
 
 
-def marker(period: int) -> dict[str, Any]:
+def marker(period: int, group: int = 0) -> dict[str, Any]:
     timing = {"initialDelaySeconds": 1, "periodSeconds": period, "timeoutSeconds": 1, "successThreshold": 1,
               "failureThreshold": 1}
-    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "PodProbeMarker", "metadata": {"name": "game", "namespace": NS},
-            "spec": {"selector": {"matchLabels": {"app": "game"}}, "probes": [
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "PodProbeMarker",
+            "metadata": {"name": f"game-{group}", "namespace": NS},
+            "spec": {"selector": {"matchLabels": {"app": "game", "group": f"g{group}"}}, "probes": [
                 {"name": "Idle", "containerName": "main", "probe": {"exec": {"command": ["/idle.sh"]}, **timing},
                  "markerPolicy": [
                      {"state": "Succeeded", "labels": {IDLE: "true"},
@@ -70,38 +78,57 @@ async def pods(kube: Kube) -> list[Pod]:
     return [p for p in (POD_DECODER.decode(i) for i in items) if not p.metadata.deletion_timestamp]
 
 
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack(nodes=args.nodes, probers=True, sim_args=("--no-events", "--start-delay", "0.05"))
+    stack = Stack(nodes=args.nodes, probers=True, prober_processes=args.probers,
+                  sim_args=("--no-events", "--start-delay", "0.05"))
     await stack.start()
     kube = await Kube.connect(stack.kubeconfig)
     bus = await stack.connect(name="bench-probemarker")
     try:
         t0 = time.monotonic()
-        await kube.create(CLONESETS, NS, cloneset(args.pods))
+        sizes = [args.pods // args.groups + (1 if g < args.pods % args.groups else 0) for g in range(args.groups)]
+        for g, size in enumerate(sizes):
+            await kube.create(CLONESETS, NS, cloneset(size, g))
         await poll(lambda: pods(kube), lambda ps: len(ps) == args.pods and all(
             p.status.container_statuses and p.status.container_statuses[0].started for p in ps),
-            timeout=600, interval=1.0, what="every pod running")
+            timeout=1800, interval=2.0, what="every pod running")
         created = time.monotonic() - t0
-        await kube.create(PODPROBEMARKERS, NS, marker(args.period))
+        for g in range(args.groups):
+            await kube.create(PODPROBEMARKERS, NS, marker(args.period, g))
         t1 = time.monotonic()
         await poll(lambda: pods(kube), lambda ps: all(p.metadata.labels.get(IDLE) == "true"
                                                       and p.status.condition("game.kruise.io/port") for p in ps),
-                   timeout=600, interval=1.0, what="every pod marked")
+                   timeout=1800, interval=2.0, what="every pod marked")
         marked = time.monotonic() - t1
         await asyncio.sleep(args.period * 2)  # let the last writes settle
-        probers = [p for n, p in stack.procs.items() if n.startswith("prober-")]
+        procs = {n: p.pid for n, p in stack.procs.items()}
+        if stack.sim is not None:
+            procs["sim"] = stack.sim.pid
+        probers = [n for n in procs if n.startswith("prober-")]
+        versions0 = {p.metadata.uid: p.metadata.resource_version for p in await pods(kube)}
         since = datetime.now(UTC)
-        cpu0 = sum(cpu_seconds(p.pid) for p in probers)
+        cpus0 = {n: cpu_seconds(pid) for n, pid in procs.items()}
         w0 = time.monotonic()
         await asyncio.sleep(args.window)
         window = time.monotonic() - w0
-        cpu = sum(cpu_seconds(p.pid) for p in probers) - cpu0
+        cpus = {n: cpu_seconds(pid) - cpus0[n] for n, pid in procs.items()}
+        cpu = sum(cpus[n] for n in probers)
+        rss = [rss_mb(procs[n]) for n in probers]
         writes = [e for e in await bus.read_since(bus.subjects.events_of_type("probe"), EVENT_DECODER, since)]
+        versions1 = {p.metadata.uid: p.metadata.resource_version for p in await pods(kube)}
+        touched = sum(1 for uid, v in versions1.items() if versions0.get(uid) != v)
         probes_per_s = 2 * args.pods / args.period
         # state change -> label visible
         victims = sorted(await pods(kube), key=lambda p: p.metadata.name)[: args.flips]
@@ -113,30 +140,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         seen: dict[str, float] = {}
         seen_at: dict[str, datetime] = {}
         while len(seen) < len(names) and time.monotonic() - flipped < 120:
-            for p in await pods(kube):
-                if p.metadata.name in names and p.metadata.name not in seen and p.metadata.labels.get(IDLE) == "false":
+            items, _ = await kube.list(PODS, NS, label_selector=f"app=game,{IDLE}=false")
+            for p in (POD_DECODER.decode(i) for i in items):
+                if p.metadata.name in names and p.metadata.name not in seen:
                     seen[p.metadata.name] = time.monotonic() - flipped
                     seen_at[p.metadata.name] = datetime.now(UTC)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         lat = sorted(seen.values())
         # the pipeline alone: from the prober's published result (its `time`) to the label seen
         results = await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)
         published = {r.pod: parse_time(r.time) for r in results.values()
-                     if r.pod in seen_at and r.probe == "game#Idle" and r.state == "Failed"}
+                     if r.pod in seen_at and r.probe.endswith("#Idle") and r.state == "Failed"}
         pipe = sorted((seen_at[n] - t).total_seconds() for n, t in published.items() if t is not None)
         return {
-            "pods": args.pods, "nodes": args.nodes, "probes": 2 * args.pods, "period_s": args.period,
+            "pods": args.pods, "groups": args.groups, "nodes": args.nodes, "prober_processes": len(probers), "probes": 2 * args.pods,
+            "period_s": args.period,
             "create_s": round(created, 1), "all_marked_s": round(marked, 1),
             "window_s": round(window, 1), "marker_writes_while_unchanged": len(writes),
+            "pods_written_while_unchanged": touched,
             "probes_per_s": probes_per_s, "prober_cpu_s_per_s": round(cpu / window, 3),
             "prober_cpu_s_per_1000_probes_per_s": round(cpu / window / (probes_per_s / 1000), 3),
+            "prober_rss_mb_max": round(max(rss), 1) if rss else None,
+            "cpu_s_per_s": {n: round(c / window, 3) for n, c in sorted(cpus.items()) if not n.startswith("prober-")},
             "flips": len(names), "flips_seen": len(lat),
             "change_to_label_p50_s": round(statistics.median(lat), 2) if lat else None,
             "change_to_label_p99_s": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2) if lat else None,
             "change_to_label_max_s": round(lat[-1], 2) if lat else None,
             "result_to_label_p50_s": round(statistics.median(pipe), 3) if pipe else None,
             "result_to_label_p99_s": round(pipe[min(len(pipe) - 1, int(0.99 * len(pipe)))], 3) if pipe else None,
-            "cpus": os.cpu_count(),
+            "cpus": os.cpu_count(), "loadavg": open("/proc/loadavg").read().split()[:3],
         }
     finally:
         await bus.close()
@@ -151,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--period", type=int, default=2)
     p.add_argument("--window", type=float, default=20.0, help="seconds of unchanged results measured")
     p.add_argument("--flips", type=int, default=20, help="pods whose exec result is flipped for the latency")
+    p.add_argument("--groups", type=int, default=1,
+                   help="split the pods over this many CloneSets, each with its own marker (default one)")
+    p.add_argument("--probers", type=int, default=0,
+                   help="prober processes serving the nodes between them (0: one per node)")
     args = p.parse_args(argv)
     print(json.dumps(asyncio.run(run(args)), indent=2))
     return 0

@@ -91,9 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     from services.webhook import settings as webhook_settings
 
     webhook_settings.add_arguments(p)
-    p = sub.add_parser("prober", help="run the PodProbeMarker probes of one node's pods (one per node)")
+    p = sub.add_parser("prober", help="run the PodProbeMarker probes of one node's pods (one per node), "
+                       "or of several nodes' pods in one process")
     _common(p, kube=False, service=True)
-    p.add_argument("--node", required=True, help="the node whose pods this prober probes")
+    p.add_argument("--node", action="append", default=None,
+                   help="a node whose pods this prober probes; repeat to serve several (simulated) nodes "
+                   "from one process (else env KRUISEBUS_NODE_NAME, comma-separated)")
     RuntimeSettings.add_arguments(p)  # exec probes run through the node's container runtime
     sub.add_parser("sim", help="run the embedded cluster (see `kruisebus sim --help`)", add_help=False)
     p = sub.add_parser("demo", help="run the seed rollout end to end on the embedded cluster")
@@ -202,16 +205,28 @@ async def _until_stopped(stop: asyncio.Event, coro: Awaitable[None]) -> None:
         task.result()
 
 
+def prober_nodes(args: argparse.Namespace) -> list[str]:
+    """The nodes a prober serves: its `--node` flags in order (repeats dropped), else KRUISEBUS_NODE_NAME.
+
+    The flags replace the environment's list (argparse's append would add to a non-empty default)."""
+    return list(dict.fromkeys(args.node or [n for n in env("NODE_NAME", "").split(",") if n]))
+
+
 async def cmd_prober(args: argparse.Namespace) -> int:
     from services.prober.service import run_prober
     from services.runtime import open_runtime_with
 
-    runtime = await open_runtime_with(RuntimeSettings.from_args(args), node=args.node)
+    nodes = prober_nodes(args)
+    if not nodes:
+        print("kruisebus prober: --node: at least one node is required (or KRUISEBUS_NODE_NAME)", file=sys.stderr)
+        return 2
+    settings = RuntimeSettings.from_args(args)
+    runtimes = {n: await open_runtime_with(settings, node=n) for n in nodes}
 
     async def body(bus: Bus, stop: asyncio.Event) -> None:
-        await run_prober(bus, args.node, runtime, stop=stop)
+        await run_prober(bus, runtimes, stop=stop)
 
-    return await _serve(f"prober-{args.node}", args, body)
+    return await _serve(f"prober-{nodes[0]}" if len(nodes) == 1 else "prober", args, body)
 
 
 async def cmd_watcher(args: argparse.Namespace) -> int:
@@ -263,7 +278,7 @@ async def _node_agent(args: argparse.Namespace, kube: Any, settings: ExecutorSet
     from services.nodeagent.service import run_node_agent
     from services.runtime import open_runtime_with
 
-    nodes: list[str] = list(dict.fromkeys(args.node))
+    nodes = prober_nodes(args)
     runtime_settings = RuntimeSettings.from_args(args)
     runtimes = [await open_runtime_with(runtime_settings, node=n, kube=kube) for n in nodes]
 

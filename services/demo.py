@@ -295,7 +295,7 @@ async def demo(console: Console | None = None, *, nodes: int = 3) -> int:
             progress.advance(t)
             await stack.start_sim()
             progress.advance(t)
-            for name in (WEBHOOK, *SERVICES, AGENT, *(f"prober-{n}" for n in stack.node_names)):
+            for name in (WEBHOOK, *SERVICES, AGENT, *stack.prober_groups):
                 await stack.start_service(name)
             progress.advance(t)
             kube = await Kube.connect(stack.kubeconfig)

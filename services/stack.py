@@ -59,7 +59,8 @@ class Stack:
                  sim_args: tuple[str, ...] = (), service_args: dict[str, tuple[str, ...]] | None = None,
                  env: dict[str, str] | None = None, executors: int = 1, webhook: bool = True,
                  cluster: str | None = None, node_prefix: str = "sim-node-", auth: bool = True,
-                 watchers: int = 1, planners: int = 1, node_agents: bool = False, probers: bool = False) -> None:
+                 watchers: int = 1, planners: int = 1, node_agents: bool = False, probers: bool = False,
+                 prober_processes: int = 0) -> None:
         self._own = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kruisebus-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,9 @@ class Stack:
         # one `kruisebus prober --node N` per sim node (named `prober-<node>`), and the sim's pod network
         # (loopback pod IPs with listening containers) their tcpSocket/httpGet probes connect to
         self.probers = probers
+        # 0: that one prober per node; N: the nodes split over N `kruisebus prober --node A --node B ...`
+        # processes named `prober-g<i>` (many sim nodes on one machine)
+        self.prober_processes = prober_processes
         self.kubeconfig = cluster or str(self.workdir / "kubeconfig")
         self.sim_url = ""
         self.sim: asyncio.subprocess.Process | None = None
@@ -166,6 +170,18 @@ class Stack:
     def node_names(self) -> list[str]:
         return [f"{self.node_prefix}{i}" for i in range(self.nodes)]
 
+    @property
+    def prober_groups(self) -> dict[str, list[str]]:
+        """Prober process name -> the nodes it serves."""
+        if self.prober_processes <= 0:
+            return {f"prober-{n}": [n] for n in self.node_names}
+        k = min(self.prober_processes, max(self.nodes, 1))
+        return {f"prober-g{i}": self.node_names[i::k] for i in range(k)}
+
+    def prober_of(self, node: str) -> str:
+        """The name of the prober process that serves `node`."""
+        return next(name for name, nodes in self.prober_groups.items() if node in nodes)
+
     async def start_service(self, name: str) -> None:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child
         service = name.split("-", 1)[0]  # executor-2 runs `kruisebus executor`
@@ -180,7 +196,7 @@ class Stack:
         ready = self.workdir / f"{name}.ready"
         extra: tuple[str, ...] = (*WEBHOOK_ARGS, "--ready-file", str(ready)) if service == "webhook" else ()
         if service == "prober":
-            extra = ("--node", name.split("-", 1)[1], "--sim-url", self.sim_url)
+            extra = (*(a for n in self.prober_groups[name] for a in ("--node", n)), "--sim-url", self.sim_url)
         ready.unlink(missing_ok=True)
         env = {**self.env, **self.nats_env(user)}
         if service in ("watcher", "planner"):
@@ -219,8 +235,8 @@ class Stack:
         if self.node_agents:
             await self.start_service(AGENT)
         if self.probers:
-            for node in self.node_names:
-                await self.start_service(f"prober-{node}")
+            for prober in self.prober_groups:
+                await self.start_service(prober)
         for i in range(2, self.watchers + 1):
             await self.start_service(f"watcher-{i}")
         for i in range(2, self.planners + 1):

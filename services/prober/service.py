@@ -1,6 +1,6 @@
-"""The prober of one node: PodProbeMarkers and the node's pods in, probe results on KB_PROBE out.
+"""The prober of one node, or of several: PodProbeMarkers and the nodes' pods in, probe results on KB_PROBE out.
 
-It follows KB_STATE (every PodProbeMarker, and the pods whose `spec.nodeName` is its node), computes
+It follows KB_STATE (every PodProbeMarker, and the pods whose `spec.nodeName` is one of its nodes), computes
 which marker probes run on which pod (`services.planner.podprobemarker.matching`, the rules the
 planner counts `matchedPods` by; an invalid marker is never run) and keeps one worker per (pod,
 probe), as kruise-daemon does (`pkg/daemon/podprobe/worker.go`): every `periodSeconds` (at least 1;
@@ -16,7 +16,14 @@ whether it is published.
   per subject): states, messages, report times and the container each was about, so the same
   container is not reset to Unknown and no state is reported twice or flaps.
 * A worker whose pod left the node, whose probe left its marker, or whose marker was deleted stops;
-  the new node's prober starts its own.
+  the new node's prober starts its own. Its result is retired from KB_PROBE (purged, once the worker
+  has stopped) unless the pod went to another node, whose prober now owns the subject.
+* After a restart, a result read back that no worker takes (the pod was deleted, or its probe left the
+  marker, while the prober was down) is retired the same way, so KB_PROBE holds no stale result a
+  restarted planner would turn into a marker.
+* Several nodes in one process (`--node A --node B`, the sim's many nodes on one machine): one view of
+  markers and pods for all of them, each pod probed through its own node's runtime, each result naming
+  its pod's node, exactly as one prober per node would publish them. A node is served by one process.
 
 Exec probes go through the runtime seam (`services.runtime`, `--runtime sim|cri`); tcpSocket and
 httpGet connect from the prober to the pod's IP. Everything runs in one asyncio TaskGroup; a worker's failure is logged and the worker carries on.
@@ -29,7 +36,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import aiohttp
@@ -71,9 +78,10 @@ def container_status(pod: Pod, name: str) -> ContainerStatus | None:
 class Worker:
     """One probe on one pod."""
 
-    def __init__(self, prober: Prober, spec: PodProbe, container_id: str = "") -> None:
+    def __init__(self, prober: Prober, spec: PodProbe, node: str, container_id: str = "") -> None:
         self.prober = prober
         self.spec = spec
+        self.node = node  # the pod's (spec.nodeName cannot change)
         self.container_id = container_id
         self.thresholds = Thresholds(spec.probe.success_threshold, spec.probe.failure_threshold,
                                      state=prober.cache.last(spec.key) or PROBE_UNKNOWN)
@@ -130,7 +138,7 @@ class Worker:
         if started_at is not None and (now - started_at).total_seconds() < delay:
             return
         try:
-            result, message = await self.prober.attempt(spec)
+            result, message = await self.prober.attempt(spec, self.node)
         except ExecUnavailable as e:
             log.debug("probe %s on %s/%s: %s", spec.name, spec.namespace, spec.pod, e)
             return  # not a result: the state does not change
@@ -140,7 +148,7 @@ class Worker:
     async def report(self, state: ProbeState, message: str) -> None:
         spec = self.spec
         target = Target(namespace=spec.namespace, pod=spec.pod, pod_uid=spec.pod_uid, probe=spec.name,
-                        node=self.prober.node, container_id=self.container_id)
+                        node=self.node, container_id=self.container_id)
         result = self.prober.cache.set(target, state, message, self.prober.clock())
         if result is None:
             return
@@ -152,19 +160,26 @@ class Worker:
 
 
 class Prober:
-    def __init__(self, bus: Bus, node: str, runtime: ImageRuntime, *,
+    """The probes of the pods of `runtimes`' nodes (node name -> that node's container runtime)."""
+
+    def __init__(self, bus: Bus, runtimes: Mapping[str, ImageRuntime], *,
                  clock: Callable[[], datetime] = _utcnow, cache: ResultCache | None = None) -> None:
+        if not runtimes:
+            raise ValueError("node: a prober needs at least one node")
         self.bus = bus
-        self.node = node
-        self.runtime = runtime
+        self.runtimes = dict(runtimes)
+        self.nodes = frozenset(self.runtimes)
         self.clock = clock
         self.cache = cache or ResultCache()
         self.started = time.monotonic()
         self.markers: dict[str, PodProbeMarker] = {}  # uid -> marker (valid or not)
         self._valid: dict[str, tuple[str, bool]] = {}  # uid -> (resourceVersion, valid)
-        self.pods: dict[str, Pod] = {}  # uid -> pod on this node
+        self.pods: dict[str, Pod] = {}  # uid -> pod on one of this prober's nodes
+        self.pod_nodes: dict[str, str] = {}  # uid -> spec.nodeName of every pod (ours or not)
         self.workers: dict[tuple[str, str], Worker] = {}
         self.resumed: dict[tuple[str, str], str] = {}  # (pod uid, probe) -> container id last reported
+        self._resumed_ns: dict[tuple[str, str], str] = {}  # (pod uid, probe) -> namespace, to retire it
+        self.retired = 0  # results purged because no worker reports them any more
         self.published = 0
         self.replayed = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -172,13 +187,18 @@ class Prober:
 
     # --- results -----------------------------------------------------------------------------------
     async def resume(self) -> None:
-        """Read back this node's last results (a restart must not reset or repeat them)."""
+        """Read back these nodes' last results (a restart must not reset or repeat them)."""
         for result in (await self.bus.last_per_subject(self.bus.subjects.probe_all(), PROBE_DECODER)).values():
-            if result.node == self.node:
+            if result.node in self.nodes:
                 self.cache.seed(result)
                 self.resumed[(result.pod_uid, result.probe)] = result.container_id
+                self._resumed_ns[(result.pod_uid, result.probe)] = result.namespace
         if self.resumed:
-            log.info("resumed %d probe results of node %s", len(self.resumed), self.node)
+            log.info("resumed %d probe results of %s", len(self.resumed), self.names)
+
+    @property
+    def names(self) -> str:
+        return ",".join(sorted(self.nodes))
 
     async def publish(self, result: ProbeResult) -> None:
         subject = self.bus.subjects.probe(result.namespace, result.pod_uid, result.probe)
@@ -193,9 +213,49 @@ class Prober:
         except Exception as e:  # best effort: a stale result names a pod uid that no longer exists
             log.warning("could not purge the results of %s/%s: %s", pod.metadata.namespace, pod.metadata.name, e)
 
-    async def attempt(self, spec: PodProbe) -> tuple[ProbeState, str]:
+    async def retire(self, namespace: str, key: tuple[str, str], worker: Worker | None = None) -> None:
+        """One result no worker reports any more leaves KB_PROBE (after `worker` has stopped, so a
+        publish it had in flight cannot land after the purge; not if a new worker took the key since)."""
+        if worker is not None and worker.task is not None:
+            await asyncio.wait([worker.task])
+        if key in self.workers:
+            return
+        try:
+            await self.bus.purge(self.bus.subjects.probe(namespace, key[0], key[1]))
+            self.retired += 1
+        except Exception as e:  # best effort, as forget_pod
+            log.warning("could not retire the result %s of pod %s/%s: %s", key[1], namespace, key[0], e)
+
+    def retire_unclaimed(self) -> None:
+        """After the first reconcile: the results read back that no worker took are stale."""
+        gone_pods: dict[str, str] = {}
+        for key in list(self.resumed):
+            uid, namespace = key[0], self._resumed_ns.get(key, "")
+            node = self.pod_nodes.get(uid)
+            self.cache.forget(key)
+            if node is None:
+                gone_pods[uid] = namespace  # deleted while the prober was down
+            elif node in self.nodes:
+                self.spawn(self.retire(namespace, key))  # its probe left the marker / it is not matched
+            # else the pod is another node's: that node's prober owns (and overwrites) the subject
+        for uid, namespace in gone_pods.items():
+            log.info("retiring the results of pod %s/%s, deleted while the prober was down", namespace, uid)
+            self.spawn(self._purge_pod(namespace, uid))
+        if self.resumed:
+            log.info("%d results read back are no longer probed (%d pods gone)", len(self.resumed), len(gone_pods))
+        self.resumed.clear()
+        self._resumed_ns.clear()
+
+    async def _purge_pod(self, namespace: str, uid: str) -> None:
+        try:
+            await self.bus.purge(self.bus.subjects.probes_of_pod(namespace, uid))
+            self.retired += 1
+        except Exception as e:
+            log.warning("could not purge the results of %s/%s: %s", namespace, uid, e)
+
+    async def attempt(self, spec: PodProbe, node: str) -> tuple[ProbeState, str]:
         if spec.probe.exec is not None:
-            return await probe_exec(self.runtime, spec)
+            return await probe_exec(self.runtimes[node], spec)
         if spec.probe.tcp_socket is not None:
             return await probe_tcp(spec)
         if self._http is None:
@@ -226,7 +286,11 @@ class Prober:
         elif isinstance(event, PodState):
             pod = event.object
             uid = pod.metadata.uid
-            if event.deleted or pod.spec.node_name != self.node:
+            if event.deleted:
+                self.pod_nodes.pop(uid, None)
+            else:
+                self.pod_nodes[uid] = pod.spec.node_name
+            if event.deleted or pod.spec.node_name not in self.nodes:
                 if self.pods.pop(uid, None) is None:
                     return
                 if event.deleted and self.replayed.is_set():
@@ -251,10 +315,13 @@ class Prober:
             if gone.task is not None:
                 gone.task.cancel()
             self.cache.forget(key)
+            if key[0] in self.pods:  # still ours, the probe no longer runs on it (a deleted pod is purged whole)
+                self.spawn(self.retire(gone.spec.namespace, key, gone))
         for key, spec in desired.items():
             existing = self.workers.get(key)
             if existing is None:
-                worker = self.workers[key] = Worker(self, spec, self.resumed.pop(key, ""))
+                node = self.pods[key[0]].spec.node_name
+                worker = self.workers[key] = Worker(self, spec, node, self.resumed.pop(key, ""))
                 worker.task = self.spawn(worker.run())
             elif existing.spec != spec:
                 existing.update(spec)
@@ -278,7 +345,8 @@ class Prober:
                 await pods_replayed.wait()
                 self.replayed.set()
                 self.reconcile()
-                log.info("prober of %s: %d markers, %d pods, %d probes", self.node, len(self.markers),
+                self.retire_unclaimed()
+                log.info("prober of %s: %d markers, %d pods, %d probes", self.names, len(self.markers),
                          len(self.pods), len(self.workers))
                 await stop.wait()
                 for worker in self.workers.values():
@@ -289,11 +357,14 @@ class Prober:
             if self._http is not None:
                 with contextlib.suppress(Exception):
                     await self._http.close()
-            await self.runtime.close()
+            for runtime in self.runtimes.values():
+                with contextlib.suppress(Exception):
+                    await runtime.close()
 
 
-async def run_prober(bus: Bus, node: str, runtime: ImageRuntime, *, stop: asyncio.Event) -> None:
-    await Prober(bus, node, runtime).run(stop)
+async def run_prober(bus: Bus, runtimes: Mapping[str, ImageRuntime], *, stop: asyncio.Event) -> None:
+    """Probe the pods of `runtimes`' nodes (one node, or several in one process) until `stop`."""
+    await Prober(bus, runtimes).run(stop)
 
 
 __all__ = ["Prober", "Worker", "container_status", "run_prober"]

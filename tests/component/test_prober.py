@@ -1,6 +1,10 @@
 """The prober against real sockets and a real NATS: the embedded cluster with its pod network, the
 watcher and one prober in-process (issue 12).
 
+One prober serving two nodes publishes each pod's results under its own node, as two probers would,
+and follows a pod that moves between them; a prober restarted after pods were deleted or moved and a
+probe was removed retires exactly those results and resumes the others without republishing them.
+
 Exec outcomes come from the sim's control API: a probe that hangs past its timeout fails with
 "timed out", a probe printing 1 MB succeeds with a message cut to 1024 bytes, and neither stops the
 prober from probing the other pods (a third pod's outcome flips and is reported). tcpSocket really
@@ -10,10 +14,11 @@ connects to the pod's loopback address and fails once the container is gone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from schemas.messages import PODPROBEMARKERS, PODS, PROBE_DECODER, ProbeResult
@@ -23,6 +28,7 @@ from services.natsd import NatsServer
 from services.observe import poll
 from services.prober.service import Prober
 from services.runtime import open_runtime
+from services.runtime.base import ImageRuntime
 from services.watcher.service import run_watcher
 from sim.cluster import SimCluster
 from sim.nodes import NodeConfig
@@ -41,7 +47,7 @@ async def env(tmp_path: Path, nats_server: NatsServer, uid: str) -> AsyncIterato
         await bus.ensure_streams()
         ready = asyncio.Event()
         stop = asyncio.Event()
-        prober = Prober(bus, "sim-node-0", await open_runtime("sim", node="sim-node-0", sim_url=cluster.url))
+        prober = Prober(bus, {"sim-node-0": await open_runtime("sim", node="sim-node-0", sim_url=cluster.url)})
         tasks = [asyncio.create_task(run_watcher(kube, bus, ready=ready)), asyncio.create_task(prober.run(stop))]
         try:
             await asyncio.wait_for(ready.wait(), 10)
@@ -159,3 +165,141 @@ async def test_a_restarted_container_is_unknown_until_probed_again(env: Env) -> 
                    and s[-1:] == ["Succeeded"], timeout=20, what="Unknown on the new container, then Succeeded")
     finally:
         await sub.unsubscribe()
+
+
+# --- several nodes ---------------------------------------------------------------------------------
+StartProber = Callable[[list[str]], Awaitable[Callable[[], Awaitable[None]]]]
+Env2 = tuple[SimCluster, Kube, Bus, StartProber]
+NODES = ["sim-node-0", "sim-node-1"]
+
+
+@pytest.fixture
+async def env2(tmp_path: Path, nats_server: NatsServer, uid: str) -> AsyncIterator[Env2]:
+    """Two sim nodes and the watcher; probers (each serving the nodes it is given) started by the test,
+    each returning how to stop it (as a process ending: its tasks cancelled, nothing purged)."""
+    cfg = NodeConfig(start_delay=0.05, stop_delay=0.05, pull_delay=0.0, pod_network=True)
+    async with SimCluster(nodes=2, tmpdir=tmp_path, node_config=cfg) as cluster:
+        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        bus = await Bus.connect(nats_server.url, name="test-prober", prefix=f"p{uid}")
+        await bus.ensure_streams()
+        ready = asyncio.Event()
+        tasks = [asyncio.create_task(run_watcher(kube, bus, ready=ready))]
+
+        async def start(nodes: list[str]) -> Callable[[], Awaitable[None]]:
+            runtimes: dict[str, ImageRuntime] = {
+                n: await open_runtime("sim", node=n, sim_url=cluster.url) for n in nodes}
+            prober = Prober(bus, runtimes)
+            stop = asyncio.Event()
+            task = asyncio.create_task(prober.run(stop))
+            tasks.append(task)
+            await poll(lambda: asyncio.sleep(0, prober.replayed.is_set()), bool, timeout=20,
+                       what=f"the prober of {nodes} replayed")
+
+            async def halt() -> None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+            return halt
+
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            yield cluster, kube, bus, start
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await bus.close(drain=False)
+            await kube.close()
+
+
+def pinned_pod(name: str, node: str) -> dict[str, Any]:
+    body = bare_pod(name)
+    body["spec"]["nodeName"] = node
+    return body
+
+
+async def by_uid(bus: Bus) -> dict[tuple[str, str], ProbeResult]:
+    out = await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)
+    return {(r.pod_uid, r.probe): r for r in out.values()}
+
+
+async def create_running(cluster: SimCluster, kube: Kube, name: str, node: str) -> str:
+    created = msgspec.json.decode(await kube.create(PODS, NS, pinned_pod(name, node)))
+    uid = created["metadata"]["uid"]
+
+    def ok() -> bool:
+        ps = cluster.kubelets[node].pods.get(uid)
+        return ps is not None and bool(ps.containers) and all(c.started for c in ps.containers.values())
+
+    await cluster.wait_for(ok, timeout=20, message=f"{name} running on {node}")
+    return str(uid)
+
+
+def two_probes(name: str) -> dict[str, Any]:
+    body = probe_marker(name, {"exec": {"command": ["/check.sh"]}})
+    extra = {**body["spec"]["probes"][0], "name": "extra", "podConditionType": "kruisebus.io/extra"}
+    body["spec"]["probes"].append(extra)
+    return body
+
+
+async def test_one_prober_serves_two_nodes_and_follows_a_pod_that_moves_between_them(env2: Env2) -> None:
+    cluster, kube, bus, start = env2
+    await start(NODES)
+    a = await create_running(cluster, kube, "a", "sim-node-0")
+    b = await create_running(cluster, kube, "b", "sim-node-1")
+    cluster.kubelets["sim-node-1"].set_exec_outcomes(NS, "b", {"*": {"exitCode": 1, "stderr": "busy"}})
+    await kube.create(PODPROBEMARKERS, NS, two_probes("m"))
+    want = {(a, "m#check"), (a, "m#extra"), (b, "m#check"), (b, "m#extra")}
+    rs = await poll(lambda: by_uid(bus), lambda r: set(r) == want and all(x.state != "Unknown" for x in r.values()),
+                    timeout=30, what="both probes of both nodes' pods reported by the one prober")
+    assert {k: (r.node, r.state) for k, r in rs.items()} == {
+        (a, "m#check"): ("sim-node-0", "Succeeded"), (a, "m#extra"): ("sim-node-0", "Succeeded"),
+        (b, "m#check"): ("sim-node-1", "Failed"), (b, "m#extra"): ("sim-node-1", "Failed")}
+    assert rs[(b, "m#check")].message == "busy"
+
+    # a probe removed from the marker: its results leave KB_PROBE, the other probe keeps running
+    await kube.patch(PODPROBEMARKERS, NS, "m", [{"op": "remove", "path": "/spec/probes/1"}], "json")
+    await poll(lambda: by_uid(bus), lambda r: set(r) == {(a, "m#check"), (b, "m#check")}, timeout=20,
+               what="the removed probe's results retired")
+
+    # pod `a` moves: deleted on sim-node-0, recreated on sim-node-1 (a new uid, as a controller would)
+    await kube.delete(PODS, NS, "a")
+    await cluster.wait_for(lambda: a not in cluster.kubelets["sim-node-0"].pods, timeout=20, message="a gone")
+    moved = await create_running(cluster, kube, "a", "sim-node-1")
+    rs = await poll(lambda: by_uid(bus), lambda r: set(r) == {(moved, "m#check"), (b, "m#check")}
+                    and r[(moved, "m#check")].state == "Succeeded", timeout=30,
+                    what="the old pod's result gone, the moved pod probed on its new node")
+    assert rs[(moved, "m#check")].node == "sim-node-1"
+
+
+async def test_a_restarted_prober_retires_what_went_away_while_it_was_down(env2: Env2) -> None:
+    """While the node's prober is down: one pod is deleted, one moves to the other node, a probe leaves
+    the marker. Restarted, it retires exactly those results (the moved pod is the other node's
+    prober's now) and resumes the rest without republishing them."""
+    cluster, kube, bus, start = env2
+    halt0 = await start(["sim-node-0"])
+    await start(["sim-node-1"])
+    keep = await create_running(cluster, kube, "keep", "sim-node-0")
+    gone = await create_running(cluster, kube, "gone", "sim-node-0")
+    mover = await create_running(cluster, kube, "mover", "sim-node-0")
+    await kube.create(PODPROBEMARKERS, NS, two_probes("r"))
+    before = await poll(lambda: by_uid(bus), lambda r: len(r) == 6 and all(x.state == "Succeeded" for x in r.values()),
+                        timeout=30, what="two results for each of the three pods")
+
+    await halt0()  # killed: nothing purged on the way out
+    await kube.patch(PODPROBEMARKERS, NS, "r", [{"op": "remove", "path": "/spec/probes/1"}], "json")
+    for name in ("gone", "mover"):
+        await kube.delete(PODS, NS, name)
+    await cluster.wait_for(lambda: not {gone, mover} & set(cluster.kubelets["sim-node-0"].pods), timeout=20,
+                           message="the pods gone from sim-node-0")
+    moved = await create_running(cluster, kube, "mover", "sim-node-1")
+    stale = await by_uid(bus)
+    assert (gone, "r#check") in stale and (keep, "r#extra") in stale, "the down prober purged nothing"
+
+    await start(["sim-node-0"])
+    rs = await poll(lambda: by_uid(bus), lambda r: set(r) == {(keep, "r#check"), (moved, "r#check")}
+                    and r[(moved, "r#check")].state == "Succeeded", timeout=30,
+                    what="only the live pods' live probe left on KB_PROBE")
+    assert rs[(moved, "r#check")].node == "sim-node-1"
+    assert rs[(keep, "r#check")].time == before[(keep, "r#check")].time, \
+        "an unchanged result must not be republished by the restarted prober"

@@ -4,7 +4,8 @@ The seed example: the game servers' `Idle` probe marks idle pods `gameserver-idl
 `controller.kubernetes.io/pod-deletion-cost: '-10'` (busy ones `'false'` and `'10'`), and a CloneSet
 scale-in then deletes exactly the idle pods first. Also: a prober killed -9 and restarted resumes
 without a marker flapping (and a deleted marker takes exactly its markers along), a pod that moves to
-another node is probed there with no stale marker, and an invalid marker is refused or reported.
+another node is probed there with no stale marker or result left (with one prober per node, and with
+the nodes split over two multi-node probers), and an invalid marker is refused or reported.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ import pytest
 
 from schemas.constants import ANNOTATION_DELETION_COST, ANNOTATION_PROBE_MARKERS
 from schemas.kube import Pod
-from schemas.messages import CLONESETS, EVENT_DECODER, EVENTS, NODES, PODPROBEMARKERS, PODS, RolloutEvent
+from schemas.messages import (
+    CLONESETS,
+    EVENT_DECODER,
+    EVENTS,
+    NODES,
+    PODPROBEMARKERS,
+    PODS,
+    PROBE_DECODER,
+    ProbeResult,
+    RolloutEvent,
+)
 from schemas.subjects import STREAM_EVENTS
 from services.errors import KubeError, KubeNotFound
 from services.kube import Kube
@@ -123,8 +134,8 @@ async def test_prober_killed_and_restarted_resumes_without_flapping(stack: Stack
                       timeout=60, what="both pods marked idle")
     versions = {p.metadata.name: p.metadata.resource_version for p in pods}
     node = pods[0].spec.node_name
-    await stack.kill(f"prober-{node}")
-    await stack.start_service(f"prober-{node}")
+    await stack.kill(stack.prober_of(node))
+    await stack.start_service(stack.prober_of(node))
     seen: list[str] = []
 
     async def labels() -> list[Pod]:
@@ -133,7 +144,7 @@ async def test_prober_killed_and_restarted_resumes_without_flapping(stack: Stack
         return ps
 
     # the restarted prober runs the probe several times (period 1 s) while we watch the pods
-    prober_log = stack.log_path(f"prober-{node}")
+    prober_log = stack.log_path(stack.prober_of(node))
     await poll(labels, lambda _: "resumed" in prober_log.read_text(errors="replace"), timeout=30,
                what="the restarted prober to resume")
     for _ in range(3):
@@ -162,7 +173,16 @@ async def test_prober_killed_and_restarted_resumes_without_flapping(stack: Stack
     await poll(gone, bool, timeout=30, what="the marker gone once its finalizer is removed")
 
 
-@pytest.mark.parametrize("stack", PROBERS, indirect=True)
+async def probe_results(stack: Stack) -> list[ProbeResult]:
+    bus = await stack.connect(name="test-results")
+    try:
+        return list((await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)).values())
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize("stack", [*PROBERS, {"probers": True, "prober_processes": 2}], indirect=True,
+                         ids=["prober-per-node", "two-multi-node-probers"])
 async def test_http_probe_of_a_pod_that_moves_node_leaves_no_stale_marker(stack: Stack, kube: Kube) -> None:
     await kube.create(CLONESETS, NS, game("mover", 1))
     await settled(kube, "mover", 1)
@@ -187,8 +207,13 @@ async def test_http_probe_of_a_pod_that_moves_node_leaves_no_stale_marker(stack:
     assert moved.metadata.labels.get(IDLE) != "false", "the old pod's busy marker must not reach the new pod"
     [moved] = await poll(lambda: pods_of(kube, "mover"), lambda ps: len(ps) == 1 and marked(ps, {ps[0].metadata.name}),
                          timeout=60, what="the moved pod probed by its new node's prober (200: idle)")
-    log = stack.log_path(f"prober-{moved.spec.node_name}").read_text(errors="replace")
+    log = stack.log_path(stack.prober_of(moved.spec.node_name)).read_text(errors="replace")
     assert f"{moved.metadata.name} mover-idle#Idle: Succeeded" in log
+    # KB_PROBE: the old pod's result retired, the moved pod's published under its new node
+    results = await poll(lambda: probe_results(stack), lambda rs: all(r.pod_uid != first.metadata.uid for r in rs),
+                         timeout=30, what="the old pod's result retired from KB_PROBE")
+    assert [(r.pod_uid, r.node, r.state) for r in results if r.probe == "mover-idle#Idle"] == \
+        [(moved.metadata.uid, moved.spec.node_name, "Succeeded")]
 
 
 async def rollout_events(stack: Stack) -> list[RolloutEvent]:
@@ -219,7 +244,7 @@ async def test_an_invalid_marker_admitted_without_the_webhook_is_reported_and_ne
     assert [e.field for e in events if e.type == "rejected" and e.workload == "bad-idle"] == ["spec.probes[0].name"]
     [p] = await pods_of(kube, "bad")
     assert IDLE not in p.metadata.labels and p.status.condition(CONDITION) is None, "an invalid marker never runs"
-    assert "bad-idle#" not in stack.log_path(f"prober-{p.spec.node_name}").read_text(errors="replace")
+    assert "bad-idle#" not in stack.log_path(stack.prober_of(p.spec.node_name)).read_text(errors="replace")
 
 
 @pytest.mark.parametrize("stack", PROBERS, indirect=True)

@@ -118,7 +118,7 @@ async def env(tmp_path: Path, nats_server: NatsServer, uid: str) -> AsyncIterato
         stop = asyncio.Event()
         agent_ready = asyncio.Event()
         agent_rt = await open_runtime("sim", node=NODE, kube=kube)
-        prober = Prober(bus, NODE, await open_runtime("sim", node=NODE, sim_url=sim.url))
+        prober = Prober(bus, {NODE: await open_runtime("sim", node=NODE, sim_url=sim.url)})
         planner = Planner(bus)
         tasks = [asyncio.create_task(run_executor(kube, bus, stop=stop)),
                  asyncio.create_task(run_node_agent(bus, NODE, agent_rt, stop=stop, ready=agent_ready)),

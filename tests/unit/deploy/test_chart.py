@@ -381,4 +381,4 @@ def test_prober_args_parse_with_the_kruisebus_cli() -> None:
     parser = build_parser()
     (prober,) = [d for d in of_kind(render(ALL_ON), "DaemonSet").values() if component(d) == "prober"]
     args = parser.parse_args(_service_args(prober))
-    assert (args.command, args.node, args.runtime) == ("prober", "$(NODE_NAME)", "cri")
+    assert (args.command, args.node, args.runtime) == ("prober", ["$(NODE_NAME)"], "cri")  # one node per pod

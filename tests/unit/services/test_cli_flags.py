@@ -22,3 +22,15 @@ def test_every_service_takes_the_metrics_listener_flags(service: str) -> None:
     command = "executor" if service == "node agent" else service
     args = build_parser().parse_args([command, *SERVICES[service], "--metrics-port", "9102"])
     assert args.metrics_port == 9102
+
+
+def test_a_prober_serves_every_node_it_is_given_once_flags_replacing_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.cli import prober_nodes
+
+    parser = build_parser()
+    monkeypatch.setenv("KRUISEBUS_NODE_NAME", "env-a,env-b")
+    assert prober_nodes(parser.parse_args(["prober"])) == ["env-a", "env-b"]
+    assert prober_nodes(parser.parse_args(["prober", "--node", "b", "--node", "a", "--node", "b"])) == ["b", "a"]
+    monkeypatch.delenv("KRUISEBUS_NODE_NAME")
+    assert prober_nodes(parser.parse_args(["prober"])) == []  # `kruisebus prober` refuses to start (exit 2)
