@@ -756,6 +756,10 @@ class Planner:
                     log.exception("planning %s failed", uid)
                     requeue = 5.0
                 self.requeue(uid, requeue)
+                # A pass that sends nothing never suspends: without this, a batch of large passes would
+                # keep the NATS client from reading its socket (the server drops a client that does not
+                # read for its write deadline, 10 s).
+                await asyncio.sleep(0)
 
     def requeue(self, uid: str, delay: float | None) -> None:
         """Plan `uid` again in `delay` seconds; replaces what an earlier pass asked for (None: the pass
