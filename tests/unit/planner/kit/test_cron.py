@@ -195,10 +195,12 @@ def test_a_schedule_without_zone_runs_in_the_reference_times_location() -> None:
 
 # --- independent computation ------------------------------------------------------------------------
 
-# Zones whose DST shifts are whole hours. Lord Howe's half-hour shift is left out of the scan on purpose:
-# there robfig's hour stepping keeps the :30 of a gap-normalised time (see the Lord Howe test below).
+# Zones whose DST shifts are whole hours at the top of a local hour. Left out of the scan on purpose:
+# Lord Howe's half-hour shift, where robfig's hour stepping keeps the :30 of a gap-normalised time, and
+# Chatham's shifts at :45, where it truncates to the top of the hour before the repeated interval and
+# steps over it (see the two tests below).
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Shanghai", "Australia/Sydney", "Asia/Kolkata",
-         "Pacific/Chatham", "America/Sao_Paulo", "Europe/London"]
+         "America/Sao_Paulo", "Europe/London"]
 WINDOW = timedelta(days=9)
 
 
@@ -265,7 +267,8 @@ def test_next_agrees_with_a_minute_by_minute_scan(spec: str, zone: str, start: d
 
 
 @settings(max_examples=int(os.environ.get("CRON_EXAMPLES", "60")), deadline=None)
-@given(spec=SCHEDULES, zone=st.sampled_from([*ZONES, "Australia/Lord_Howe", "America/Havana", "Asia/Tehran"]),
+@given(spec=SCHEDULES, zone=st.sampled_from([*ZONES, "Australia/Lord_Howe", "Pacific/Chatham", "America/Havana",
+                                           "Asia/Tehran"]),
        start=STARTS)
 def test_the_hour_and_minute_jumps_change_nothing(spec: str, zone: str, start: datetime) -> None:
     """`Next` jumps to the next listed hour/minute; robfig steps one at a time. Same answers everywhere."""
@@ -285,6 +288,15 @@ def test_lord_howe_half_hour_gap_keeps_the_half_hour() -> None:
     (Go normalises it to 02:30) and steps whole hours: the next run is 00:30, not 00:00, as robfig computes."""
     got = parse_standard("TZ=Australia/Lord_Howe * 0 * * *").next(at("2026-10-03T15:59:58+00:00"))
     assert got is not None and got.utc() == datetime(2026, 10, 4, 13, 30, tzinfo=UTC)
+
+
+def test_chatham_repeated_interval_at_a_quarter_to_is_stepped_over() -> None:
+    """On 5 Apr 2026 Chatham goes back from 03:45 (+13:45) to 02:45 (+12:45). From 03:44:58, `* 2 * * *`
+    truncates to 03:00 (before the change) and steps whole hours: 03:00 again after it, then 04:00, so
+    the repeated 02:45-02:59 never matches and the next run is 02:00 the day after, as robfig computes
+    (a minute-by-minute scan would say 02:45 that night)."""
+    got = parse_standard("TZ=Pacific/Chatham * 2 * * *").next(at("2026-04-04T13:59:58+00:00"))
+    assert got is not None and got.utc() == datetime(2026, 4, 5, 13, 15, tzinfo=UTC)
 
 
 def test_constant_delay_is_zone_free() -> None:
