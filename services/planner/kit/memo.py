@@ -1,0 +1,92 @@
+"""Per-object facts kept between planner passes, so a pass pays only for the objects that changed.
+
+A workload's pass asks the same questions of thousands of objects (is this pod ready, which node does it
+target, should this node run a daemon pod) and almost none of them changed since the previous pass: the
+planner service keeps its decoded objects and replaces one only when a new version arrives. An
+:class:`ObjectMemo` remembers the answer per object and reuses it while the object is the *same one*
+(identity) at the *same resourceVersion*: identity alone would trust an object a caller mutated in
+place, a resourceVersion alone would trust two different objects that claim the same version (hand-made
+views do). The facts must be a function of the object alone (plus whatever the caller keys the memo by,
+see :class:`MemoRegistry`); nothing here reads a clock or does I/O.
+
+Memory: the memo holds the objects of the latest pass only (each :meth:`ObjectMemo.facts` call replaces
+its table with the current objects'), and a :class:`MemoRegistry` keeps at most ``limit`` memos per registry.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["MemoRegistry", "ObjectMemo"]
+
+
+class _Meta(Protocol):
+    @property
+    def resource_version(self) -> str: ...
+
+
+class _Object(Protocol):
+    @property
+    def metadata(self) -> _Meta: ...
+
+
+T = TypeVar("T", bound=_Object)
+V = TypeVar("V")
+
+
+class ObjectMemo(Generic[T, V]):
+    """``compute(obj)`` per object, reused while the object is the same one at the same resourceVersion."""
+
+    __slots__ = ("_compute", "_entries", "key")
+
+    def __init__(self, compute: Callable[[T], V], key: Hashable = None) -> None:
+        self._compute = compute
+        self._entries: dict[int, tuple[T, str, V]] = {}
+        self.key = key  # what the facts also depend on (MemoRegistry.get starts afresh when it differs)
+
+    def facts(self, objects: Sequence[T]) -> list[V]:
+        """The facts of each object, in order; the table then holds exactly these objects."""
+        old = self._entries
+        new: dict[int, tuple[T, str, V]] = {}
+        out: list[V] = []
+        append = out.append
+        compute = self._compute
+        for obj in objects:
+            k = id(obj)
+            entry = old.get(k)
+            rv = obj.metadata.resource_version
+            if entry is None or entry[0] is not obj or entry[1] != rv:
+                entry = (obj, rv, compute(obj))
+            new[k] = entry
+            append(entry[2])
+        self._entries = new
+        return out
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class MemoRegistry(Generic[T, V]):
+    """At most ``limit`` memos by owner (least recently used dropped first)."""
+
+    __slots__ = ("_memos", "limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._memos: OrderedDict[Hashable, ObjectMemo[T, V]] = OrderedDict()
+        self.limit = limit
+
+    def get(self, owner: Hashable, key: Hashable, compute: Callable[[T], V]) -> ObjectMemo[T, V]:
+        """The owner's memo for ``key`` (a fresh one when the owner had none or one for another key)."""
+        memo = self._memos.pop(owner, None)
+        if memo is None or memo.key != key:
+            memo = ObjectMemo(compute, key)
+        self._memos[owner] = memo
+        while len(self._memos) > self.limit:
+            self._memos.popitem(last=False)
+        return memo
+
+    def clear(self) -> None:
+        self._memos.clear()
+
