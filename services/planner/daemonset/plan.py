@@ -179,6 +179,43 @@ def _preparing_delete(pod: Pod) -> bool:
     return pod.metadata.labels.get(LABEL_LIFECYCLE_STATE) == STATE_PREPARING_DELETE
 
 
+@dataclass(slots=True, eq=False)
+class _Grouped:
+    """The pods by target node (oldest first) and the orphans, derived from one list of pod facts and
+    one of node fits (kept in the pod memo while neither list changes)."""
+
+    nodes: object  # the node memo and its version the fits came from
+    version: int
+    fits: dict[str, DaemonFit]
+    by_node: dict[str, list[_PodFacts]]
+    orphans: list[Pod]  # target a node that does not exist and are not bound
+    found: dict[tuple[str, str | None], dict[str, _NodePods]] = field(default_factory=dict)  # by (hash, generation)
+
+
+def _group(facts: Sequence[_PodFacts], fits: dict[str, DaemonFit], nodes: object, version: int) -> _Grouped:
+    by_node: dict[str, list[_PodFacts]] = {}
+    orphans: list[Pod] = []
+    crowded: list[list[_PodFacts]] = []  # groups of more than one pod
+    for f in facts:
+        node = f.node
+        if not node:
+            continue
+        if node not in fits:
+            if not f.bound and not f.terminating:
+                orphans.append(f.pod)
+            continue
+        group = by_node.get(node)
+        if group is None:
+            by_node[node] = [f]
+        else:
+            if len(group) == 1:
+                crowded.append(group)
+            group.append(f)
+    for group in crowded:
+        group.sort(key=_age)
+    return _Grouped(nodes, version, fits, by_node, orphans)
+
+
 def _available(f: _PodFacts, min_ready: int, now: datetime) -> bool:
     """Ready for more than minReadySeconds (phase ignored) and, with the InPlaceUpdateReady gate and its
     condition present, that condition True (an in-place update in flight is unavailable)."""
@@ -298,30 +335,15 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
         return n.metadata.name, daemon_should_run(n, placement, tolerations)
 
     owner_key = ds.metadata.uid or f"{ds.metadata.namespace}/{ds.metadata.name}"
-    fits: dict[str, DaemonFit] = dict(
-        _NODE_FITS.get(owner_key, msgspec.json.encode(placement), fit_of).facts(nodes))
-    facts = _POD_FACTS.get(owner_key, None, _pod_facts).facts(pods)
-    by_node: dict[str, list[_PodFacts]] = {}
-    orphans: list[Pod] = []  # target a node that does not exist and are not bound
-    crowded: list[list[_PodFacts]] = []  # groups of more than one pod
-    for f in facts:
-        node = f.node
-        if not node:
-            continue
-        if node not in fits:
-            if not f.bound and not f.terminating:
-                orphans.append(f.pod)
-            continue
-        group = by_node.get(node)
-        if group is None:
-            by_node[node] = [f]
-        else:
-            if len(group) == 1:
-                crowded.append(group)
-            group.append(f)
-    for group in crowded:
-        group.sort(key=_age)
-
+    node_memo = _NODE_FITS.get(owner_key, msgspec.json.encode(placement), fit_of)
+    fit_list = node_memo.facts(nodes)
+    pod_memo = _POD_FACTS.get(owner_key, None, _pod_facts)
+    facts = pod_memo.facts(pods)
+    grouped = pod_memo.derived
+    if not (isinstance(grouped, _Grouped) and grouped.nodes is node_memo and grouped.version == node_memo.version):
+        grouped = pod_memo.derived = _group(facts, dict(fit_list), node_memo, node_memo.version)
+    fits, by_node, orphans = grouped.fits, grouped.by_node, grouped.orphans
+    ctx.found = grouped.found.setdefault((hash_, ctx.template_generation), {})
     burst = _burst(spec, ds.status.desired_number_scheduled)
     requeue: list[float] = []
     surge_mode = _max_surge_one(spec) > 0

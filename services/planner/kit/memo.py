@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from typing import Generic, Protocol, TypeVar
+from operator import attrgetter, is_
+from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ["MemoRegistry", "ObjectMemo"]
 
@@ -36,18 +37,35 @@ T = TypeVar("T", bound=_Object)
 V = TypeVar("V")
 
 
-class ObjectMemo(Generic[T, V]):
-    """``compute(obj)`` per object, reused while the object is the same one at the same resourceVersion."""
+_RV = attrgetter("metadata.resource_version")
 
-    __slots__ = ("_compute", "_entries", "key")
+
+class ObjectMemo(Generic[T, V]):
+    """``compute(obj)`` per object, reused while the object is the same one at the same resourceVersion.
+
+    ``version`` changes whenever :meth:`facts` returns a different list than the previous call; whatever
+    a caller derives from that list alone may be kept in ``derived`` (reset to None on every change)."""
+
+    __slots__ = ("_compute", "_entries", "_objects", "_out", "_rvs", "derived", "key", "version")
 
     def __init__(self, compute: Callable[[T], V], key: Hashable = None) -> None:
         self._compute = compute
         self._entries: dict[int, tuple[T, str, V]] = {}
+        self._objects: list[T] = []  # the previous call's objects, their resourceVersions, their facts
+        self._rvs: list[str] = []
+        self._out: list[V] = []
         self.key = key  # what the facts also depend on (MemoRegistry.get starts afresh when it differs)
+        self.version = 0
+        self.derived: Any = None
 
     def facts(self, objects: Sequence[T]) -> list[V]:
-        """The facts of each object, in order; the table then holds exactly these objects."""
+        """The facts of each object, in order; the table then holds exactly these objects.
+
+        The same objects at the same resourceVersions as the previous call (C-level comparisons, no
+        per-object Python code) return the previous list itself: callers must not mutate it."""
+        rvs = list(map(_RV, objects))
+        if rvs == self._rvs and len(objects) == len(self._objects) and all(map(is_, objects, self._objects)):
+            return self._out
         old = self._entries
         new: dict[int, tuple[T, str, V]] = {}
         out: list[V] = []
@@ -58,10 +76,17 @@ class ObjectMemo(Generic[T, V]):
             entry = old.get(k)
             rv = obj.metadata.resource_version
             if entry is None or entry[0] is not obj or entry[1] != rv:
-                entry = (obj, rv, compute(obj))
+                entry = new.get(k)  # the same object twice in the view: the same facts
+                if entry is None or entry[0] is not obj or entry[1] != rv:
+                    entry = (obj, rv, compute(obj))
             new[k] = entry
             append(entry[2])
         self._entries = new
+        self._objects = list(objects)
+        self._rvs = rvs
+        self._out = out
+        self.version += 1
+        self.derived = None
         return out
 
     def __len__(self) -> int:
