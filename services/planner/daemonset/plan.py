@@ -190,6 +190,8 @@ class _Grouped:
     by_node: dict[str, list[_PodFacts]]
     orphans: list[Pod]  # target a node that does not exist and are not bound
     found: dict[tuple[str, str | None], dict[str, _NodePods]] = field(default_factory=dict)  # by (hash, generation)
+    counts: dict[tuple[str, str | None], tuple[int, ...]] = field(default_factory=dict)  # _status's, minReadySeconds 0
+    names: dict[bool, list[str]] = field(default_factory=dict)  # the window's nodes by DaemonSetPruneIneligibleNodes
 
 
 def _group(facts: Sequence[_PodFacts], fits: dict[str, DaemonFit], nodes: object, version: int) -> _Grouped:
@@ -252,6 +254,7 @@ class _Ctx:
     pods: Sequence[Pod]
     nodes: Sequence[Node]
     taken: set[str] | None = None  # pod names in the view, built on the first create
+    grouped: _Grouped | None = None
     found: dict[str, _NodePods] = field(default_factory=dict)  # findUpdatedPodsOnNode, once per node and pass
     creates: list[tuple[str, str]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
@@ -344,6 +347,7 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
         grouped = pod_memo.derived = _group(facts, dict(fit_list), node_memo, node_memo.version)
     fits, by_node, orphans = grouped.fits, grouped.by_node, grouped.orphans
     ctx.found = grouped.found.setdefault((hash_, ctx.template_generation), {})
+    ctx.grouped = grouped
     burst = _burst(spec, ds.status.desired_number_scheduled)
     requeue: list[float] = []
     surge_mode = _max_surge_one(spec) > 0
@@ -639,10 +643,15 @@ def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFa
     the desired ones plus (unless DaemonSetPruneIneligibleNodes) every other node that has a pod."""
     ru = ctx.spec.update_strategy.rolling_update
     assert ru is not None
-    desired = {n for n, f in fits.items() if f.should_run}
-    # DaemonSetPruneIneligibleNodes: nodes that should not run a pod leave the window (their pods, which
-    # manage deletes, no longer take maxUnavailable); without it they stay in, as Kruise's default
-    names = sorted(desired if ctx.gates.daemon_set_prune_ineligible_nodes else desired | set(by_node), reverse=True)
+    prune = ctx.gates.daemon_set_prune_ineligible_nodes
+    names = ctx.grouped.names.get(prune) if ctx.grouped is not None else None
+    if names is None:
+        desired = {n for n, f in fits.items() if f.should_run}
+        # DaemonSetPruneIneligibleNodes: nodes that should not run a pod leave the window (their pods, which
+        # manage deletes, no longer take maxUnavailable); without it they stay in, as Kruise's default
+        names = sorted(desired if prune else desired | set(by_node), reverse=True)
+        if ctx.grouped is not None:
+            ctx.grouped.names[prune] = names
     node_objects = {n.metadata.name: n for n in ctx.nodes} if ru.selector is not None else {}
     updated: list[str] = []
     updating: list[str] = []
@@ -784,10 +793,29 @@ def _in_place(ctx: _Ctx, targets: list[Pod], burst: int) -> list[Pod]:
 
 def _status(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]], full: bool) -> DaemonSetStatus:
     """`updateDaemonSetStatus` over the nodes that exist, each node's oldest pod only."""
+    min_ready = ctx.spec.min_ready_seconds
+    key = (ctx.hash, ctx.template_generation)
+    # without minReadySeconds the counts are a function of the grouping and the hash: kept with it
+    known = ctx.grouped.counts.get(key) if ctx.grouped is not None and min_ready <= 0 else None
+    if known is None:
+        known = _counts(ctx, fits, by_node)
+        if ctx.grouped is not None and min_ready <= 0:
+            ctx.grouped.counts[key] = known
+    desired, current, misscheduled, ready, available, updated = known
+    prev = ctx.ds.status
+    return msgspec.structs.replace(
+        prev, desired_number_scheduled=desired, current_number_scheduled=current, number_misscheduled=misscheduled,
+        number_ready=ready, number_available=available, number_unavailable=desired - available,
+        updated_number_scheduled=updated, daemon_set_hash=ctx.hash,
+        observed_generation=ctx.ds.metadata.generation if full else prev.observed_generation)
+
+
+def _counts(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]]) -> tuple[int, ...]:
+    """(desired, current, misscheduled, ready, available, updated)."""
     desired = current = misscheduled = ready = available = updated = 0
     min_ready, now = ctx.spec.min_ready_seconds, ctx.now
     for name, fit in fits.items():
-        group = by_node.get(name, [])
+        group = by_node.get(name)
         if fit.should_run:
             desired += 1
             if group:
@@ -801,12 +829,7 @@ def _status(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodF
                     updated += 1
         elif group:
             misscheduled += 1
-    prev = ctx.ds.status
-    return msgspec.structs.replace(
-        prev, desired_number_scheduled=desired, current_number_scheduled=current, number_misscheduled=misscheduled,
-        number_ready=ready, number_available=available, number_unavailable=desired - available,
-        updated_number_scheduled=updated, daemon_set_hash=ctx.hash,
-        observed_generation=ctx.ds.metadata.generation if full else prev.observed_generation)
+    return desired, current, misscheduled, ready, available, updated
 
 
 _COUNTERS: Final = ("current_number_scheduled", "number_misscheduled", "desired_number_scheduled", "number_ready",
