@@ -34,6 +34,7 @@ import msgspec
 
 from schemas.constants import (
     ANNOTATION_SIDECARSET_HASH,
+    ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE,
     ANNOTATION_SIDECARSET_INJECTED_LIST,
     ANNOTATION_SIDECARSET_INPLACE_STATE,
     ANNOTATION_SIDECARSET_VERSION_ALT_PREFIX,
@@ -77,6 +78,7 @@ from services.planner.kit.builder import Builder, controller_ref, kube_event, sh
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.intstr import IntOrPercentError, partition_replicas, scaled_or_zero
+from services.planner.kit.memo import MemoRegistry
 from services.planner.kit.plan import Revisionless
 from services.planner.kit.podpatch import PodPatch, status_conditions_patch
 from services.planner.kit.podstate import is_ready
@@ -84,6 +86,7 @@ from services.planner.kit.selectors import matches
 from services.planner.kit.sort import sort_update_candidates
 from services.planner.sidecarset.defaults import default_sidecarset
 from services.planner.sidecarset.inject import UpgradeSpec, encode_hashes, read_hashes
+from services.planner.sidecarset.matching import namespace_selector
 from services.planner.sidecarset.metadata import PatchError, patch_pod_metadata
 from services.planner.sidecarset.podfacts import (
     PodFacts,
@@ -350,6 +353,44 @@ def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime) -> list[PatchOp]:
     return ops
 
 
+@dataclass(eq=False)
+class _Matched:
+    """What a pass derives from the matched pods alone, kept with the memo while no pod changes."""
+
+    pods: list[Pod]
+    facts: dict[str, PodFacts]
+    status: dict[tuple[int, str, int | None], SidecarSetStatus] = field(default_factory=dict)
+    upgrades: dict[bytes, tuple[list[Pod], list[Pod]]] = field(default_factory=dict)  # by update strategy
+
+
+# Per SidecarSet: each pod's facts (None: not matched), reused while the pod is the same object at the
+# same resourceVersion (kit.memo) and the SidecarSet's selectors, sidecars, hashes and the namespaces
+# are those the memo was built for.
+_MATCHES: MemoRegistry[Pod, PodFacts | None] = MemoRegistry(limit=1024)
+
+
+def _matched(ss: SidecarSet, pods: Sequence[Pod], namespaces: Mapping[str, Mapping[str, str]] | None,
+             names: list[str], pairs: dict[str, tuple[str, str, str]]) -> _Matched:
+    key = (ss.metadata.name, msgspec.json.encode(ss.spec.selector), msgspec.json.encode(namespace_selector(ss)),
+           tuple(names), tuple(sorted(pairs.items())), ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, ""),
+           ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, ""),
+           None if namespaces is None else tuple(sorted((k, tuple(sorted(v.items()))) for k, v in namespaces.items())))
+
+    def facts(pod: Pod) -> PodFacts | None:
+        if not is_matched(ss, pod, namespaces, names=names, pairs=pairs):
+            return None
+        return facts_of(ss, [pod])[pod.metadata.uid]
+
+    memo = _MATCHES.get(ss.metadata.uid or ss.metadata.name, key, facts)
+    per_pod = memo.facts(pods)
+    got = memo.derived
+    if not isinstance(got, _Matched):
+        matched = [p for p, f in zip(pods, per_pod, strict=True) if f is not None]
+        got = memo.derived = _Matched(matched, {p.metadata.uid: f for p, f in zip(pods, per_pod, strict=True)
+                                                if f is not None})
+    return got
+
+
 def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[ControllerRevision], *, now: datetime,
                     gates: FeatureGates = DEFAULT_GATES,
                     kruise_namespace: str = DEFAULT_KRUISE_NAMESPACE,
@@ -369,7 +410,8 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
         return SidecarSetPlan(errors=errors, events=b.events)
     out = SidecarSetPlan()
     names, pairs = sidecar_names(ss), hot_pairs(ss)
-    matched = [p for p in pods if is_matched(ss, p, namespaces, names=names, pairs=pairs)]
+    view = _matched(ss, pods, namespaces, names, pairs)
+    matched = view.pods
     # 1. revisions
     owner = controller_ref(b.ref)
     reg = register_latest(ss, revisions, kruise_namespace, owner, revisions)
@@ -391,7 +433,7 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
                                LABEL_SIDECARSET_CUSTOM_VERSION: version}}})])
     hist = history(ss, [r for r in revisions if r.metadata.name != rev.metadata.name] + [rev], kruise_namespace)
     hist.sort(key=lambda r: r.revision)
-    facts = facts_of(ss, matched)
+    facts = view.facts
     active = {f.revision for f in facts.values() if f.revision}
     active.add(rev.metadata.name)
     doomed, _limit_error = to_truncate(ss, hist, active)
@@ -404,7 +446,9 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
                                 uid=old.metadata.uid)])
     # 2. status, before any pod change
     ss = msgspec.structs.replace(ss, status=msgspec.structs.replace(ss.status, latest_revision=rev.metadata.name))
-    status = compute_status(ss, matched, rev.metadata.name, reg.collision_count, facts)
+    status_key = (ss.metadata.generation, rev.metadata.name, reg.collision_count)
+    status = view.status.get(status_key) or compute_status(ss, matched, rev.metadata.name, reg.collision_count, facts)
+    view.status[status_key] = status
     out.status = status
     if status != ss.status or ss.status.collision_count is None:
         body = msgspec.to_builtins(status)
@@ -432,7 +476,11 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
         out.commands, out.events = b.commands, b.events
         return out
     # 4. upgrades
-    chosen, not_upgradable = next_upgrade_pods(ss, matched, facts)
+    strategy_key = msgspec.json.encode(strategy)
+    known = view.upgrades.get(strategy_key)
+    if known is None:  # a function of the strategy and the matched pods' facts (no clock)
+        known = view.upgrades[strategy_key] = next_upgrade_pods(ss, matched, facts)
+    chosen, not_upgradable = known
     for pod in not_upgradable:
         condition = _condition_body(pod, ss.metadata.name, False, now)
         if condition is not None:
