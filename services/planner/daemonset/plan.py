@@ -192,6 +192,56 @@ class _Grouped:
     found: dict[tuple[str, str | None], dict[str, _NodePods]] = field(default_factory=dict)  # by (hash, generation)
     counts: dict[tuple[str, str | None], tuple[int, ...]] = field(default_factory=dict)  # _status's, minReadySeconds 0
     names: dict[bool, list[str]] = field(default_factory=dict)  # the window's nodes by DaemonSetPruneIneligibleNodes
+    pods_version: int = -1  # the pod memo's version this grouping is for
+
+
+def _node_counts(fit: DaemonFit, group: list[_PodFacts] | None, hash_: str, gen: str | None) -> tuple[int, ...]:
+    """One node's share of `_counts` without minReadySeconds."""
+    if not fit.should_run:
+        return (0, 0, 1 if group else 0, 0, 0, 0)
+    if not group:
+        return (1, 0, 0, 0, 0, 0)
+    oldest = group[0]
+    updated = oldest.hash == hash_ or (gen is not None and oldest.generation == gen)
+    return (1, 1, 0, int(oldest.ready), int(oldest.base_available), int(updated))
+
+
+def _regroup(grouped: _Grouped, changes: list[tuple[int, _PodFacts, _PodFacts]]) -> bool:
+    """Patch the grouping for pods replaced by a new version on the same existing node (the common
+    change during a rollout); False (and the grouping must be rebuilt) for anything else."""
+    fits, by_node = grouped.fits, grouped.by_node
+    before: dict[str, list[_PodFacts]] = {}
+    for _, old, new in changes:
+        node = old.node
+        if not node or new.node != node or node not in fits:
+            return False
+        group = by_node.get(node)
+        if group is None:
+            return False
+        at = next((k for k, f in enumerate(group) if f is old), None)
+        if at is None:
+            return False
+        if node not in before:
+            before[node] = list(group)
+        group[at] = new
+    for node in before:
+        group = by_node[node]
+        if len(group) > 1:
+            group.sort(key=_age)
+            if any(a.age == b.age for a, b in zip(group, group[1:], strict=False)):
+                return False  # equal keys keep the view's order: rebuild
+    for found in grouped.found.values():
+        for node in before:
+            found.pop(node, None)
+    for (hash_, gen), counts in list(grouped.counts.items()):
+        total = list(counts)
+        for node, old_group in before.items():
+            fit = fits[node]
+            for k, (a, b) in enumerate(zip(_node_counts(fit, old_group, hash_, gen),
+                                           _node_counts(fit, by_node[node], hash_, gen), strict=True)):
+                total[k] += b - a
+        grouped.counts[(hash_, gen)] = tuple(total)
+    return True
 
 
 def _group(facts: Sequence[_PodFacts], fits: dict[str, DaemonFit], nodes: object, version: int) -> _Grouped:
@@ -343,8 +393,12 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
     pod_memo = _POD_FACTS.get(owner_key, None, _pod_facts)
     facts = pod_memo.facts(pods)
     grouped = pod_memo.derived
-    if not (isinstance(grouped, _Grouped) and grouped.nodes is node_memo and grouped.version == node_memo.version):
+    if not (isinstance(grouped, _Grouped) and grouped.nodes is node_memo and grouped.version == node_memo.version
+            and (grouped.pods_version == pod_memo.version
+                 or (grouped.pods_version == pod_memo.version - 1 and pod_memo.changes is not None
+                     and _regroup(grouped, pod_memo.changes)))):
         grouped = pod_memo.derived = _group(facts, dict(fit_list), node_memo, node_memo.version)
+    grouped.pods_version = pod_memo.version
     fits, by_node, orphans = grouped.fits, grouped.by_node, grouped.orphans
     ctx.found = grouped.found.setdefault((hash_, ctx.template_generation), {})
     ctx.grouped = grouped

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from operator import attrgetter, is_
+from operator import attrgetter, is_, is_not, ne, or_
 from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ["MemoRegistry", "ObjectMemo"]
@@ -43,10 +43,14 @@ _RV = attrgetter("metadata.resource_version")
 class ObjectMemo(Generic[T, V]):
     """``compute(obj)`` per object, reused while the object is the same one at the same resourceVersion.
 
-    ``version`` changes whenever :meth:`facts` returns a different list than the previous call; whatever
-    a caller derives from that list alone may be kept in ``derived`` (reset to None on every change)."""
+    ``version`` changes whenever :meth:`facts` returns a different list than the previous call, and
+    ``changes`` then lists the positions whose facts changed as (position, old facts, new facts) when
+    the list kept its length and only a few changed (None: anything may have changed). Whatever a caller
+    derives from the list may be kept in ``derived``, tagged with the version it was derived for: a
+    caller finding it one version behind may patch it from ``changes``."""
 
-    __slots__ = ("_compute", "_entries", "_objects", "_out", "_rvs", "derived", "key", "version")
+    __slots__ = ("_compute", "_entries", "_objects", "_out", "_rvs", "_stale", "changes", "derived", "key",
+                 "version")
 
     def __init__(self, compute: Callable[[T], V], key: Hashable = None) -> None:
         self._compute = compute
@@ -56,7 +60,9 @@ class ObjectMemo(Generic[T, V]):
         self._out: list[V] = []
         self.key = key  # what the facts also depend on (MemoRegistry.get starts afresh when it differs)
         self.version = 0
+        self.changes: list[tuple[int, V, V]] | None = None
         self.derived: Any = None
+        self._stale = 0  # table entries of objects no longer in the view (dropped when too many)
 
     def facts(self, objects: Sequence[T]) -> list[V]:
         """The facts of each object, in order; the table then holds exactly these objects.
@@ -64,8 +70,13 @@ class ObjectMemo(Generic[T, V]):
         The same objects at the same resourceVersions as the previous call (C-level comparisons, no
         per-object Python code) return the previous list itself: callers must not mutate it."""
         rvs = list(map(_RV, objects))
-        if rvs == self._rvs and len(objects) == len(self._objects) and all(map(is_, objects, self._objects)):
-            return self._out
+        n = len(objects)
+        if n == len(self._objects):
+            if rvs == self._rvs and all(map(is_, objects, self._objects)):
+                return self._out
+            patched = self._patch(objects, rvs)
+            if patched is not None:
+                return patched
         old = self._entries
         new: dict[int, tuple[T, str, V]] = {}
         out: list[V] = []
@@ -85,8 +96,46 @@ class ObjectMemo(Generic[T, V]):
         self._objects = list(objects)
         self._rvs = rvs
         self._out = out
+        self._stale = 0
         self.version += 1
-        self.derived = None
+        self.changes = None
+        return out
+
+    def _patch(self, objects: Sequence[T], rvs: list[str]) -> list[V] | None:
+        """A few positions changed (C-level scans find them): recompute those only."""
+        differs = list(map(or_, map(is_not, objects, self._objects), map(ne, rvs, self._rvs)))
+        n = len(objects)
+        limit = max(64, n // 16)
+        positions: list[int] = []
+        i = -1
+        try:
+            while len(positions) <= limit:
+                i = differs.index(True, i + 1)
+                positions.append(i)
+        except ValueError:
+            pass
+        else:
+            return None
+        table, before = self._entries, self._out
+        out = list(before)
+        changes: list[tuple[int, V, V]] = []
+        for i in positions:
+            obj, rv = objects[i], rvs[i]
+            entry = table.get(id(obj))
+            if entry is None or entry[0] is not obj or entry[1] != rv:
+                entry = table[id(obj)] = (obj, rv, self._compute(obj))
+                self._stale += 1
+            out[i] = entry[2]
+            if out[i] is not before[i]:
+                changes.append((i, before[i], out[i]))
+        if self._stale > limit:
+            self._entries = {id(o): (o, rv, v) for o, rv, v in zip(objects, rvs, out, strict=True)}
+            self._stale = 0
+        self._objects = list(objects)
+        self._rvs = rvs
+        self._out = out
+        self.version += 1
+        self.changes = changes
         return out
 
     def __len__(self) -> int:

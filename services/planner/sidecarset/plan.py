@@ -357,6 +357,7 @@ def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime) -> list[PatchOp]:
 class _Matched:
     """What a pass derives from the matched pods alone, kept with the memo while no pod changes."""
 
+    version: int  # the memo's version these are for
     pods: list[Pod]
     facts: dict[str, PodFacts]
     status: dict[tuple[int, str, int | None], SidecarSetStatus] = field(default_factory=dict)
@@ -384,10 +385,10 @@ def _matched(ss: SidecarSet, pods: Sequence[Pod], namespaces: Mapping[str, Mappi
     memo = _MATCHES.get(ss.metadata.uid or ss.metadata.name, key, facts)
     per_pod = memo.facts(pods)
     got = memo.derived
-    if not isinstance(got, _Matched):
+    if not isinstance(got, _Matched) or got.version != memo.version:
         matched = [p for p, f in zip(pods, per_pod, strict=True) if f is not None]
-        got = memo.derived = _Matched(matched, {p.metadata.uid: f for p, f in zip(pods, per_pod, strict=True)
-                                                if f is not None})
+        got = memo.derived = _Matched(memo.version, matched, {
+            p.metadata.uid: f for p, f in zip(pods, per_pod, strict=True) if f is not None})
     return got
 
 
