@@ -82,7 +82,7 @@ from services.planner.kit.builder import Builder, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import FeatureGates
 from services.planner.kit.intstr import IntOrPercentError, scaled_int_percent, scaled_or_zero
-from services.planner.kit.memo import MemoRegistry
+from services.planner.kit.memo import MemoRegistry, ObjectMemo
 from services.planner.kit.plan import Plan
 from services.planner.kit.podpatch import PodPatch
 from services.planner.kit.podstate import is_pod_ready_condition, ready_time
@@ -204,6 +204,25 @@ def _node_counts(fit: DaemonFit, group: list[_PodFacts] | None, hash_: str, gen:
     oldest = group[0]
     updated = oldest.hash == hash_ or (gen is not None and oldest.generation == gen)
     return (1, 1, 0, int(oldest.ready), int(oldest.base_available), int(updated))
+
+
+def _current(grouped: _Grouped, node_memo: ObjectMemo[Node, tuple[str, DaemonFit]],
+             pod_memo: ObjectMemo[Pod, _PodFacts]) -> bool:
+    """Whether the grouping still holds for this pass, patched if need be: nodes replaced by new versions
+    with the same verdict (a heartbeat, an irrelevant label) change nothing in it; a few pods replaced on
+    the same node are patched in (`_regroup`)."""
+    if grouped.nodes is not node_memo:
+        return False
+    if grouped.version != node_memo.version:
+        changes = node_memo.changes
+        if grouped.version != node_memo.version - 1 or changes is None or any(o != n for _, o, n in changes):
+            return False
+        grouped.version = node_memo.version
+    if grouped.pods_version != pod_memo.version:
+        changes_ = pod_memo.changes
+        if grouped.pods_version != pod_memo.version - 1 or changes_ is None or not _regroup(grouped, changes_):
+            return False
+    return True
 
 
 def _regroup(grouped: _Grouped, changes: list[tuple[int, _PodFacts, _PodFacts]]) -> bool:
@@ -393,10 +412,7 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
     pod_memo = _POD_FACTS.get(owner_key, None, _pod_facts)
     facts = pod_memo.facts(pods)
     grouped = pod_memo.derived
-    if not (isinstance(grouped, _Grouped) and grouped.nodes is node_memo and grouped.version == node_memo.version
-            and (grouped.pods_version == pod_memo.version
-                 or (grouped.pods_version == pod_memo.version - 1 and pod_memo.changes is not None
-                     and _regroup(grouped, pod_memo.changes)))):
+    if not (isinstance(grouped, _Grouped) and _current(grouped, node_memo, pod_memo)):
         grouped = pod_memo.derived = _group(facts, dict(fit_list), node_memo, node_memo.version)
     grouped.pods_version = pod_memo.version
     fits, by_node, orphans = grouped.fits, grouped.by_node, grouped.orphans

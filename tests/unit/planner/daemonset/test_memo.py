@@ -65,6 +65,9 @@ def test_a_memoised_pass_decides_what_a_cold_pass_decides(monkeypatch: pytest.Mo
             c.set_image("nginx:2.0")
         if step == 8 + taint_at:  # a NoExecute taint evicts the pod of the last node
             c.nodes[nodes[-1]] = node_dict(nodes[-1], taints=[{"key": "k", "value": "v", "effect": "NoExecute"}])
+        # a new version of one node every pass with the same verdict (a label nothing selects on)
+        beat = c.nodes[nodes[step % n]]
+        beat["metadata"]["labels"] = {**beat["metadata"]["labels"], "beat": str(step)}
         ds = c.daemonset()
         pods = [objects.view(Pod, p["metadata"]["uid"], p)
                 for p in sorted(c.pods.values(), key=lambda p: p["metadata"]["name"])]
