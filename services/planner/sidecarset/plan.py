@@ -449,8 +449,11 @@ def _matched(ss: SidecarSet, pods: Sequence[Pod], namespaces: Mapping[str, Mappi
            ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, ""),
            None if namespaces is None else tuple(sorted((k, tuple(sorted(v.items()))) for k, v in namespaces.items())))
 
+    # a copy: the memo may call this for later passes whose namespaces equal these (same key)
+    ns = None if namespaces is None else {k: dict(v) for k, v in namespaces.items()}
+
     def view(pod: Pod) -> _PodView | None:
-        if not is_matched(ss, pod, namespaces, names=names, pairs=pairs):
+        if not is_matched(ss, pod, ns, names=names, pairs=pairs):
             return None
         return _PodView(pod.metadata.uid, facts_of(ss, [pod])[pod.metadata.uid], active_pods_key(pod),
                         lifecycle_state(pod) == STATE_PREPARING_UPDATE)
