@@ -13,6 +13,11 @@ Pods are pinned with a required `matchFields metadata.name In [<node>]` term and
 uid, the node and a counter, so a restarted planner plans the same names (Kruise lets the API server
 generate them). Kruise picks which window nodes go first by Go map order (random); kruisebus takes
 them in window order, so the same view always gives the same plan.
+
+A pass at 5,000 nodes has a 20 ms budget, so what it asks of each pod and node is memoised between passes
+(`kit.memo`: the same object at the same resourceVersion), and the pods grouped by node with what is
+derived from them are kept, or patched when a few pods or nodes were replaced. The plan is a function of
+the view alone: `tests/unit/planner/daemonset/test_memo.py` checks it against passes from a cold memo.
 """
 
 from __future__ import annotations
