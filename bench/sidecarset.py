@@ -7,8 +7,10 @@ change (target: <= 20 ms for 10,000 pods). Both are pure functions, timed here i
 * `inject`: the pod webhook's answer (`services.webhook.admission.mutate_pod`, JSON patch included) for
   one pod against `--sets` SidecarSets of which 5 select it, `--rounds` times; p50/p99/max;
 * `plan`: `plan_sidecarset` passes over `--pods` matched pods (half already updated): the first pass,
-  which decides every pod, and the p50 of five more on the same pods (per-pod facts are memoised by
-  resourceVersion, so a pass after one pod changed re-decides one pod).
+  which decides every pod, the p50 of five more on the same pods (per-pod matching and facts are
+  memoised per object and resourceVersion, `kit.memo`), and the p50 of five passes each after one pod
+  was replaced by a new version (one pod re-decided, the status and upgrade order rebuilt); and the
+  bytes per pod the planner keeps between passes for the SidecarSet (its memo and podfacts' memo).
 
 The webhook's HTTPS round trip is measured by `bench.webhook` (its pod hook path is this function).
 """
@@ -19,6 +21,7 @@ import argparse
 import json
 import statistics
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +31,8 @@ from schemas.admission import AdmissionRequest
 from schemas.constants import ANNOTATION_SIDECARSET_HASH, ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE
 from schemas.kube import Pod
 from schemas.sidecarset import SidecarSet
+from services.planner.sidecarset import plan as ss_plan
+from services.planner.sidecarset import podfacts
 from services.planner.sidecarset.defaults import default_sidecarset
 from services.planner.sidecarset.plan import plan_sidecarset
 from services.webhook.admission import PodView, mutate_pod
@@ -98,8 +103,24 @@ def bench_plan(n: int) -> dict[str, float]:
         times.append(time.perf_counter() - t)
     assert plan.status.matched_pods == n
     # the first pass decides every pod; later ones only pods whose resourceVersion changed (none here)
+    changed = []
+    for k in range(5):  # one pod replaced by a new version between passes
+        i = (k * 7919) % n
+        pods[i] = msgspec.structs.replace(pods[i], metadata=msgspec.structs.replace(
+            pods[i].metadata, resource_version=f"r{k}"))
+        t = time.perf_counter()
+        plan_sidecarset(new, pods, [], now=now)
+        changed.append(time.perf_counter() - t)
+    # what the planner keeps between passes for this SidecarSet: its memo, rebuilt from cold under tracemalloc
+    ss_plan._MATCHES.clear()
+    podfacts._FACTS.clear()
+    tracemalloc.start()
+    plan_sidecarset(new, pods, [], now=now)
+    memo, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     return {"first_ms": times[0] * 1e3, "steady_p50_ms": statistics.median(times[1:]) * 1e3,
-            "upgrades": float(len(plan.upgrade))}
+            "one_changed_p50_ms": statistics.median(changed) * 1e3, "upgrades": float(len(plan.upgrade)),
+            "memo_bytes_per_pod": memo / n}
 
 
 def main(argv: list[str] | None = None) -> int:

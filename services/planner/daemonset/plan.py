@@ -13,6 +13,11 @@ Pods are pinned with a required `matchFields metadata.name In [<node>]` term and
 uid, the node and a counter, so a restarted planner plans the same names (Kruise lets the API server
 generate them). Kruise picks which window nodes go first by Go map order (random); kruisebus takes
 them in window order, so the same view always gives the same plan.
+
+A pass at 5,000 nodes has a 20 ms budget, so what it asks of each pod and node is memoised between passes
+(`kit.memo`: the same object at the same resourceVersion), and the pods grouped by node with what is
+derived from them are kept, or patched when a few pods or nodes were replaced. The plan is a function of
+the view alone: `tests/unit/planner/daemonset/test_memo.py` checks it against passes from a cold memo.
 """
 
 from __future__ import annotations
@@ -82,9 +87,10 @@ from services.planner.kit.builder import Builder, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import FeatureGates
 from services.planner.kit.intstr import IntOrPercentError, scaled_int_percent, scaled_or_zero
+from services.planner.kit.memo import MemoRegistry, ObjectMemo
 from services.planner.kit.plan import Plan
 from services.planner.kit.podpatch import PodPatch
-from services.planner.kit.podstate import is_pod_ready_condition, is_terminating, ready_time
+from services.planner.kit.podstate import is_pod_ready_condition, ready_time
 from services.planner.kit.revision import (
     comparable_bytes,
     new_revision,
@@ -128,39 +134,183 @@ def pod_name(ds: DaemonSet, node: str, taken: set[str]) -> str:
 # --- pod facts -------------------------------------------------------------------------------------
 
 
-def _available(pod: Pod, min_ready: int, now: datetime) -> bool:
-    """Ready for more than minReadySeconds (phase ignored) and, with the InPlaceUpdateReady gate and its
-    condition present, that condition True (an in-place update in flight is unavailable)."""
-    if not is_pod_ready_condition(pod):
-        return False
-    gate = any(g.condition_type == CONDITION_INPLACE_UPDATE_READY for g in pod.spec.readiness_gates)
-    cond = pod.status.condition(CONDITION_INPLACE_UPDATE_READY)
-    if gate and cond is not None and cond.status != "True":
-        return False
-    if min_ready <= 0:
-        return True
-    since = ready_time(pod)
-    return since is not None and since + timedelta(seconds=min_ready) < now
+@dataclass(slots=True, eq=False)
+class _PodFacts:
+    """What a pass asks of one pod, a function of the pod object alone (memoised between passes)."""
+
+    pod: Pod
+    node: str  # target_node: spec.nodeName, else the pinned node ("" when neither)
+    bound: bool  # spec.nodeName set
+    terminating: bool  # deletionTimestamp set
+    failed: bool  # phase Failed
+    preparing_delete: bool  # lifecycle state PreparingDelete
+    ready: bool  # Ready condition True (phase ignored)
+    base_available: bool  # ready, and not held by an InPlaceUpdateReady gate whose condition is not True
+    since: datetime | None  # lastTransitionTime of the True Ready condition
+    age: tuple[int, datetime, str]  # oldest first: scheduled before unscheduled, creationTimestamp, name
+    hash: str | None  # controller-revision-hash label
+    generation: str | None  # pod-template-generation label
+    gated: bool  # has readiness gates (the in-place refresh looks at it)
 
 
-def _available_in(pod: Pod, min_ready: int, now: datetime) -> float | None:
-    if min_ready <= 0 or not is_pod_ready_condition(pod):
-        return None
-    since = ready_time(pod)
-    if since is None:
-        return None
-    left = (since + timedelta(seconds=min_ready) - now).total_seconds()
-    return left + 0.001 if left >= 0 else None
+def _pod_facts(pod: Pod) -> _PodFacts:
+    meta, spec = pod.metadata, pod.spec
+    ready = is_pod_ready_condition(pod)
+    gate = any(g.condition_type == CONDITION_INPLACE_UPDATE_READY for g in spec.readiness_gates)
+    cond = pod.status.condition(CONDITION_INPLACE_UPDATE_READY) if gate else None
+    labels = meta.labels
+    return _PodFacts(
+        pod=pod, node=target_node(spec.node_name, spec.affinity), bound=bool(spec.node_name),
+        terminating=meta.deletion_timestamp is not None, failed=pod.status.phase == "Failed",
+        preparing_delete=labels.get(LABEL_LIFECYCLE_STATE) == STATE_PREPARING_DELETE, ready=ready,
+        base_available=ready and not (cond is not None and cond.status != "True"),
+        since=ready_time(pod) if ready else None,
+        age=(0 if spec.node_name else 1, parse_time(meta.creation_timestamp) or _EPOCH, meta.name),
+        hash=labels.get(LABEL_REVISION_HASH), generation=labels.get(LABEL_POD_TEMPLATE_GENERATION),
+        gated=bool(spec.readiness_gates))
 
 
-def _age_key(pod: Pod) -> tuple[int, datetime, str]:
-    """Oldest first: scheduled pods before unscheduled, then creationTimestamp, then name."""
-    created = parse_time(pod.metadata.creation_timestamp) or _EPOCH
-    return (0 if pod.spec.node_name else 1, created, pod.metadata.name)
+# Pod facts by DaemonSet, node fits by DaemonSet and placement (kit.memo: reused while the object is the
+# same one at the same resourceVersion), so a pass over 5,000 unchanged nodes recomputes nothing per node.
+_POD_FACTS: MemoRegistry[Pod, _PodFacts] = MemoRegistry(limit=1024)
+_NODE_FITS: MemoRegistry[Node, tuple[str, DaemonFit]] = MemoRegistry(limit=1024)
+
+
+def _age(f: _PodFacts) -> tuple[int, datetime, str]:
+    return f.age
 
 
 def _preparing_delete(pod: Pod) -> bool:
     return pod.metadata.labels.get(LABEL_LIFECYCLE_STATE) == STATE_PREPARING_DELETE
+
+
+@dataclass(slots=True, eq=False)
+class _Grouped:
+    """The pods by target node (oldest first) and the orphans, derived from one list of pod facts and
+    one of node fits (kept in the pod memo while neither list changes)."""
+
+    nodes: object  # the node memo and its version the fits came from
+    version: int
+    fits: dict[str, DaemonFit]
+    by_node: dict[str, list[_PodFacts]]
+    orphans: list[Pod]  # target a node that does not exist and are not bound
+    found: dict[tuple[str, str | None], dict[str, _NodePods]] = field(default_factory=dict)  # by (hash, generation)
+    counts: dict[tuple[str, str | None], tuple[int, ...]] = field(default_factory=dict)  # _status's, minReadySeconds 0
+    names: dict[bool, list[str]] = field(default_factory=dict)  # the window's nodes by DaemonSetPruneIneligibleNodes
+    pods_version: int = -1  # the pod memo's version this grouping is for
+
+
+def _node_counts(fit: DaemonFit, group: list[_PodFacts] | None, hash_: str, gen: str | None) -> tuple[int, ...]:
+    """One node's share of `_counts` without minReadySeconds."""
+    if not fit.should_run:
+        return (0, 0, 1 if group else 0, 0, 0, 0)
+    if not group:
+        return (1, 0, 0, 0, 0, 0)
+    oldest = group[0]
+    updated = oldest.hash == hash_ or (gen is not None and oldest.generation == gen)
+    return (1, 1, 0, int(oldest.ready), int(oldest.base_available), int(updated))
+
+
+def _current(grouped: _Grouped, node_memo: ObjectMemo[Node, tuple[str, DaemonFit]],
+             pod_memo: ObjectMemo[Pod, _PodFacts]) -> bool:
+    """Whether the grouping still holds for this pass, patched if need be: nodes replaced by new versions
+    with the same verdict (a heartbeat, an irrelevant label) change nothing in it; a few pods replaced on
+    the same node are patched in (`_regroup`)."""
+    if grouped.nodes is not node_memo:
+        return False
+    if grouped.version != node_memo.version:
+        changes = node_memo.changes
+        if grouped.version != node_memo.version - 1 or changes is None or any(o != n for _, o, n in changes):
+            return False
+        grouped.version = node_memo.version
+    if grouped.pods_version != pod_memo.version:
+        changes_ = pod_memo.changes
+        if grouped.pods_version != pod_memo.version - 1 or changes_ is None or not _regroup(grouped, changes_):
+            return False
+    return True
+
+
+def _regroup(grouped: _Grouped, changes: list[tuple[int, _PodFacts, _PodFacts]]) -> bool:
+    """Patch the grouping for pods replaced by a new version on the same existing node (the common
+    change during a rollout); False (and the grouping must be rebuilt) for anything else."""
+    fits, by_node = grouped.fits, grouped.by_node
+    before: dict[str, list[_PodFacts]] = {}
+    for _, old, new in changes:
+        node = old.node
+        if not node or new.node != node or node not in fits:
+            return False
+        group = by_node.get(node)
+        if group is None:
+            return False
+        at = next((k for k, f in enumerate(group) if f is old), None)
+        if at is None:
+            return False
+        if node not in before:
+            before[node] = list(group)
+        group[at] = new
+    for node in before:
+        group = by_node[node]
+        if len(group) > 1:
+            group.sort(key=_age)
+            if any(a.age == b.age for a, b in zip(group, group[1:], strict=False)):
+                return False  # equal keys keep the view's order: rebuild
+    for found in grouped.found.values():
+        for node in before:
+            found.pop(node, None)
+    for (hash_, gen), counts in list(grouped.counts.items()):
+        total = list(counts)
+        for node, old_group in before.items():
+            fit = fits[node]
+            for k, (a, b) in enumerate(zip(_node_counts(fit, old_group, hash_, gen),
+                                           _node_counts(fit, by_node[node], hash_, gen), strict=True)):
+                total[k] += b - a
+        grouped.counts[(hash_, gen)] = tuple(total)
+    return True
+
+
+def _group(facts: Sequence[_PodFacts], fits: dict[str, DaemonFit], nodes: object, version: int) -> _Grouped:
+    by_node: dict[str, list[_PodFacts]] = {}
+    orphans: list[Pod] = []
+    crowded: list[list[_PodFacts]] = []  # groups of more than one pod
+    for f in facts:
+        node = f.node
+        if not node:
+            continue
+        if node not in fits:
+            if not f.bound and not f.terminating:
+                orphans.append(f.pod)
+            continue
+        group = by_node.get(node)
+        if group is None:
+            by_node[node] = [f]
+        else:
+            if len(group) == 1:
+                crowded.append(group)
+            group.append(f)
+    for group in crowded:
+        group.sort(key=_age)
+    return _Grouped(nodes, version, fits, by_node, orphans)
+
+
+def _available(f: _PodFacts, min_ready: int, now: datetime) -> bool:
+    """Ready for more than minReadySeconds (phase ignored) and, with the InPlaceUpdateReady gate and its
+    condition present, that condition True (an in-place update in flight is unavailable)."""
+    if not f.base_available:
+        return False
+    if min_ready <= 0:
+        return True
+    since = f.since
+    return since is not None and since + timedelta(seconds=min_ready) < now
+
+
+def _available_in(f: _PodFacts, min_ready: int, now: datetime) -> float | None:
+    if min_ready <= 0 or not f.ready:
+        return None
+    since = f.since
+    if since is None:
+        return None
+    left = (since + timedelta(seconds=min_ready) - now).total_seconds()
+    return left + 0.001 if left >= 0 else None
 
 
 @dataclass(slots=True)
@@ -175,21 +325,22 @@ class _Ctx:
     history: list[ControllerRevision]
     template_generation: str | None
     owner: OwnerReference
-    taken: set[str]
-    node_objects: dict[str, Node]
+    pods: Sequence[Pod]
+    nodes: Sequence[Node]
+    taken: set[str] | None = None  # pod names in the view, built on the first create
+    grouped: _Grouped | None = None
     found: dict[str, _NodePods] = field(default_factory=dict)  # findUpdatedPodsOnNode, once per node and pass
     creates: list[tuple[str, str]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     in_place: list[str] = field(default_factory=list)
     jobs: list[JsonObject] = field(default_factory=list)  # ImagePullJobs created (pre-download)
 
-    def updated(self, pod: Pod) -> bool:
+    def updated(self, f: _PodFacts) -> bool:
         """`IsPodUpdated`: hash label equal, or the template-generation label when the DS carries one."""
-        labels = pod.metadata.labels
-        if labels.get(LABEL_REVISION_HASH) == self.hash:
+        if f.hash == self.hash:
             return True
         gen = self.template_generation
-        return gen is not None and labels.get(LABEL_POD_TEMPLATE_GENERATION) == gen
+        return gen is not None and f.generation == gen
 
 
 # --- the pass --------------------------------------------------------------------------------------
@@ -249,35 +400,36 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
                   revision=cur.metadata.name)
     ctx = _Ctx(ds=ds, spec=spec, b=b, now=now, gates=gates, hash=hash_, cur=cur, history=history,
                template_generation=ds.metadata.annotations.get(ANNOTATION_DS_TEMPLATE_GENERATION), owner=owner,
-               taken={p.metadata.name for p in pods}, node_objects={n.metadata.name: n for n in nodes})
+               pods=pods, nodes=nodes)
 
     if predownload.enabled(gates):
         old = [r for r in history if r.metadata.name != cur.metadata.name]
         ctx.jobs = predownload.predownload(b, ds, spec, cur, hash_, old, jobs)
     placement = msgspec.convert(ds.spec.template.spec, PodPlacementView)
     tolerations = daemon_tolerations(placement.tolerations, placement.host_network)
-    fits: dict[str, DaemonFit] = {n.metadata.name: daemon_should_run(n, placement, tolerations) for n in nodes}
-    by_node: dict[str, list[Pod]] = {}
-    orphans: list[Pod] = []  # target a node that does not exist and are not bound
-    for pod in pods:
-        node = target_node(pod.spec.node_name, pod.spec.affinity)
-        if not node:
-            continue
-        if node not in fits:
-            if not pod.spec.node_name and not is_terminating(pod):
-                orphans.append(pod)
-            continue
-        by_node.setdefault(node, []).append(pod)
-    for group in by_node.values():
-        group.sort(key=_age_key)
 
+    def fit_of(n: Node) -> tuple[str, DaemonFit]:
+        return n.metadata.name, daemon_should_run(n, placement, tolerations)
+
+    owner_key = ds.metadata.uid or f"{ds.metadata.namespace}/{ds.metadata.name}"
+    node_memo = _NODE_FITS.get(owner_key, msgspec.json.encode(placement), fit_of)
+    fit_list = node_memo.facts(nodes)
+    pod_memo = _POD_FACTS.get(owner_key, None, _pod_facts)
+    facts = pod_memo.facts(pods)
+    grouped = pod_memo.derived
+    if not (isinstance(grouped, _Grouped) and _current(grouped, node_memo, pod_memo)):
+        grouped = pod_memo.derived = _group(facts, dict(fit_list), node_memo, node_memo.version)
+    grouped.pods_version = pod_memo.version
+    fits, by_node, orphans = grouped.fits, grouped.by_node, grouped.orphans
+    ctx.found = grouped.found.setdefault((hash_, ctx.template_generation), {})
+    ctx.grouped = grouped
     burst = _burst(spec, ds.status.desired_number_scheduled)
     requeue: list[float] = []
     surge_mode = _max_surge_one(spec) > 0
     wrote = _manage(ctx, fits, by_node, orphans, burst, create_limit, surge_mode, requeue)
     full = not wrote
     if full:
-        _refresh(ctx, pods)
+        _refresh(ctx, facts)
         ru = spec.update_strategy.rolling_update
         if spec.update_strategy.type == DS_ROLLING_UPDATE and ru is not None and not ru.paused:
             try:
@@ -365,6 +517,8 @@ def _pod_body(ctx: _Ctx, name: str, node: str) -> JsonObject:
 
 def _create(ctx: _Ctx, node: str) -> None:
     b = ctx.b
+    if ctx.taken is None:
+        ctx.taken = {p.metadata.name for p in ctx.pods}
     name = pod_name(ctx.ds, node, ctx.taken)
     b.command(f"{b.uid}/create/{name}/{ctx.hash}", VERB_CREATE, [b.pod_create(_pod_body(ctx, name, node))], pod=name,
               revision=ctx.cur.metadata.name, on_success=kube_event(EVENT_SUCCESSFUL_CREATE, f"Created pod: {name}"),
@@ -421,7 +575,7 @@ def _sync_nodes(ctx: _Ctx, create_on: list[str], delete: list[Pod], burst: int, 
 # --- manage ----------------------------------------------------------------------------------------
 
 
-def _manage(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], orphans: list[Pod], burst: int,
+def _manage(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]], orphans: list[Pod], burst: int,
             create_limit: int | None, surge: bool, requeue: list[float]) -> bool:
     b, min_ready = ctx.b, ctx.spec.min_ready_seconds
     need: list[str] = []
@@ -435,40 +589,46 @@ def _manage(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]]
         if not group:
             continue
         if not fit.should_continue_running:
-            delete.extend(p for p in group if not is_terminating(p))
+            delete.extend(f.pod for f in group if not f.terminating)
             continue
-        running: list[Pod] = []
-        for pod in group:
-            if is_terminating(pod):
+        if len(group) == 1 and not surge:  # the common case: one live pod, nothing to do
+            f = group[0]
+            if not (f.terminating or f.failed or f.preparing_delete):
                 continue
-            if pod.status.phase == "Failed":
+        running: list[_PodFacts] = []
+        for f in group:
+            if f.terminating:
+                continue
+            pod = f.pod
+            if f.failed:
                 msg = f"Found failed daemon pod {pod.metadata.namespace}/{pod.metadata.name} on node {node}, " \
                       "will try to kill it"
                 b.command(f"{b.uid}/failed-daemon-pod/{pod.metadata.uid}", VERB_EVENT, [],
                           on_success=kube_event(EVENT_FAILED_DAEMON_POD, msg, warning=True))
                 delete.append(pod)
-            elif _preparing_delete(pod):
+            elif f.preparing_delete:
                 delete.append(pod)
             else:
-                running.append(pod)
+                running.append(f)
         if not surge:
-            delete.extend(running[1:])  # keep the oldest
+            delete.extend(f.pod for f in running[1:])  # keep the oldest
             continue
         if not running:
             if fit.should_run:
                 need.append(node)
             continue
-        new = [p for p in running if ctx.updated(p)]
-        old = [p for p in running if not ctx.updated(p)]
-        keep_new, keep_old = (new[0] if new else None), (old[0] if old else None)
-        delete.extend(p for p in running if p is not keep_new and p is not keep_old)
-        if keep_old is not None and keep_new is not None:
-            if not is_pod_ready_condition(keep_old):
-                delete.append(keep_old)
-            elif _available(keep_new, min_ready, ctx.now):
-                delete.append(keep_old)
-            elif is_pod_ready_condition(keep_new) and min_ready > 0:
-                left = _available_in(keep_new, min_ready, ctx.now)
+        new = [f for f in running if ctx.updated(f)]
+        old = [f for f in running if not ctx.updated(f)]
+        keep_new = new[0].pod if new else None
+        keep_old = old[0].pod if old else None
+        delete.extend(f.pod for f in running if f.pod is not keep_new and f.pod is not keep_old)
+        if old and new:
+            if not old[0].ready:
+                delete.append(old[0].pod)
+            elif _available(new[0], min_ready, ctx.now):
+                delete.append(old[0].pod)
+            elif new[0].ready and min_ready > 0:
+                left = _available_in(new[0], min_ready, ctx.now)
                 if left is not None:
                     requeue.append(left)
     delete.extend(orphans)
@@ -476,7 +636,8 @@ def _manage(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]]
     return _sync_nodes(ctx, need, delete, burst, create_limit)
 
 
-def _partition_cut(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], need: list[str]) -> list[str]:
+def _partition_cut(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]],
+                   need: list[str]) -> list[str]:
     """Partition on creation: with a partition resolving (floor, previous desired) to non-zero the nodes
     are taken in name order; with partitionedScaling (v1alpha1: the progressive-create-pod annotation)
     only max(desired - nodes with an updated pod - partition, 0) of them."""
@@ -501,13 +662,14 @@ def _partition_cut(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, lis
 # --- refresh, rolling update -----------------------------------------------------------------------
 
 
-def _refresh(ctx: _Ctx, pods: Sequence[Pod]) -> None:
+def _refresh(ctx: _Ctx, facts: Sequence[_PodFacts]) -> None:
     """The in-place library's refresh: InPlaceUpdateReady True once an update completed (and on new pods
     with the gate), the next container batch."""
     b = ctx.b
-    for pod in pods:
-        if is_terminating(pod) or not pod.spec.readiness_gates:
+    for f in facts:
+        if f.terminating or not f.gated:
             continue
+        pod = f.pod
         res = inplace.refresh(pod, ctx.now, True, {})
         meta = pod.metadata
         if res.patch is not None:
@@ -521,45 +683,51 @@ def _refresh(ctx: _Ctx, pods: Sequence[Pod]) -> None:
 @dataclass(slots=True)
 class _NodePods:
     ok: bool
-    new: Pod | None
-    old: Pod | None
+    new: _PodFacts | None
+    old: _PodFacts | None
 
 
-def _find(ctx: _Ctx, group: list[Pod]) -> _NodePods:
+def _find(ctx: _Ctx, group: list[_PodFacts]) -> _NodePods:
     """`findUpdatedPodsOnNode`: the live new and old pod (ok=False with more than one of either)."""
-    new: Pod | None = None
-    old: Pod | None = None
-    for pod in group:
-        if is_terminating(pod):
+    new: _PodFacts | None = None
+    old: _PodFacts | None = None
+    for f in group:
+        if f.terminating:
             continue
-        if ctx.updated(pod):
+        if ctx.updated(f):
             if new is not None:
                 return _NodePods(False, None, None)
-            new = pod
+            new = f
         else:
             if old is not None:
                 return _NodePods(False, None, None)
-            old = pod
+            old = f
     return _NodePods(True, new, old)
 
 
-def _found(ctx: _Ctx, by_node: dict[str, list[Pod]], name: str) -> _NodePods:
+def _found(ctx: _Ctx, by_node: dict[str, list[_PodFacts]], name: str) -> _NodePods:
     got = ctx.found.get(name)
     if got is None:
         got = ctx.found[name] = _find(ctx, by_node.get(name, []))
     return got
 
 
-def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]]) -> list[str]:
+def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]]) -> list[str]:
     """`filterDaemonPodsToUpdate`: updated nodes, then updating ones, then old ones (names descending),
     only those matching `rollingUpdate.selector` when one is set, cut to len - partition. The nodes are
     the desired ones plus (unless DaemonSetPruneIneligibleNodes) every other node that has a pod."""
     ru = ctx.spec.update_strategy.rolling_update
     assert ru is not None
-    desired = {n for n, f in fits.items() if f.should_run}
-    # DaemonSetPruneIneligibleNodes: nodes that should not run a pod leave the window (their pods, which
-    # manage deletes, no longer take maxUnavailable); without it they stay in, as Kruise's default
-    names = sorted(desired if ctx.gates.daemon_set_prune_ineligible_nodes else desired | set(by_node), reverse=True)
+    prune = ctx.gates.daemon_set_prune_ineligible_nodes
+    names = ctx.grouped.names.get(prune) if ctx.grouped is not None else None
+    if names is None:
+        desired = {n for n, f in fits.items() if f.should_run}
+        # DaemonSetPruneIneligibleNodes: nodes that should not run a pod leave the window (their pods, which
+        # manage deletes, no longer take maxUnavailable); without it they stay in, as Kruise's default
+        names = sorted(desired if prune else desired | set(by_node), reverse=True)
+        if ctx.grouped is not None:
+            ctx.grouped.names[prune] = names
+    node_objects = {n.metadata.name: n for n in ctx.nodes} if ru.selector is not None else {}
     updated: list[str] = []
     updating: list[str] = []
     selected: list[str] = []
@@ -568,9 +736,9 @@ def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]])
         found = _found(ctx, by_node, name)
         if not found.ok or found.new is not None:
             updated.append(name)
-        elif found.old is None or _preparing_delete(found.old):
+        elif found.old is None or found.old.preparing_delete:
             updating.append(name)
-        elif ru.selector is not None and matches(ru.selector, ctx.node_objects[name].metadata.labels):
+        elif ru.selector is not None and matches(ru.selector, node_objects[name].metadata.labels):
             selected.append(name)
         else:
             rest.append(name)
@@ -590,7 +758,7 @@ def max_numbers(ru: RollingUpdateDaemonSet, desired: int) -> tuple[int, int]:
     return max_unavailable, max_surge
 
 
-def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], burst: int,
+def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]], burst: int,
                     requeue: list[float]) -> None:
     ru = ctx.spec.update_strategy.rolling_update
     assert ru is not None
@@ -607,20 +775,20 @@ def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, li
                 unavailable += 1
                 continue
             new, old = found.new, found.old
-            old_live = old is not None and not _preparing_delete(old)
-            new_live = new is not None and not _preparing_delete(new)
+            old_live = old is not None and not old.preparing_delete
+            new_live = new is not None and not new.preparing_delete
             if (not old_live and not new_live) or (old_live and new_live):
                 unavailable += 1
             elif new is not None:
                 if not _available(new, min_ready, now):
                     unavailable += 1
-                if _preparing_delete(new):
+                if new.preparing_delete:
                     unavailable += 1
             elif old is not None:
                 if not _available(old, min_ready, now):
-                    old_unavailable.append(old)
+                    old_unavailable.append(old.pod)
                 elif unavailable < max_unavailable:
-                    chosen.append(old)
+                    chosen.append(old.pod)
         chosen = chosen[:max(max_unavailable - unavailable, 0)]
         targets = old_unavailable + chosen
         if ru.rolling_update_type == STRATEGY_IN_PLACE_IF_POSSIBLE:
@@ -637,20 +805,20 @@ def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, li
             surging += 1
             continue
         new, old = found.new, found.old
-        if old is None or _preparing_delete(old):
+        if old is None or old.preparing_delete:
             continue
         if new is None:
             if not _available(old, min_ready, now):
                 create_now.append(name)
             elif surging < max_surge:
                 wait.append(name)
-        elif not _available(new, min_ready, now) or _preparing_delete(new):
+        elif not _available(new, min_ready, now) or new.preparing_delete:
             surging += 1
             left = _available_in(new, min_ready, now)
             if left is not None:
                 requeue.append(left)
         else:
-            delete.append(old)
+            delete.append(old.pod)
     create_now += wait[:max(max_surge - surging, 0)]
     _sync_nodes(ctx, create_now, delete, burst, None)
 
@@ -698,18 +866,37 @@ def _in_place(ctx: _Ctx, targets: list[Pod], burst: int) -> list[Pod]:
 # --- status ----------------------------------------------------------------------------------------
 
 
-def _status(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]], full: bool) -> DaemonSetStatus:
+def _status(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]], full: bool) -> DaemonSetStatus:
     """`updateDaemonSetStatus` over the nodes that exist, each node's oldest pod only."""
+    min_ready = ctx.spec.min_ready_seconds
+    key = (ctx.hash, ctx.template_generation)
+    # without minReadySeconds the counts are a function of the grouping and the hash: kept with it
+    known = ctx.grouped.counts.get(key) if ctx.grouped is not None and min_ready <= 0 else None
+    if known is None:
+        known = _counts(ctx, fits, by_node)
+        if ctx.grouped is not None and min_ready <= 0:
+            ctx.grouped.counts[key] = known
+    desired, current, misscheduled, ready, available, updated = known
+    prev = ctx.ds.status
+    return msgspec.structs.replace(
+        prev, desired_number_scheduled=desired, current_number_scheduled=current, number_misscheduled=misscheduled,
+        number_ready=ready, number_available=available, number_unavailable=desired - available,
+        updated_number_scheduled=updated, daemon_set_hash=ctx.hash,
+        observed_generation=ctx.ds.metadata.generation if full else prev.observed_generation)
+
+
+def _counts(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]]) -> tuple[int, ...]:
+    """(desired, current, misscheduled, ready, available, updated)."""
     desired = current = misscheduled = ready = available = updated = 0
     min_ready, now = ctx.spec.min_ready_seconds, ctx.now
     for name, fit in fits.items():
-        group = by_node.get(name, [])
+        group = by_node.get(name)
         if fit.should_run:
             desired += 1
             if group:
                 current += 1
                 oldest = group[0]
-                if is_pod_ready_condition(oldest):
+                if oldest.ready:
                     ready += 1
                     if _available(oldest, min_ready, now):
                         available += 1
@@ -717,12 +904,7 @@ def _status(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[Pod]]
                     updated += 1
         elif group:
             misscheduled += 1
-    prev = ctx.ds.status
-    return msgspec.structs.replace(
-        prev, desired_number_scheduled=desired, current_number_scheduled=current, number_misscheduled=misscheduled,
-        number_ready=ready, number_available=available, number_unavailable=desired - available,
-        updated_number_scheduled=updated, daemon_set_hash=ctx.hash,
-        observed_generation=ctx.ds.metadata.generation if full else prev.observed_generation)
+    return desired, current, misscheduled, ready, available, updated
 
 
 _COUNTERS: Final = ("current_number_scheduled", "number_misscheduled", "desired_number_scheduled", "number_ready",

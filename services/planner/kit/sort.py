@@ -281,15 +281,25 @@ class UpdateOrdering(Protocol):
 
 
 def sort_update_candidates(
-    candidates: list[Pod], strategy: UpdateOrdering, all_pods: list[Pod], now: datetime | None = None
+    candidates: list[Pod], strategy: UpdateOrdering, all_pods: list[Pod], now: datetime | None = None, *,
+    keys: Sequence[PodKey] | None = None, preparing_update: bool | None = None,
 ) -> list[Pod]:
-    """Kruise ``SortUpdateIndexes``: ActivePods order, then priority, then scatter, then PreparingUpdate first."""
+    """Kruise ``SortUpdateIndexes``: ActivePods order, then priority, then scatter, then PreparingUpdate first.
+
+    A caller that memoises per-pod facts may pass each candidate's ``active_pods_key`` (``keys``, aligned
+    with ``candidates``) and whether any candidate is in lifecycle PreparingUpdate (``preparing_update``);
+    the order is the same."""
     del now
-    ordered = sorted(candidates, key=active_pods_key)
+    if keys is None:
+        ordered = sorted(candidates, key=active_pods_key)
+    else:
+        ordered = [candidates[i] for i in sorted(range(len(candidates)), key=keys.__getitem__)]
     if strategy.priority_strategy is not None:
         ordered = priority_sort(ordered, strategy.priority_strategy)
     if strategy.scatter_strategy is not None:
         ordered = scatter_sort(ordered, all_pods, strategy.scatter_strategy)
+    if preparing_update is False:
+        return ordered  # the stable sort below would keep this order
     return sorted(ordered, key=lambda p: 0 if lifecycle_state(p) == STATE_PREPARING_UPDATE else 1)
 
 

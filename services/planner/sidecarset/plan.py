@@ -20,6 +20,10 @@ predicates are `podfacts`):
 
 HotUpgrade pairs: the empty (or failing, or non-working) one of `X-1`/`X-2` gets the new image and
 becomes the working one; once it runs, a pass flips the other to the empty image and does nothing else.
+
+A pass over 10,000 pods has a 20 ms budget: each pod's matching, facts and ActivePods key are memoised
+between passes (`kit.memo`), and the matched list, status tallies and upgrade order are kept, or patched
+when a few pods were replaced (`tests/unit/planner/sidecarset/test_memo.py` checks them against a cold memo).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import msgspec
 
 from schemas.constants import (
     ANNOTATION_SIDECARSET_HASH,
+    ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE,
     ANNOTATION_SIDECARSET_INJECTED_LIST,
     ANNOTATION_SIDECARSET_INPLACE_STATE,
     ANNOTATION_SIDECARSET_VERSION_ALT_PREFIX,
@@ -48,6 +53,7 @@ from schemas.constants import (
     REASON_INVALID_SPEC,
     REASON_UPDATE_IMMUTABLE_FIELD,
     SIDECARSET_NOT_UPDATE,
+    STATE_PREPARING_UPDATE,
 )
 from schemas.kinds import SIDECARSET
 from schemas.kube import ControllerRevision, Pod
@@ -77,13 +83,15 @@ from services.planner.kit.builder import Builder, controller_ref, kube_event, sh
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.intstr import IntOrPercentError, partition_replicas, scaled_or_zero
+from services.planner.kit.memo import MemoRegistry
 from services.planner.kit.plan import Revisionless
 from services.planner.kit.podpatch import PodPatch, status_conditions_patch
-from services.planner.kit.podstate import is_ready
+from services.planner.kit.podstate import is_ready, lifecycle_state
 from services.planner.kit.selectors import matches
-from services.planner.kit.sort import sort_update_candidates
+from services.planner.kit.sort import PodKey, active_pods_key, sort_update_candidates
 from services.planner.sidecarset.defaults import default_sidecarset
 from services.planner.sidecarset.inject import UpgradeSpec, encode_hashes, read_hashes
+from services.planner.sidecarset.matching import namespace_selector
 from services.planner.sidecarset.metadata import PatchError, patch_pod_metadata
 from services.planner.sidecarset.podfacts import (
     PodFacts,
@@ -97,6 +105,8 @@ from services.planner.sidecarset.podfacts import (
     is_updated,
     is_upgradable,
     sidecar_names,
+    status_of,
+    tally,
     working_containers,
 )
 from services.planner.sidecarset.revisions import find_specific, history, register_latest, to_truncate
@@ -151,9 +161,11 @@ class _Ordering:
     scatter_strategy: list[UpdateScatterTerm] | None
 
 
-def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod],
-                      facts: Mapping[str, PodFacts] | None = None) -> tuple[list[Pod], list[Pod]]:
-    """`GetNextUpgradePods`: (pods to upgrade now, not-upgradable pods)."""
+def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str, PodFacts] | None = None, *,
+                      keys: Mapping[str, PodKey] | None = None,
+                      preparing_update: bool | None = None) -> tuple[list[Pod], list[Pod]]:
+    """`GetNextUpgradePods`: (pods to upgrade now, not-upgradable pods). `keys`: memoised ActivePods keys
+    by uid; `preparing_update` False: no candidate is in lifecycle PreparingUpdate (both only speed)."""
     strategy = ss.spec.update_strategy
     facts = facts if facts is not None else facts_of(ss, matched)
     candidates: list[Pod] = []
@@ -169,7 +181,9 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod],
         elif f.consistent:
             candidates.append(pod)
     ordering = _Ordering(strategy.priority_strategy, _scatter_terms(strategy.scatter_strategy, matched))
-    ordered = sort_update_candidates(candidates, ordering, list(matched))
+    ordered = sort_update_candidates(candidates, ordering, list(matched),
+                                     keys=None if keys is None else [keys[p.metadata.uid] for p in candidates],
+                                     preparing_update=preparing_update)
     total = len(matched)
     try:
         partition = partition_replicas(strategy.partition, total)
@@ -350,6 +364,116 @@ def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime) -> list[PatchOp]:
     return ops
 
 
+@dataclass(frozen=True, slots=True)
+class _PodView:
+    """One matched pod as the pass sees it (memoised per pod object and resourceVersion)."""
+
+    uid: str
+    facts: PodFacts
+    key: PodKey  # kit.sort.active_pods_key
+    preparing_update: bool  # lifecycle PreparingUpdate
+
+
+@dataclass(eq=False)
+class _Matched:
+    """What a pass derives from the matched pods alone, kept with the memo and patched when a few pods
+    were replaced by new versions that still match."""
+
+    version: int  # the memo's version these are for
+    pods: list[Pod]
+    facts: dict[str, PodFacts]
+    keys: dict[str, PodKey]
+    preparing: set[str]  # uids in lifecycle PreparingUpdate
+    index: dict[str, int] | None  # uid -> position in pods (None: a uid appears twice, no patching)
+    counts: tuple[int, int, int]  # summed podfacts.tally
+    revisions: set[str] | None = None  # the revisions the pods' hash entries name
+    upgrades: dict[bytes, tuple[list[Pod], list[Pod]]] = field(default_factory=dict)  # by update strategy
+
+
+# Per SidecarSet: each pod's view (None: not matched), reused while the pod is the same object at the
+# same resourceVersion (kit.memo) and the SidecarSet's selectors, sidecars, hashes and the namespaces
+# are those the memo was built for.
+_MATCHES: MemoRegistry[Pod, _PodView | None] = MemoRegistry(limit=1024)
+
+
+def _build(version: int, pods: Sequence[Pod], per_pod: list[_PodView | None]) -> _Matched:
+    matched: list[Pod] = []
+    facts: dict[str, PodFacts] = {}
+    keys: dict[str, PodKey] = {}
+    preparing: set[str] = set()
+    updated = ready = updated_ready = 0
+    for p, v in zip(pods, per_pod, strict=True):
+        if v is None:
+            continue
+        matched.append(p)
+        facts[v.uid] = v.facts
+        keys[v.uid] = v.key
+        if v.preparing_update:
+            preparing.add(v.uid)
+        u, r, ur = tally(v.facts)
+        updated += u
+        ready += r
+        updated_ready += ur
+    index = {p.metadata.uid: i for i, p in enumerate(matched)}
+    return _Matched(version, matched, facts, keys, preparing, index if len(index) == len(matched) else None,
+                    (updated, ready, updated_ready))
+
+
+def _patch(got: _Matched, pods: Sequence[Pod], changes: list[tuple[int, _PodView | None, _PodView | None]]) -> bool:
+    """Pods replaced by a new version that still matches: patched in place; False for anything else."""
+    if got.index is None:
+        return False
+    for _, old, new in changes:
+        if (old is None) != (new is None) or (old is not None and new is not None and old.uid != new.uid):
+            return False
+    counts = list(got.counts)
+    for i, old, new in changes:
+        if old is None or new is None:
+            continue
+        uid = new.uid
+        got.pods[got.index[uid]] = pods[i]
+        got.facts[uid] = new.facts
+        got.keys[uid] = new.key
+        if new.preparing_update:
+            got.preparing.add(uid)
+        else:
+            got.preparing.discard(uid)
+        for k, (a, b) in enumerate(zip(tally(old.facts), tally(new.facts), strict=True)):
+            counts[k] += b - a
+    got.counts = (counts[0], counts[1], counts[2])
+    got.revisions = None
+    got.upgrades.clear()
+    return True
+
+
+def _matched(ss: SidecarSet, pods: Sequence[Pod], namespaces: Mapping[str, Mapping[str, str]] | None,
+             names: list[str], pairs: dict[str, tuple[str, str, str]]) -> _Matched:
+    key = (ss.metadata.name, msgspec.json.encode(ss.spec.selector), msgspec.json.encode(namespace_selector(ss)),
+           tuple(names), tuple(sorted(pairs.items())), ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, ""),
+           ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, ""),
+           None if namespaces is None else tuple(sorted((k, tuple(sorted(v.items()))) for k, v in namespaces.items())))
+
+    # a copy: the memo may call this for later passes whose namespaces equal these (same key)
+    ns = None if namespaces is None else {k: dict(v) for k, v in namespaces.items()}
+
+    def view(pod: Pod) -> _PodView | None:
+        if not is_matched(ss, pod, ns, names=names, pairs=pairs):
+            return None
+        return _PodView(pod.metadata.uid, facts_of(ss, [pod])[pod.metadata.uid], active_pods_key(pod),
+                        lifecycle_state(pod) == STATE_PREPARING_UPDATE)
+
+    memo = _MATCHES.get(ss.metadata.uid or ss.metadata.name, key, view)
+    per_pod = memo.facts(pods)
+    got = memo.derived
+    if isinstance(got, _Matched) and got.version == memo.version:
+        return got
+    if not (isinstance(got, _Matched) and got.version == memo.version - 1 and memo.changes is not None
+            and _patch(got, pods, memo.changes)):
+        got = memo.derived = _build(memo.version, pods, per_pod)
+    got.version = memo.version
+    return got
+
+
 def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[ControllerRevision], *, now: datetime,
                     gates: FeatureGates = DEFAULT_GATES,
                     kruise_namespace: str = DEFAULT_KRUISE_NAMESPACE,
@@ -369,7 +493,8 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
         return SidecarSetPlan(errors=errors, events=b.events)
     out = SidecarSetPlan()
     names, pairs = sidecar_names(ss), hot_pairs(ss)
-    matched = [p for p in pods if is_matched(ss, p, namespaces, names=names, pairs=pairs)]
+    view = _matched(ss, pods, namespaces, names, pairs)
+    matched = view.pods
     # 1. revisions
     owner = controller_ref(b.ref)
     reg = register_latest(ss, revisions, kruise_namespace, owner, revisions)
@@ -391,8 +516,10 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
                                LABEL_SIDECARSET_CUSTOM_VERSION: version}}})])
     hist = history(ss, [r for r in revisions if r.metadata.name != rev.metadata.name] + [rev], kruise_namespace)
     hist.sort(key=lambda r: r.revision)
-    facts = facts_of(ss, matched)
-    active = {f.revision for f in facts.values() if f.revision}
+    facts = view.facts
+    if view.revisions is None:
+        view.revisions = {f.revision for f in facts.values() if f.revision}
+    active = set(view.revisions)
     active.add(rev.metadata.name)
     doomed, _limit_error = to_truncate(ss, hist, active)
     by_name = {r.metadata.name: r for r in revisions}
@@ -404,7 +531,7 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
                                 uid=old.metadata.uid)])
     # 2. status, before any pod change
     ss = msgspec.structs.replace(ss, status=msgspec.structs.replace(ss.status, latest_revision=rev.metadata.name))
-    status = compute_status(ss, matched, rev.metadata.name, reg.collision_count, facts)
+    status = status_of(ss, len(matched), view.counts, rev.metadata.name, reg.collision_count)
     out.status = status
     if status != ss.status or ss.status.collision_count is None:
         body = msgspec.to_builtins(status)
@@ -432,7 +559,13 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
         out.commands, out.events = b.commands, b.events
         return out
     # 4. upgrades
-    chosen, not_upgradable = next_upgrade_pods(ss, matched, facts)
+    strategy_key = msgspec.json.encode(strategy)
+    known = view.upgrades.get(strategy_key)
+    if known is None:  # a function of the strategy and the matched pods' facts (no clock)
+        known = view.upgrades[strategy_key] = next_upgrade_pods(
+            ss, matched, facts, keys=view.keys if view.index is not None else None,
+            preparing_update=None if view.preparing else False)
+    chosen, not_upgradable = known
     for pod in not_upgradable:
         condition = _condition_body(pod, ss.metadata.name, False, now)
         if condition is not None:

@@ -213,20 +213,32 @@ def _ns_labels(namespaces: Mapping[str, Mapping[str, str]], name: str) -> Mappin
     return None if labels is None else {LABEL_NAMESPACE_NAME: name, **labels}
 
 
+def tally(facts: PodFacts) -> tuple[int, int, int]:
+    """One matched pod's share of the status: (updated, ready, updated and ready)."""
+    u = facts.updated
+    r = facts.consistent and facts.ready
+    return int(u), int(r), int(u and r)
+
+
+def status_of(ss: SidecarSet, matched: int, counts: tuple[int, int, int], latest_revision: str,
+              collisions: int | None) -> SidecarSetStatus:
+    """The status from the matched count and the summed tallies."""
+    updated, ready, updated_ready = counts
+    return SidecarSetStatus(observed_generation=ss.metadata.generation, matched_pods=matched,
+                            updated_pods=updated, ready_pods=ready, updated_ready_pods=updated_ready,
+                            latest_revision=latest_revision, collision_count=collisions)
+
+
 def compute_status(ss: SidecarSet, matched: Sequence[Pod], latest_revision: str, collisions: int,
                    facts: Mapping[str, PodFacts] | None = None) -> SidecarSetStatus:
     facts = facts if facts is not None else facts_of(ss, matched)
     updated = ready = updated_ready = 0
     for pod in matched:
-        f = facts[pod.metadata.uid]
-        u = f.updated
-        r = f.consistent and f.ready
+        u, r, ur = tally(facts[pod.metadata.uid])
         updated += u
         ready += r
-        updated_ready += u and r
-    return SidecarSetStatus(observed_generation=ss.metadata.generation, matched_pods=len(matched),
-                            updated_pods=updated, ready_pods=ready, updated_ready_pods=updated_ready,
-                            latest_revision=latest_revision, collision_count=collisions)
+        updated_ready += ur
+    return status_of(ss, len(matched), (updated, ready, updated_ready), latest_revision, collisions)
 
 
 
@@ -237,6 +249,6 @@ def is_consistent_container(pod: Pod, name: str) -> bool:
     return "\x00" not in state and not _container_inconsistent(pod, name, state)
 
 
-__all__ = ["PodFacts", "compute_status", "facts_of", "hot_pairs", "inplace_state", "is_consistent",
+__all__ = ["PodFacts", "compute_status", "status_of", "tally", "facts_of", "hot_pairs", "inplace_state", "is_consistent",
            "is_consistent_container", "is_matched", "is_updated", "is_upgradable", "sidecar_names",
            "working_containers"]
