@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "node's work, e.g. image pulls, through its container runtime)")
     _common(p, service=True)
     ExecutorSettings.add_arguments(p)
-    p.add_argument("--node", action="append", default=[n for n in env("NODE_NAME", "").split(",") if n],
+    p.add_argument("--node", action="append", default=None,
                    help="run as this node's agent: consume only its node work; repeat to serve several "
                    "simulated nodes from one process (env KRUISEBUS_NODE_NAME, comma-separated)")
     RuntimeSettings.add_arguments(p)
@@ -205,8 +205,9 @@ async def _until_stopped(stop: asyncio.Event, coro: Awaitable[None]) -> None:
         task.result()
 
 
-def prober_nodes(args: argparse.Namespace) -> list[str]:
-    """The nodes a prober serves: its `--node` flags in order (repeats dropped), else KRUISEBUS_NODE_NAME.
+def served_nodes(args: argparse.Namespace) -> list[str]:
+    """The nodes a prober or node agent serves: its `--node` flags in order (repeats dropped), else
+    KRUISEBUS_NODE_NAME.
 
     The flags replace the environment's list (argparse's append would add to a non-empty default)."""
     return list(dict.fromkeys(args.node or [n for n in env("NODE_NAME", "").split(",") if n]))
@@ -216,7 +217,7 @@ async def cmd_prober(args: argparse.Namespace) -> int:
     from services.prober.service import run_prober
     from services.runtime import open_runtime_with
 
-    nodes = prober_nodes(args)
+    nodes = served_nodes(args)
     if not nodes:
         print("kruisebus prober: --node: at least one node is required (or KRUISEBUS_NODE_NAME)", file=sys.stderr)
         return 2
@@ -262,7 +263,7 @@ async def cmd_executor(args: argparse.Namespace) -> int:
     kube = await Kube.connect_with(KubeSettings.from_args(args))
 
     settings = ExecutorSettings.from_args(args)
-    if args.node:
+    if served_nodes(args):
         return await _node_agent(args, kube, settings)
 
     async def body(bus: Bus, stop: asyncio.Event) -> None:
@@ -278,7 +279,7 @@ async def _node_agent(args: argparse.Namespace, kube: Any, settings: ExecutorSet
     from services.nodeagent.service import run_node_agent
     from services.runtime import open_runtime_with
 
-    nodes = prober_nodes(args)
+    nodes = served_nodes(args)
     runtime_settings = RuntimeSettings.from_args(args)
     runtimes = [await open_runtime_with(runtime_settings, node=n, kube=kube) for n in nodes]
 

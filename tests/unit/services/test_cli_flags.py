@@ -24,13 +24,15 @@ def test_every_service_takes_the_metrics_listener_flags(service: str) -> None:
     assert args.metrics_port == 9102
 
 
-def test_a_prober_serves_every_node_it_is_given_once_flags_replacing_the_environment(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.cli import prober_nodes
+@pytest.mark.parametrize("command", ["prober", "executor"])
+def test_a_prober_or_node_agent_serves_every_node_it_is_given_once_flags_replacing_the_environment(
+        monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    from services.cli import served_nodes
 
     parser = build_parser()
     monkeypatch.setenv("KRUISEBUS_NODE_NAME", "env-a,env-b")
-    assert prober_nodes(parser.parse_args(["prober"])) == ["env-a", "env-b"]
-    assert prober_nodes(parser.parse_args(["prober", "--node", "b", "--node", "a", "--node", "b"])) == ["b", "a"]
+    assert served_nodes(parser.parse_args([command])) == ["env-a", "env-b"]
+    assert served_nodes(parser.parse_args([command, "--node", "b", "--node", "a", "--node", "b"])) == ["b", "a"]
     monkeypatch.delenv("KRUISEBUS_NODE_NAME")
-    assert prober_nodes(parser.parse_args(["prober"])) == []  # `kruisebus prober` refuses to start (exit 2)
+    # `kruisebus prober` refuses to start (exit 2); `kruisebus executor` is then the cluster's executor
+    assert served_nodes(parser.parse_args([command])) == []
