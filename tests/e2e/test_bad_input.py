@@ -8,6 +8,7 @@ terminated with a `rejected` event and the executor keeps serving the next Clone
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import msgspec
 import pytest
@@ -70,10 +71,14 @@ async def test_invalid_spec_is_reported_and_not_acted_on(stack: Stack, kube: Kub
     bad = await snapshot(kube, "default", "bad")
     assert bad.pods == [], "an invalid spec must not be acted on"
 
-    items, _ = await kube.list(EVENTS, "default")
-    events = [msgspec.json.decode(raw) for raw in items]
-    warnings = [e for e in events if e["involvedObject"]["name"] == "bad" and e["reason"] == "InvalidSpec"]
-    assert warnings and field in warnings[0]["message"] and warnings[0]["type"] == "Warning"
+    async def invalid_spec_events() -> list[dict[str, Any]]:
+        items, _ = await kube.list(EVENTS, "default")
+        events = [msgspec.json.decode(raw) for raw in items]
+        return [e for e in events if e["involvedObject"]["name"] == "bad" and e["reason"] == "InvalidSpec"]
+
+    # the Event is its own write, beside the status condition's
+    warnings = await poll(invalid_spec_events, bool, timeout=30, what="an InvalidSpec Event on the CloneSet")
+    assert field in warnings[0]["message"] and warnings[0]["type"] == "Warning"
 
     rejected = await poll(lambda: rejected_events(stack), lambda evs: any(w == "bad" for w, _, _ in evs),
                           timeout=30, what="a rejected rollout event for the invalid CloneSet")

@@ -113,10 +113,15 @@ async def test_seed_idle_game_servers_are_marked_and_deleted_first_on_scale_in(s
     ppm = msgspec.json.decode(await kube.get(PODPROBEMARKERS, NS, "game-idle"))
     assert ppm["status"]["matchedPods"] == 4
     assert "kruise.io/node-pod-probe-cleanup" in ppm["metadata"]["finalizers"]
-    items, _ = await kube.list(EVENTS, NS)
-    events = [msgspec.json.decode(i) for i in items]
-    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events if e["involvedObject"]["kind"] == "Pod"}
-    assert {(n, "KruiseProbeSucceeded") for n in idle} <= reasons
+
+    async def pod_event_reasons() -> set[tuple[str, str]]:
+        items, _ = await kube.list(EVENTS, NS)
+        events = [msgspec.json.decode(i) for i in items]
+        return {(e["involvedObject"]["name"], e["reason"]) for e in events if e["involvedObject"]["kind"] == "Pod"}
+
+    # each marker's Event is written after its pod's status patch
+    await poll(pod_event_reasons, lambda reasons: {(n, "KruiseProbeSucceeded") for n in idle} <= reasons,
+               timeout=30, what="a KruiseProbeSucceeded Event for each idle pod")
 
     await kube.patch(CLONESETS, NS, "game", {"spec": {"replicas": 2}}, "merge")
     left = await poll(lambda: pods_of(kube, "game"), lambda ps: len(ps) == 2, timeout=60,
