@@ -1034,6 +1034,24 @@ class _Settler:
                 await msg.in_progress()
 
 
+async def replayed_or_stopped(stop: asyncio.Event, *replayed: asyncio.Event) -> bool:
+    """Wait until every `replayed` event of a service's watches is set, or `stop` is: a watch stopped
+    before its replay ends never sets its event, so a service stopped while it starts must not wait for
+    it (True: replayed; False: stopped)."""
+
+    async def all_replayed() -> None:
+        for event in replayed:
+            await event.wait()
+
+    ready, stopped = asyncio.ensure_future(all_replayed()), asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for f in (ready, stopped):
+            f.cancel()
+    return all(event.is_set() for event in replayed) and not stop.is_set()
+
+
 async def _settle(aw: Awaitable[Any]) -> None:
     try:
         await aw
@@ -1136,6 +1154,7 @@ __all__ = [
     "REASON_MAX_DELIVERIES",
     "TRANSIENT_NATS_ERRORS",
     "TransientError",
+    "replayed_or_stopped",
     "state_msg_id",
     "stream_configs",
 ]

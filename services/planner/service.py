@@ -57,7 +57,7 @@ from schemas.subjects import (
 from schemas.timefmt import format_micro, parse_time
 from schemas.traceids import rollout_trace_hex
 from services import metrics
-from services.bus import UNDECODABLE, Bus
+from services.bus import UNDECODABLE, Bus, replayed_or_stopped
 from services.lease import LeaseStore, PartitionClaims
 from services.planner.kit.compact import compact_pod
 from services.planner.kit.expectations import Reports, command_scoped, expectation_met
@@ -809,18 +809,8 @@ async def run_planner(bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, stop: as
     planner = planner or Planner(bus, gates=gates)
 
     async def claim() -> None:
-        async def replayed() -> None:
-            await planner.replayed.wait()
-            await planner.rejections_replayed.wait()
-
-        async def stopped_() -> None:
-            await stop.wait()
-
-        ready, stopped = asyncio.ensure_future(replayed()), asyncio.ensure_future(stopped_())
-        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for f in (ready, stopped):
-            f.cancel()
-        if planner.claims is not None and not stop.is_set():
+        if await replayed_or_stopped(stop, planner.replayed, planner.rejections_replayed) \
+                and planner.claims is not None:
             await planner.claims.run(stop)
 
     async with asyncio.TaskGroup() as tg:

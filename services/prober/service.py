@@ -56,7 +56,7 @@ from schemas.messages import (
 )
 from schemas.podprobemarker import PodProbeMarker
 from schemas.timefmt import parse_time
-from services.bus import Bus
+from services.bus import Bus, replayed_or_stopped
 from services.planner.podprobemarker.matching import PodProbe, pod_probes
 from services.planner.podprobemarker.validation import validate_podprobemarker
 from services.prober.handlers import ExecUnavailable, probe_exec, probe_http, probe_tcp
@@ -341,8 +341,8 @@ class Prober:
                                               replayed=markers_replayed, stop=stop))
                 tg.create_task(self.bus.watch(self.bus.subjects.state_of_kind(POD.token), decoder=STATE_DECODER,
                                               handler=self.on_state, replayed=pods_replayed, stop=stop))
-                await markers_replayed.wait()
-                await pods_replayed.wait()
+                if not await replayed_or_stopped(stop, markers_replayed, pods_replayed):
+                    return  # stopped while starting: the watches end on `stop` too
                 self.replayed.set()
                 self.reconcile()
                 self.retire_unclaimed()

@@ -22,6 +22,7 @@ import msgspec
 import pytest
 
 from schemas.messages import PODPROBEMARKERS, PODS, PROBE_DECODER, ProbeResult
+from schemas.subjects import STREAM_STATE
 from services.bus import Bus
 from services.kube import Kube
 from services.natsd import NatsServer
@@ -303,3 +304,25 @@ async def test_a_restarted_prober_retires_what_went_away_while_it_was_down(env2:
     assert rs[(moved, "r#check")].node == "sim-node-1"
     assert rs[(keep, "r#check")].time == before[(keep, "r#check")].time, \
         "an unchanged result must not be republished by the restarted prober"
+
+
+async def test_a_prober_stopped_while_it_starts_ends_at_once(tmp_path: Path, nats_server: NatsServer,
+                                                            uid: str) -> None:
+    """Stopped (SIGTERM) before its view is replayed (here: the state stream does not exist yet), a
+    prober ends instead of waiting for a replay that never comes."""
+    async with SimCluster(nodes=1, tmpdir=tmp_path) as cluster:
+        bus = await Bus.connect(nats_server.url, name="test-prober-stop", prefix=f"z{uid}")
+        await bus.ensure_streams()
+        await bus.js.delete_stream(bus.subjects.stream(STREAM_STATE))
+        stop = asyncio.Event()
+        prober = Prober(bus, {"sim-node-0": await open_runtime("sim", node="sim-node-0", sim_url=cluster.url)})
+        task = asyncio.create_task(prober.run(stop))
+        try:
+            await asyncio.wait({task}, timeout=1)
+            assert not task.done(), task  # waiting for the state stream
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            assert not prober.replayed.is_set()
+        finally:
+            task.cancel()
+            await bus.close(drain=False)
