@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 
 from schemas.constants import PROBE_FAILED, PROBE_UNKNOWN
 from schemas.kinds import POD, PODPROBEMARKER
@@ -55,6 +56,7 @@ from schemas.messages import (
     StateEvent,
 )
 from schemas.podprobemarker import PodProbeMarker
+from schemas.subjects import STREAM_PROBE
 from schemas.timefmt import parse_time
 from services.bus import Bus, replayed_or_stopped
 from services.planner.podprobemarker.matching import PodProbe, pod_probes
@@ -187,8 +189,14 @@ class Prober:
 
     # --- results -----------------------------------------------------------------------------------
     async def resume(self) -> None:
-        """Read back these nodes' last results (a restart must not reset or repeat them)."""
-        for result in (await self.bus.last_per_subject(self.bus.subjects.probe_all(), PROBE_DECODER)).values():
+        """Read back these nodes' last results (a restart must not reset or repeat them). Before the
+        stream exists (the install's `nats-init` has not run yet) there is nothing to read back."""
+        try:
+            last = await self.bus.last_per_subject(self.bus.subjects.probe_all(), PROBE_DECODER)
+        except NotFoundError:
+            log.warning("stream %s does not exist yet: no probe results to resume", self.bus.subjects.stream(STREAM_PROBE))
+            return
+        for result in last.values():
             if result.node in self.nodes:
                 self.cache.seed(result)
                 self.resumed[(result.pod_uid, result.probe)] = result.container_id

@@ -22,7 +22,6 @@ import msgspec
 import pytest
 
 from schemas.messages import PODPROBEMARKERS, PODS, PROBE_DECODER, ProbeResult
-from schemas.subjects import STREAM_STATE
 from services.bus import Bus
 from services.kube import Kube
 from services.natsd import NatsServer
@@ -308,18 +307,17 @@ async def test_a_restarted_prober_retires_what_went_away_while_it_was_down(env2:
 
 async def test_a_prober_stopped_while_it_starts_ends_at_once(tmp_path: Path, nats_server: NatsServer,
                                                             uid: str) -> None:
-    """Stopped (SIGTERM) before its view is replayed (here: the state stream does not exist yet), a
-    prober ends instead of waiting for a replay that never comes."""
+    """Started before the install's streams exist (before `kruisebus nats-init`), a prober waits for
+    them; stopped (SIGTERM) before its view is replayed, it ends instead of waiting for a replay that
+    never comes."""
     async with SimCluster(nodes=1, tmpdir=tmp_path) as cluster:
         bus = await Bus.connect(nats_server.url, name="test-prober-stop", prefix=f"z{uid}")
-        await bus.ensure_streams()
-        await bus.js.delete_stream(bus.subjects.stream(STREAM_STATE))
         stop = asyncio.Event()
         prober = Prober(bus, {"sim-node-0": await open_runtime("sim", node="sim-node-0", sim_url=cluster.url)})
         task = asyncio.create_task(prober.run(stop))
         try:
             await asyncio.wait({task}, timeout=1)
-            assert not task.done(), task  # waiting for the state stream
+            assert not task.done(), task  # waiting for the streams
             stop.set()
             await asyncio.wait_for(task, 10)
             assert not prober.replayed.is_set()
