@@ -38,6 +38,7 @@ from schemas.kube import Pod
 from services.planner.kit.gates import FeatureGates
 from services.planner.kit.inplace import grace_annotation, refresh_is_noop
 from services.planner.kit.intstr import IntOrPercentError, partition_replicas, scaled_or_zero
+from services.planner.kit.memo import true_positions
 from services.planner.kit.podstate import (
     is_active,
     is_ready,
@@ -242,16 +243,7 @@ def _changed_positions(old: list[Pod], new: Sequence[Pod], limit: int) -> list[i
     when the lengths differ or more than ``limit`` changed."""
     if len(old) != len(new):
         return None
-    differs = list(map(is_not, old, new))
-    out: list[int] = []
-    i = -1
-    try:
-        while len(out) <= limit:
-            i = differs.index(True, i + 1)
-            out.append(i)
-    except ValueError:
-        return out
-    return None
+    return true_positions(list(map(is_not, old, new)), limit)
 
 
 def classify(cs: CloneSet, pods: Sequence[Pod], now: datetime) -> tuple[list[PodInfo], list[Pod]]:

@@ -20,7 +20,21 @@ from collections.abc import Callable, Hashable, Sequence
 from operator import attrgetter, is_, is_not, ne, or_
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["MemoRegistry", "ObjectMemo"]
+__all__ = ["MemoRegistry", "ObjectMemo", "true_positions"]
+
+
+def true_positions(flags: list[bool], limit: int) -> list[int] | None:
+    """The positions of the True flags (found by C-level `list.index` scans), or None when there are
+    more than `limit` of them: the caller then recomputes everything instead of patching."""
+    out: list[int] = []
+    i = -1
+    try:
+        while len(out) <= limit:
+            i = flags.index(True, i + 1)
+            out.append(i)
+    except ValueError:
+        return out
+    return None
 
 
 class _Meta(Protocol):
@@ -101,16 +115,8 @@ class ObjectMemo(Generic[T, V]):
     def _patch(self, objects: Sequence[T], rvs: list[str]) -> list[V] | None:
         """A few positions changed (C-level scans find them): recompute those only."""
         differs = list(map(or_, map(is_not, objects, self._objects), map(ne, rvs, self._rvs)))
-        limit = max(64, len(objects) // 16)
-        positions: list[int] = []
-        i = -1
-        try:
-            while len(positions) <= limit:
-                i = differs.index(True, i + 1)
-                positions.append(i)
-        except ValueError:
-            pass
-        else:
+        positions = true_positions(differs, max(64, len(objects) // 16))
+        if positions is None:
             return None
         before = self._out
         out = list(before)
