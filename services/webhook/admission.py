@@ -11,7 +11,7 @@ errors, 400 for an undecodable object) and its aggregated message naming each fi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -122,24 +122,31 @@ def allowed(uid: str, *, warnings: list[str] | None = None) -> AdmissionResponse
     return AdmissionResponse(uid=uid, allowed=True, warnings=warnings or None)
 
 
+S = TypeVar("S", bound=msgspec.Struct)
+
+
 def denied(uid: str, code: int, message: str) -> AdmissionResponse:
     return AdmissionResponse(
         uid=uid, allowed=False, status=StatusResult(code=code, message=message, status="Failure")
     )
 
 
-def undecodable(req: AdmissionRequest, kind: type[msgspec.Struct]) -> AdmissionResponse | None:
-    """The 400 of an object that is not of its kind's type (a wrong type, a number out of range), before
-    any default is set on it: Kruise's handlers decode first, so defaulting never sees such a body."""
+def decode_request(req: AdmissionRequest, kind: type[S]) -> tuple[S, S | None] | AdmissionResponse:
+    """The request's object and, on UPDATE, its old one, as `kind`; or the 400 that names the field of a
+    body that is not of its kind's type (a wrong type, a number out of range)."""
     try:
-        msgspec.convert(req.object, kind)
+        obj = msgspec.convert(req.object, kind)
+        old = msgspec.convert(req.old_object, kind) if req.operation == OP_UPDATE and req.old_object else None
     except msgspec.ValidationError as e:
         return denied(req.uid, 400, str(decode_error(e)))
-    return None
+    return obj, old
 
 
-def _decode(raw: dict[str, Any] | None) -> CloneSet:
-    return msgspec.convert(raw or {}, CloneSet)
+def undecodable(req: AdmissionRequest, kind: type[msgspec.Struct]) -> AdmissionResponse | None:
+    """The 400 of an object that is not of its kind's type, before any default is set on it: Kruise's
+    handlers decode first, so defaulting never sees such a body."""
+    decoded = decode_request(req, kind)
+    return decoded if isinstance(decoded, AdmissionResponse) else None
 
 
 def mutate_cloneset(req: AdmissionRequest, gates: FeatureGates = DEFAULT_GATES) -> AdmissionResponse:
@@ -155,12 +162,7 @@ def mutate_cloneset(req: AdmissionRequest, gates: FeatureGates = DEFAULT_GATES) 
     )
     defaulted = default_cloneset(req.object, inject_template_defaults=inject,
                                  host_network_ports=gates.default_host_network_host_ports_in_pod_templates)
-    ops = json_patch(req.object, defaulted)
-    if not ops:
-        return allowed(req.uid)
-    return AdmissionResponse(
-        uid=req.uid, allowed=True, patch=msgspec.json.encode(ops), patch_type=PATCH_TYPE_JSON
-    )
+    return _patch_response(req.uid, req.object, defaulted)
 
 
 def deletion_protection_error(old: dict[str, Any] | None, gates: FeatureGates) -> str | None:
@@ -192,11 +194,9 @@ def validate_cloneset_request(
         return denied(req.uid, 403, problem) if problem else allowed(req.uid)
     if req.object is None:
         return allowed(req.uid)
-    try:
-        cs = _decode(req.object)
-        old = _decode(req.old_object) if req.operation == OP_UPDATE and req.old_object else None
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(decode_error(e)))
+    if isinstance(decoded := decode_request(req, CloneSet), AdmissionResponse):
+        return decoded
+    cs, old = decoded
     warnings: list[str] = []
     names = list(cs.spec.scale_strategy.pods_to_delete)
     pods: list[Pod] = []
@@ -230,12 +230,9 @@ def validate_podprobemarker_request(req: AdmissionRequest, gates: FeatureGates =
     selector's immutability. A disabled gate is Forbidden (403), a bad spec 400, as Kruise answers."""
     if req.object is None or req.operation not in (OP_CREATE, OP_UPDATE):
         return allowed(req.uid)
-    try:
-        ppm = msgspec.convert(req.object, PodProbeMarker)
-        old = msgspec.convert(req.old_object, PodProbeMarker) \
-            if req.operation == OP_UPDATE and req.old_object else None
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(decode_error(e)))
+    if isinstance(decoded := decode_request(req, PodProbeMarker), AdmissionResponse):
+        return decoded
+    ppm, old = decoded
     errs = validate_podprobemarker(ppm, old, gates)
     if errs:
         forbidden = errs[0].type == "Forbidden" and errs[0].field == "spec" and len(errs) == 1
@@ -284,11 +281,9 @@ def validate_sidecarset_request(req: AdmissionRequest, view: PodView,
     """Kruise's SidecarSet rules against the webhook's view of other SidecarSets and revisions (422)."""
     if req.object is None or req.operation not in (OP_CREATE, OP_UPDATE):
         return allowed(req.uid)
-    try:
-        ss = msgspec.convert(req.object, SidecarSet)
-        old = msgspec.convert(req.old_object, SidecarSet) if req.operation == OP_UPDATE and req.old_object else None
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(e))
+    if isinstance(decoded := decode_request(req, SidecarSet), AdmissionResponse):
+        return decoded
+    ss, old = decoded
     if ss.spec.patch_pod_metadata and not view.whitelist_read:
         raise NotSynced("the webhook has not read the SidecarSet patchPodMetadata whitelist yet")
     if ss.spec.injection_strategy.revision is not None and not view.ready:
@@ -313,13 +308,8 @@ def mutate_image_pull_job(req: AdmissionRequest) -> AdmissionResponse:
         return bad
     if req.resource.version != "v1alpha1":
         return denied(req.uid, 400, f"unsupported version: {req.resource.version}")
-    defaulted = default_image_pull_job(req.object, add_protection=req.operation == OP_CREATE)
-    ops = json_patch(req.object, defaulted)
-    if not ops:
-        return allowed(req.uid)
-    return AdmissionResponse(
-        uid=req.uid, allowed=True, patch=msgspec.json.encode(ops), patch_type=PATCH_TYPE_JSON
-    )
+    return _patch_response(req.uid, req.object,
+                           default_image_pull_job(req.object, add_protection=req.operation == OP_CREATE))
 
 
 def validate_image_pull_job_request(req: AdmissionRequest, gates: FeatureGates = DEFAULT_GATES) -> AdmissionResponse:
@@ -332,11 +322,9 @@ def validate_image_pull_job_request(req: AdmissionRequest, gates: FeatureGates =
         return denied(req.uid, problem.code, problem.message)
     if req.resource.version != "v1alpha1":
         return denied(req.uid, 400, f"unsupported version: {req.resource.version}")
-    try:
-        job = msgspec.convert(req.object, ImagePullJob)
-        old = msgspec.convert(req.old_object, ImagePullJob) if req.operation == OP_UPDATE and req.old_object else None
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(decode_error(e)))
+    if isinstance(decoded := decode_request(req, ImagePullJob), AdmissionResponse):
+        return decoded
+    job, old = decoded
     error = validate_image_pull_job(job, old)
     if error is not None:
         return denied(req.uid, error.code, error.message)
@@ -351,12 +339,7 @@ def mutate_node_image(req: AdmissionRequest, now: str) -> AdmissionResponse:
         return bad
     if req.resource.version != "v1alpha1":
         return denied(req.uid, 400, f"unsupported version: {req.resource.version}")
-    ops = json_patch(req.object, default_node_image(req.object, now))
-    if not ops:
-        return allowed(req.uid)
-    return AdmissionResponse(
-        uid=req.uid, allowed=True, patch=msgspec.json.encode(ops), patch_type=PATCH_TYPE_JSON
-    )
+    return _patch_response(req.uid, req.object, default_node_image(req.object, now))
 
 
 def validate_node_image_request(req: AdmissionRequest, gates: FeatureGates = DEFAULT_GATES) -> AdmissionResponse:
@@ -365,10 +348,9 @@ def validate_node_image_request(req: AdmissionRequest, gates: FeatureGates = DEF
         return allowed(req.uid)
     if not gates.kruise_daemon:
         return denied(req.uid, 403, "feature-gate KruiseDaemon is not enabled")
-    try:
-        ni = msgspec.convert(req.object, NodeImage)
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(decode_error(e)))
+    if isinstance(decoded := decode_request(req, NodeImage), AdmissionResponse):
+        return decoded
+    ni, _ = decoded
     problem = validate_node_image(ni)
     return denied(req.uid, 400, problem) if problem else allowed(req.uid)
 # --- AdvancedCronJob and BroadcastJob ---------------------------------------------------------------
@@ -397,12 +379,9 @@ def validate_advancedcronjob_request(req: AdmissionRequest) -> AdmissionResponse
     """CREATE: every rule; UPDATE: resourceVersion, the spec rules, then immutability; DELETE: allowed."""
     if req.operation == OP_DELETE or req.object is None:
         return allowed(req.uid)
-    try:
-        acj = msgspec.convert(req.object, AdvancedCronJob)
-        old = (msgspec.convert(req.old_object, AdvancedCronJob)
-               if req.operation == OP_UPDATE and req.old_object else None)
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(decode_error(e)))
+    if isinstance(decoded := decode_request(req, AdvancedCronJob), AdmissionResponse):
+        return decoded
+    acj, old = decoded
     if not acj.metadata.namespace and req.namespace:
         acj = msgspec.structs.replace(acj, metadata=msgspec.structs.replace(acj.metadata, namespace=req.namespace))
     errs = validate_advancedcronjob(acj, old, update=req.operation == OP_UPDATE)
@@ -423,10 +402,9 @@ def mutate_broadcastjob(req: AdmissionRequest, gates: FeatureGates = DEFAULT_GAT
 def validate_broadcastjob_request(req: AdmissionRequest) -> AdmissionResponse:
     if req.operation == OP_DELETE or req.object is None:
         return allowed(req.uid)
-    try:
-        job = msgspec.convert(req.object, BroadcastJob)
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(decode_error(e)))
+    if isinstance(decoded := decode_request(req, BroadcastJob), AdmissionResponse):
+        return decoded
+    job, _ = decoded
     errs = validate_broadcastjob(job)
     return denied(req.uid, 422, errors_message(errs)) if errs else allowed(req.uid)
 
@@ -444,10 +422,8 @@ def validate_daemonset_request(req: AdmissionRequest) -> AdmissionResponse:
     and the new object is validated in full (HTTP 422 either way)."""
     if req.operation == OP_DELETE or req.object is None:
         return allowed(req.uid)
-    try:
-        ds = msgspec.convert(req.object, DaemonSet)
-        old = msgspec.convert(req.old_object, DaemonSet) if req.operation == OP_UPDATE and req.old_object else None
-    except msgspec.ValidationError as e:
-        return denied(req.uid, 400, str(e))
+    if isinstance(decoded := decode_request(req, DaemonSet), AdmissionResponse):
+        return decoded
+    ds, old = decoded
     errs = validate_ds_update(ds, old) if old is not None else validate_ds(ds)
     return denied(req.uid, 422, errors_message(errs)) if errs else allowed(req.uid)
