@@ -20,6 +20,12 @@ PodProbeMarker controller's finalizer and status (`pkg/controller/podprobemarker
 * Status `observedGeneration` and `matchedPods`, written when they differ.
 * An invalid spec is never run: the `InvalidSpec` condition, a Warning Event and a `rejected` rollout
   event naming the field, once per message.
+
+A marker's pass runs again whenever one of its results or pods changes, and a marker may select
+thousands of pods: each pod's decision is kept (`kit.memo`) and reused while the pod is the same object
+at the same resourceVersion, its results are equal and the marker's spec is the one it was decided for,
+so a pass pays only for the pods whose inputs changed (`tests/unit/planner/podprobemarker/test_memo.py`
+checks it against passes from a cold memo).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter, ne
 from typing import Any
 
 import msgspec
@@ -59,6 +67,7 @@ from schemas.podprobemarker import PodContainerProbe, PodProbeMarker, PodProbeMa
 from services.planner.kit.builder import Builder, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.memo import MemoRegistry, true_positions
 from services.planner.kit.plan import Revisionless
 from services.planner.kit.podpatch import status_metadata_patch
 from services.planner.kit.timeutil import format_time
@@ -208,19 +217,49 @@ def _release(change: _PodChange, record: MarkerRecord, claimed: Mapping[str, Mar
         change.conditions.append({"type": record.condition, "$patch": "delete"})
 
 
-def _pod_change(ppm: PodProbeMarker, pod: Pod, live: Mapping[str, PodContainerProbe],
-                results: Mapping[tuple[str, str], ProbeResult]) -> _PodChange | None:
+@dataclass(frozen=True, slots=True, eq=False)
+class _PodFacts:
+    """What a pass needs of one pod that depends on the pod and the marker's spec alone.
+
+    Compared by identity: the memo hands out the same object while the pod is unchanged, and a new
+    one for a new version of the pod, whose decision may differ even where these facts are equal."""
+
+    mine: bool  # in the marker's namespace
+    matched: bool  # selected by the marker (not deleting)
+    records: dict[str, MarkerRecord]
+
+
+# Per marker: each pod's facts (kit.memo), and in the memo's `derived` the decisions of its last pass.
+_FACTS: MemoRegistry[Pod, _PodFacts] = MemoRegistry(limit=1024)
+
+_RESULT_KEY = attrgetter("pod_uid", "probe")
+_NAMESPACE = attrgetter("namespace")
+_UID = attrgetter("metadata.uid")
+_MATCHED = attrgetter("matched")
+
+
+@dataclass(slots=True)
+class _Decided:
+    """A pass's inputs per pod position (uid; facts and results) and the change each needed."""
+
+    uids: list[str]
+    inputs: list[tuple[_PodFacts, tuple[ProbeResult | None, ...]]]
+    changes: list[_PodChange | None]
+
+
+def _pod_change(ppm: PodProbeMarker, pod: Pod, facts: _PodFacts, live: Mapping[str, PodContainerProbe],
+                results: Sequence[ProbeResult | None]) -> _PodChange | None:
+    """The change `pod` needs; `results` are its results for the probes of `live`, in that order."""
     name = ppm.metadata.name
     change = _PodChange(pod)
-    records = pod_records(pod)
+    records = facts.records
     new_records = dict(records)
-    if live and is_matched(ppm, pod):
-        for key, probe in live.items():
-            result = results.get((pod.metadata.uid, key))
+    if facts.matched:
+        for (key, probe), result in zip(live.items(), results, strict=True):
             if result is None:
                 continue  # not probed yet: nothing to show, nothing to take away
             new_records[key] = _apply_result(change, probe, result)
-    mine = [k for k in records if k.partition("#")[0] == name and (k not in live or not is_matched(ppm, pod))]
+    mine = [k for k in records if k.partition("#")[0] == name and (k not in live or not facts.matched)]
     for key in mine:
         del new_records[key]
     for key in mine:
@@ -235,6 +274,45 @@ def _pod_change(ppm: PodProbeMarker, pod: Pod, live: Mapping[str, PodContainerPr
         return None
     change.labels, change.annotations = labels, annotations
     return change
+
+
+def _changes(ppm: PodProbeMarker, pods: Sequence[Pod], live: Mapping[str, PodContainerProbe],
+             results: Sequence[ProbeResult], deleting: bool) -> tuple[int, list[_PodChange]]:
+    """(matched pods, the changes of the pods that need one, in pod order), from the marker's memo.
+
+    The inputs of every pod are compared with the previous pass's at C level (the same facts object,
+    equal results); only the few pods whose inputs differ are decided again."""
+    meta = ppm.metadata
+    namespace = meta.namespace
+
+    def facts_of(pod: Pod) -> _PodFacts:
+        if pod.metadata.namespace != namespace:
+            return _PodFacts(False, False, {})
+        return _PodFacts(True, not deleting and is_matched(ppm, pod), pod_records(pod))
+
+    memo = _FACTS.get(meta.uid or f"{namespace}/{meta.name}",
+                      (namespace, meta.name, deleting, msgspec.json.encode(ppm.spec)), facts_of)
+    facts = memo.facts(pods)
+    if any(map(ne, map(_NAMESPACE, results), repeat(namespace))):
+        results = [r for r in results if r.namespace == namespace]
+    by_key = dict(zip(map(_RESULT_KEY, results), results, strict=True))
+    uids: list[str] = list(map(_UID, pods))
+    columns = [list(map(by_key.get, zip(uids, repeat(k)))) for k in live]
+    inputs = list(zip(facts, zip(*columns, strict=True) if columns else repeat((), len(pods)), strict=True))
+    before = memo.derived
+    changed: list[int] | None = None
+    if isinstance(before, _Decided) and before.uids == uids:
+        changed = true_positions(list(map(ne, inputs, before.inputs)), max(64, len(pods) // 16))
+    if changed is None or not isinstance(before, _Decided):
+        decided = [_pod_change(ppm, pod, f, live, mine) if f.mine else None for pod, (f, mine) in zip(pods, inputs,
+                                                                                                      strict=True)]
+    else:
+        decided = list(before.changes)
+        for i in changed:
+            f, mine = inputs[i]
+            decided[i] = _pod_change(ppm, pods[i], f, live, mine) if f.mine else None
+    memo.derived = _Decided(uids, inputs, decided)
+    return sum(map(_MATCHED, facts)), [c for c in decided if c is not None]
 
 
 def _marker_command(b: Builder, change: _PodChange) -> None:
@@ -308,18 +386,10 @@ def plan_podprobemarker(ppm: PodProbeMarker, pods: Sequence[Pod], results: Seque
     if adding:
         _finalizer_command(b, ppm, [*meta.finalizers, FINALIZER_NODE_POD_PROBE_CLEANUP], "add")
     live = {} if deleting else {probe_key(meta.name, p.name): p for p in ppm.spec.probes}
-    by_key = {(r.pod_uid, r.probe): r for r in results if r.namespace == meta.namespace}
-    matched = 0
-    dirty = False
-    for pod in pods:
-        if pod.metadata.namespace != meta.namespace:
-            continue
-        if not deleting and is_matched(ppm, pod):
-            matched += 1
-        change = _pod_change(ppm, pod, live, by_key)
-        if change is not None:
-            dirty = True
-            _marker_command(b, change)
+    matched, changes = _changes(ppm, pods, live, results, deleting)
+    for change in changes:
+        _marker_command(b, change)
+    dirty = bool(changes)
     if deleting:
         if not dirty and FINALIZER_NODE_POD_PROBE_CLEANUP in meta.finalizers:
             _finalizer_command(b, ppm, [f for f in meta.finalizers if f != FINALIZER_NODE_POD_PROBE_CLEANUP],
