@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from schemas.kube import Pod
-from schemas.messages import ProbeResult
+from schemas.messages import ProbeResult, ProbeState
 from schemas.podprobemarker import PodProbeMarker
 from services.planner.podprobemarker import plan as ppm_plan
 from services.planner.podprobemarker.plan import MarkerRecord, encode_records, plan_podprobemarker
@@ -59,7 +59,7 @@ def _pod(i: int) -> Pod:
     }, Pod)
 
 
-def _result(i: int, state: str = "Succeeded") -> ProbeResult:
+def _result(i: int, state: ProbeState = "Succeeded") -> ProbeResult:
     return ProbeResult(namespace="default", pod=f"game-{i}", pod_uid=f"uid-{i}", probe=PROBE, state=state,
                        message="", time=STAMP, last_transition_time=STAMP)
 
