@@ -23,7 +23,7 @@ the view alone: `tests/unit/planner/daemonset/test_memo.py` checks it against pa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -80,6 +80,7 @@ from schemas.messages import (
 )
 from schemas.placement import DaemonFit, daemon_should_run, daemon_tolerations, target_node
 from services.planner.daemonset import predownload
+from services.planner.daemonset.backoff import BackoffEntry, FailedPodBackoff, backoff_key
 from services.planner.daemonset.validation import defaulted, validate_daemonset, validate_update
 from services.planner.kit import inplace
 from services.planner.kit import lifecycle as lc
@@ -115,6 +116,7 @@ class DsPlan(Plan[DaemonSetStatus], kw_only=True):
     deleted: list[str] = []
     updated_in_place: list[str] = []
     jobs: list[JsonObject] = []  # ImagePullJobs created
+    backoff: dict[str, BackoffEntry] = {}  # the failed-pod backoff to hand to the next pass (`backoff.py`)
 
 
 def pod_name(ds: DaemonSet, node: str, taken: set[str]) -> str:
@@ -327,6 +329,7 @@ class _Ctx:
     owner: OwnerReference
     pods: Sequence[Pod]
     nodes: Sequence[Node]
+    backoff: FailedPodBackoff
     taken: set[str] | None = None  # pod names in the view, built on the first create
     grouped: _Grouped | None = None
     found: dict[str, _NodePods] = field(default_factory=dict)  # findUpdatedPodsOnNode, once per node and pass
@@ -348,11 +351,13 @@ class _Ctx:
 
 def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], revisions: Sequence[ControllerRevision],
                    *, now: datetime, gates: FeatureGates, previous: DaemonSet | None = None,
-                   create_limit: int | None = None, jobs: Sequence[ImagePullJob] = ()) -> DsPlan:
+                   create_limit: int | None = None, jobs: Sequence[ImagePullJob] = (),
+                   backoff: Mapping[str, BackoffEntry] | None = None) -> DsPlan:
     """One reconcile at `now` over the DaemonSet, its pods, every Node, the namespace's revisions and the
-    ImagePullJobs it controls."""
+    ImagePullJobs it controls. `backoff` is the failed-pod backoff the last pass returned (`DsPlan.backoff`)."""
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     b = Builder.of(DAEMONSET, ds, now)
+    kept = dict(backoff or {})
     selector = ds.spec.selector
     if selector is not None and not selector.match_labels and not selector.match_expressions:
         # the controller's guard (a DaemonSet that bypassed the webhook): warn, act on nothing
@@ -360,12 +365,12 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
             EVENT_SELECTING_ALL, "This DaemonSet is selecting all pods. A non-empty selector is required.",
             warning=True))
         b.event("rejected", "selecting all pods", reason=EVENT_SELECTING_ALL, field="spec.selector")
-        return _result(b, ds.status, None, [])
+        return _result(b, ds.status, None, [], backoff=kept)
     errors = validate_update(ds, previous) if previous is not None else validate_daemonset(ds)
     if errors:
-        return _invalid(b, ds, errors)
+        return _invalid(b, ds, errors, kept)
     if ds.metadata.deletion_timestamp is not None:
-        return _result(b, ds.status, None, [])
+        return _result(b, ds.status, None, [], backoff=kept)
     spec = defaulted(ds.spec)
     selector = spec.selector
 
@@ -390,7 +395,7 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
         b.event("revision-created", f"revision {rev.metadata.name} (number {rev.revision})",
                 revision=rev.metadata.name)
         # no status write: the next pass must still see the old hash (pre-download starts on it)
-        return _result(b, ds.status, None, [], update_revision=rev.metadata.name)
+        return _result(b, ds.status, None, [], update_revision=rev.metadata.name, backoff=kept)
     cur = max(matching, key=lambda r: r.revision)
     hash_ = cur.metadata.labels.get(LABEL_REVISION_HASH) or cur.metadata.name
     if cur.revision < top:
@@ -400,7 +405,7 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
                   revision=cur.metadata.name)
     ctx = _Ctx(ds=ds, spec=spec, b=b, now=now, gates=gates, hash=hash_, cur=cur, history=history,
                template_generation=ds.metadata.annotations.get(ANNOTATION_DS_TEMPLATE_GENERATION), owner=owner,
-               pods=pods, nodes=nodes)
+               pods=pods, nodes=nodes, backoff=FailedPodBackoff(kept, now))
 
     if predownload.enabled(gates):
         old = [r for r in history if r.metadata.name != cur.metadata.name]
@@ -451,21 +456,23 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
 
 
 def _result(b: Builder, status: DaemonSetStatus, requeue: float | None, errors: list[FieldError], *,
-            ctx: _Ctx | None = None, current_revision: str = "", update_revision: str = "") -> DsPlan:
+            ctx: _Ctx | None = None, current_revision: str = "", update_revision: str = "",
+            backoff: dict[str, BackoffEntry] | None = None) -> DsPlan:
     return DsPlan(commands=b.commands, events=b.events, expectations=b.expectations, status=status,
                   requeue_after=requeue, errors=errors, current_revision=current_revision,
                   update_revision=update_revision, created=ctx.creates if ctx else [],
                   deleted=ctx.deletes if ctx else [], updated_in_place=ctx.in_place if ctx else [],
-                  jobs=ctx.jobs if ctx else [])
+                  jobs=ctx.jobs if ctx else [],
+                  backoff=ctx.backoff.entries() if ctx else dict(backoff or {}))
 
 
-def _invalid(b: Builder, ds: DaemonSet, errors: list[FieldError]) -> DsPlan:
+def _invalid(b: Builder, ds: DaemonSet, errors: list[FieldError], backoff: dict[str, BackoffEntry]) -> DsPlan:
     """A spec the webhook would refuse is never acted on: one Warning Event per generation and message,
     and a `rejected` rollout event naming the field."""
     message = errors_message(errors)
     b.reject_invalid(ds.metadata.generation, message, errors[0].field, VERB_EVENT,
                      [])
-    return _result(b, ds.status, None, errors)
+    return _result(b, ds.status, None, errors, backoff=backoff)
 
 
 def _burst(spec: DaemonSetSpec, desired: int) -> int:
@@ -601,6 +608,16 @@ def _manage(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodF
                 continue
             pod = f.pod
             if f.failed:
+                # rate-limited per (uid, observedGeneration, node): a kubelet rejecting the pod at once
+                # must not make a delete/create loop (`backoff.py`)
+                key = backoff_key(ctx.ds.metadata.uid, ctx.ds.status.observed_generation, node)
+                wait = ctx.backoff.in_backoff(key)
+                if wait is not None:
+                    requeue.append(wait)
+                    b.event("failed-pod-backoff", f"failed pod {pod.metadata.name} on node {node} is kept: "
+                            f"deletion backoff {wait:g}s", pod=pod.metadata.name)
+                    continue
+                ctx.backoff.next(key)
                 msg = f"Found failed daemon pod {pod.metadata.namespace}/{pod.metadata.name} on node {node}, " \
                       "will try to kill it"
                 b.command(f"{b.uid}/failed-daemon-pod/{pod.metadata.uid}", VERB_EVENT, [],

@@ -3,6 +3,10 @@
 A DaemonSet owns its pods and ControllerRevisions and reads every Node, which no workload owns: Nodes
 are a shared kind, so the engine hands the cluster's Nodes in as `owned["node"]` and re-plans every
 DaemonSet when one is added, removed, tainted or labelled.
+
+The registry entry keeps one thing between passes: each DaemonSet's failed-pod deletion backoff
+(`backoff.py`), handed to the next pass and replaced by what it returns. It is process memory: a
+restarted planner starts with none (see `backoff.py` for what that changes).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from schemas.daemonset import DaemonSet
 from schemas.kinds import CONTROLLER_REVISION, DAEMONSET, IMAGE_PULL_JOB, NODE, Kind
 from schemas.kube import ControllerRevision, Node, Pod
 from schemas.messages import CreateOp
+from services.planner.daemonset.backoff import BackoffEntry
 from services.planner.daemonset.plan import DsPlan, plan_daemonset
 from services.planner.kit.gates import FeatureGates
 from services.planner.kit.workload import Shared
@@ -38,13 +43,23 @@ class DaemonSetPlanner:
     owned: tuple[Kind, ...] = (CONTROLLER_REVISION, IMAGE_PULL_JOB)  # its pre-download jobs
     shared: tuple[Shared, ...] = (Shared(NODE, relevant=node_changed),)
 
+    def __init__(self) -> None:
+        self.backoffs: dict[str, dict[str, BackoffEntry]] = {}  # DaemonSet uid -> its failed-pod backoff
+
     def plan(self, obj: Any, pods: Sequence[Pod], owned: Mapping[str, Sequence[Any]], previous: Any, *,
              now: datetime, gates: FeatureGates, create_limit: int | None) -> DsPlan:
         assert isinstance(obj, DaemonSet)
-        return plan_daemonset(obj, pods, list(owned.get(NODE.token, ())),
+        uid = obj.metadata.uid
+        plan = plan_daemonset(obj, pods, list(owned.get(NODE.token, ())),
                               list(owned.get(CONTROLLER_REVISION.token, ())), now=now, gates=gates,
                               previous=previous if isinstance(previous, DaemonSet) else None,
-                              create_limit=create_limit, jobs=list(owned.get(IMAGE_PULL_JOB.token, ())))
+                              create_limit=create_limit, jobs=list(owned.get(IMAGE_PULL_JOB.token, ())),
+                              backoff=self.backoffs.get(uid))
+        if plan.backoff:
+            self.backoffs[uid] = plan.backoff
+        else:
+            self.backoffs.pop(uid, None)
+        return plan
 
     def preview(self, obj: Any, objects: Sequence[Any], *, now: datetime, gates: FeatureGates,
                 create_limit: int | None) -> tuple[int, dict[str, Any]]:
