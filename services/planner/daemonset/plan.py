@@ -66,6 +66,7 @@ from schemas.kube import (
     Toleration,
 )
 from schemas.messages import (
+    VERB_BACKFILL,
     VERB_CREATE,
     VERB_DELETE,
     VERB_EVENT,
@@ -94,9 +95,12 @@ from services.planner.kit.podpatch import PodPatch
 from services.planner.kit.podstate import is_pod_ready_condition, ready_time
 from services.planner.kit.revision import (
     comparable_bytes,
+    hash_revision,
     new_revision,
     owned_revisions,
     revision_bytes,
+    revision_name,
+    short_hash,
     template_of,
     template_patch_data,
     truncate_history,
@@ -383,21 +387,13 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
     matching = [r for r in history if comparable_bytes(r.data) == want]
     top = max((r.revision for r in history if r not in matching), default=0)
     if not matching:
-        rev = new_revision(owner, ds.metadata.namespace, data, top + 1, ds.status.collision_count,
-                           labels=ds.spec.template.metadata.labels, annotations=ds.metadata.annotations,
-                           hash_label=False)
-        hash_ = rev.metadata.name.rsplit("-", 1)[-1]
-        rev = msgspec.structs.replace(rev, metadata=msgspec.structs.replace(
-            rev.metadata, labels={**rev.metadata.labels, LABEL_REVISION_HASH: hash_}))
-        body: JsonObject = msgspec.to_builtins(rev)
-        b.command(f"{b.uid}/revision-create/{rev.metadata.name}", VERB_REVISION_CREATE, [b.revision_create(body)],
-                  revision=rev.metadata.name)
-        b.event("revision-created", f"revision {rev.metadata.name} (number {rev.revision})",
-                revision=rev.metadata.name)
-        # no status write: the next pass must still see the old hash (pre-download starts on it)
-        return _result(b, ds.status, None, [], update_revision=rev.metadata.name, backoff=kept)
-    cur = max(matching, key=lambda r: r.revision)
+        return _create_revision(b, ds, owner, data, want, top + 1, revisions, kept)
+    cur = max(matching, key=lambda r: (r.revision, r.metadata.name))
     hash_ = cur.metadata.labels.get(LABEL_REVISION_HASH) or cur.metadata.name
+    if len(matching) > 1:
+        _dedup(b, ds, pods, cur, hash_, [r for r in matching if r is not cur])
+        # the pass goes on once the relabelled pods are observed: before that it would take them for old
+        return _result(b, ds.status, None, [], update_revision=cur.metadata.name, backoff=kept)
     if cur.revision < top:
         b.command(f"{b.uid}/revision-bump/{cur.metadata.name}/{top + 1}", VERB_REVISION_BUMP,
                   [b.revision_patch(cur.metadata.name, [{"op": "test", "path": "/revision", "value": cur.revision},
@@ -453,6 +449,61 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
         requeue.append(float(spec.min_ready_seconds))
     return _result(b, status, min(requeue) if requeue else None, [], ctx=ctx, current_revision=cur.metadata.name,
                    update_revision=cur.metadata.name)
+
+
+def _create_revision(b: Builder, ds: DaemonSet, owner: OwnerReference, data: JsonObject, want: bytes, number: int,
+                     revisions: Sequence[ControllerRevision], kept: dict[str, BackoffEntry]) -> DsPlan:
+    """The template's revision `<ds>-<hash>`, created. A name already taken by a revision with other data
+    (a hash collision) raises `status.collisionCount` and hashes again, until the name is free or holds
+    this very data (Kubernetes' `CreateControllerRevision`; Kruise's copy of it reads the wrong object and
+    never gets there)."""
+    collisions = ds.status.collision_count
+    taken = {r.metadata.name: r for r in revisions if r.metadata.namespace in ("", ds.metadata.namespace)}
+    while True:
+        name = revision_name(ds.metadata.name, hash_revision(want, collisions))
+        held = taken.get(name)
+        if held is None or comparable_bytes(held.data) == want:
+            break
+        b.event("revision-collision", f"revision name {name} is taken by other data: collisionCount "
+                f"{(collisions or 0) + 1}", revision=name)
+        collisions = (collisions or 0) + 1
+    status = ds.status
+    if collisions != ds.status.collision_count:
+        status = msgspec.structs.replace(status, collision_count=collisions)
+        b.command(f"{b.uid}/status/collision/{collisions}", VERB_STATUS, [b.status_patch({"collisionCount": collisions})])
+    rev = new_revision(owner, ds.metadata.namespace, data, number, collisions,
+                       labels=ds.spec.template.metadata.labels, annotations=ds.metadata.annotations, hash_label=False)
+    hash_ = short_hash(rev.metadata.name)
+    rev = msgspec.structs.replace(rev, metadata=msgspec.structs.replace(
+        rev.metadata, labels={**rev.metadata.labels, LABEL_REVISION_HASH: hash_}))
+    body: JsonObject = msgspec.to_builtins(rev)
+    b.command(f"{b.uid}/revision-create/{rev.metadata.name}", VERB_REVISION_CREATE, [b.revision_create(body)],
+              revision=rev.metadata.name)
+    b.event("revision-created", f"revision {rev.metadata.name} (number {rev.revision})", revision=rev.metadata.name)
+    # no counters written: the next pass must still see the old hash (pre-download starts on it)
+    return _result(b, status, None, [], update_revision=rev.metadata.name, backoff=kept)
+
+
+def _dedup(b: Builder, ds: DaemonSet, pods: Sequence[Pod], keep: ControllerRevision, hash_: str,
+           others: list[ControllerRevision]) -> None:
+    """`dedupCurHistories`: several revisions hold the template: the one with the highest number stays,
+    every pod of the DaemonSet whose hash label differs is relabelled to its hash (old pods too, as in
+    Kruise), and the others are deleted."""
+    for pod in pods:
+        meta = pod.metadata
+        if meta.labels.get(LABEL_REVISION_HASH) == hash_:
+            continue
+        patch = PodPatch(pod)
+        patch.test_label(LABEL_REVISION_HASH)
+        patch.set_label(LABEL_REVISION_HASH, hash_)
+        b.command(f"{b.uid}/relabel/{meta.uid}/{hash_}", VERB_BACKFILL, [b.pod_json_patch(patch)], pod=meta.name,
+                  pod_uid=meta.uid, revision=keep.metadata.name)
+        b.expect(meta.name, "label", LABEL_REVISION_HASH, hash_)
+    for rev in others:
+        b.command(f"{b.uid}/revision-delete/{rev.metadata.uid}", VERB_REVISION_DELETE,
+                  [b.revision_delete(rev.metadata.name, rev.metadata.uid)], revision=rev.metadata.name)
+        b.event("revision-deduplicated", f"revision {rev.metadata.name} duplicates {keep.metadata.name}: deleted",
+                revision=rev.metadata.name)
 
 
 def _result(b: Builder, status: DaemonSetStatus, requeue: float | None, errors: list[FieldError], *,
