@@ -24,6 +24,7 @@ from schemas.messages import CreateOp
 from services.planner.daemonset.backoff import BackoffEntry
 from services.planner.daemonset.plan import DsPlan, plan_daemonset
 from services.planner.kit.gates import FeatureGates
+from services.planner.kit.selectors import matches
 from services.planner.kit.workload import Shared
 
 
@@ -60,6 +61,16 @@ class DaemonSetPlanner:
         else:
             self.backoffs.pop(uid, None)
         return plan
+
+    def claims(self, obj: Any, pod: Pod) -> bool:
+        """`getDaemonSetsForPod`: an orphan pod concerns every DaemonSet of its namespace whose selector
+        (not empty) matches its labels."""
+        if not isinstance(obj, DaemonSet) or obj.metadata.namespace != pod.metadata.namespace:
+            return False
+        selector = obj.spec.selector
+        if selector is None or not (selector.match_labels or selector.match_expressions):
+            return False
+        return matches(selector, pod.metadata.labels)
 
     def preview(self, obj: Any, objects: Sequence[Any], *, now: datetime, gates: FeatureGates,
                 create_limit: int | None) -> tuple[int, dict[str, Any]]:
