@@ -79,12 +79,12 @@ class DsCluster(Cluster):
     def pod_views(self) -> list[Pod]:
         return [msgspec.convert(p, Pod) for p in sorted(self.pods.values(), key=lambda p: p["metadata"]["name"])]
 
-    def plan(self, now: datetime, gates: FeatureGates = DEFAULT_GATES) -> DsPlan:
+    def plan(self, now: datetime, gates: FeatureGates = DEFAULT_GATES, create_limit: int | None = None) -> DsPlan:
         return plan_daemonset(self.daemonset(), self.pod_views(),
                               [msgspec.convert(n, Node) for _, n in sorted(self.nodes.items())],
                               [msgspec.convert(r, ControllerRevision) for r in self.revisions.values()],
                               now=now, gates=gates, jobs=[msgspec.convert(j, ImagePullJob) for j in self.jobs.values()],
-                              backoff=self.backoff)
+                              backoff=self.backoff, create_limit=create_limit)
 
     def _op(self, op: Any, now: datetime) -> None:
         if op.resource.plural == "daemonsets":
@@ -140,9 +140,10 @@ class DsCluster(Cluster):
             self._set_cond(conds, "Ready", "True" if ready else "False", ts)
             self._bump(pod)
 
-    def step(self, now: datetime, gates: FeatureGates = DEFAULT_GATES, *, kubelet: bool = True) -> DsPlan:
+    def step(self, now: datetime, gates: FeatureGates = DEFAULT_GATES, *, kubelet: bool = True,
+             create_limit: int | None = None) -> DsPlan:
         """One pass applied, then (optionally) one kubelet sync."""
-        plan = self.plan(now, gates)
+        plan = self.plan(now, gates, create_limit)
         self.deleted_from = sorted(self.pods[n]["spec"].get("nodeName", "") for n in plan.deleted if n in self.pods)
         self.updated_on = sorted(self.pods[n]["spec"].get("nodeName", "") for n in plan.updated_in_place)
         self.apply(plan, now)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ import pytest
 
 from schemas.daemonset import RollingUpdateDaemonSet
 from services.planner.daemonset.plan import DsPlan, max_numbers
+from services.planner.service import Workload
 from tests.unit.planner.daemonset.helpers import NOW, DsCluster, counts, ds_dict, node_dict, rolling
 
 NODES = [f"node-{i}" for i in range(5)]
@@ -514,3 +515,38 @@ def test_l22_node_updates(old: dict[str, Any], new: dict[str, Any], replan: bool
                                 "status": {"conditions": d.get("conditions", [])}}, Node)
 
     assert node_changed(n(old), n(new)) is replan
+
+
+# --- slow start (one batch per pass: the engine's create_limit) ------------------------------------
+
+
+def test_creates_go_in_slow_start_batches_one_per_pass_and_restart_at_one_after_a_failure() -> None:
+    """Kruise's batches 1, 2, 4, ... (stopping after a batch with a failure) as the engine runs them: one
+    batch per pass, the next limit twice the last when every pod of the batch appeared, 1 when one did not.
+    The limit comes from the planner service's `Workload.next_create_limit`."""
+    nodes = [f"node-{i:02d}" for i in range(20)]
+    c = DsCluster(ds_dict(), nodes)
+    wl = Workload("ds-uid")
+    sizes: list[int] = []
+    refused = ""
+    now = NOW
+    while len(c.pods) < len(nodes) and len(sizes) < 20:
+        now += timedelta(seconds=1)
+        limit = wl.next_create_limit()
+        plan = c.plan(now, create_limit=limit)
+        creates = [cmd for cmd in plan.commands if cmd.verb == "create"]
+        if len(sizes) == 2 and not refused:  # the third batch: the API server refuses one create
+            refused = creates[0].pod or ""
+            assert creates[0].on_failure is not None
+            assert (creates[0].on_failure.type, creates[0].on_failure.reason) == ("Warning", "FailedCreate")
+        for cmd in plan.commands:
+            if cmd.pod != refused or cmd.verb != "create" or len(sizes) != 2:
+                c.apply_command(cmd, now)
+        c.kubelet(now)
+        if creates:
+            sizes.append(len(creates))
+        wl.record_creates(limit, [cmd.pod for cmd in creates if cmd.pod])
+        for p in c.pod_views():
+            wl.set_pod(p)
+    assert sizes == [1, 2, 4, 1, 2, 4, 7]  # after the batch with the refused create: 1 again
+    assert len(c.pods) == len(nodes)
