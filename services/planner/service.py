@@ -64,7 +64,7 @@ from services.planner.kit.expectations import Reports, command_scoped, expectati
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.podstate import is_ready
 from services.planner.kit.timers import TimerHeap
-from services.planner.kit.workload import Input, Shared, WorkloadPlanner, claims_of, inputs_of
+from services.planner.kit.workload import ORPHAN_PODS, Input, Shared, WorkloadPlanner, claims_of, inputs_of
 from services.planner.partitions import partition_of
 from services.planner.workloads import owned_kinds, registry_for
 from services.telemetry import (
@@ -201,6 +201,7 @@ class Planner:
         self.by_name: dict[tuple[str, str, str], str] = {}  # (kind token, namespace, name) -> uid
         self.of_kind: dict[str, set[str]] = {token: set() for token in self.registry}  # kind token -> uids
         self.pod_owner: dict[str, str] = {}  # pod uid -> the workload holding it
+        self.orphans: dict[str, Pod] = {}  # pods without a controller reference (compacted), by uid
         # Kinds some planner reads cluster-wide (`Shared`): kind token -> [(reading planner's token, share)],
         # one index of their objects (token -> uid -> object) and its name-sorted list, rebuilt on change.
         self.sharers: dict[str, list[tuple[str, Shared]]] = {}
@@ -348,9 +349,13 @@ class Planner:
                 self.mark([left])
             del self.pod_owner[meta.uid]
         if owner is None:
-            if not deleted:
+            if deleted:
+                self.orphans.pop(meta.uid, None)
+            else:
+                self.orphans[meta.uid] = compact_pod(pod)
                 self.mark_claimants(pod)
             return
+        self.orphans.pop(meta.uid, None)
         wl = self.workload(owner)
         if deleted:
             wl.drop_pod(meta.uid)
@@ -515,6 +520,10 @@ class Planner:
         owned = {token: sorted(objs.values(), key=lambda o: o.metadata.name) for token, objs in wl.owned.items()}
         for share in wl.planner.shared:
             owned[share.kind.token] = self.shared_view(share.kind.token)
+        claims = claims_of(wl.planner)
+        if claims is not None:
+            owned[ORPHAN_PODS] = sorted((p for p in self.orphans.values() if claims(obj, p)),
+                                        key=lambda p: p.metadata.name)
         for spec in inputs_of(wl.planner):
             items = self.input_items[(wl.planner.kind.token, spec.token)].get(
                 (obj.metadata.namespace, obj.metadata.name), {})

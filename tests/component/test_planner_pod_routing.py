@@ -62,6 +62,9 @@ async def _four(planner: Planner) -> None:
 async def test_l20_an_orphan_pod_replans_every_daemonset_that_selects_it(planner: Planner) -> None:
     await _four(planner)
     assert await replanned(planner, PodState(object=pod("1"))) == {"ds01", "ds02"}
+    assert list(planner.orphans) == ["pod-uid"]  # handed to their passes (ORPHAN_PODS), which adopt it
+    assert await replanned(planner, PodState(object=pod("2", owner="ds02"))) == {"ds02"}  # adopted by ds02
+    assert planner.orphans == {}
 
 
 async def test_l20_an_owned_pod_replans_its_owner(planner: Planner) -> None:

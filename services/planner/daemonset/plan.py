@@ -66,6 +66,7 @@ from schemas.kube import (
     Toleration,
 )
 from schemas.messages import (
+    VERB_ADOPT,
     VERB_BACKFILL,
     VERB_CREATE,
     VERB_DELETE,
@@ -121,6 +122,7 @@ class DsPlan(Plan[DaemonSetStatus], kw_only=True):
     updated_in_place: list[str] = []
     jobs: list[JsonObject] = []  # ImagePullJobs created
     backoff: dict[str, BackoffEntry] = {}  # the failed-pod backoff to hand to the next pass (`backoff.py`)
+    adopted: list[str] = []  # orphan pods given the DaemonSet's controller reference
 
 
 def pod_name(ds: DaemonSet, node: str, taken: set[str]) -> str:
@@ -356,9 +358,11 @@ class _Ctx:
 def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], revisions: Sequence[ControllerRevision],
                    *, now: datetime, gates: FeatureGates, previous: DaemonSet | None = None,
                    create_limit: int | None = None, jobs: Sequence[ImagePullJob] = (),
-                   backoff: Mapping[str, BackoffEntry] | None = None) -> DsPlan:
+                   backoff: Mapping[str, BackoffEntry] | None = None, orphans: Sequence[Pod] = ()) -> DsPlan:
     """One reconcile at `now` over the DaemonSet, its pods, every Node, the namespace's revisions and the
-    ImagePullJobs it controls. `backoff` is the failed-pod backoff the last pass returned (`DsPlan.backoff`)."""
+    ImagePullJobs it controls. `backoff` is the failed-pod backoff the last pass returned (`DsPlan.backoff`);
+    `orphans` are pods of the namespace without a controller reference that the selector matches: they
+    are adopted and counted with the DaemonSet's pods in this pass (Kruise's `ClaimPods`)."""
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     b = Builder.of(DAEMONSET, ds, now)
     kept = dict(backoff or {})
@@ -399,6 +403,9 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
                   [b.revision_patch(cur.metadata.name, [{"op": "test", "path": "/revision", "value": cur.revision},
                                                         {"op": "replace", "path": "/revision", "value": top + 1}])],
                   revision=cur.metadata.name)
+    adopted = _adopt(b, owner, orphans)
+    if adopted:
+        pods = sorted([*pods, *adopted], key=lambda p: p.metadata.name)
     ctx = _Ctx(ds=ds, spec=spec, b=b, now=now, gates=gates, hash=hash_, cur=cur, history=history,
                template_generation=ds.metadata.annotations.get(ANNOTATION_DS_TEMPLATE_GENERATION), owner=owner,
                pods=pods, nodes=nodes, backoff=FailedPodBackoff(kept, now))
@@ -447,8 +454,10 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
     _status_command(b, ds, status)
     if status.number_ready != status.number_available and spec.min_ready_seconds > 0:
         requeue.append(float(spec.min_ready_seconds))
-    return _result(b, status, min(requeue) if requeue else None, [], ctx=ctx, current_revision=cur.metadata.name,
+    plan = _result(b, status, min(requeue) if requeue else None, [], ctx=ctx, current_revision=cur.metadata.name,
                    update_revision=cur.metadata.name)
+    plan.adopted = [p.metadata.name for p in adopted]
+    return plan
 
 
 def _create_revision(b: Builder, ds: DaemonSet, owner: OwnerReference, data: JsonObject, want: bytes, number: int,
@@ -482,6 +491,31 @@ def _create_revision(b: Builder, ds: DaemonSet, owner: OwnerReference, data: Jso
     b.event("revision-created", f"revision {rev.metadata.name} (number {rev.revision})", revision=rev.metadata.name)
     # no counters written: the next pass must still see the old hash (pre-download starts on it)
     return _result(b, status, None, [], update_revision=rev.metadata.name, backoff=kept)
+
+
+def _adopt(b: Builder, owner: OwnerReference, orphans: Sequence[Pod]) -> list[Pod]:
+    """`ClaimPods` for orphans: each live one gets the DaemonSet's controller reference (a JSON patch
+    guarded by its uid and its current owner references, so a concurrent claim by another controller
+    wins and this one is dropped as stale). Returns them as this pass counts them: owned."""
+    adopted: list[Pod] = []
+    ref = msgspec.to_builtins(owner)
+    for pod in orphans:
+        meta = pod.metadata
+        if meta.deletion_timestamp is not None or meta.controller_ref() is not None:
+            continue
+        patch = PodPatch(pod)
+        refs = msgspec.to_builtins(meta.owner_references)
+        if refs:
+            patch.ops += [{"op": "test", "path": "/metadata/ownerReferences", "value": refs},
+                          {"op": "add", "path": "/metadata/ownerReferences/-", "value": ref}]
+        else:
+            patch.ops += [{"op": "test", "path": "/metadata/ownerReferences", "value": None},
+                          {"op": "add", "path": "/metadata/ownerReferences", "value": [ref]}]
+        b.command(f"{b.uid}/adopt/{meta.uid}", VERB_ADOPT, [b.pod_json_patch(patch)], pod=meta.name, pod_uid=meta.uid)
+        b.event("pod-adopted", f"adopted orphan pod {meta.name}", pod=meta.name)
+        owned = msgspec.structs.replace(meta, owner_references=[*meta.owner_references, owner])
+        adopted.append(msgspec.structs.replace(pod, metadata=owned))
+    return adopted
 
 
 def _dedup(b: Builder, ds: DaemonSet, pods: Sequence[Pod], keep: ControllerRevision, hash_: str,

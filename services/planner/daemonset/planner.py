@@ -25,7 +25,7 @@ from services.planner.daemonset.backoff import BackoffEntry
 from services.planner.daemonset.plan import DsPlan, plan_daemonset
 from services.planner.kit.gates import FeatureGates
 from services.planner.kit.selectors import matches
-from services.planner.kit.workload import Shared
+from services.planner.kit.workload import ORPHAN_PODS, Shared
 
 
 def node_changed(old: Node, new: Node) -> bool:
@@ -55,7 +55,7 @@ class DaemonSetPlanner:
                               list(owned.get(CONTROLLER_REVISION.token, ())), now=now, gates=gates,
                               previous=previous if isinstance(previous, DaemonSet) else None,
                               create_limit=create_limit, jobs=list(owned.get(IMAGE_PULL_JOB.token, ())),
-                              backoff=self.backoffs.get(uid))
+                              backoff=self.backoffs.get(uid), orphans=owned.get(ORPHAN_PODS, ()))
         if plan.backoff:
             self.backoffs[uid] = plan.backoff
         else:
@@ -81,9 +81,12 @@ class DaemonSetPlanner:
             return not uid or ((r := o.metadata.controller_ref()) is not None and r.uid == uid)
 
         pods = sorted((o for o in objects if isinstance(o, Pod) and mine(o)), key=lambda p: p.metadata.name)
+        orphans = sorted((o for o in objects if isinstance(o, Pod) and o.metadata.controller_ref() is None
+                          and self.claims(obj, o)), key=lambda p: p.metadata.name)
         nodes = sorted((o for o in objects if isinstance(o, Node)), key=lambda n: n.metadata.name)
         revisions = [o for o in objects if isinstance(o, ControllerRevision)]
-        plan = plan_daemonset(obj, pods, nodes, revisions, now=now, gates=gates, create_limit=create_limit)
+        plan = plan_daemonset(obj, pods, nodes, revisions, now=now, gates=gates, create_limit=create_limit,
+                              orphans=orphans)
         created_revision = ""
         for cmd in plan.commands:  # the template's revision is missing: show the pass after its creation
             if cmd.verb == "revision-create" and isinstance(op := cmd.ops[0], CreateOp):
@@ -92,7 +95,7 @@ class DaemonSetPlanner:
                                       ControllerRevision)
                 ds = msgspec.structs.replace(obj, status=plan.status)
                 plan = plan_daemonset(ds, pods, nodes, [*revisions, rev], now=now, gates=gates,
-                                      create_limit=create_limit)
+                                      create_limit=create_limit, orphans=orphans)
                 break
         doc: dict[str, Any] = {"kind": "DaemonSet", "namespace": obj.metadata.namespace, "name": obj.metadata.name,
                                "valid": not plan.errors}
@@ -104,6 +107,7 @@ class DaemonSetPlanner:
         doc["status"] = msgspec.to_builtins(plan.status)
         doc["create"] = [{"pod": p, "node": n, "revision": plan.update_revision} for p, n in plan.created]
         doc["delete"] = plan.deleted
+        doc["adopt"] = plan.adopted
         doc["updateInPlace"] = plan.updated_in_place
         doc["imagePullJobs"] = [{"name": j["metadata"]["name"], "image": j["spec"]["image"],
                                  "parallelism": j["spec"]["parallelism"]} for j in plan.jobs]

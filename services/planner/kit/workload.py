@@ -117,6 +117,11 @@ class ClaimsOrphans(Protocol):
         ...
 
 
+ORPHAN_PODS = "orphanpod"
+"""The `owned` key under which the engine hands a planner with `claims` the orphan pods it claims (sorted
+by name; pods without a controller reference in the workload's namespace)."""
+
+
 def claims_of(planner: object) -> Callable[[Any, Pod], bool] | None:
     """A planner's orphan claim (`ClaimsOrphans`); None for one that takes no orphans into account."""
     claims = getattr(planner, "claims", None)
@@ -157,7 +162,7 @@ class WorkloadPlanner(Protocol):
         ...
 
 
-__all__ = ["ClaimsOrphans", "ConsumesInputs", "Input", "PlanResult", "Shared", "WorkloadPlanner", "claims_of", "inputs_of"]
+__all__ = ["ClaimsOrphans", "ConsumesInputs", "Input", "ORPHAN_PODS", "PlanResult", "Shared", "WorkloadPlanner", "claims_of", "inputs_of"]
 
 PROBE_RESULTS = "proberesult"
 """The `owned` key under which the engine hands a PodProbeMarker's planner the marker's probe results

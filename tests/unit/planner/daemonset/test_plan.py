@@ -17,7 +17,9 @@ import msgspec
 import pytest
 
 from schemas.daemonset import RollingUpdateDaemonSet
-from services.planner.daemonset.plan import DsPlan, max_numbers
+from schemas.kube import ControllerRevision, Node
+from services.planner.daemonset.plan import DsPlan, max_numbers, plan_daemonset
+from services.planner.kit.gates import DEFAULT_GATES
 from services.planner.service import Workload
 from tests.unit.planner.daemonset.helpers import NOW, DsCluster, counts, ds_dict, node_dict, rolling
 
@@ -550,3 +552,28 @@ def test_creates_go_in_slow_start_batches_one_per_pass_and_restart_at_one_after_
             wl.set_pod(p)
     assert sizes == [1, 2, 4, 1, 2, 4, 7]  # after the batch with the refused create: 1 again
     assert len(c.pods) == len(nodes)
+
+
+def test_an_orphan_pod_matching_the_selector_is_adopted_and_counts_as_its_nodes_pod() -> None:
+    """Kruise's ClaimPods: a live orphan the selector matches gets the controller reference (guarded by its
+    owner references as observed) and is that node's pod in the same pass; a terminating one is left."""
+    c = DsCluster(ds_dict(), NODES)
+    c.settle(NOW)
+    ds = c.daemonset()
+    views = c.pod_views()
+    orphan = next(p for p in views if p.spec.node_name == "node-1")
+    mine = [p for p in views if p is not orphan]
+    bare = msgspec.structs.replace(orphan, metadata=msgspec.structs.replace(orphan.metadata, owner_references=[]))
+    nodes = [msgspec.convert(n, Node) for _, n in sorted(c.nodes.items())]
+    revisions = [msgspec.convert(r, ControllerRevision) for r in c.revisions.values()]
+    plan = plan_daemonset(ds, mine, nodes, revisions, now=NOW, gates=DEFAULT_GATES, orphans=[bare])
+    assert plan.adopted == [orphan.metadata.name] and plan.created == []
+    [adopt] = [cmd for cmd in plan.commands if cmd.verb == "adopt"]
+    ops = adopt.ops[0].patch
+    assert {"op": "test", "path": "/metadata/ownerReferences", "value": None} in ops
+    assert ops[-1]["path"] == "/metadata/ownerReferences" and ops[-1]["value"][0]["uid"] == ds.metadata.uid
+    assert ops[-1]["value"][0]["controller"] is True
+    gone = msgspec.structs.replace(bare, metadata=msgspec.structs.replace(bare.metadata,
+                                                                           deletion_timestamp="2026-06-01T10:00:00Z"))
+    plan = plan_daemonset(ds, mine, nodes, revisions, now=NOW, gates=DEFAULT_GATES, orphans=[gone])
+    assert plan.adopted == [] and [n for _, n in plan.created] == ["node-1"]
