@@ -18,6 +18,7 @@ import pytest
 
 from schemas.daemonset import RollingUpdateDaemonSet
 from schemas.kube import ControllerRevision, Node
+from schemas.messages import PatchOp
 from services.planner.daemonset.plan import DsPlan, max_numbers, plan_daemonset
 from services.planner.kit.gates import DEFAULT_GATES
 from services.planner.service import Workload
@@ -569,7 +570,9 @@ def test_an_orphan_pod_matching_the_selector_is_adopted_and_counts_as_its_nodes_
     plan = plan_daemonset(ds, mine, nodes, revisions, now=NOW, gates=DEFAULT_GATES, orphans=[bare])
     assert plan.adopted == [orphan.metadata.name] and plan.created == []
     [adopt] = [cmd for cmd in plan.commands if cmd.verb == "adopt"]
-    ops = adopt.ops[0].patch
+    op = adopt.ops[0]
+    assert isinstance(op, PatchOp) and isinstance(op.patch, list)
+    ops = op.patch
     assert {"op": "test", "path": "/metadata/ownerReferences", "value": None} in ops
     assert ops[-1]["path"] == "/metadata/ownerReferences" and ops[-1]["value"][0]["uid"] == ds.metadata.uid
     assert ops[-1]["value"][0]["controller"] is True
