@@ -234,6 +234,7 @@ VERB_UPDATE_RECREATE = "update-recreate"
 VERB_INPLACE_REFRESH = "inplace-refresh"
 VERB_LIFECYCLE = "lifecycle"
 VERB_BACKFILL = "backfill"
+VERB_ADOPT = "adopt"  # an orphan pod gets the workload's controller reference (Kruise's ClaimPods)
 VERB_REVISION_CREATE = "revision-create"
 VERB_REVISION_BUMP = "revision-bump"
 VERB_REVISION_DELETE = "revision-delete"
@@ -468,6 +469,7 @@ __all__ = [
     "VERB_UPDATE_RECREATE",
     "VERB_INPLACE_REFRESH",
     "VERB_LIFECYCLE",
+    "VERB_ADOPT",
     "VERB_BACKFILL",
     "VERB_REVISION_CREATE",
     "VERB_REVISION_BUMP",

@@ -263,7 +263,8 @@ class Executor:
                     raise StaleError(f"command {cmd.id} op {index} ({op.resource.plural} "
                                      f"{getattr(op, 'name', '')}): precondition failed: {e.message}") from None
                 if cmd.on_failure is not None:
-                    await self.record(cmd, KubeEvent(type="Warning", reason=cmd.on_failure.reason,
+                    # the planner's type: most failures are Warnings, FailedCreateImagePullJob is Normal
+                    await self.record(cmd, KubeEvent(type=cmd.on_failure.type, reason=cmd.on_failure.reason,
                                                      message=f"{cmd.on_failure.message}: {e.message}"))
                 kind = "forbidden" if isinstance(e, KubeForbidden) else "invalid"
                 raise PermanentError(f"command {cmd.id} op {index} {kind}: {e.message}") from None

@@ -64,7 +64,7 @@ from services.planner.kit.expectations import Reports, command_scoped, expectati
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.podstate import is_ready
 from services.planner.kit.timers import TimerHeap
-from services.planner.kit.workload import Input, Shared, WorkloadPlanner, inputs_of
+from services.planner.kit.workload import ORPHAN_PODS, Input, Shared, WorkloadPlanner, claims_of, inputs_of
 from services.planner.partitions import partition_of
 from services.planner.workloads import owned_kinds, registry_for
 from services.telemetry import (
@@ -200,6 +200,8 @@ class Planner:
         self.workloads: dict[str, Workload] = {}
         self.by_name: dict[tuple[str, str, str], str] = {}  # (kind token, namespace, name) -> uid
         self.of_kind: dict[str, set[str]] = {token: set() for token in self.registry}  # kind token -> uids
+        self.pod_owner: dict[str, str] = {}  # pod uid -> the workload holding it
+        self.orphans: dict[str, Pod] = {}  # pods without a controller reference (compacted), by uid
         # Kinds some planner reads cluster-wide (`Shared`): kind token -> [(reading planner's token, share)],
         # one index of their objects (token -> uid -> object) and its name-sorted list, rebuilt on change.
         self.sharers: dict[str, list[tuple[str, Shared]]] = {}
@@ -320,19 +322,59 @@ class Planner:
         elif kind is not POD and kind.token not in self.owned_kinds:
             return
         ref = meta.controller_ref()
+        if isinstance(obj, Pod):
+            self.on_pod(obj, ref.uid if ref is not None else None, event.deleted)
+            return
         if ref is None:
             return  # orphans are not adopted yet
         wl = self.workload(ref.uid)
-        if isinstance(obj, Pod):
-            if event.deleted:
-                wl.drop_pod(meta.uid)
-            else:
-                wl.set_pod(compact_pod(obj))  # ~1.9 KB instead of ~5.6 KB a pod
-        elif event.deleted:
+        if event.deleted:
             wl.owned_of(kind).pop(meta.uid, None)
         else:
             wl.owned_of(kind)[meta.uid] = obj
         self.mark([ref.uid])
+
+    def on_pod(self, pod: Pod, owner: str | None, deleted: bool) -> None:
+        """A pod's state, to the workload that controls it (Kruise's pod event handlers): its owner is
+        re-planned unless the pod is the version it already holds (the same resourceVersion); a pod
+        whose controller changed (or that lost it) also re-plans the workload it left, even if the
+        watcher's tombstone for the old owner never came; an orphan re-plans every workload that would
+        claim it (`kit.workload.ClaimsOrphans`: the DaemonSets of its namespace whose selector matches)."""
+        meta = pod.metadata
+        left = self.pod_owner.get(meta.uid)
+        if left is not None and left != owner:
+            old = self.workloads.get(left)
+            if old is not None:
+                old.drop_pod(meta.uid)
+                self.mark([left])
+            del self.pod_owner[meta.uid]
+        if owner is None:
+            if deleted:
+                self.orphans.pop(meta.uid, None)
+            else:
+                self.orphans[meta.uid] = compact_pod(pod)
+                self.mark_claimants(pod)
+            return
+        self.orphans.pop(meta.uid, None)
+        wl = self.workload(owner)
+        if deleted:
+            wl.drop_pod(meta.uid)
+            self.pod_owner.pop(meta.uid, None)
+        else:
+            held = wl.pods.get(meta.uid)
+            if held is not None and held.metadata.resource_version == meta.resource_version:
+                return  # the version it already has (a redelivery): nothing changed
+            wl.set_pod(compact_pod(pod))  # ~1.9 KB instead of ~5.6 KB a pod
+            self.pod_owner[meta.uid] = owner
+        self.mark([owner])
+
+    def mark_claimants(self, pod: Pod) -> None:
+        for token, planner in self.registry.items():
+            claims = claims_of(planner)
+            if claims is None:
+                continue
+            self.mark([uid for uid in self.of_kind[token]
+                       if (wl := self.workloads.get(uid)) is not None and wl.obj is not None and claims(wl.obj, pod)])
 
     def on_shared(self, kind: Kind, obj: Any, deleted: bool) -> None:
         """Index an object of a kind some planner reads cluster-wide and re-plan whom it concerns."""
@@ -478,6 +520,10 @@ class Planner:
         owned = {token: sorted(objs.values(), key=lambda o: o.metadata.name) for token, objs in wl.owned.items()}
         for share in wl.planner.shared:
             owned[share.kind.token] = self.shared_view(share.kind.token)
+        claims = claims_of(wl.planner)
+        if claims is not None:
+            owned[ORPHAN_PODS] = sorted((p for p in self.orphans.values() if claims(obj, p)),
+                                        key=lambda p: p.metadata.name)
         for spec in inputs_of(wl.planner):
             items = self.input_items[(wl.planner.kind.token, spec.token)].get(
                 (obj.metadata.namespace, obj.metadata.name), {})

@@ -147,6 +147,24 @@ async def test_forbidden_change_is_reported_on_the_workload(env: tuple[SimCluste
     assert warning and warning[0]["type"] == "Warning" and "may not change fields" in warning[0]["message"]
 
 
+async def test_a_failure_event_has_the_type_the_planner_gave_it(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """FailedCreateImagePullJob is a Normal Event (as in Kruise); other failures are Warnings."""
+    _, kube, bus, cs = env
+    await kube.create(PODS, "default", pod_body(cs, "sample-d"))
+    await bus.publish_command(command(cs, "bad-2", "imagepulljob-create", [PatchOp(
+        resource=PODS, namespace="default", name="sample-d", patch_type="strategic",
+        patch={"spec": {"containers": [{"name": "nginx", "env": [{"name": "A", "value": "b"}]}]}})],
+        pod="sample-d", on_failure=KubeEvent(type="Normal", reason="FailedCreateImagePullJob",
+                                             message="failed to create ImagePullJob j")))
+
+    async def failed() -> list[dict[str, Any]]:
+        items, _ = await kube.list(EVENTS, "default")
+        return [e for e in (msgspec.json.decode(raw) for raw in items) if e["reason"] == "FailedCreateImagePullJob"]
+
+    events = await eventually(failed, lambda evs: evs, what="the FailedCreateImagePullJob Event")
+    assert events[0]["type"] == "Normal" and events[0]["message"].startswith("failed to create ImagePullJob j: ")
+
+
 async def test_api_outage_is_retried_not_lost(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
     cluster, kube, bus, cs = env
     cluster.faults.update(error_rate={"create": 1.0}, error_codes=[500], resources=["pods"])

@@ -6,7 +6,8 @@ NoExecute taint (`kubectl taint`) removes the pod and none comes back until the 
 labelled to match the DaemonSet's nodeSelector (`kubectl label`) gets a pod. InPlaceIfPossible keeps
 every pod (same uid, restartCount + 1); maxSurge runs at most two pods per node and at most 3 extra;
 `paused` stops the rollout where it is. With PreDownloadImageForDaemonSetUpdate, the new image is pulled on
-3 nodes at a time (the kubelets' record) before any update needs it.
+3 nodes at a time (the kubelets' record) before any update needs it. An orphan pod the selector matches is
+adopted and its node gets no second pod.
 """
 
 from __future__ import annotations
@@ -233,3 +234,24 @@ async def test_pre_download_pulls_on_3_nodes_at_a_time_and_no_update_waits(stack
     assert waits == [], f"an update waited for a pull: {waits}"
     await poll(lambda: listed(kube, IMAGE_PULL_JOBS), lambda js: js == [], timeout=60,
                what="the job deleted once the rollout completed")
+
+
+async def test_an_orphan_pod_is_adopted_and_its_node_gets_no_second_pod(stack: Stack, kube: Kube) -> None:
+    """A pod without a controller that the selector matches, running on a node, becomes the DaemonSet's
+    (Kruise's ClaimPods): it gets the controller reference and its node no pod of its own."""
+    node = stack.node_names[1]
+    await kube.create(PODS, NS, {"apiVersion": "v1", "kind": "Pod",
+                                 "metadata": {"name": "stray", "namespace": NS, "labels": {"app": "claimer"}},
+                                 "spec": {"nodeName": node, "containers": [{"name": "main", "image": "nginx:1.0"}]}})
+    await kube.create(DAEMONSETS, NS, body("claimer", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}))
+    ds = await get_ds(kube, "claimer")
+
+    async def stray() -> Pod:
+        return msgspec.json.decode(await kube.get(PODS, NS, "stray"), type=Pod)
+
+    adopted = await poll(stray, lambda p: p.metadata.controller_ref() is not None, timeout=60, what="stray adopted")
+    ref = adopted.metadata.controller_ref()
+    assert ref is not None and (ref.kind, ref.uid) == ("DaemonSet", ds.metadata.uid)
+    await poll(lambda: pods_of(kube, "claimer"), lambda ps: len(per_node(ps)) == stack.nodes, timeout=60,
+               what="a pod on every node")
+    assert [p.metadata.name for p in per_node(await pods_of(kube, "claimer"))[node]] == ["stray"]

@@ -23,7 +23,7 @@ the view alone: `tests/unit/planner/daemonset/test_memo.py` checks it against pa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -66,6 +66,8 @@ from schemas.kube import (
     Toleration,
 )
 from schemas.messages import (
+    VERB_ADOPT,
+    VERB_BACKFILL,
     VERB_CREATE,
     VERB_DELETE,
     VERB_EVENT,
@@ -80,6 +82,7 @@ from schemas.messages import (
 )
 from schemas.placement import DaemonFit, daemon_should_run, daemon_tolerations, target_node
 from services.planner.daemonset import predownload
+from services.planner.daemonset.backoff import BackoffEntry, FailedPodBackoff, backoff_key
 from services.planner.daemonset.validation import defaulted, validate_daemonset, validate_update
 from services.planner.kit import inplace
 from services.planner.kit import lifecycle as lc
@@ -93,9 +96,12 @@ from services.planner.kit.podpatch import PodPatch
 from services.planner.kit.podstate import is_pod_ready_condition, ready_time
 from services.planner.kit.revision import (
     comparable_bytes,
+    hash_revision,
     new_revision,
     owned_revisions,
     revision_bytes,
+    revision_name,
+    short_hash,
     template_of,
     template_patch_data,
     truncate_history,
@@ -115,6 +121,8 @@ class DsPlan(Plan[DaemonSetStatus], kw_only=True):
     deleted: list[str] = []
     updated_in_place: list[str] = []
     jobs: list[JsonObject] = []  # ImagePullJobs created
+    backoff: dict[str, BackoffEntry] = {}  # the failed-pod backoff to hand to the next pass (`backoff.py`)
+    adopted: list[str] = []  # orphan pods given the DaemonSet's controller reference
 
 
 def pod_name(ds: DaemonSet, node: str, taken: set[str]) -> str:
@@ -327,6 +335,7 @@ class _Ctx:
     owner: OwnerReference
     pods: Sequence[Pod]
     nodes: Sequence[Node]
+    backoff: FailedPodBackoff
     taken: set[str] | None = None  # pod names in the view, built on the first create
     grouped: _Grouped | None = None
     found: dict[str, _NodePods] = field(default_factory=dict)  # findUpdatedPodsOnNode, once per node and pass
@@ -348,11 +357,15 @@ class _Ctx:
 
 def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], revisions: Sequence[ControllerRevision],
                    *, now: datetime, gates: FeatureGates, previous: DaemonSet | None = None,
-                   create_limit: int | None = None, jobs: Sequence[ImagePullJob] = ()) -> DsPlan:
+                   create_limit: int | None = None, jobs: Sequence[ImagePullJob] = (),
+                   backoff: Mapping[str, BackoffEntry] | None = None, orphans: Sequence[Pod] = ()) -> DsPlan:
     """One reconcile at `now` over the DaemonSet, its pods, every Node, the namespace's revisions and the
-    ImagePullJobs it controls."""
+    ImagePullJobs it controls. `backoff` is the failed-pod backoff the last pass returned (`DsPlan.backoff`);
+    `orphans` are pods of the namespace without a controller reference that the selector matches: they
+    are adopted and counted with the DaemonSet's pods in this pass (Kruise's `ClaimPods`)."""
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     b = Builder.of(DAEMONSET, ds, now)
+    kept = dict(backoff or {})
     selector = ds.spec.selector
     if selector is not None and not selector.match_labels and not selector.match_expressions:
         # the controller's guard (a DaemonSet that bypassed the webhook): warn, act on nothing
@@ -360,12 +373,12 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
             EVENT_SELECTING_ALL, "This DaemonSet is selecting all pods. A non-empty selector is required.",
             warning=True))
         b.event("rejected", "selecting all pods", reason=EVENT_SELECTING_ALL, field="spec.selector")
-        return _result(b, ds.status, None, [])
+        return _result(b, ds.status, None, [], backoff=kept)
     errors = validate_update(ds, previous) if previous is not None else validate_daemonset(ds)
     if errors:
-        return _invalid(b, ds, errors)
+        return _invalid(b, ds, errors, kept)
     if ds.metadata.deletion_timestamp is not None:
-        return _result(b, ds.status, None, [])
+        return _result(b, ds.status, None, [], backoff=kept)
     spec = defaulted(ds.spec)
     selector = spec.selector
 
@@ -378,29 +391,24 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
     matching = [r for r in history if comparable_bytes(r.data) == want]
     top = max((r.revision for r in history if r not in matching), default=0)
     if not matching:
-        rev = new_revision(owner, ds.metadata.namespace, data, top + 1, ds.status.collision_count,
-                           labels=ds.spec.template.metadata.labels, annotations=ds.metadata.annotations,
-                           hash_label=False)
-        hash_ = rev.metadata.name.rsplit("-", 1)[-1]
-        rev = msgspec.structs.replace(rev, metadata=msgspec.structs.replace(
-            rev.metadata, labels={**rev.metadata.labels, LABEL_REVISION_HASH: hash_}))
-        body: JsonObject = msgspec.to_builtins(rev)
-        b.command(f"{b.uid}/revision-create/{rev.metadata.name}", VERB_REVISION_CREATE, [b.revision_create(body)],
-                  revision=rev.metadata.name)
-        b.event("revision-created", f"revision {rev.metadata.name} (number {rev.revision})",
-                revision=rev.metadata.name)
-        # no status write: the next pass must still see the old hash (pre-download starts on it)
-        return _result(b, ds.status, None, [], update_revision=rev.metadata.name)
-    cur = max(matching, key=lambda r: r.revision)
+        return _create_revision(b, ds, owner, data, want, top + 1, revisions, kept)
+    cur = max(matching, key=lambda r: (r.revision, r.metadata.name))
     hash_ = cur.metadata.labels.get(LABEL_REVISION_HASH) or cur.metadata.name
+    if len(matching) > 1:
+        _dedup(b, ds, pods, cur, hash_, [r for r in matching if r is not cur])
+        # the pass goes on once the relabelled pods are observed: before that it would take them for old
+        return _result(b, ds.status, None, [], update_revision=cur.metadata.name, backoff=kept)
     if cur.revision < top:
         b.command(f"{b.uid}/revision-bump/{cur.metadata.name}/{top + 1}", VERB_REVISION_BUMP,
                   [b.revision_patch(cur.metadata.name, [{"op": "test", "path": "/revision", "value": cur.revision},
                                                         {"op": "replace", "path": "/revision", "value": top + 1}])],
                   revision=cur.metadata.name)
+    adopted = _adopt(b, owner, orphans)
+    if adopted:
+        pods = sorted([*pods, *adopted], key=lambda p: p.metadata.name)
     ctx = _Ctx(ds=ds, spec=spec, b=b, now=now, gates=gates, hash=hash_, cur=cur, history=history,
                template_generation=ds.metadata.annotations.get(ANNOTATION_DS_TEMPLATE_GENERATION), owner=owner,
-               pods=pods, nodes=nodes)
+               pods=pods, nodes=nodes, backoff=FailedPodBackoff(kept, now))
 
     if predownload.enabled(gates):
         old = [r for r in history if r.metadata.name != cur.metadata.name]
@@ -446,26 +454,110 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
     _status_command(b, ds, status)
     if status.number_ready != status.number_available and spec.min_ready_seconds > 0:
         requeue.append(float(spec.min_ready_seconds))
-    return _result(b, status, min(requeue) if requeue else None, [], ctx=ctx, current_revision=cur.metadata.name,
+    plan = _result(b, status, min(requeue) if requeue else None, [], ctx=ctx, current_revision=cur.metadata.name,
                    update_revision=cur.metadata.name)
+    plan.adopted = [p.metadata.name for p in adopted]
+    return plan
+
+
+def _create_revision(b: Builder, ds: DaemonSet, owner: OwnerReference, data: JsonObject, want: bytes, number: int,
+                     revisions: Sequence[ControllerRevision], kept: dict[str, BackoffEntry]) -> DsPlan:
+    """The template's revision `<ds>-<hash>`, created. A name already taken by a revision with other data
+    (a hash collision) raises `status.collisionCount` and hashes again, until the name is free or holds
+    this very data (Kubernetes' `CreateControllerRevision`; Kruise's copy of it reads the wrong object and
+    never gets there)."""
+    collisions = ds.status.collision_count
+    taken = {r.metadata.name: r for r in revisions if r.metadata.namespace in ("", ds.metadata.namespace)}
+    while True:
+        name = revision_name(ds.metadata.name, hash_revision(want, collisions))
+        held = taken.get(name)
+        if held is None or comparable_bytes(held.data) == want:
+            break
+        b.event("revision-collision", f"revision name {name} is taken by other data: collisionCount "
+                f"{(collisions or 0) + 1}", revision=name)
+        collisions = (collisions or 0) + 1
+    status = ds.status
+    if collisions != ds.status.collision_count:
+        status = msgspec.structs.replace(status, collision_count=collisions)
+        b.command(f"{b.uid}/status/collision/{collisions}", VERB_STATUS, [b.status_patch({"collisionCount": collisions})])
+    rev = new_revision(owner, ds.metadata.namespace, data, number, collisions,
+                       labels=ds.spec.template.metadata.labels, annotations=ds.metadata.annotations, hash_label=False)
+    hash_ = short_hash(rev.metadata.name)
+    rev = msgspec.structs.replace(rev, metadata=msgspec.structs.replace(
+        rev.metadata, labels={**rev.metadata.labels, LABEL_REVISION_HASH: hash_}))
+    body: JsonObject = msgspec.to_builtins(rev)
+    b.command(f"{b.uid}/revision-create/{rev.metadata.name}", VERB_REVISION_CREATE, [b.revision_create(body)],
+              revision=rev.metadata.name)
+    b.event("revision-created", f"revision {rev.metadata.name} (number {rev.revision})", revision=rev.metadata.name)
+    # no counters written: the next pass must still see the old hash (pre-download starts on it)
+    return _result(b, status, None, [], update_revision=rev.metadata.name, backoff=kept)
+
+
+def _adopt(b: Builder, owner: OwnerReference, orphans: Sequence[Pod]) -> list[Pod]:
+    """`ClaimPods` for orphans: each live one gets the DaemonSet's controller reference (a JSON patch
+    guarded by its uid and its current owner references, so a concurrent claim by another controller
+    wins and this one is dropped as stale). Returns them as this pass counts them: owned."""
+    adopted: list[Pod] = []
+    ref = msgspec.to_builtins(owner)
+    for pod in orphans:
+        meta = pod.metadata
+        if meta.deletion_timestamp is not None or meta.controller_ref() is not None:
+            continue
+        patch = PodPatch(pod)
+        refs = msgspec.to_builtins(meta.owner_references)
+        if refs:
+            patch.ops += [{"op": "test", "path": "/metadata/ownerReferences", "value": refs},
+                          {"op": "add", "path": "/metadata/ownerReferences/-", "value": ref}]
+        else:
+            patch.ops += [{"op": "test", "path": "/metadata/ownerReferences", "value": None},
+                          {"op": "add", "path": "/metadata/ownerReferences", "value": [ref]}]
+        b.command(f"{b.uid}/adopt/{meta.uid}", VERB_ADOPT, [b.pod_json_patch(patch)], pod=meta.name, pod_uid=meta.uid)
+        b.event("pod-adopted", f"adopted orphan pod {meta.name}", pod=meta.name)
+        owned = msgspec.structs.replace(meta, owner_references=[*meta.owner_references, owner])
+        adopted.append(msgspec.structs.replace(pod, metadata=owned))
+    return adopted
+
+
+def _dedup(b: Builder, ds: DaemonSet, pods: Sequence[Pod], keep: ControllerRevision, hash_: str,
+           others: list[ControllerRevision]) -> None:
+    """`dedupCurHistories`: several revisions hold the template: the one with the highest number stays,
+    every pod of the DaemonSet whose hash label differs is relabelled to its hash (old pods too, as in
+    Kruise), and the others are deleted."""
+    for pod in pods:
+        meta = pod.metadata
+        if meta.labels.get(LABEL_REVISION_HASH) == hash_:
+            continue
+        patch = PodPatch(pod)
+        patch.test_label(LABEL_REVISION_HASH)
+        patch.set_label(LABEL_REVISION_HASH, hash_)
+        b.command(f"{b.uid}/relabel/{meta.uid}/{hash_}", VERB_BACKFILL, [b.pod_json_patch(patch)], pod=meta.name,
+                  pod_uid=meta.uid, revision=keep.metadata.name)
+        b.expect(meta.name, "label", LABEL_REVISION_HASH, hash_)
+    for rev in others:
+        b.command(f"{b.uid}/revision-delete/{rev.metadata.uid}", VERB_REVISION_DELETE,
+                  [b.revision_delete(rev.metadata.name, rev.metadata.uid)], revision=rev.metadata.name)
+        b.event("revision-deduplicated", f"revision {rev.metadata.name} duplicates {keep.metadata.name}: deleted",
+                revision=rev.metadata.name)
 
 
 def _result(b: Builder, status: DaemonSetStatus, requeue: float | None, errors: list[FieldError], *,
-            ctx: _Ctx | None = None, current_revision: str = "", update_revision: str = "") -> DsPlan:
+            ctx: _Ctx | None = None, current_revision: str = "", update_revision: str = "",
+            backoff: dict[str, BackoffEntry] | None = None) -> DsPlan:
     return DsPlan(commands=b.commands, events=b.events, expectations=b.expectations, status=status,
                   requeue_after=requeue, errors=errors, current_revision=current_revision,
                   update_revision=update_revision, created=ctx.creates if ctx else [],
                   deleted=ctx.deletes if ctx else [], updated_in_place=ctx.in_place if ctx else [],
-                  jobs=ctx.jobs if ctx else [])
+                  jobs=ctx.jobs if ctx else [],
+                  backoff=ctx.backoff.entries() if ctx else dict(backoff or {}))
 
 
-def _invalid(b: Builder, ds: DaemonSet, errors: list[FieldError]) -> DsPlan:
+def _invalid(b: Builder, ds: DaemonSet, errors: list[FieldError], backoff: dict[str, BackoffEntry]) -> DsPlan:
     """A spec the webhook would refuse is never acted on: one Warning Event per generation and message,
     and a `rejected` rollout event naming the field."""
     message = errors_message(errors)
     b.reject_invalid(ds.metadata.generation, message, errors[0].field, VERB_EVENT,
                      [])
-    return _result(b, ds.status, None, errors)
+    return _result(b, ds.status, None, errors, backoff=backoff)
 
 
 def _burst(spec: DaemonSetSpec, desired: int) -> int:
@@ -601,6 +693,16 @@ def _manage(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodF
                 continue
             pod = f.pod
             if f.failed:
+                # rate-limited per (uid, observedGeneration, node): a kubelet rejecting the pod at once
+                # must not make a delete/create loop (`backoff.py`)
+                key = backoff_key(ctx.ds.metadata.uid, ctx.ds.status.observed_generation, node)
+                wait = ctx.backoff.in_backoff(key)
+                if wait is not None:
+                    requeue.append(wait)
+                    b.event("failed-pod-backoff", f"failed pod {pod.metadata.name} on node {node} is kept: "
+                            f"deletion backoff {wait:g}s", pod=pod.metadata.name)
+                    continue
+                ctx.backoff.next(key)
                 msg = f"Found failed daemon pod {pod.metadata.namespace}/{pod.metadata.name} on node {node}, " \
                       "will try to kill it"
                 b.command(f"{b.uid}/failed-daemon-pod/{pod.metadata.uid}", VERB_EVENT, [],

@@ -3,6 +3,10 @@
 A DaemonSet owns its pods and ControllerRevisions and reads every Node, which no workload owns: Nodes
 are a shared kind, so the engine hands the cluster's Nodes in as `owned["node"]` and re-plans every
 DaemonSet when one is added, removed, tainted or labelled.
+
+The registry entry keeps one thing between passes: each DaemonSet's failed-pod deletion backoff
+(`backoff.py`), handed to the next pass and replaced by what it returns. It is process memory: a
+restarted planner starts with none (see `backoff.py` for what that changes).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from schemas.daemonset import DaemonSet
 from schemas.kinds import CONTROLLER_REVISION, DAEMONSET, IMAGE_PULL_JOB, NODE, Kind
 from schemas.kube import ControllerRevision, Node, Pod
 from schemas.messages import CreateOp
+from services.planner.daemonset.backoff import BackoffEntry
 from services.planner.daemonset.plan import DsPlan, plan_daemonset
 from services.planner.kit.gates import FeatureGates
-from services.planner.kit.workload import Shared
+from services.planner.kit.selectors import matches
+from services.planner.kit.workload import ORPHAN_PODS, Shared
 
 
 def node_changed(old: Node, new: Node) -> bool:
@@ -38,13 +44,33 @@ class DaemonSetPlanner:
     owned: tuple[Kind, ...] = (CONTROLLER_REVISION, IMAGE_PULL_JOB)  # its pre-download jobs
     shared: tuple[Shared, ...] = (Shared(NODE, relevant=node_changed),)
 
+    def __init__(self) -> None:
+        self.backoffs: dict[str, dict[str, BackoffEntry]] = {}  # DaemonSet uid -> its failed-pod backoff
+
     def plan(self, obj: Any, pods: Sequence[Pod], owned: Mapping[str, Sequence[Any]], previous: Any, *,
              now: datetime, gates: FeatureGates, create_limit: int | None) -> DsPlan:
         assert isinstance(obj, DaemonSet)
-        return plan_daemonset(obj, pods, list(owned.get(NODE.token, ())),
+        uid = obj.metadata.uid
+        plan = plan_daemonset(obj, pods, list(owned.get(NODE.token, ())),
                               list(owned.get(CONTROLLER_REVISION.token, ())), now=now, gates=gates,
                               previous=previous if isinstance(previous, DaemonSet) else None,
-                              create_limit=create_limit, jobs=list(owned.get(IMAGE_PULL_JOB.token, ())))
+                              create_limit=create_limit, jobs=list(owned.get(IMAGE_PULL_JOB.token, ())),
+                              backoff=self.backoffs.get(uid), orphans=owned.get(ORPHAN_PODS, ()))
+        if plan.backoff:
+            self.backoffs[uid] = plan.backoff
+        else:
+            self.backoffs.pop(uid, None)
+        return plan
+
+    def claims(self, obj: Any, pod: Pod) -> bool:
+        """`getDaemonSetsForPod`: an orphan pod concerns every DaemonSet of its namespace whose selector
+        (not empty) matches its labels."""
+        if not isinstance(obj, DaemonSet) or obj.metadata.namespace != pod.metadata.namespace:
+            return False
+        selector = obj.spec.selector
+        if selector is None or not (selector.match_labels or selector.match_expressions):
+            return False
+        return matches(selector, pod.metadata.labels)
 
     def preview(self, obj: Any, objects: Sequence[Any], *, now: datetime, gates: FeatureGates,
                 create_limit: int | None) -> tuple[int, dict[str, Any]]:
@@ -55,9 +81,12 @@ class DaemonSetPlanner:
             return not uid or ((r := o.metadata.controller_ref()) is not None and r.uid == uid)
 
         pods = sorted((o for o in objects if isinstance(o, Pod) and mine(o)), key=lambda p: p.metadata.name)
+        orphans = sorted((o for o in objects if isinstance(o, Pod) and o.metadata.controller_ref() is None
+                          and self.claims(obj, o)), key=lambda p: p.metadata.name)
         nodes = sorted((o for o in objects if isinstance(o, Node)), key=lambda n: n.metadata.name)
         revisions = [o for o in objects if isinstance(o, ControllerRevision)]
-        plan = plan_daemonset(obj, pods, nodes, revisions, now=now, gates=gates, create_limit=create_limit)
+        plan = plan_daemonset(obj, pods, nodes, revisions, now=now, gates=gates, create_limit=create_limit,
+                              orphans=orphans)
         created_revision = ""
         for cmd in plan.commands:  # the template's revision is missing: show the pass after its creation
             if cmd.verb == "revision-create" and isinstance(op := cmd.ops[0], CreateOp):
@@ -66,7 +95,7 @@ class DaemonSetPlanner:
                                       ControllerRevision)
                 ds = msgspec.structs.replace(obj, status=plan.status)
                 plan = plan_daemonset(ds, pods, nodes, [*revisions, rev], now=now, gates=gates,
-                                      create_limit=create_limit)
+                                      create_limit=create_limit, orphans=orphans)
                 break
         doc: dict[str, Any] = {"kind": "DaemonSet", "namespace": obj.metadata.namespace, "name": obj.metadata.name,
                                "valid": not plan.errors}
@@ -78,6 +107,7 @@ class DaemonSetPlanner:
         doc["status"] = msgspec.to_builtins(plan.status)
         doc["create"] = [{"pod": p, "node": n, "revision": plan.update_revision} for p, n in plan.created]
         doc["delete"] = plan.deleted
+        doc["adopt"] = plan.adopted
         doc["updateInPlace"] = plan.updated_in_place
         doc["imagePullJobs"] = [{"name": j["metadata"]["name"], "image": j["spec"]["image"],
                                  "parallelism": j["spec"]["parallelism"]} for j in plan.jobs]

@@ -110,6 +110,24 @@ class ConsumesInputs(Protocol):
         ...
 
 
+class ClaimsOrphans(Protocol):
+    def claims(self, obj: Any, pod: Pod) -> bool:
+        """Whether the workload `obj` would claim the orphan pod `pod` (a pod without a controller
+        reference): a create or update of such a pod re-plans every workload of the kind that does."""
+        ...
+
+
+ORPHAN_PODS = "orphanpod"
+"""The `owned` key under which the engine hands a planner with `claims` the orphan pods it claims (sorted
+by name; pods without a controller reference in the workload's namespace)."""
+
+
+def claims_of(planner: object) -> Callable[[Any, Pod], bool] | None:
+    """A planner's orphan claim (`ClaimsOrphans`); None for one that takes no orphans into account."""
+    claims = getattr(planner, "claims", None)
+    return claims if callable(claims) else None
+
+
 def inputs_of(planner: object) -> tuple[Input, ...]:
     """A planner's extra inputs; () for one that declares none (most)."""
     inputs = getattr(planner, "inputs", ())
@@ -144,7 +162,7 @@ class WorkloadPlanner(Protocol):
         ...
 
 
-__all__ = ["ConsumesInputs", "Input", "PlanResult", "Shared", "WorkloadPlanner", "inputs_of"]
+__all__ = ["ClaimsOrphans", "ConsumesInputs", "Input", "ORPHAN_PODS", "PlanResult", "Shared", "WorkloadPlanner", "claims_of", "inputs_of"]
 
 PROBE_RESULTS = "proberesult"
 """The `owned` key under which the engine hands a PodProbeMarker's planner the marker's probe results

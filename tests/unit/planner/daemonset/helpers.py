@@ -13,6 +13,7 @@ from schemas.daemonset import DaemonSet
 from schemas.imagepulljob import ImagePullJob
 from schemas.kube import ControllerRevision, Node, Pod
 from schemas.placement import target_node
+from services.planner.daemonset.backoff import BackoffEntry
 from services.planner.daemonset.plan import DsPlan, plan_daemonset
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.timeutil import format_time
@@ -70,6 +71,7 @@ class DsCluster(Cluster):
         self.created_on: list[tuple[str, str]] = []
         self.deleted_from: list[str] = []  # nodes of the pods the last pass deleted
         self.updated_on: list[str] = []  # nodes of the pods the last pass updated in place
+        self.backoff: dict[str, BackoffEntry] = {}  # the failed-pod backoff, handed from pass to pass
 
     def daemonset(self) -> DaemonSet:
         return msgspec.convert(self.cs, DaemonSet)
@@ -77,11 +79,12 @@ class DsCluster(Cluster):
     def pod_views(self) -> list[Pod]:
         return [msgspec.convert(p, Pod) for p in sorted(self.pods.values(), key=lambda p: p["metadata"]["name"])]
 
-    def plan(self, now: datetime, gates: FeatureGates = DEFAULT_GATES) -> DsPlan:
+    def plan(self, now: datetime, gates: FeatureGates = DEFAULT_GATES, create_limit: int | None = None) -> DsPlan:
         return plan_daemonset(self.daemonset(), self.pod_views(),
                               [msgspec.convert(n, Node) for _, n in sorted(self.nodes.items())],
                               [msgspec.convert(r, ControllerRevision) for r in self.revisions.values()],
-                              now=now, gates=gates, jobs=[msgspec.convert(j, ImagePullJob) for j in self.jobs.values()])
+                              now=now, gates=gates, jobs=[msgspec.convert(j, ImagePullJob) for j in self.jobs.values()],
+                              backoff=self.backoff, create_limit=create_limit)
 
     def _op(self, op: Any, now: datetime) -> None:
         if op.resource.plural == "daemonsets":
@@ -137,12 +140,14 @@ class DsCluster(Cluster):
             self._set_cond(conds, "Ready", "True" if ready else "False", ts)
             self._bump(pod)
 
-    def step(self, now: datetime, gates: FeatureGates = DEFAULT_GATES, *, kubelet: bool = True) -> DsPlan:
+    def step(self, now: datetime, gates: FeatureGates = DEFAULT_GATES, *, kubelet: bool = True,
+             create_limit: int | None = None) -> DsPlan:
         """One pass applied, then (optionally) one kubelet sync."""
-        plan = self.plan(now, gates)
+        plan = self.plan(now, gates, create_limit)
         self.deleted_from = sorted(self.pods[n]["spec"].get("nodeName", "") for n in plan.deleted if n in self.pods)
         self.updated_on = sorted(self.pods[n]["spec"].get("nodeName", "") for n in plan.updated_in_place)
         self.apply(plan, now)  # type: ignore[arg-type]
+        self.backoff = plan.backoff
         self.created_on += plan.created
         if kubelet:
             self.kubelet(now)
@@ -179,6 +184,14 @@ class DsCluster(Cluster):
 def node_of(pod: dict[str, Any]) -> str:
     """The node a pod runs on or is pinned to."""
     return target_node(pod["spec"].get("nodeName", ""), msgspec.convert(pod, Pod).spec.affinity)
+
+
+def fail(c: DsCluster, node: str) -> str:
+    """The kubelet rejects the pod on `node`: it goes Failed. Returns its name."""
+    name = c.pods_by_node()[node][0]
+    c.pods[name]["status"]["phase"] = "Failed"
+    c._bump(c.pods[name])
+    return name
 
 
 def counts(plan: DsPlan) -> tuple[int, int]:

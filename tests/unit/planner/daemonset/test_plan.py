@@ -17,7 +17,11 @@ import msgspec
 import pytest
 
 from schemas.daemonset import RollingUpdateDaemonSet
-from services.planner.daemonset.plan import DsPlan, max_numbers
+from schemas.kube import ControllerRevision, Node
+from schemas.messages import PatchOp
+from services.planner.daemonset.plan import DsPlan, max_numbers, plan_daemonset
+from services.planner.kit.gates import DEFAULT_GATES
+from services.planner.service import Workload
 from tests.unit.planner.daemonset.helpers import NOW, DsCluster, counts, ds_dict, node_dict, rolling
 
 NODES = [f"node-{i}" for i in range(5)]
@@ -514,3 +518,65 @@ def test_l22_node_updates(old: dict[str, Any], new: dict[str, Any], replan: bool
                                 "status": {"conditions": d.get("conditions", [])}}, Node)
 
     assert node_changed(n(old), n(new)) is replan
+
+
+# --- slow start (one batch per pass: the engine's create_limit) ------------------------------------
+
+
+def test_creates_go_in_slow_start_batches_one_per_pass_and_restart_at_one_after_a_failure() -> None:
+    """Kruise's batches 1, 2, 4, ... (stopping after a batch with a failure) as the engine runs them: one
+    batch per pass, the next limit twice the last when every pod of the batch appeared, 1 when one did not.
+    The limit comes from the planner service's `Workload.next_create_limit`."""
+    nodes = [f"node-{i:02d}" for i in range(20)]
+    c = DsCluster(ds_dict(), nodes)
+    wl = Workload("ds-uid")
+    sizes: list[int] = []
+    refused = ""
+    now = NOW
+    while len(c.pods) < len(nodes) and len(sizes) < 20:
+        now += timedelta(seconds=1)
+        limit = wl.next_create_limit()
+        plan = c.plan(now, create_limit=limit)
+        creates = [cmd for cmd in plan.commands if cmd.verb == "create"]
+        if len(sizes) == 2 and not refused:  # the third batch: the API server refuses one create
+            refused = creates[0].pod or ""
+            assert creates[0].on_failure is not None
+            assert (creates[0].on_failure.type, creates[0].on_failure.reason) == ("Warning", "FailedCreate")
+        for cmd in plan.commands:
+            if cmd.pod != refused or cmd.verb != "create" or len(sizes) != 2:
+                c.apply_command(cmd, now)
+        c.kubelet(now)
+        if creates:
+            sizes.append(len(creates))
+        wl.record_creates(limit, [cmd.pod for cmd in creates if cmd.pod])
+        for p in c.pod_views():
+            wl.set_pod(p)
+    assert sizes == [1, 2, 4, 1, 2, 4, 7]  # after the batch with the refused create: 1 again
+    assert len(c.pods) == len(nodes)
+
+
+def test_an_orphan_pod_matching_the_selector_is_adopted_and_counts_as_its_nodes_pod() -> None:
+    """Kruise's ClaimPods: a live orphan the selector matches gets the controller reference (guarded by its
+    owner references as observed) and is that node's pod in the same pass; a terminating one is left."""
+    c = DsCluster(ds_dict(), NODES)
+    c.settle(NOW)
+    ds = c.daemonset()
+    views = c.pod_views()
+    orphan = next(p for p in views if p.spec.node_name == "node-1")
+    mine = [p for p in views if p is not orphan]
+    bare = msgspec.structs.replace(orphan, metadata=msgspec.structs.replace(orphan.metadata, owner_references=[]))
+    nodes = [msgspec.convert(n, Node) for _, n in sorted(c.nodes.items())]
+    revisions = [msgspec.convert(r, ControllerRevision) for r in c.revisions.values()]
+    plan = plan_daemonset(ds, mine, nodes, revisions, now=NOW, gates=DEFAULT_GATES, orphans=[bare])
+    assert plan.adopted == [orphan.metadata.name] and plan.created == []
+    [adopt] = [cmd for cmd in plan.commands if cmd.verb == "adopt"]
+    op = adopt.ops[0]
+    assert isinstance(op, PatchOp) and isinstance(op.patch, list)
+    ops = op.patch
+    assert {"op": "test", "path": "/metadata/ownerReferences", "value": None} in ops
+    assert ops[-1]["path"] == "/metadata/ownerReferences" and ops[-1]["value"][0]["uid"] == ds.metadata.uid
+    assert ops[-1]["value"][0]["controller"] is True
+    gone = msgspec.structs.replace(bare, metadata=msgspec.structs.replace(bare.metadata,
+                                                                           deletion_timestamp="2026-06-01T10:00:00Z"))
+    plan = plan_daemonset(ds, mine, nodes, revisions, now=NOW, gates=DEFAULT_GATES, orphans=[gone])
+    assert plan.adopted == [] and [n for _, n in plan.created] == ["node-1"]

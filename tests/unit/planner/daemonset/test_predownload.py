@@ -40,6 +40,9 @@ def test_l39_on_delete_gets_one_job_per_changed_container_and_no_pod_is_deleted(
     assert plan.deleted == []
     assert ("CreatedImagePullJob", f"created ImagePullJob {rev['metadata']['name']}-c for image: nginx:2.0") \
         in c.k8s_events
+    [create] = [cmd for cmd in plan.commands if cmd.verb == "imagepulljob-create"]
+    assert create.on_failure is not None and (create.on_failure.type, create.on_failure.reason) == (
+        "Normal", "FailedCreateImagePullJob")  # Normal, as in Kruise (the executor keeps the type)
 
 
 def test_jobs_target_the_nodes_of_pods_not_yet_updated() -> None:
