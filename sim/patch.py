@@ -1,4 +1,5 @@
-"""RFC 6902 JSON patch, RFC 7386 merge patch and Kubernetes strategic merge patch (the common subset)."""
+"""RFC 6902 JSON patch and Kubernetes strategic merge patch (the common subset); the RFC 7386 merge patch
+is `schemas.jsonmerge` (the planner applies it too)."""
 
 from __future__ import annotations
 
@@ -171,27 +172,6 @@ def _json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     return bool(a == b)
-
-
-# ---------------------------------------------------------------- RFC 7386
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, null deletes, everything else (lists too) replaces.
-
-    The result shares structure with `target` and `patch`: copy it before mutating (the store does).
-    """
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict):
-            out[k] = merge_patch(out.get(k), v)
-        else:
-            out[k] = v
-    return out
 
 
 # ---------------------------------------------------------------- strategic merge

@@ -23,10 +23,11 @@ from typing import Any
 
 import msgspec
 
+from schemas.jsonmerge import merge_patch
 from sim import errors, job_api, schema
 from sim.builtin_fields import unknown_fields
 from sim.errors import ApiError
-from sim.patch import PatchDecodeError, PatchError, json_patch, merge_patch, strategic_merge
+from sim.patch import PatchDecodeError, PatchError, json_patch, strategic_merge
 from sim.pods import FORBIDDEN_UPDATE, default_pod_spec, qos_class, validate_pod_create, validate_pod_update
 from sim.resources import ResourceType, builtin_types, load_crd_files, types_from_crd
 from sim.selectors import Predicate

@@ -15,6 +15,7 @@ import msgspec
 from prometheus_client import REGISTRY
 
 from schemas.imagepulljob import ImagePullJob
+from schemas.jsonmerge import merge_patch
 from schemas.kinds import NODE_IMAGE
 from schemas.kube import Node, ObjectMeta
 from schemas.messages import (
@@ -35,7 +36,6 @@ from services.planner.kit.gates import FeatureGates, parse_feature_gates
 from services.planner.kit.timeutil import format_time
 from services.planner.service import Planner, run_planner
 from services.planner.workloads import registry_for
-from sim.patch import merge_patch
 from tests.component.helpers import eventually, stream_messages
 
 GATES = parse_feature_gates("ImagePullJobGate=true")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
 from schemas.constants import PATCH_POLICY_MERGE_JSON, PATCH_POLICY_OVERWRITE, PATCH_POLICY_RETAIN
+from schemas.jsonmerge import merge_patch
 from schemas.kube import LabelSelector
 from schemas.sidecarset import SidecarSet, SidecarSetPatchPodMetadata
 from services.planner.kit.gojson import go_json_bytes
@@ -76,19 +76,6 @@ def check_whitelist(ss: SidecarSet, value: str | None, *, defaults_allowed: bool
                 raise WhitelistError(f"sidecarSet patch metadata annotation({key}) is not allowed")
 
 
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
-
-
 def patch_pod_metadata(annotations: dict[str, str], patches: Sequence[SidecarSetPatchPodMetadata]) -> bool:
     """Apply `patches` to `annotations` in place; True when something changed. Raises PatchError."""
     before = dict(annotations)
@@ -105,7 +92,7 @@ def patch_pod_metadata(annotations: dict[str, str], patches: Sequence[SidecarSet
                     annotations[key] = value
                     continue
                 try:
-                    merged = _merge(json.loads(old), json.loads(value))
+                    merged = merge_patch(json.loads(old), json.loads(value))
                 except ValueError as e:
                     raise PatchError(f"invalid character in annotation {key}: {e}") from None
                 annotations[key] = go_json_bytes(merged).decode()

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from schemas import jsonmerge
 from schemas.cloneset import CloneSet
 from schemas.imagepulljob import ImagePullJob
 from schemas.kube import ControllerRevision, Pod
@@ -154,7 +155,7 @@ class Cluster:
         elif op.patch_type == "merge":
             assert isinstance(op.patch, dict)
             self._check_meta(obj, op.patch)
-            new = copy.deepcopy(patch.merge_patch(obj, op.patch))
+            new = copy.deepcopy(jsonmerge.merge_patch(obj, op.patch))
         else:
             assert isinstance(op.patch, dict)
             self._check_meta(obj, op.patch)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim.patch import PatchDecodeError, PatchError, json_patch, merge_patch, strategic_merge
+from schemas.jsonmerge import merge_patch
+from sim.patch import PatchDecodeError, PatchError, json_patch, strategic_merge
 
 
 def test_json_patch_ops() -> None:

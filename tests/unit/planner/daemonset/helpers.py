@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from schemas import jsonmerge
 from schemas.daemonset import DaemonSet
 from schemas.imagepulljob import ImagePullJob
 from schemas.kube import ControllerRevision, Node, Pod
@@ -92,9 +93,7 @@ class DsCluster(Cluster):
                 new = json_patch(self.cs, op.patch)
             else:
                 self._check_meta(self.cs, op.patch)
-                from sim import patch
-
-                new = copy.deepcopy(patch.merge_patch(self.cs, op.patch))
+                new = copy.deepcopy(jsonmerge.merge_patch(self.cs, op.patch))
             self._bump(new)
             self.cs = new
             return

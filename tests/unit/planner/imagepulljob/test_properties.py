@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.imagepulljob import ImagePullJob
+from schemas.jsonmerge import merge_patch
 from schemas.messages import Command, PatchOp
 from schemas.nodeimage import NodeImage
 from schemas.nodework import PullResult
@@ -22,7 +23,6 @@ from services.planner.imagepulljob.nodeimage import plan_node_image
 from services.planner.imagepulljob.targets import select_targets
 from services.planner.kit.gates import parse_feature_gates
 from services.planner.kit.timeutil import format_time
-from sim.patch import merge_patch
 from tests.unit.planner.imagepulljob.builders import JOB_UID, NOW, job, node
 
 GATES = parse_feature_gates("ImagePullJobGate=true")
