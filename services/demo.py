@@ -113,10 +113,16 @@ Hook = Callable[[str, Snapshot], Awaitable[None]]
 
 
 async def run_seed_scenario(kube: Kube, progress: Progress, *, hook: Hook | None = None,
-                            timeout: float = 180.0) -> ScenarioReport:
-    """Drive the seed scenario; `hook(phase, snapshot)` runs on every sample (chaos tests kill there)."""
+                            timeout: float = 180.0, grace_seconds: int | None = None) -> ScenarioReport:
+    """Drive the seed scenario; `hook(phase, snapshot)` runs on every sample (chaos tests kill there).
+
+    `grace_seconds` replaces the sample's in-place grace period (10 s, so its five one-at-a-time
+    updates take about a minute): tests whose subject is not the grace period itself (a real API
+    server, service accounts, SIGKILLs) pass 1 and keep everything else about the scenario."""
     report = ScenarioReport()
     body = load_sample()
+    if grace_seconds is not None:
+        body["spec"]["updateStrategy"]["inPlaceUpdateStrategy"]["gracePeriodSeconds"] = grace_seconds  # type: ignore[index]
     replicas = 5
     max_unavailable = 1  # 20% of 5, rounded up (maxSurge 0)
 

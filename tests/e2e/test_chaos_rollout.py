@@ -31,7 +31,7 @@ async def test_rollout_survives_planner_and_executor_sigkill(stack: Stack, kube:
             await stack.restart("executor")
 
     with Progress(disable=True) as progress:
-        report = await run_seed_scenario(kube, progress, hook=chaos, timeout=240)
+        report = await run_seed_scenario(kube, progress, hook=chaos, timeout=240, grace_seconds=1)
 
     assert killed == ["planner", "executor"], f"chaos did not happen as planned: {killed}"
     snap = await snapshot(kube, "default", "sample")

@@ -147,7 +147,7 @@ async def test_seed_rollout_with_each_service_on_its_own_service_account(
         await stack.start()
         kube = await Kube.connect(real_cluster.kubeconfig)
         try:
-            await check_seed_rollout(stack, kube)
+            await check_seed_rollout(stack, kube, grace_seconds=1)
             await kube.delete(CLONESETS, "default", "sample")
         finally:
             await kube.close()

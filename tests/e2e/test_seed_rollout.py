@@ -45,7 +45,9 @@ async def rollout_log(stack: Stack) -> list[str]:
 
 
 async def test_seed_rollout_updates_in_place_under_partition(stack: Stack, kube: Kube) -> None:
-    await check_seed_rollout(stack, kube)
+    """The sample with a 1 s grace period (`make demo`, tests/e2e/test_demo.py, runs it as written, with
+    10 s; tests/e2e/test_cloneset_features.py checks the grace period itself)."""
+    await check_seed_rollout(stack, kube, grace_seconds=1)
 
 
 @pytest.mark.real
@@ -58,7 +60,7 @@ async def test_seed_rollout_on_a_real_control_plane(real_stack: Stack, real_kube
 
     before = status_writes()
     try:
-        await check_seed_rollout(real_stack, real_kube)
+        await check_seed_rollout(real_stack, real_kube, grace_seconds=1)
     finally:
         await real_kube.delete(CLONESETS, "default", "sample")
     writes = status_writes() - before
@@ -69,9 +71,10 @@ async def test_seed_rollout_on_a_real_control_plane(real_stack: Stack, real_kube
     assert writes <= 13 * 5, f"{writes:.0f} pod status writes for 5 pods"
 
 
-async def check_seed_rollout(stack: Stack, kube: Kube) -> None:
+async def check_seed_rollout(stack: Stack, kube: Kube, *, grace_seconds: int | None = None) -> None:
+    """The seed scenario and what a user would check after it (`grace_seconds`: see run_seed_scenario)."""
     with Progress(disable=True) as progress:
-        report = await run_seed_scenario(kube, progress)
+        report = await run_seed_scenario(kube, progress, grace_seconds=grace_seconds)
 
     # The scenario checks itself; these assertions re-read the API server independently.
     after = report.after_partition
