@@ -75,7 +75,7 @@ USER_PURPOSE = {
     NODE_AGENT: "`kruisebus executor --node`: consumes its node's work (durable `nodeagent-<node>`), "
     "publishes pull results and pull events",
     PROBER: "`kruisebus prober --node`: reads markers and pods from the state view, reads back and publishes "
-    "its node's probe results, purges the results of pods that are gone",
+    "its node's probe results, purges the results of pods that are gone, recreates KB_PROBE when it is lost",
     VIEWER: "reads the rollout event log (`kruisebus events`, dashboards, users' subscribers)",
 }
 
@@ -183,6 +183,7 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             f"{JS_API}.STREAM.INFO.{probes}",
             *_ordered_consumer(probes),
             f"{JS_API}.STREAM.PURGE.{probes}",
+            f"{JS_API}.STREAM.CREATE.{probes}",  # recreates KB_PROBE when it is lost (services.bus.guard_stream)
         ]
     elif user == WEBHOOK:
         pub = [rejected, f"{JS_API}.STREAM.INFO.{state}", *_ordered_consumer(state)]
