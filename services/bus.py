@@ -364,10 +364,15 @@ class Bus:
 
     async def guard_stream(self, base: str, *, stop: asyncio.Event, recreate: bool = False,
                            on_lost: Callable[[str, api.StreamInfo], Awaitable[None]] | None = None,
-                           interval: float = STREAM_CHECK_INTERVAL) -> None:
+                           interval: float = STREAM_CHECK_INTERVAL, stream: str | None = None,
+                           recreate_after: float = 0.0) -> None:
         """Watch one stream until `stop`: when it is lost, recreate it (`recreate`: the service that owns it,
-        with the config it had) and, once a stream of that name exists again, call `on_lost(base, info)`."""
-        stream = self.subjects.stream(base)
+        with the config it had) and, once a stream of that name exists again, call `on_lost(base, info)`.
+
+        `stream`: a stream outside the five of the bus contract (the lease bucket's), else `base`'s.
+        `recreate_after`: wait that long after seeing the loss before recreating it (the lease bucket:
+        until no holder of a lease stored in the lost one can still count it as held)."""
+        stream = stream or self.subjects.stream(base)
         info = await self.wait_for_stream(stream, stop, interval)
         while info is not None:
             config = info.config
@@ -376,6 +381,8 @@ class Bus:
             metrics.STREAM_LOSSES.labels(stream).inc()
             log.warning("stream %s was lost (deleted or replaced)%s", stream, "; recreating it" if recreate else "")
             if recreate:
+                if recreate_after > 0 and await _wait(stop, recreate_after):
+                    return
                 await self._recreate_stream(config, stop, interval)
             info = await self.wait_for_stream(stream, stop, interval)
             if info is None:

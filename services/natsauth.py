@@ -126,6 +126,7 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             f"{JS_API}.STREAM.CREATE.{state}",  # recreates KB_STATE when it is lost (services.bus.guard_stream)
             *_ordered_consumer(state),
             *_lease(bucket, LEASE_WATCHER),
+            f"{JS_API}.STREAM.CREATE.KV_{bucket}",  # recreates the lease bucket when it is lost (LeaseStore.guard)
         ]
     elif user == PLANNER:
         pub = [
@@ -149,8 +150,9 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             f"{JS_API}.STREAM.CREATE.{events}",
             *_lease(bucket, f"{LEASE_PARTITION}.*"),
             *_lease(bucket, f"{LEASE_MEMBER}.*"),
-            f"{JS_API}.DIRECT.GET.KV_{bucket}",
-        ]  # listing the live members (filter in the request)
+            f"{JS_API}.DIRECT.GET.KV_{bucket}",  # listing the live members (filter in the request)
+            f"{JS_API}.STREAM.CREATE.KV_{bucket}",  # recreates the lease bucket when it is lost (LeaseStore.guard)
+        ]
     elif user == EXECUTOR:
         durable = EXECUTOR_DURABLE
         pub = [
