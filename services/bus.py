@@ -251,7 +251,8 @@ class Bus:
         `user`/`password`: the service's NATS user (services.natsauth); its replies then come to its
         own inbox prefix, the only one its permissions let it read.
         """
-        servers = [url] if isinstance(url, str) else list(url)
+        # "nats://a:4222,nats://b:4222": the members of a cluster, as `--nats` takes them
+        servers = [u.strip() for u in url.split(",") if u.strip()] if isinstance(url, str) else list(url)
         auth: dict[str, Any] = {}
         if user:
             auth = {"user": user, "password": password or "", "inbox_prefix": inbox_prefix(user)}
@@ -758,8 +759,11 @@ class Bus:
         """
         stream = self.stream_for(subject_filter)
         done = replayed if replayed is not None else asyncio.Event()
+        handled = [0]  # the stream sequence of the last message handed to the handler
 
         async def on_msg(msg: Msg) -> None:
+            with contextlib.suppress(Exception):
+                handled[0] = msg.metadata.sequence.stream
             try:
                 await self._watch_one(msg, decoder, handler, traced)
             finally:
@@ -787,12 +791,21 @@ class Bus:
                         done.set()  # nothing to replay
                 except Exception as err:  # the stream went again meanwhile, NATS away: the check below tells
                     log.info("consumer info of the watch of %s: %r", subject_filter, err)
-                lost = await self.wait_stream_lost(stream, stream_info.created, stop, check_interval)
+                lost = await self._watch_alive(sub, stream, stream_info.created, stop, check_interval, handled)
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            if not lost:
+            if lost is None:
                 return
+            if not lost:
+                # The ordered consumer is gone while its stream is not: in a JetStream cluster it lives on
+                # one server, and when that server dies the client is never told (no heartbeat comes to
+                # miss a sequence by): the watch would wait forever. Go on after the last message handled.
+                log.warning("the consumer of the watch of %s is gone; resuming after stream sequence %d",
+                            subject_filter, handled[0])
+                if handled[0]:
+                    deliver_policy, start_seq, start_time = api.DeliverPolicy.BY_START_SEQUENCE, handled[0] + 1, None
+                continue
             # The ordered consumer would resume at the old stream's next sequence, which the new stream
             # reaches only much later: everything published to it until then was never seen. Watch the
             # new stream from its first message instead (all of it was published after the loss).
@@ -802,6 +815,46 @@ class Bus:
             deliver_policy, start_seq, start_time = api.DeliverPolicy.ALL, None, None
             if on_reset is not None:
                 await on_reset()
+
+    async def _watch_alive(self, sub: JetStreamContext.PushSubscription, stream: str, created: datetime | None,
+                           stop: asyncio.Event, interval: float, handled: list[int]) -> bool | None:
+        """Every `interval`: True once the stream is lost (gone, or a new `created`), False once the
+        watch's consumer is gone (not found, or not answering twice in a row while its stream does) or
+        stuck (messages pending for it, none handled, three times in a row), None once `stop` is set.
+        The watch then resumes after the last message handed to the handler, so none is handled twice."""
+        unanswered = stuck = 0
+        seen = handled[0]
+        while not await _wait(stop, interval):
+            try:
+                info = await self.js.stream_info(stream)
+            except NotFoundError:
+                return True
+            except Exception as err:  # NATS away or slow: not a loss
+                log.debug("stream info of %s: %r", stream, err)
+                continue
+            if info.created != created:
+                return True
+            try:
+                consumer = await sub.consumer_info()
+                unanswered = 0
+            except NotFoundError:
+                return False
+            except Exception as err:
+                log.debug("consumer info of a watch on %s: %r", stream, err)
+                unanswered += 1
+                if unanswered >= 2:
+                    return False
+                continue
+            behind = consumer.num_pending or (consumer.delivered is not None
+                                              and (consumer.delivered.stream_seq or 0) > handled[0])
+            stuck = stuck + 1 if behind and handled[0] == seen else 0
+            seen = handled[0]
+            if stuck >= 3:
+                log.warning("the watch of %s on %s is stuck (%d pending, delivered up to %s, handled up to %d)",
+                            sub.subject, stream, consumer.num_pending or 0,
+                            consumer.delivered.stream_seq if consumer.delivered else None, handled[0])
+                return False
+        return None
 
     async def stream_messages(self, base: str, subject_filter: str | None = None) -> list[api.RawStreamMsg]:
         """Every message a stream holds right now (optionally only those matching `subject_filter`),
