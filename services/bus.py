@@ -824,6 +824,8 @@ class Bus:
         The watch then resumes after the last message handed to the handler, so none is handled twice."""
         unanswered = stuck = 0
         seen = handled[0]
+        family = stream.split("_", 1)[-1].lower()
+        whole = sub.subject == f"{self.prefix}.{family}.>"  # every message of the stream is the watch's
         while not await _wait(stop, interval):
             try:
                 info = await self.js.stream_info(stream)
@@ -845,14 +847,15 @@ class Bus:
                 if unanswered >= 2:
                     return False
                 continue
-            behind = consumer.num_pending or (consumer.delivered is not None
-                                              and (consumer.delivered.stream_seq or 0) > handled[0])
+            delivered = (consumer.delivered.stream_seq or 0) if consumer.delivered is not None else 0
+            behind = bool(consumer.num_pending) or delivered > handled[0]
+            if whole and info.state.last_seq > delivered + (consumer.num_pending or 0):
+                behind = True  # the stream holds more than the consumer knows of: its replica is behind
             stuck = stuck + 1 if behind and handled[0] == seen else 0
             seen = handled[0]
             if stuck >= 3:
                 log.warning("the watch of %s on %s is stuck (%d pending, delivered up to %s, handled up to %d)",
-                            sub.subject, stream, consumer.num_pending or 0,
-                            consumer.delivered.stream_seq if consumer.delivered else None, handled[0])
+                            sub.subject, stream, consumer.num_pending or 0, delivered, handled[0])
                 return False
         return None
 
