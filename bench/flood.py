@@ -12,6 +12,13 @@ the state stream (the planner, the webhook) are what a flood tests. Every 0.5 s 
 RSS from /proc; at the end it reads the kernel's peak (VmHWM). Then it scales the CloneSet up by one
 through the API and times how long until the new pod exists: the planner's backlog, if it fell behind.
 
+The API write rate: the executor runs with ``--kube-qps``/``--kube-burst`` and its /metrics on; from the
+flood's start on, its `kruisebus_kube_requests_total` of the write verbs (create, update, patch,
+delete) is sampled every 0.25 s. After the catch-up it scales the CloneSet up by ``--write-pods`` more
+(a burst of creates, then their status writes) and reports the executor's writes/s over that phase and
+its busiest 1 s window against the QPS setting: the client's token bucket allows at most
+``qps * t + burst`` writes in any ``t`` seconds.
+
 It prints a table and, with ``--json``, writes the figures; docs/reliability.md quotes a run.
 """
 
@@ -22,11 +29,13 @@ import asyncio
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 
 from schemas.kube import Pod
@@ -46,6 +55,37 @@ def cloneset(replicas: int) -> dict[str, Any]:
                      "updateStrategy": {"type": "InPlaceIfPossible"},
                      "template": {"metadata": {"labels": {"app": NAME}},
                                   "spec": {"containers": [{"name": "main", "image": "nginx:1.20"}]}}}}
+
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def writes_of(metrics_text: str) -> float:
+    """The API writes a process made so far: its `kruisebus_kube_requests_total` of the write verbs."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("kruisebus_kube_requests_total{"):
+            labels, value = line.rsplit(" ", 1)
+            if any(f'verb="{v}"' in labels for v in WRITE_VERBS):
+                total += float(value)
+    return total
+
+
+def busiest_window(samples: list[tuple[float, float]], window: float = 1.0) -> float:
+    """The most writes within any `window` seconds of (time, total) samples."""
+    best = 0.0
+    j = 0
+    for i, (t, total) in enumerate(samples):
+        while samples[j][0] < t - window:
+            j += 1
+        best = max(best, total - samples[j][1]) if i > j else best
+    return best
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
@@ -69,9 +109,24 @@ def pids(stack: Stack) -> dict[str, int]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack(nodes=4)
+    port = free_port()
+    stack = Stack(nodes=4, service_args={"executor": (
+        "--kube-qps", str(args.kube_qps), "--kube-burst", str(args.kube_burst),
+        "--metrics-port", str(port), "--metrics-host", "127.0.0.1")})
     await stack.start()
     kube = await Kube.connect(stack.kubeconfig)
+    http = aiohttp.ClientSession()
+    writes: list[tuple[float, float]] = []  # (monotonic time, the executor's writes so far)
+
+    async def sample_writes(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    writes.append((time.monotonic(), writes_of(await resp.text())))
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.25)
+
     try:
         await kube.create(CLONESETS, NS, cloneset(args.pods))
         await poll(lambda: snapshot(kube, NS, NAME), lambda s: s.ready == args.pods, timeout=300,
@@ -106,6 +161,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample(stop))
+        write_sampler = asyncio.create_task(sample_writes(stop))
         tasks: set[asyncio.Task[None]] = set()
         total = int(args.rate * args.seconds)
         per_tick = max(1, int(args.rate / 10))
@@ -141,16 +197,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await poll(lambda: snapshot(kube, NS, NAME), lambda s: len(s.pods) == args.pods + 1, timeout=600,
                    what="the scale-up after the flood")
         catch_up_s = time.monotonic() - t1
+        # a burst of writes: --write-pods creates at once, then the status writes that follow them
+        w0 = time.monotonic()
+        n0 = writes[-1][1] if writes else 0.0
+        await kube.patch(CLONESETS, NS, NAME, {"spec": {"replicas": args.pods + 1 + args.write_pods}}, "merge")
+        await poll(lambda: snapshot(kube, NS, NAME), lambda s: s.ready == args.pods + 1 + args.write_pods,
+                   timeout=600, what=f"{args.write_pods} more pods Ready")
+        await asyncio.sleep(1.0)  # the last status writes
         stop.set()
         await sampler
+        await write_sampler
+        phase = [(t, n) for t, n in writes if t >= w0]
+        burst_writes = (phase[-1][1] - n0) if phase else 0.0
+        burst_s = (phase[-1][0] - w0) if phase else 0.0
+        flood_writes = [(t, n) for t, n in writes if t < w0]
         peak = {name: max(peak_sampled[name], rss_kb(pid, "VmHWM")) for name, pid in procs.items()}
         after = {name: rss_kb(pid) for name, pid in procs.items()}
         await bus.close()
         stack.check_alive()
         return {"rate_target": args.rate, "seconds_target": args.seconds, "pods": args.pods, "published": sent,
                 "failed": failed, "flood_s": flood_s, "rate": sent / flood_s, "catch_up_s": catch_up_s,
-                "rss_before_kb": before, "rss_peak_kb": peak, "rss_after_kb": after}
+                "rss_before_kb": before, "rss_peak_kb": peak, "rss_after_kb": after,
+                "kube_qps": args.kube_qps, "kube_burst": args.kube_burst, "write_pods": args.write_pods,
+                "flood_writes": (flood_writes[-1][1] - flood_writes[0][1]) if flood_writes else 0.0,
+                "burst_writes": burst_writes, "burst_s": burst_s,
+                "burst_rate": burst_writes / burst_s if burst_s else 0.0,
+                "busiest_1s": busiest_window(writes)}
     finally:
+        await http.close()
         await kube.close()
         await stack.cleanup()
 
@@ -161,6 +235,10 @@ def render(r: dict[str, Any], argv: list[str]) -> str:
              f"Published {r['published']:,} pod states ({r['failed']} failed) in {r['flood_s']:.1f} s: "
              f"{r['rate']:,.0f}/s (target {r['rate_target']:,}/s for {r['seconds_target']} s) over {r['pods']} pods; "
              f"a scale-up made after the flood was done {r['catch_up_s']:.1f} s later.", "",
+             f"Executor API writes (`--kube-qps {r['kube_qps']:g} --kube-burst {r['kube_burst']}`): "
+             f"{r['flood_writes']:.0f} during the flood; scaling up by {r['write_pods']} pods, "
+             f"{r['burst_writes']:.0f} writes in {r['burst_s']:.1f} s = {r['burst_rate']:.1f}/s; busiest 1 s "
+             f"window {r['busiest_1s']:.0f} (the bucket allows {r['kube_qps'] + r['kube_burst']:g}).", "",
              "| process | RSS before (MB) | peak RSS (MB) | RSS after (MB) |", "|---|---|---|---|"]
     for name in sorted(r["rss_peak_kb"]):
         lines.append(f"| {name} | {r['rss_before_kb'][name] / 1024:.0f} | {r['rss_peak_kb'][name] / 1024:.0f} | "
@@ -176,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pods", type=int, default=200, help="pods of the flooded CloneSet")
     p.add_argument("--core", action="store_true",
                    help="publish without waiting for JetStream's acks (a faster flood; the consumers may fall behind)")
+    p.add_argument("--kube-qps", type=float, default=20.0, help="the executor's API write rate limit (--kube-qps)")
+    p.add_argument("--kube-burst", type=int, default=10, help="the executor's API write burst (--kube-burst)")
+    p.add_argument("--write-pods", type=int, default=100,
+                   help="pods added after the flood: a burst of API writes against the QPS setting")
     p.add_argument("--json", default=None, help="write the figures to this file")
     args = p.parse_args(argv)
     result = asyncio.run(run(args))

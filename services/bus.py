@@ -251,7 +251,8 @@ class Bus:
         `user`/`password`: the service's NATS user (services.natsauth); its replies then come to its
         own inbox prefix, the only one its permissions let it read.
         """
-        servers = [url] if isinstance(url, str) else list(url)
+        # "nats://a:4222,nats://b:4222": the members of a cluster, as `--nats` takes them
+        servers = [u.strip() for u in url.split(",") if u.strip()] if isinstance(url, str) else list(url)
         auth: dict[str, Any] = {}
         if user:
             auth = {"user": user, "password": password or "", "inbox_prefix": inbox_prefix(user)}
@@ -364,10 +365,15 @@ class Bus:
 
     async def guard_stream(self, base: str, *, stop: asyncio.Event, recreate: bool = False,
                            on_lost: Callable[[str, api.StreamInfo], Awaitable[None]] | None = None,
-                           interval: float = STREAM_CHECK_INTERVAL) -> None:
+                           interval: float = STREAM_CHECK_INTERVAL, stream: str | None = None,
+                           recreate_after: float = 0.0) -> None:
         """Watch one stream until `stop`: when it is lost, recreate it (`recreate`: the service that owns it,
-        with the config it had) and, once a stream of that name exists again, call `on_lost(base, info)`."""
-        stream = self.subjects.stream(base)
+        with the config it had) and, once a stream of that name exists again, call `on_lost(base, info)`.
+
+        `stream`: a stream outside the five of the bus contract (the lease bucket's), else `base`'s.
+        `recreate_after`: wait that long after seeing the loss before recreating it (the lease bucket:
+        until no holder of a lease stored in the lost one can still count it as held)."""
+        stream = stream or self.subjects.stream(base)
         info = await self.wait_for_stream(stream, stop, interval)
         while info is not None:
             config = info.config
@@ -376,6 +382,8 @@ class Bus:
             metrics.STREAM_LOSSES.labels(stream).inc()
             log.warning("stream %s was lost (deleted or replaced)%s", stream, "; recreating it" if recreate else "")
             if recreate:
+                if recreate_after > 0 and await _wait(stop, recreate_after):
+                    return
                 await self._recreate_stream(config, stop, interval)
             info = await self.wait_for_stream(stream, stop, interval)
             if info is None:
@@ -751,8 +759,11 @@ class Bus:
         """
         stream = self.stream_for(subject_filter)
         done = replayed if replayed is not None else asyncio.Event()
+        handled = [0]  # the stream sequence of the last message handed to the handler
 
         async def on_msg(msg: Msg) -> None:
+            with contextlib.suppress(Exception):
+                handled[0] = msg.metadata.sequence.stream
             try:
                 await self._watch_one(msg, decoder, handler, traced)
             finally:
@@ -780,12 +791,21 @@ class Bus:
                         done.set()  # nothing to replay
                 except Exception as err:  # the stream went again meanwhile, NATS away: the check below tells
                     log.info("consumer info of the watch of %s: %r", subject_filter, err)
-                lost = await self.wait_stream_lost(stream, stream_info.created, stop, check_interval)
+                lost = await self._watch_alive(sub, stream, stream_info.created, stop, check_interval, handled)
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            if not lost:
+            if lost is None:
                 return
+            if not lost:
+                # The ordered consumer is gone while its stream is not: in a JetStream cluster it lives on
+                # one server, and when that server dies the client is never told (no heartbeat comes to
+                # miss a sequence by): the watch would wait forever. Go on after the last message handled.
+                log.warning("the consumer of the watch of %s is gone; resuming after stream sequence %d",
+                            subject_filter, handled[0])
+                if handled[0]:
+                    deliver_policy, start_seq, start_time = api.DeliverPolicy.BY_START_SEQUENCE, handled[0] + 1, None
+                continue
             # The ordered consumer would resume at the old stream's next sequence, which the new stream
             # reaches only much later: everything published to it until then was never seen. Watch the
             # new stream from its first message instead (all of it was published after the loss).
@@ -795,6 +815,49 @@ class Bus:
             deliver_policy, start_seq, start_time = api.DeliverPolicy.ALL, None, None
             if on_reset is not None:
                 await on_reset()
+
+    async def _watch_alive(self, sub: JetStreamContext.PushSubscription, stream: str, created: datetime | None,
+                           stop: asyncio.Event, interval: float, handled: list[int]) -> bool | None:
+        """Every `interval`: True once the stream is lost (gone, or a new `created`), False once the
+        watch's consumer is gone (not found, or not answering twice in a row while its stream does) or
+        stuck (messages pending for it, none handled, three times in a row), None once `stop` is set.
+        The watch then resumes after the last message handed to the handler, so none is handled twice."""
+        unanswered = stuck = 0
+        seen = handled[0]
+        family = stream.split("_", 1)[-1].lower()
+        whole = sub.subject == f"{self.prefix}.{family}.>"  # every message of the stream is the watch's
+        while not await _wait(stop, interval):
+            try:
+                info = await self.js.stream_info(stream)
+            except NotFoundError:
+                return True
+            except Exception as err:  # NATS away or slow: not a loss
+                log.debug("stream info of %s: %r", stream, err)
+                continue
+            if info.created != created:
+                return True
+            try:
+                consumer = await sub.consumer_info()
+                unanswered = 0
+            except NotFoundError:
+                return False
+            except Exception as err:
+                log.debug("consumer info of a watch on %s: %r", stream, err)
+                unanswered += 1
+                if unanswered >= 2:
+                    return False
+                continue
+            delivered = (consumer.delivered.stream_seq or 0) if consumer.delivered is not None else 0
+            behind = bool(consumer.num_pending) or delivered > handled[0]
+            if whole and info.state.last_seq > delivered + (consumer.num_pending or 0):
+                behind = True  # the stream holds more than the consumer knows of: its replica is behind
+            stuck = stuck + 1 if behind and handled[0] == seen else 0
+            seen = handled[0]
+            if stuck >= 3:
+                log.warning("the watch of %s on %s is stuck (%d pending, delivered up to %s, handled up to %d)",
+                            sub.subject, stream, consumer.num_pending or 0, delivered, handled[0])
+                return False
+        return None
 
     async def stream_messages(self, base: str, subject_filter: str | None = None) -> list[api.RawStreamMsg]:
         """Every message a stream holds right now (optionally only those matching `subject_filter`),

@@ -38,7 +38,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 from schemas.lease import LEASE_DECODER, LeaseRecord
 from schemas.subjects import LEASE_MEMBER, LEASE_PARTITION, lease_bucket
 from schemas.timefmt import format_micro
-from services.bus import TRANSIENT_NATS_ERRORS, Bus
+from services.bus import STREAM_CHECK_INTERVAL, TRANSIENT_NATS_ERRORS, Bus
 
 log = logging.getLogger("kruisebus.lease")
 
@@ -114,6 +114,16 @@ class LeaseStore:
 
     def subject(self, key: str) -> str:
         return self.prefix + key
+
+    async def guard(self, stop: asyncio.Event, ttl: int, interval: float = STREAM_CHECK_INTERVAL) -> None:
+        """Recreate the bucket, with the config it had, when it is lost (deleted, or replaced), until `stop`.
+        Its writers own it (the watcher and the planners), and each recreates it only `ttl` (the lease
+        TTL) after it saw it gone: every lease stored in the lost bucket was last renewed before the
+        loss, so by then no holder counts one as held any more (`Lease.held`, half a TTL), exactly as if
+        every key had expired; a new claim cannot overlap an old one. The holders' next renewal finds
+        their key gone (a conflict: lost at once) and they claim again."""
+        await self.bus.guard_stream(self.bucket, stop=stop, recreate=True, interval=interval, stream=self.stream,
+                                    recreate_after=float(ttl))
 
     async def read(self, key: str) -> tuple[LeaseRecord | None, int]:
         """(record, revision); (None, revision of its delete marker or 0) when nobody holds it."""
@@ -222,6 +232,12 @@ class Lease:
         loses it at once; a NATS error keeps it only until its deadline."""
         if not self.revision:
             return False
+        if not self.held:
+            # past its deadline the holder has stopped acting on it: lost, not renewed. A renewal now
+            # could even land in a recreated bucket where another holder's key has this revision
+            log.warning("lease %s lapsed for %s (not renewed in time)", self.key, self.holder)
+            self.revision, self.deadline = 0, 0.0
+            return False
         sent = self.clock()
         self.renewals += 1
         try:
@@ -274,6 +290,15 @@ class ActiveStandby:
         self.terms = 0  # how many times this instance became active
 
     async def run(self, body: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        guard = asyncio.ensure_future(self.lease.store.guard(stop, self.lease.ttl))
+        try:
+            await self._run(body, stop)
+        finally:
+            guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await guard
+
+    async def _run(self, body: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
         lease = self.lease
         while not stop.is_set():
             try:
@@ -359,6 +384,7 @@ class PartitionClaims:
         on_gained: Callback,
         on_released: Callback,
         clock: Callable[[], float] = time.monotonic,
+        check_interval: float = STREAM_CHECK_INTERVAL,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
@@ -369,6 +395,7 @@ class PartitionClaims:
         self.clock = clock
         self.on_gained = on_gained
         self.on_released = on_released
+        self.check_interval = check_interval  # how often the bucket is looked at (LeaseStore.guard)
         self.member = Lease(store, f"{LEASE_MEMBER}.{_key_token(holder)}", holder, ttl, clock)
         self.leases: dict[int, Lease] = {}
         self.ready: set[int] = set()  # held and recovered (on_gained done)
@@ -391,6 +418,7 @@ class PartitionClaims:
         task (`keep_renewed`), so a long `on_gained` (a scan of the queued commands) or a slow step
         never lets the leases already held lapse."""
         renewer = asyncio.ensure_future(self.keep_renewed(stop))
+        guard = asyncio.ensure_future(self.store.guard(stop, self.ttl, self.check_interval))
         try:
             while not stop.is_set():
                 if renewer.done():
@@ -401,9 +429,10 @@ class PartitionClaims:
                     log.info("partition claims: %s; retrying", type(err).__name__)
                 await _wait(stop, self.ttl / 4)
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            for task in (renewer, guard):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.release_all()
 
     async def keep_renewed(self, stop: asyncio.Event) -> None:

@@ -75,7 +75,7 @@ USER_PURPOSE = {
     NODE_AGENT: "`kruisebus executor --node`: consumes its node's work (durable `nodeagent-<node>`), "
     "publishes pull results and pull events",
     PROBER: "`kruisebus prober --node`: reads markers and pods from the state view, reads back and publishes "
-    "its node's probe results, purges the results of pods that are gone",
+    "its node's probe results, purges the results of pods that are gone, recreates KB_PROBE when it is lost",
     VIEWER: "reads the rollout event log (`kruisebus events`, dashboards, users' subscribers)",
 }
 
@@ -126,6 +126,7 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             f"{JS_API}.STREAM.CREATE.{state}",  # recreates KB_STATE when it is lost (services.bus.guard_stream)
             *_ordered_consumer(state),
             *_lease(bucket, LEASE_WATCHER),
+            f"{JS_API}.STREAM.CREATE.KV_{bucket}",  # recreates the lease bucket when it is lost (LeaseStore.guard)
         ]
     elif user == PLANNER:
         pub = [
@@ -149,8 +150,9 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             f"{JS_API}.STREAM.CREATE.{events}",
             *_lease(bucket, f"{LEASE_PARTITION}.*"),
             *_lease(bucket, f"{LEASE_MEMBER}.*"),
-            f"{JS_API}.DIRECT.GET.KV_{bucket}",
-        ]  # listing the live members (filter in the request)
+            f"{JS_API}.DIRECT.GET.KV_{bucket}",  # listing the live members (filter in the request)
+            f"{JS_API}.STREAM.CREATE.KV_{bucket}",  # recreates the lease bucket when it is lost (LeaseStore.guard)
+        ]
     elif user == EXECUTOR:
         durable = EXECUTOR_DURABLE
         pub = [
@@ -183,6 +185,7 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             f"{JS_API}.STREAM.INFO.{probes}",
             *_ordered_consumer(probes),
             f"{JS_API}.STREAM.PURGE.{probes}",
+            f"{JS_API}.STREAM.CREATE.{probes}",  # recreates KB_PROBE when it is lost (services.bus.guard_stream)
         ]
     elif user == WEBHOOK:
         pub = [rejected, f"{JS_API}.STREAM.INFO.{state}", *_ordered_consumer(state)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,18 @@ class NatsServer:
     """A nats-server process with JetStream; restartable on the same port and store (for chaos tests)."""
 
     def __init__(self, workdir: Path | None = None, port: int = -1, *, auth: dict[str, str] | None = None,
-                 prefix: str = "kb") -> None:
+                 prefix: str = "kb", name: str = "", cluster_port: int | None = None,
+                 routes: list[int] | None = None) -> None:
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kb-natsd-"))
         self.port = port
         self.auth = auth
         self.prefix = prefix
+        # a member of a JetStream cluster (`NatsCluster`): its server name, its route port (-1: the
+        # server picks it) and the route ports of the other members
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = routes or []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def credentials(self, user: str) -> tuple[str, str] | None:
@@ -63,6 +70,12 @@ class NatsServer:
 
             config = json.loads(server_config(self.auth, prefix=self.prefix))
             config["jetstream"] = {**config.get("jetstream", {}), **JETSTREAM_LIMITS}
+            conf.write_text(json.dumps(config, indent=2))
+        if self.cluster_port is not None:
+            config = json.loads(conf.read_text())
+            config["server_name"] = self.name
+            config["cluster"] = {"name": CLUSTER_NAME, "listen": f"127.0.0.1:{self.cluster_port}",
+                                 "routes": [f"nats-route://127.0.0.1:{p}" for p in self.routes]}
             conf.write_text(json.dumps(config, indent=2))
         conf.chmod(0o600)
         return ["-c", str(conf)]
@@ -96,7 +109,10 @@ class NatsServer:
                 raise RuntimeError(f"nats-server exited: {(self.workdir / 'server.log').read_text()[-2000:]}")
             for ports in self.workdir.glob("*.ports"):
                 try:
-                    self.port = int(json.loads(ports.read_text())["nats"][0].rsplit(":", 1)[1])
+                    found = json.loads(ports.read_text())
+                    self.port = int(found["nats"][0].rsplit(":", 1)[1])
+                    if self.cluster_port is not None:
+                        self.cluster_port = int(found["cluster"][0].rsplit(":", 1)[1])
                     return self
                 except (ValueError, KeyError, IndexError):
                     pass  # file still being written
@@ -133,3 +149,67 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+CLUSTER_NAME = "kruisebus"
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+class NatsCluster:
+    """A JetStream cluster of `size` local nats-server processes with routes on 127.0.0.1: every member's
+    config names the others' route ports, so any of them restarts into the same cluster on the same ports."""
+
+    def __init__(self, workdir: Path, size: int = 3, *, auth: dict[str, str] | None = None,
+                 prefix: str = "kb") -> None:
+        if size < 1:
+            raise ValueError(f"size: a cluster needs at least one server, got {size}")
+        self.members = [NatsServer(workdir / f"n{i}", auth=auth, prefix=prefix, name=f"n{i}", cluster_port=-1)
+                        for i in range(size)]
+        for m in self.members:
+            m.workdir.mkdir(parents=True, exist_ok=True)
+        self.auth = auth
+
+    def credentials(self, user: str) -> tuple[str, str] | None:
+        return self.members[0].credentials(user)
+
+    @property
+    def urls(self) -> list[str]:
+        return [m.url for m in self.members]
+
+    @property
+    def url(self) -> str:
+        """Every member's URL, comma-separated (what `--nats` takes)."""
+        return ",".join(self.urls)
+
+    def member(self, name: str) -> NatsServer:
+        return next(m for m in self.members if m.name == name)
+
+    def start(self, timeout: float = 15.0) -> NatsCluster:
+        if any(m.cluster_port == -1 for m in self.members):
+            # JetStream's cluster mode wants every member's routes configured from the start, so the
+            # route ports are chosen first (free ports the kernel hands out; the client ports are not)
+            ports = _free_ports(len(self.members))
+            for m, port in zip(self.members, ports, strict=True):
+                m.cluster_port = port
+                m.routes = [p for p in ports if p != port]
+        for m in self.members:
+            m.start(timeout)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        for m in self.members:
+            m.stop(sig)
+
+    def cleanup(self) -> None:
+        for m in self.members:
+            m.cleanup()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services import natsauth
-from services.natsd import NatsServer
+from services.natsd import NatsCluster, NatsServer
 
 if TYPE_CHECKING:
     from services.bus import Bus
@@ -60,7 +61,7 @@ class Stack:
                  env: dict[str, str] | None = None, executors: int = 1, webhook: bool = True,
                  cluster: str | None = None, node_prefix: str = "sim-node-", auth: bool = True,
                  watchers: int = 1, planners: int = 1, node_agents: bool = False, probers: bool = False,
-                 prober_processes: int = 0) -> None:
+                 prober_processes: int = 0, nats_servers: int = 1) -> None:
         self._own = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kruisebus-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +79,12 @@ class Stack:
         self.passwords = natsauth.generate_passwords() if auth else None
         self.nats = NatsServer(self.workdir / "nats", auth=self.passwords, prefix=prefix)
         (self.workdir / "nats").mkdir(exist_ok=True)
+        # more than 1: a JetStream cluster of that many servers instead (`self.nats_cluster`), the streams
+        # and the lease bucket replicated on every member, each service connected with every URL
+        self.nats_cluster = NatsCluster(self.workdir / "nats", nats_servers, auth=self.passwords, prefix=prefix) \
+            if nats_servers > 1 else None
+        if self.nats_cluster is not None:
+            self.env["KRUISEBUS_STREAM_REPLICAS"] = str(nats_servers)
         self.cluster = cluster
         self.node_prefix = node_prefix
         # the simulated nodes' agents (`kruisebus executor --node A --node B ... --runtime sim`), as the
@@ -96,7 +103,7 @@ class Stack:
 
     @property
     def nats_url(self) -> str:
-        return self.nats.url
+        return self.nats_cluster.url if self.nats_cluster is not None else self.nats.url
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -105,12 +112,29 @@ class Stack:
         return tail(self.log_path(name), lines)
 
     async def start_nats(self) -> None:
-        await asyncio.to_thread(self.nats.start)
-        bus = await self.connect(natsauth.ADMIN, name="kruisebus-stack-init")
-        try:
-            from services.cli import ensure_bus
+        from services.cli import ensure_bus
+        from services.observe import poll
 
-            await ensure_bus(bus)
+        replicas = 1
+        if self.nats_cluster is not None:
+            await asyncio.to_thread(self.nats_cluster.start)
+            replicas = len(self.nats_cluster.members)
+        else:
+            await asyncio.to_thread(self.nats.start)
+        bus = await self.connect(natsauth.ADMIN, name="kruisebus-stack-init", replicas=replicas)
+
+        async def ensured() -> bool:
+            try:
+                await ensure_bus(bus)
+            except Exception as e:  # a new cluster elects its JetStream leaders first
+                if self.nats_cluster is None:
+                    raise
+                logging.getLogger("kruisebus.stack").debug("streams not created yet: %r", e)
+                return False
+            return True
+
+        try:
+            await poll(ensured, bool, timeout=30, interval=0.2, what="the streams created")
         finally:
             await bus.close()
 
@@ -134,7 +158,7 @@ class Stack:
         """A Bus on the stack's NATS as `user` (tests and tools read the streams as `admin` or `viewer`)."""
         from services.bus import Bus
 
-        creds = self.nats.credentials(user)
+        creds = (self.nats_cluster or self.nats).credentials(user)
         return await Bus.connect(self.nats_url, name=name, prefix=self.prefix,
                                  user=creds[0] if creds else None, password=creds[1] if creds else None,
                                  **kwargs)
@@ -245,10 +269,9 @@ class Stack:
 
     def permission_violations(self) -> list[str]:
         """The NATS server's log lines about a publish or subscribe a user was not allowed."""
-        log = self.workdir / "nats" / "server.log"
-        if not log.exists():
-            return []
-        return [line for line in log.read_text(errors="replace").splitlines() if "Permissions Violation" in line]
+        logs = [self.workdir / "nats" / "server.log", *(self.workdir / "nats").glob("n*/server.log")]
+        return [line for log in logs if log.exists()
+                for line in log.read_text(errors="replace").splitlines() if "Permissions Violation" in line]
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -290,6 +313,8 @@ class Stack:
         if self.sim is not None:
             await self._terminate(self.sim)
         await asyncio.to_thread(self.nats.stop)
+        if self.nats_cluster is not None:
+            await asyncio.to_thread(self.nats_cluster.stop)
 
     async def cleanup(self) -> None:
         await self.stop()

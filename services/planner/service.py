@@ -761,6 +761,8 @@ class Planner:
                         f"once their expectations time out (at most {self.expectation_timeout:g}s)",
             STREAM_NODE: f"the node work queue ({stream}) was lost: node work is decided again once its "
                          f"expectations time out (at most {self.expectation_timeout:g}s)",
+            STREAM_PROBE: f"the probe results ({stream}) were lost: the probers recreate the stream and publish "
+                          "their current results again",
         }.get(base, f"stream {stream} was lost")
         created = info.created.isoformat() if info.created is not None else ""
         now = format_micro(datetime.now(UTC))

@@ -79,6 +79,17 @@ class ResultCache:
                            state=state, message=message, time=stamp,
                            last_transition_time=transition, node=target.node, container_id=target.container_id)
 
+    def current(self, target: Target) -> ProbeResult | None:
+        """The result last reported for `target`, as it was sent (None if nothing was): what to publish
+        again when KB_PROBE was lost, without changing its times."""
+        entry = self.entries.get(target.key)
+        if entry is None:
+            return None
+        return ProbeResult(namespace=target.namespace, pod=target.pod, pod_uid=target.pod_uid, probe=target.probe,
+                           state=entry.state, message=entry.message, time=format_micro(entry.reported),
+                           last_transition_time=entry.transition, node=target.node,
+                           container_id=target.container_id)
+
     def forget(self, key: tuple[str, str]) -> None:
         self.entries.pop(key, None)
 

@@ -21,6 +21,9 @@ whether it is published.
 * After a restart, a result read back that no worker takes (the pod was deleted, or its probe left the
   marker, while the prober was down) is retired the same way, so KB_PROBE holds no stale result a
   restarted planner would turn into a marker.
+* The probers own KB_PROBE (they write it): a prober that finds it lost (deleted, or replaced) recreates
+  it with the config it last saw (`Bus.guard_stream`) and publishes the results its workers last
+  reported again, unchanged, so the planner's markers stay right on the new stream.
 * Several nodes in one process (`--node A --node B`, the sim's many nodes on one machine): one view of
   markers and pods for all of them, each pod probed through its own node's runtime, each result naming
   its pod's node, exactly as one prober per node would publish them. A node is served by one process.
@@ -41,6 +44,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 from nats.aio.msg import Msg
+from nats.js.api import StreamInfo
 from nats.js.errors import NotFoundError
 
 from schemas.constants import PROBE_FAILED, PROBE_UNKNOWN
@@ -147,10 +151,14 @@ class Worker:
         if self.thresholds.observe(result):
             await self.report(result, message)
 
-    async def report(self, state: ProbeState, message: str) -> None:
+    @property
+    def target(self) -> Target:
         spec = self.spec
-        target = Target(namespace=spec.namespace, pod=spec.pod, pod_uid=spec.pod_uid, probe=spec.name,
-                        node=self.node, container_id=self.container_id)
+        return Target(namespace=spec.namespace, pod=spec.pod, pod_uid=spec.pod_uid, probe=spec.name,
+                      node=self.node, container_id=self.container_id)
+
+    async def report(self, state: ProbeState, message: str) -> None:
+        target = self.target
         result = self.prober.cache.set(target, state, message, self.prober.clock())
         if result is None:
             return
@@ -213,6 +221,25 @@ class Prober:
         await self.bus.publish(subject, result, msg_id=f"{result.pod_uid}/{result.probe}/{result.time}")
         self.published += 1
         log.info("%s/%s %s: %s %s", result.namespace, result.pod, result.probe, result.state, result.message[:80])
+
+    async def stream_lost(self, base: str, info: StreamInfo) -> None:
+        """KB_PROBE was lost (and is back, recreated by a prober with the config it had): publish every
+        result this prober's workers last reported again, as it was (its times unchanged), so the
+        planner's view of the probes, and the markers it sets from it, stay right."""
+        again = 0
+        for worker in list(self.workers.values()):
+            result = self.cache.current(worker.target)
+            if result is None:
+                continue
+            try:
+                await self.publish(result)
+                again += 1
+            except Exception as e:  # the next change or the periodic re-report sends it
+                self.cache.forget(worker.spec.key)
+                log.warning("could not publish %s of %s/%s again: %r", result.probe, result.namespace,
+                            result.pod, e)
+        log.warning("stream %s was lost: published %d probe results of %s again", info.config.name, again,
+                    self.names)
 
     async def forget_pod(self, pod: Pod) -> None:
         """A pod of this node is gone: its results leave KB_PROBE (nobody will read them again)."""
@@ -354,6 +381,9 @@ class Prober:
                 self.replayed.set()
                 self.reconcile()
                 self.retire_unclaimed()
+                # the probers write KB_PROBE, so they own it: lost, it is recreated with the config it had
+                tg.create_task(self.bus.guard_stream(STREAM_PROBE, stop=stop, recreate=True,
+                                                     on_lost=self.stream_lost))
                 log.info("prober of %s: %d markers, %d pods, %d probes", self.names, len(self.markers),
                          len(self.pods), len(self.workers))
                 await stop.wait()

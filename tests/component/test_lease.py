@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import nats.errors
 import pytest
+from nats.js.errors import NotFoundError
 
 from schemas.lease import LeaseRecord
 from services.bus import Bus
@@ -238,3 +239,75 @@ async def test_leases_held_are_renewed_while_a_new_partition_is_recovered(store:
     finally:
         stop.set()
         await task
+
+
+async def test_a_deleted_bucket_is_recreated_and_the_partitions_claimed_again_never_held_twice(
+        store: LeaseStore) -> None:
+    """The lease bucket deleted under two planners' claims (an operator's `nats kv rm`, a lost disk): it
+    comes back with its config, every partition is claimed again, and at no moment do both count the
+    same partition as theirs (the bucket is recreated only once no old lease can still be held)."""
+    async def noop(p: int) -> None:
+        return None
+
+    # the bucket looked at every 0.1 s: seen gone long before the old leases lapse by the holders' clocks
+    cs = {h: PartitionClaims(store, h, 4, TTL, on_gained=noop, on_released=noop, check_interval=0.1)
+          for h in "ab"}
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(c.run(stop)) for c in cs.values()]
+    overlaps: list[tuple[float, int]] = []
+
+    async def total() -> list[int]:
+        return sorted(len(c.held()) for c in cs.values())
+
+    try:
+        await poll(total, lambda s: s == [2, 2], timeout=15, interval=0.05, what="4 partitions split 2/2")
+        old = await store.bus.js.stream_info(store.stream)
+        await store.bus.js.delete_stream(store.stream)
+        deleted = time.monotonic()
+        lapsed = False
+        while True:  # sample who holds what every 10 ms until both hold their share again
+            held = [set(c.held()) for c in cs.values()]
+            overlaps += [(time.monotonic() - deleted, p) for p in held[0] & held[1]]
+            lapsed = lapsed or not (held[0] or held[1])
+            if lapsed and sorted(map(len, held)) == [2, 2]:
+                break
+            assert time.monotonic() - deleted < 20, f"partitions not claimed again: {held}"
+            await asyncio.sleep(0.01)
+        assert overlaps == [], f"a partition held by both (seconds after the delete, partition): {overlaps[:5]}"
+        new = await store.bus.js.stream_info(store.stream)
+        assert new.created != old.created
+        assert (new.config.subjects, new.config.max_msgs_per_subject, new.config.allow_direct,
+                new.config.allow_msg_ttl) == (old.config.subjects, old.config.max_msgs_per_subject,
+                                              old.config.allow_direct, old.config.allow_msg_ttl)
+        print(f"claimed again {time.monotonic() - deleted:.1f}s after the delete")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def test_a_deleted_bucket_comes_back_only_once_no_old_lease_counts_as_held(store: LeaseStore) -> None:
+    """Fencing across a lost bucket: a lease taken just before the delete is still held by its holder's
+    clock for half a TTL; the bucket (where anyone could take the key at once) must not exist before."""
+    a, b = Lease(store, "watcher", "a", TTL), Lease(store, "watcher", "b", TTL)
+    stop = asyncio.Event()
+    guard = asyncio.create_task(store.guard(stop, TTL, interval=0.05))
+    try:
+        await poll(lambda: store.bus.js.stream_info(store.stream), lambda _: True, timeout=5, what="the bucket")
+        await asyncio.sleep(0.2)  # the guard has read the bucket's config
+        assert await a.acquire()
+        await store.bus.js.delete_stream(store.stream)
+
+        async def back() -> bool:
+            try:
+                await store.bus.js.stream_info(store.stream)
+            except NotFoundError:
+                return False
+            return True
+
+        await poll(back, bool, timeout=TTL + 5, interval=0.01, what="the bucket recreated")
+        assert not a.held, "the bucket was recreated while a still counts its lease as held"
+        assert await b.acquire()
+        assert not await a.renew()  # a's next renewal finds its key gone: lost at once
+    finally:
+        stop.set()
+        await guard

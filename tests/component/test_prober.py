@@ -20,8 +20,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.js.errors import NotFoundError
 
 from schemas.messages import PODPROBEMARKERS, PODS, PROBE_DECODER, ProbeResult
+from schemas.subjects import STREAM_PROBE
 from services.bus import Bus
 from services.kube import Kube
 from services.natsd import NatsServer
@@ -139,6 +141,39 @@ async def test_a_deleted_pod_s_results_leave_kb_probe(env: Env) -> None:
     await kube.delete(PODS, NS, "gone")
     await poll(lambda: results(bus), lambda r: ("gone", "g#check") not in r, timeout=20,
                what="the deleted pod's results purged")
+
+
+async def test_a_lost_kb_probe_is_recreated_and_the_current_results_published_again(env: Env) -> None:
+    """The probers own KB_PROBE: deleted under a running prober, it comes back with its config and holds
+    the results last reported (same state, same times), although no probe outcome changed."""
+    cluster, kube, bus = env
+    await kube.create(PODS, NS, bare_pod("kept"))
+    await running(cluster, ["kept"])
+    await kube.create(PODPROBEMARKERS, NS, probe_marker("k", {"exec": {"command": ["/ok.sh"]}}))
+    rs = await poll(lambda: results(bus), lambda r: r.get(("kept", "k#check")) is not None
+                    and r[("kept", "k#check")].state == "Succeeded", timeout=20, what="the pod's result")
+    before = rs[("kept", "k#check")]
+    stream = bus.subjects.stream(STREAM_PROBE)
+    old = await bus.js.stream_info(stream)
+    await bus.js.delete_stream(stream)
+
+    async def current() -> dict[tuple[str, str], ProbeResult]:
+        try:
+            return await results(bus)
+        except NotFoundError:
+            return {}
+
+    rs = await poll(current, lambda r: ("kept", "k#check") in r, timeout=15,
+                    what="KB_PROBE recreated, holding the pod's result again")
+    assert rs[("kept", "k#check")] == before
+    new = await bus.js.stream_info(stream)
+    assert new.created != old.created
+    assert (new.config.subjects, new.config.max_msgs_per_subject, new.config.description) == \
+        (old.config.subjects, old.config.max_msgs_per_subject, old.config.description)
+    # and a change after the loss is reported on the new stream
+    cluster.kubelets["sim-node-0"].set_exec_outcomes(NS, "kept", {"*": {"exitCode": 1, "stderr": "down"}})
+    await poll(current, lambda r: r[("kept", "k#check")].state == "Failed", timeout=15,
+               what="a later result on the recreated stream")
 
 
 async def test_a_restarted_container_is_unknown_until_probed_again(env: Env) -> None:

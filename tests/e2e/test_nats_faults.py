@@ -14,7 +14,7 @@ import asyncio
 import pytest
 
 from schemas.messages import CLONESETS, EVENT_DECODER, RolloutEvent
-from schemas.subjects import EVENT_STREAM_LOST, STREAM_CMD, STREAM_EVENTS, STREAM_STATE
+from schemas.subjects import EVENT_STREAM_LOST, STREAM_CMD, STREAM_EVENTS, STREAM_PROBE, STREAM_STATE
 from services.bus import Bus
 from services.kube import Kube
 from services.observe import Snapshot, poll, snapshot
@@ -49,6 +49,7 @@ async def mid_rollout(kube: Kube, image: str) -> Snapshot:
                       what=f"the rollout to {image} to start")
 
 
+@pytest.mark.parametrize("stack", [{"probers": True, "prober_processes": 1}], indirect=True)
 async def test_streams_deleted_mid_rollout_are_recreated_and_the_rollout_converges(stack: Stack, kube: Kube) -> None:
     await kube.create(CLONESETS, NS, cloneset(NAME, replicas=REPLICAS, strategy=STRATEGY, image="nginx:1.19"))
     await settled(kube, NAME, REPLICAS, timeout=90)
@@ -58,8 +59,9 @@ async def test_streams_deleted_mid_rollout_are_recreated_and_the_rollout_converg
         assert any(ev.workload == NAME for _, _, ev in before), "no rollout event before the fault"
         snap = await mid_rollout(kube, "nginx:1.20")
         assert len(snap.updated()) < REPLICAS, "the rollout ended before the fault"
-        # an operator's mistake (or a lost disk): the state, the command queue and the rollout log go
-        for base in (STREAM_STATE, STREAM_CMD, STREAM_EVENTS):
+        # an operator's mistake (or a lost disk): the state, the command queue, the probe results and the
+        # rollout log go
+        for base in (STREAM_STATE, STREAM_CMD, STREAM_PROBE, STREAM_EVENTS):
             await admin.js.delete_stream(admin.subjects.stream(base))
         # and a change after the fault must travel through the recreated streams
         await set_image(kube, NAME, "nginx:1.21")
@@ -68,7 +70,7 @@ async def test_streams_deleted_mid_rollout_are_recreated_and_the_rollout_converg
 
         # the owners recreated every stream, with the configuration it had
         expected = {STREAM_STATE: admin.subjects.state_all(), STREAM_CMD: admin.subjects.command_all(),
-                    STREAM_EVENTS: admin.subjects.events_all()}
+                    STREAM_EVENTS: admin.subjects.events_all(), STREAM_PROBE: admin.subjects.probe_all()}
         for base, subject in expected.items():
             info = await admin.js.stream_info(admin.subjects.stream(base))
             assert info.config.subjects == [subject], base
@@ -80,7 +82,7 @@ async def test_streams_deleted_mid_rollout_are_recreated_and_the_rollout_converg
         # the user is told, on the workload's own log, which streams were lost
         lost = await poll(lambda: log_of(admin), lambda log: {ev.reason for _, _, ev in log
                                                               if ev.type == EVENT_STREAM_LOST and ev.workload == NAME}
-                          >= {STREAM_STATE, STREAM_CMD, STREAM_EVENTS}, timeout=60,
+                          >= {STREAM_STATE, STREAM_CMD, STREAM_PROBE, STREAM_EVENTS}, timeout=60,
                           what="stream-lost events for every lost stream")
         gap = next(ev for _, _, ev in lost if ev.type == EVENT_STREAM_LOST and ev.reason == STREAM_EVENTS)
         assert "events before this one are gone" in gap.message, gap.message
