@@ -27,7 +27,7 @@ from schemas.constants import (
     SIDECARSET_ROLLING_UPDATE,
 )
 from schemas.kube import ControllerRevision, JsonObject, LabelSelector
-from schemas.sidecarset import SidecarSet, SidecarSetUpdateStrategy, sidecar_fields
+from schemas.sidecarset import ResourcesPolicy, SidecarSet, SidecarSetUpdateStrategy, sidecar_fields
 from services.planner.kit.fielderrors import FieldError, field_error, from_issue
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.pubrules import priority_error, scatter_error
@@ -42,6 +42,7 @@ from services.planner.sidecarset.matching import (
     selector_overlapping,
 )
 from services.planner.sidecarset.metadata import WhitelistError, check_whitelist
+from services.planner.sidecarset.resources import CPU, MEMORY, expression_error
 from services.planner.sidecarset.revisions import not_found_message
 
 NAME_RE: Final = re.compile(r"^[a-zA-Z0-9\-]+$")
@@ -166,25 +167,38 @@ def _container_errors(ss: SidecarSet) -> list[FieldError]:
 
 
 def _resources_policy_errors(c: JsonObject, policy: JsonObject, path: str) -> list[FieldError]:
-    """`validateResourcesPolicy`: not with resources, a valid regex, limits or requests expressions."""
+    """`validateResourcesPolicy`: not with resources, a valid regex, limits or requests expressions
+    that the calculator accepts (each evaluated with its variable = 1)."""
     resources = c.get("resources") or {}
     if resources.get("limits") or resources.get("requests"):
         return [field_error(path, "Invalid", policy, "resourcesPolicy and resources cannot be configured together")]
     errs: list[FieldError] = []
-    regex = policy.get("targetContainersNameRegex", ".*")  # the CRD's default
+    try:
+        typed = msgspec.convert(policy, ResourcesPolicy)
+    except msgspec.ValidationError as e:
+        return [field_error(path, "Invalid", policy, str(e))]
+    regex = typed.target_containers_name_regex
     if not regex:
         errs.append(field_error(f"{path}.targetContainersNameRegex", "Required", no_value=True,
                                 detail="invalid empty regex"))
     else:
         try:
-            re.compile(str(regex))
+            re.compile(regex)
         except re.error as e:
             errs.append(field_error(f"{path}.targetContainersNameRegex", "Invalid", regex,
                                     f"invalid regex pattern: {e}"))
-    expr = policy.get("resourcesExpr") or {}
-    if expr.get("limits") is None and expr.get("requests") is None:
-        errs.append(field_error(f"{path}.resourcesExpr", "Invalid", expr,
+    expr = typed.resources_expr
+    if expr.limits is None and expr.requests is None:
+        errs.append(field_error(f"{path}.resourcesExpr", "Invalid", policy.get("resourcesExpr") or {},
                                 "at least one of limits or requests must be configured"))
+        return errs
+    for kind, exprs in (("limits", expr.limits), ("requests", expr.requests)):
+        if exprs is None:
+            continue
+        for variable, text in ((CPU, exprs.cpu), (MEMORY, exprs.memory)):
+            problem = expression_error(text, variable)
+            if problem is not None:
+                errs.append(field_error(f"{path}.resourcesExpr.{kind}.{variable}", "Invalid", text, problem))
     return errs
 
 
