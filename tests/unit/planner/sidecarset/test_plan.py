@@ -311,6 +311,13 @@ def test_K41_hot_upgrade_passes() -> None:
     assert _status(plan) == (1, 1, 0, 0)
     flips = [c for c in plan.commands if c.verb == "sidecar-upgrade"]
     assert len(flips) == 1 and flips[0].on_success is not None and flips[0].on_success.reason == "ResetContainerSucceed"
+    assert flips[0].on_success.message == "reset sidecar container image empty successfully"
+    failure = flips[0].on_failure  # the executor appends ": <the API server's error>"
+    assert failure is not None and (failure.type, failure.reason, failure.message) == (
+        "Warning", "ResetContainerFailed", "reset sidecar container image empty failed")
+    for event in (flips[0].on_success, failure):  # Events of the pod, in its namespace
+        assert event.involved is not None and (event.involved.kind, event.involved.namespace,
+                                               event.involved.name) == ("Pod", "default", "p")
     p = _set_status(_apply(p, plan), **{"test-sidecar-1": "empty:1"})
     assert {c.name: c.image for c in p.spec.containers}["test-sidecar-1"] == "empty:1"
     assert p.metadata.annotations["version.sidecarset.kruise.io/test-sidecar-1"] == "0"
