@@ -30,10 +30,10 @@ from schemas.kube import ControllerRevision, JsonObject, LabelSelector
 from schemas.sidecarset import ResourcesPolicy, SidecarSet, SidecarSetUpdateStrategy, sidecar_fields
 from services.planner.kit.fielderrors import FieldError, field_error, from_issue
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.podvalidation import container_errors
 from services.planner.kit.pubrules import priority_error, scatter_error
 from services.planner.kit.selectors import (
     conversion_error,
-    dns1123_label_errors,
     selector_issues,
 )
 from services.planner.sidecarset.matching import (
@@ -110,10 +110,14 @@ def _update_strategy_errors(strategy: SidecarSetUpdateStrategy) -> list[FieldErr
     return errs
 
 
+_FAKE_CONTAINER: Final = {"name": "test", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                          "terminationMessagePolicy": "File"}
+
+
 def _container_errors(ss: SidecarSet) -> list[FieldError]:
-    """The SidecarSet-specific container rules, then the fake pod's `ValidatePodCreate` subset kruisebus
-    checks: names unique DNS labels, image, pull and termination-message policies, mounts of declared
-    volumes."""
+    """The SidecarSet-specific container rules, then the fake pod's `ValidatePodCreate` container
+    checks (`kit.podvalidation`: names, images, ports, env names, requests against limits, mounts and
+    devices)."""
     spec = ss.spec
     errs: list[FieldError] = []
     for i, c in enumerate(spec.init_containers):
@@ -145,24 +149,10 @@ def _container_errors(ss: SidecarSet) -> list[FieldError]:
             elif not _FIELD_REF_RE.match(ref.field_path):
                 errs.append(field_error(f"{path}.fieldPath", "Invalid", ref.field_path,
                                         "error converting fieldPath: field label not supported"))
-    volumes = {str(v.get("name", "")) for v in spec.volumes}
-    seen: set[str] = set()
-    for list_name, items in (("initContainers", spec.init_containers), ("containers", spec.containers)):
-        for i, c in enumerate(items):
-            path = f"spec.{list_name}[{i}]"
-            name = str(c.get("name") or "")
-            if not name:
-                errs.append(field_error(f"{path}.name", "Required", no_value=True))
-            else:
-                errs.extend(field_error(f"{path}.name", "Invalid", name, m) for m in dns1123_label_errors(name))
-                if name in seen:
-                    errs.append(field_error(f"{path}.name", "Duplicate", name))
-                seen.add(name)
-            if not c.get("image"):
-                errs.append(field_error(f"{path}.image", "Required", no_value=True))
-            for j, mount in enumerate(c.get("volumeMounts") or []):
-                if isinstance(mount, dict) and mount.get("name") not in volumes:
-                    errs.append(field_error(f"{path}.volumeMounts[{j}].name", "NotFound", mount.get("name")))
+    # Kruise's fake pod: with no containers ValidatePodCreate gets one named "test" (so an init
+    # container "test" is a duplicate there too)
+    containers = spec.containers or [_FAKE_CONTAINER]
+    errs.extend(container_errors(containers, spec.init_containers, spec.volumes))
     return errs
 
 
