@@ -127,6 +127,19 @@ def _pod_event(pod: Pod, reason: str, message: str, *, warning: bool = False) ->
     return event
 
 
+def status_body(status: SidecarSetStatus) -> dict[str, Any]:
+    """The merge patch that makes the stored status exactly `status`, as Kruise's status update leaves
+    it: the counts Kruise always writes are written at 0 too, and its omitempty members at their zero
+    value are removed (null) rather than left at an older value."""
+    body: dict[str, Any] = msgspec.to_builtins(status)
+    for always in ("matchedPods", "updatedPods", "readyPods"):
+        body.setdefault(always, 0)
+    for omitted in ("observedGeneration", "updatedReadyPods", "latestRevision"):
+        body.setdefault(omitted, None)
+    body.setdefault("collisionCount", status.collision_count)
+    return body
+
+
 def not_upgradable_message(n: int) -> str:
     return f"SidecarSet in-place update detected {n} not upgradable pod(s) in this round, will skip them."
 
@@ -192,7 +205,7 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
             continue
         if not f.upgradable:
             not_upgradable.append(pod)
-        elif f.consistent:
+        elif not f.upgrading:
             candidates.append(pod)
     ordering = _Ordering(strategy.priority_strategy, _scatter_terms(strategy.scatter_strategy, matched))
     ordered = sort_update_candidates(candidates, ordering, list(matched),
@@ -548,8 +561,7 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
     status = status_of(ss, len(matched), view.counts, rev.metadata.name, reg.collision_count)
     out.status = status
     if status != ss.status or ss.status.collision_count is None:
-        body = msgspec.to_builtins(status)
-        body.setdefault("collisionCount", status.collision_count)
+        body = status_body(status)
         b.command(f"{b.uid}/{VERB_STATUS}/{ss.metadata.resource_version}/{short_digest(body)}", VERB_STATUS,
                   [PatchOp(resource=SIDECARSETS, namespace="", name=ss.metadata.name, patch_type="merge",
                            patch={"status": body}, subresource="status")])
