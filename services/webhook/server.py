@@ -203,10 +203,10 @@ class WebhookServer:
 
     async def _view(self, request: web.Request) -> web.Response:
         """What admission answers from: replayed or not, the SidecarSets (name -> resourceVersion), the
-        Namespaces."""
+        Namespaces, and whether the patchPodMetadata whitelist is known."""
         return web.json_response({"ready": self.view.ready, "sidecarsets": {
             n: s.metadata.resource_version for n, s in sorted(self.view.sidecarsets.items())},
-            "namespaces": sorted(self.view.namespaces)})
+            "namespaces": sorted(self.view.namespaces), "whitelist": self.view.whitelist is not None})
 
     async def _reset_stats(self, request: web.Request) -> web.Response:
         self.stats = Stats()

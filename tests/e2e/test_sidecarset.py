@@ -186,6 +186,7 @@ async def test_patch_metadata_whitelist(stack: Stack, kube: Kube) -> None:
         return "created"
 
     await poll(create_meta, lambda r: r == "created", timeout=30, what="the webhook to read the whitelist")
+    assert (await webhook_view(stack))["whitelist"] is True
     with pytest.raises(KubeError) as refused:
         await kube.create(SIDECARSETS, None, body("other", "cpu-score"))
     assert "spec.patchPodMetadata: Required value: sidecarSet patch metadata annotation(cpu-score) is not allowed" \
