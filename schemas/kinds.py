@@ -20,14 +20,24 @@ import msgspec
 from schemas.advancedcronjob import AdvancedCronJob
 from schemas.broadcastjob import BroadcastJob
 from schemas.cloneset import CloneSet
+from schemas.constants import CONFIGMAP_KRUISE_CONFIGURATION, DEFAULT_KRUISE_NAMESPACE
 from schemas.daemonset import DaemonSet
 from schemas.imagepulljob import ImagePullJob
 from schemas.job import Job
-from schemas.kube import ControllerRevision, Namespace, Node, ObjectMeta, PersistentVolumeClaim, Pod
+from schemas.kube import (
+    ConfigMap,
+    ControllerRevision,
+    Namespace,
+    Node,
+    ObjectMeta,
+    PersistentVolumeClaim,
+    Pod,
+)
 from schemas.messages import (
     ADVANCED_CRON_JOBS,
     BROADCAST_JOBS,
     CLONESETS,
+    CONFIGMAPS,
     CONTROLLER_REVISIONS,
     DAEMONSETS,
     IMAGE_PULL_JOBS,
@@ -42,6 +52,7 @@ from schemas.messages import (
     AdvancedCronJobState,
     BroadcastJobState,
     CloneSetState,
+    ConfigMapState,
     DaemonSetState,
     ImagePullJobState,
     JobState,
@@ -81,6 +92,19 @@ class Kind:
     kind: str  # the Kubernetes kind, e.g. "CloneSet"
     routing: Routing
     workload: bool = False  # a workload kruisebus plans (commands and Events are filed against it)
+    # (namespace, name): the one object of this kind the watcher follows (a list and watch in that
+    # namespace with the field selector `metadata.name=<name>`); None: every object of the cluster
+    only: tuple[str, str] | None = None
+
+    @property
+    def field_selector(self) -> str | None:
+        """The field selector of the watcher's list and watch (None: all objects)."""
+        return f"metadata.name={self.only[1]}" if self.only is not None else None
+
+    @property
+    def list_namespace(self) -> str | None:
+        """The namespace the watcher lists and watches in (None: all namespaces)."""
+        return self.only[0] if self.only is not None else None
 
     @property
     def api_resource(self) -> Resource:
@@ -162,10 +186,14 @@ SIDECARSET = Kind(SidecarSetState, SidecarSet, SIDECARSETS, "apps.kruise.io/v1al
                   workload=True)
 # Namespaces: their labels are what SidecarSet namespace selectors match (the webhook, the planner).
 NAMESPACE = Kind(NamespaceState, Namespace, NAMESPACES, "v1", "Namespace", Routing.NONE)
+# Kruise's configuration ConfigMap alone (the SidecarSet patchPodMetadata whitelist, read by the webhook):
+# not every ConfigMap of the cluster.
+KRUISE_CONFIGURATION = Kind(ConfigMapState, ConfigMap, CONFIGMAPS, "v1", "ConfigMap", Routing.NONE,
+                            only=(DEFAULT_KRUISE_NAMESPACE, CONFIGMAP_KRUISE_CONFIGURATION))
 
 KINDS: tuple[Kind, ...] = (CLONESET, POD, CONTROLLER_REVISION, NODE, PVC, PULL_RESULT, IMAGE_PULL_JOB, NODE_IMAGE,
                           PODPROBEMARKER, ADVANCED_CRON_JOB, BROADCAST_JOB, JOB, DAEMONSET,
-                          SIDECARSET, NAMESPACE)
+                          SIDECARSET, NAMESPACE, KRUISE_CONFIGURATION)
 LISTED: tuple[Kind, ...] = tuple(k for k in KINDS if k.listed)  # what the watcher lists and watches
 BY_TOKEN: dict[str, Kind] = {k.token: k for k in KINDS}
 BY_STATE: dict[type[Any], Kind] = {k.state: k for k in KINDS}
@@ -199,6 +227,7 @@ __all__ = [
     "DAEMONSET",
     "IMAGE_PULL_JOB",
     "KINDS",
+    "KRUISE_CONFIGURATION",
     "Kind",
     "LISTED",
     "NODE",

@@ -257,6 +257,15 @@ class ControllerRevision(_K8s):
     kind: str = "ControllerRevision"
 
 
+class ConfigMap(_K8s):
+    """A ConfigMap as kruisebus reads it (Kruise's `kruise-configuration`): its string data."""
+
+    metadata: ObjectMeta
+    data: dict[str, str] = {}
+    api_version: str = "v1"
+    kind: str = "ConfigMap"
+
+
 class Namespace(_K8s):
     """A Namespace as SidecarSet namespace selectors read it: its labels."""
 

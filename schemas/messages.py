@@ -23,6 +23,7 @@ from schemas.daemonset import DaemonSet
 from schemas.imagepulljob import ImagePullJob
 from schemas.job import Job
 from schemas.kube import (
+    ConfigMap,
     ControllerRevision,
     JsonObject,
     Namespace,
@@ -121,11 +122,15 @@ class NamespaceState(_State, tag="namespace"):
     object: Namespace
 
 
+class ConfigMapState(_State, tag="configmap"):
+    object: ConfigMap
+
+
 StateEvent: TypeAlias = (
     CloneSetState | PodState | NodeState | RevisionState | PvcState | PullResultState | ImagePullJobState
     | NodeImageState | PodProbeMarkerState | AdvancedCronJobState | BroadcastJobState | JobState
     | DaemonSetState
-    | SidecarSetState | NamespaceState
+    | SidecarSetState | NamespaceState | ConfigMapState
 )
 
 
@@ -157,6 +162,7 @@ JOBS = Resource(group="batch", version="v1", plural="jobs")
 DAEMONSETS = Resource(group="apps.kruise.io", version="v1alpha1", plural="daemonsets")
 SIDECARSETS = Resource(group="apps.kruise.io", version="v1alpha1", plural="sidecarsets", namespaced=False)
 NAMESPACES = Resource(plural="namespaces", namespaced=False)
+CONFIGMAPS = Resource(plural="configmaps")
 
 PatchType: TypeAlias = Literal["json", "merge", "strategic"]
 
@@ -402,7 +408,9 @@ PROBE_DECODER = msgspec.json.Decoder(ProbeResult)
 
 __all__ = [
     "ADVANCED_CRON_JOBS",
+    "CONFIGMAPS",
     "AdvancedCronJobState",
+    "ConfigMapState",
     "ApiOp",
     "IMAGE_PULL_JOBS",
     "ImagePullJobState",

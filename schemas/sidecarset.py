@@ -40,6 +40,30 @@ class ShareVolumePolicy(_K8s):
     type: str = ""
 
 
+class ResourceExprs(_K8s):
+    """`ResourceExprLimits` / `ResourceExprRequests`: an expression per resource ("" = not set)."""
+
+    cpu: str = ""
+    memory: str = ""
+
+
+class ResourcesExpr(_K8s):
+    limits: ResourceExprs | None = None
+    requests: ResourceExprs | None = None
+
+
+TARGET_CONTAINERS_NAME_REGEX_DEFAULT = ".*"
+"""The CRD's default of `resourcesPolicy.targetContainersNameRegex`."""
+
+
+class ResourcesPolicy(_K8s):
+    """`resourcesPolicy`: the sidecar's resources computed from the pod's containers at creation."""
+
+    target_containers_mode: str = ""
+    target_containers_name_regex: str = TARGET_CONTAINERS_NAME_REGEX_DEFAULT
+    resources_expr: ResourcesExpr = msgspec.field(default_factory=ResourcesExpr)
+
+
 class SidecarFields(_K8s):
     """The SidecarSet-specific members of one `SidecarContainer` (plus its name and image)."""
 
@@ -122,8 +146,12 @@ def sidecar_fields(container: JsonObject) -> SidecarFields:
 
 
 __all__ = [
+    "TARGET_CONTAINERS_NAME_REGEX_DEFAULT",
     "LocalObjectReference",
     "ObjectFieldSelector",
+    "ResourceExprs",
+    "ResourcesExpr",
+    "ResourcesPolicy",
     "ShareVolumePolicy",
     "SidecarContainerUpgradeStrategy",
     "SidecarFields",

@@ -407,8 +407,8 @@ class Kube:
                                       resource=_resource_label(resource))
 
     async def watch(self, resource: Resource, resource_version: str, *, namespace: str | None = None,
-                    timeout_seconds: int = 300, label_selector: str | None = None
-                    ) -> AsyncIterator[WatchEvent]:
+                    timeout_seconds: int = 300, label_selector: str | None = None,
+                    field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
         """Stream watch events from `resource_version`; raises KubeGone when it is too old.
 
         The stream ends when the server closes it (timeoutSeconds); the caller re-watches from the
@@ -422,6 +422,8 @@ class Kube:
         ]
         if label_selector:
             query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         label = _resource_label(resource)
         try:
             resp = await self._send(

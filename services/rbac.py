@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import yaml
 
-from schemas.constants import CONFIGMAP_KRUISE_CONFIGURATION
 from schemas.kinds import LISTED, WORKLOADS
 from schemas.messages import EVENTS, PODS, Resource
 from services import chartfiles
@@ -54,8 +53,10 @@ def _res(resource: Resource, sub: str = "") -> str:
 
 
 def _watcher() -> list[Call]:
-    # services/watcher/service.py: Kube.list (cluster-wide) then Kube.watch, per listed kind
-    return [Call(WATCHER, r.group, r.plural, ("list", "watch"), why=f"the {k.kind} state")
+    # services/watcher/service.py: Kube.list (cluster-wide) then Kube.watch, per listed kind; a kind
+    # followed for one object only (`Kind.only`, with its metadata.name field selector) is granted by name
+    return [Call(WATCHER, r.group, r.plural, ("list", "watch"), (k.only[1],) if k.only else (),
+                 why=f"the {k.kind} state" if k.only is None else f"the {k.kind} {k.only[0]}/{k.only[1]}")
             for k in LISTED if (r := k.resource) is not None]
 
 
@@ -96,10 +97,6 @@ def _webhook() -> list[Call]:
                           why="keep the caBundle of its own configuration current"))
         # create cannot be limited by name (the object does not exist yet)
         calls.append(Call(WEBHOOK, r.group, _res(r), ("create",), why="register when the chart did not"))
-    from services.webhook.server import CONFIGMAPS
-
-    calls.append(Call(WEBHOOK, CONFIGMAPS.group, _res(CONFIGMAPS), ("get",), (CONFIGMAP_KRUISE_CONFIGURATION,),
-                      why="the SidecarSet patchPodMetadata whitelist"))
     return calls
 
 

@@ -193,8 +193,10 @@ class Executor:
             target = event.involved
             involved = {"apiVersion": target.api_version, "kind": target.kind, "name": target.name,
                         "namespace": target.namespace or ref.namespace, "uid": target.uid}
-        # a cluster-scoped workload's Events live in "default", as kube-apiserver files them
-        namespace = cmd.namespace or "default"
+        # an Event lives in its object's namespace; a cluster-scoped workload's in "default", as
+        # kube-apiserver files them (a SidecarSet's Event of a pod goes to the pod's namespace)
+        namespace = (event.involved.namespace if event.involved is not None and event.involved.namespace
+                     else cmd.namespace) or "default"
         meta: dict[str, str] = {"namespace": namespace}
         if once:
             meta["name"] = event_name(cmd, event)
@@ -263,9 +265,11 @@ class Executor:
                     raise StaleError(f"command {cmd.id} op {index} ({op.resource.plural} "
                                      f"{getattr(op, 'name', '')}): precondition failed: {e.message}") from None
                 if cmd.on_failure is not None:
-                    # the planner's type: most failures are Warnings, FailedCreateImagePullJob is Normal
-                    await self.record(cmd, KubeEvent(type=cmd.on_failure.type, reason=cmd.on_failure.reason,
-                                                     message=f"{cmd.on_failure.message}: {e.message}"))
+                    # the planner's Event with the API server's reason appended, its type kept (most failures
+                    # are Warnings, FailedCreateImagePullJob is Normal) and its involved object kept (a
+                    # SidecarSet's pod Event is the pod's, in the pod's namespace)
+                    await self.record(cmd, msgspec.structs.replace(
+                        cmd.on_failure, message=f"{cmd.on_failure.message}: {e.message}"))
                 kind = "forbidden" if isinstance(e, KubeForbidden) else "invalid"
                 raise PermanentError(f"command {cmd.id} op {index} {kind}: {e.message}") from None
         if not made and _delivery(msg) == 1:

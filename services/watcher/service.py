@@ -242,7 +242,8 @@ class Informer:
         this a pod deleted during a watcher restart stayed live in the view for good, and the planner
         kept deleting a ghost instead of creating its replacement.
         """
-        items, rv = await self.kube.list(self.resource)
+        items, rv = await self.kube.list(self.resource, self.kind.list_namespace,
+                                         field_selector=self.kind.field_selector)
         fresh: dict[str, Any] = {}
         kept: set[str] = set()  # subjects of objects that do not decode: their last state stays as it is
         for raw in items:
@@ -333,7 +334,9 @@ class Informer:
 
         async def follow() -> None:
             nonlocal last
-            async for ev in self.kube.watch(self.resource, last, timeout_seconds=self.watch_timeout):
+            async for ev in self.kube.watch(self.resource, last, namespace=self.kind.list_namespace,
+                                            field_selector=self.kind.field_selector,
+                                            timeout_seconds=self.watch_timeout):
                 self._failures = 0  # the watch works again: the next failure starts the backoff over
                 if ev.type == "BOOKMARK":
                     last = _META.decode(ev.object).metadata.resource_version or last

@@ -100,11 +100,12 @@ class PodView:
     pods: dict[tuple[str, str], Pod] = field(default_factory=dict)
     ready: bool = False
     # SidecarSets by name and ControllerRevisions by (namespace, name): what injection and SidecarSet
-    # validation look up (Kruise's informer cache); the whitelist ConfigMap's value when known
+    # validation look up (Kruise's informer cache); the whitelist (key `SidecarSet_PatchPodMetadata_WhiteList`
+    # of ConfigMap `kruise-configuration` in Kruise's namespace), None while that ConfigMap or key is
+    # absent from the view; like every other fact here it is known once `ready`
     sidecarsets: dict[str, SidecarSet] = field(default_factory=dict)
     revisions: dict[tuple[str, str], ControllerRevision] = field(default_factory=dict)
     whitelist: str | None = None
-    whitelist_read: bool = False  # the whitelist ConfigMap has been read once (found or not)
     kruise_namespace: str = DEFAULT_KRUISE_NAMESPACE
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
 
@@ -284,7 +285,7 @@ def validate_sidecarset_request(req: AdmissionRequest, view: PodView,
     if isinstance(decoded := decode_request(req, SidecarSet), AdmissionResponse):
         return decoded
     ss, old = decoded
-    if ss.spec.patch_pod_metadata and not view.whitelist_read:
+    if ss.spec.patch_pod_metadata and not view.ready:
         raise NotSynced("the webhook has not read the SidecarSet patchPodMetadata whitelist yet")
     if ss.spec.injection_strategy.revision is not None and not view.ready:
         raise NotSynced("the webhook has not read the SidecarSets' ControllerRevisions yet")

@@ -46,6 +46,7 @@ from schemas.constants import (
 )
 from schemas.messages import (
     STATE_DECODER,
+    ConfigMapState,
     NamespaceState,
     PodState,
     Resource,
@@ -67,8 +68,6 @@ MUTATING_CONFIGS: Final = Resource(group=REGISTRATION_GROUP, version="v1",
                                    plural="mutatingwebhookconfigurations", namespaced=False)
 VALIDATING_CONFIGS: Final = Resource(group=REGISTRATION_GROUP, version="v1",
                                      plural="validatingwebhookconfigurations", namespaced=False)
-CONFIGMAPS: Final = Resource(plural="configmaps")
-WHITELIST_POLL: Final = 5.0  # seconds between reads of the SidecarSet whitelist ConfigMap
 MAX_BODY: Final = 3 * 1024 * 1024  # kube-apiserver's request limit; reviews are never bigger
 
 
@@ -204,10 +203,10 @@ class WebhookServer:
 
     async def _view(self, request: web.Request) -> web.Response:
         """What admission answers from: replayed or not, the SidecarSets (name -> resourceVersion), the
-        Namespaces."""
+        Namespaces, and whether the patchPodMetadata whitelist is known."""
         return web.json_response({"ready": self.view.ready, "sidecarsets": {
             n: s.metadata.resource_version for n, s in sorted(self.view.sidecarsets.items())},
-            "namespaces": sorted(self.view.namespaces)})
+            "namespaces": sorted(self.view.namespaces), "whitelist": self.view.whitelist is not None})
 
     async def _reset_stats(self, request: web.Request) -> web.Response:
         self.stats = Stats()
@@ -372,26 +371,6 @@ class WebhookServer:
 
     # --- state view -----------------------------------------------------------------------------
 
-    async def follow_whitelist(self, kube: Any, stop: asyncio.Event) -> None:
-        """Keep the SidecarSet patchPodMetadata whitelist (key `SidecarSet_PatchPodMetadata_WhiteList` of
-        ConfigMap `kruise-configuration` in Kruise's namespace) by reading it every `WHITELIST_POLL`
-        seconds: SidecarSets are written rarely and the ConfigMap is one object, so one GET is cheaper
-        than following every ConfigMap of the cluster."""
-        from services.errors import KubeError, KubeNotFound
-
-        while not stop.is_set():
-            try:
-                raw = await kube.get(CONFIGMAPS, self.view.kruise_namespace, CONFIGMAP_KRUISE_CONFIGURATION)
-            except KubeNotFound:
-                self.view.whitelist, self.view.whitelist_read = None, True
-            except KubeError as e:
-                log.warning("reading the SidecarSet whitelist failed: %s", e)
-            else:
-                data = msgspec.json.decode(raw).get("data") or {}
-                self.view.whitelist, self.view.whitelist_read = data.get(KEY_PATCH_METADATA_WHITELIST), True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), WHITELIST_POLL)  # a poll interval, not a condition
-
     async def on_state(self, event: StateEvent, msg: object = None) -> None:
         if isinstance(event, PodState):
             if event.deleted:
@@ -409,6 +388,10 @@ class WebhookServer:
                 self.view.namespaces.pop(name, None)
             else:  # kube-apiserver (1.21+) labels every namespace with its name
                 self.view.namespaces[name] = {LABEL_NAMESPACE_NAME: name, **event.object.metadata.labels}
+        elif isinstance(event, ConfigMapState):
+            meta = event.object.metadata
+            if (meta.namespace, meta.name) == (self.view.kruise_namespace, CONFIGMAP_KRUISE_CONFIGURATION):
+                self.view.whitelist = None if event.deleted else event.object.data.get(KEY_PATCH_METADATA_WHITELIST)
         elif isinstance(event, RevisionState):
             key = (event.object.metadata.namespace, event.object.metadata.name)
             if event.deleted:
@@ -484,10 +467,6 @@ async def run_webhook(bus: Any, kube: Any | None, opts: WebhookOptions, *, stop:
                 tmp.write_text(msgspec.json.encode({"port": server.port}).decode())
                 tmp.replace(ready_file)
             tg.create_task(server.keep_renewed(kube, stop))
-            if kube is not None:
-                tg.create_task(server.follow_whitelist(kube, stop))
-            else:
-                server.view.whitelist_read = True  # no cluster: nothing to read (the whitelist is missing)
             await stop.wait()
     finally:
         await server.close()

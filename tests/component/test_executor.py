@@ -12,7 +12,7 @@ import pytest
 
 from schemas.cloneset import CloneSet
 from schemas.kinds import CLONESET
-from schemas.kube import Pod
+from schemas.kube import ObjectReference, Pod
 from schemas.messages import (
     CLONESETS,
     EVENTS,
@@ -163,6 +163,38 @@ async def test_a_failure_event_has_the_type_the_planner_gave_it(env: tuple[SimCl
 
     events = await eventually(failed, lambda evs: evs, what="the FailedCreateImagePullJob Event")
     assert events[0]["type"] == "Normal" and events[0]["message"].startswith("failed to create ImagePullJob j: ")
+
+
+async def test_a_failed_pod_change_of_a_cluster_scoped_workload_is_an_event_of_the_pod(
+        env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """A SidecarSet (cluster-scoped) command whose pod patch is refused: its failure Event is the pod's,
+    in the pod's namespace (Kruise's ResetContainerFailed), with the API server's error appended."""
+    _, kube, bus, cs = env
+    await kube.create(NAMESPACES, None, {"metadata": {"name": "ns-a"}})
+    body = pod_body(cs, "hot-pod")
+    body["metadata"] = {"name": "hot-pod", "namespace": "ns-a"}
+    created = msgspec.json.decode(await kube.create(PODS, "ns-a", body))
+    ref = WorkloadRef(api_version="apps.kruise.io/v1alpha1", kind="SidecarSet",
+                      resource=Resource(group="apps.kruise.io", version="v1alpha1", plural="sidecarsets",
+                                        namespaced=False), namespace="", name="hot", uid="ss-uid")
+    pod_ref = ObjectReference(api_version="v1", kind="Pod", namespace="ns-a", name="hot-pod",
+                              uid=created["metadata"]["uid"])
+    await bus.publish_command(Command(
+        id="flip-1", verb="sidecar-upgrade", workload=ref, pod="hot-pod", ops=[PatchOp(
+            resource=PODS, namespace="ns-a", name="hot-pod", patch_type="strategic",
+            patch={"spec": {"containers": [{"name": "nginx", "env": [{"name": "A", "value": "b"}]}]}})],
+        on_failure=KubeEvent(type="Warning", reason="ResetContainerFailed",
+                             message="reset sidecar container image empty failed", involved=pod_ref)))
+
+    async def failed() -> list[dict[str, Any]]:
+        items, _ = await kube.list(EVENTS, "ns-a")
+        return [e for e in map(msgspec.json.decode, items) if e["reason"] == "ResetContainerFailed"]
+
+    (event,) = await eventually(failed, lambda evs: evs, what="the ResetContainerFailed Event")
+    assert event["type"] == "Warning"
+    assert event["involvedObject"]["kind"] == "Pod" and event["involvedObject"]["name"] == "hot-pod"
+    assert event["message"].startswith("reset sidecar container image empty failed: ")
+    assert "may not change fields" in event["message"]
 
 
 async def test_api_outage_is_retried_not_lost(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:

@@ -10,9 +10,22 @@ from typing import Any
 import msgspec
 import pytest
 
+from schemas.constants import (
+    CONFIGMAP_KRUISE_CONFIGURATION,
+    DEFAULT_KRUISE_NAMESPACE,
+    KEY_PATCH_METADATA_WHITELIST,
+)
 from schemas.kinds import POD
 from schemas.kube import Pod
-from schemas.messages import PODS, CloneSetState, PodState
+from schemas.messages import (
+    CONFIGMAPS,
+    NAMESPACES,
+    PODS,
+    STATE_DECODER,
+    CloneSetState,
+    ConfigMapState,
+    PodState,
+)
 from services.bus import Bus
 from services.kube import Kube
 from services.natsd import NatsServer
@@ -248,3 +261,35 @@ async def test_a_graceful_stop_publishes_what_is_queued_then_returns(tmp_path: P
 
 async def _value(v: Any) -> Any:
     return v
+
+
+async def test_only_kruise_configuration_of_the_kruise_namespace_is_published(
+        env: tuple[SimCluster, Kube, Bus]) -> None:
+    """ConfigMaps are followed for one object only (the SidecarSet whitelist's): other ConfigMaps, and a
+    ConfigMap of that name in another namespace, never reach the state stream; its edits and its
+    deletion do."""
+    _, kube, bus = env
+    ns = DEFAULT_KRUISE_NAMESPACE
+    await kube.create(NAMESPACES, None, {"metadata": {"name": ns}})
+
+    def cm(name: str, value: str) -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                "data": {KEY_PATCH_METADATA_WHITELIST: value}}
+
+    await kube.create(CONFIGMAPS, "default", cm(CONFIGMAP_KRUISE_CONFIGURATION, "elsewhere"))
+    await kube.create(CONFIGMAPS, ns, cm("unrelated", "other"))
+    await kube.create(CONFIGMAPS, ns, cm(CONFIGMAP_KRUISE_CONFIGURATION, "v1"))
+
+    async def states() -> list[ConfigMapState]:
+        found = await bus.last_per_subject(bus.subjects.state_of_kind("configmap"), STATE_DECODER)
+        return [e for e in found.values() if isinstance(e, ConfigMapState)]
+
+    (first,) = await eventually(states, lambda evs: len(evs) == 1, what="the kruise-configuration state")
+    assert (first.object.metadata.namespace, first.object.metadata.name) == (ns, CONFIGMAP_KRUISE_CONFIGURATION)
+    assert first.object.data == {KEY_PATCH_METADATA_WHITELIST: "v1"}
+    await kube.patch(CONFIGMAPS, ns, CONFIGMAP_KRUISE_CONFIGURATION, {"data": {KEY_PATCH_METADATA_WHITELIST: "v2"}},
+                     patch_type="merge")
+    await eventually(states, lambda evs: len(evs) == 1 and evs[0].object.data[KEY_PATCH_METADATA_WHITELIST] == "v2",
+                     what="the edited whitelist")
+    await kube.delete(CONFIGMAPS, ns, CONFIGMAP_KRUISE_CONFIGURATION)
+    await eventually(states, lambda evs: len(evs) == 1 and evs[0].deleted, what="its tombstone")

@@ -9,6 +9,7 @@ without a whitelist is refused at admission with Kruise's message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from typing import Any
@@ -185,6 +186,7 @@ async def test_patch_metadata_whitelist(stack: Stack, kube: Kube) -> None:
         return "created"
 
     await poll(create_meta, lambda r: r == "created", timeout=30, what="the webhook to read the whitelist")
+    assert (await webhook_view(stack))["whitelist"] is True
     with pytest.raises(KubeError) as refused:
         await kube.create(SIDECARSETS, None, body("other", "cpu-score"))
     assert "spec.patchPodMetadata: Required value: sidecarSet patch metadata annotation(cpu-score) is not allowed" \
@@ -254,3 +256,113 @@ async def test_namespace_selector_reads_namespace_labels(stack: Stack, kube: Kub
     default = msgspec.json.decode(await kube.get(PODS, NS, "p"), type=Pod)
     assert [c.name for c in prod.spec.containers] == ["log-agent", "main"]
     assert [c.name for c in default.spec.containers] == ["main"]
+
+
+def _k40_sidecarset(name: str, image: str, **spec: Any) -> dict[str, Any]:
+    body = sidecarset(name, image, **spec)
+    body["spec"]["selector"] = {"matchLabels": {"k40": name}}
+    body["spec"]["containers"][0]["name"] = f"{name}-agent"
+    return body
+
+
+def _k40_pod(scenario: str, i: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"{scenario}-{i}", "namespace": NS, "labels": {"k40": scenario}},
+        "spec": {"containers": [{"name": "main", "image": "nginx:1.20"}]}}
+
+
+async def _k40_pods(kube: Kube, scenario: str) -> list[Pod]:
+    items, _ = await kube.list(PODS, NS, label_selector=f"k40={scenario}")
+    return [msgspec.json.decode(i, type=Pod) for i in items]
+
+
+def _tuple(s: dict[str, Any]) -> tuple[int, int, int, int]:
+    return (s.get("matchedPods", 0), s.get("updatedPods", 0), s.get("readyPods", 0), s.get("updatedReadyPods", 0))
+
+
+async def _k40_status(kube: Kube, name: str, want: tuple[int, int, int, int], what: str) -> dict[str, Any]:
+    return await poll(lambda: status_of(kube, name), lambda s: _tuple(s) == want, timeout=20, what=what)
+
+
+async def _k40_start(stack: Stack, kube: Kube, body: dict[str, Any], pods: int) -> None:
+    name = body["metadata"]["name"]
+    await kube.create(SIDECARSETS, None, body)
+    await known(stack, kube, name)
+    for i in range(pods):
+        await kube.create(PODS, NS, _k40_pod(name, i))
+
+
+async def _sidecar_ready(stack: Stack, pod: str, container: str, ready: bool) -> None:
+    async with aiohttp.ClientSession() as s, s.post(f"{stack.sim_url}/sim/pods/{NS}/{pod}/probes",
+                                                    json={"readiness": {container: ready}}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def _k40_max_unavailable(stack: Stack, kube: Kube) -> None:
+    """4 pods, an image that cannot be pulled with maxUnavailable 50%: two pods take it, the others
+    wait (4,2,2,0); a good image then reaches all four (4,4,4,4).
+
+    The sim's kubelet keeps the old container running while a new image fails to pull; a real
+    kubelet stops it first and shows it waiting in ErrImagePull, not ready, which is what lets Kruise
+    upgrade those pods again. The test makes those sidecars not ready meanwhile, as a kubelet would."""
+    await _k40_start(stack, kube, _k40_sidecarset("mu", "log-agent:v1", updateStrategy={"maxUnavailable": "50%"}), 4)
+    await _k40_status(kube, "mu", (4, 4, 4, 4), "mu: 4 pods injected and ready")
+    await kube.patch(SIDECARSETS, None, "mu", {"spec": {"containers": [
+        {"name": "mu-agent", "image": "log-agent:does-not-exist"}]}}, "merge")
+    await _k40_status(kube, "mu", (4, 2, 2, 0), "mu: two pods on the broken image, two kept")
+
+    def agent(p: Pod) -> str:
+        return next(c.image for c in p.spec.containers if c.name == "mu-agent")
+
+    pods = await _k40_pods(kube, "mu")
+    assert sorted(map(agent, pods)) == ["log-agent:does-not-exist"] * 2 + ["log-agent:v1"] * 2
+    stuck = [p.metadata.name for p in pods if agent(p) == "log-agent:does-not-exist"]
+    for name in stuck:
+        await _sidecar_ready(stack, name, "mu-agent", False)
+    await kube.patch(SIDECARSETS, None, "mu", {"spec": {"containers": [
+        {"name": "mu-agent", "image": "log-agent:v2"}]}}, "merge")
+    # the not-ready pods go first and free of the budget
+    await poll(lambda: _k40_pods(kube, "mu"),
+               lambda ps: all(agent(p) == "log-agent:v2" for p in ps if p.metadata.name in stuck),
+               timeout=20, what="mu: the stuck pods upgraded again")
+    for name in stuck:
+        await _sidecar_ready(stack, name, "mu-agent", True)
+    await _k40_status(kube, "mu", (4, 4, 4, 4), "mu: the good image on every pod")
+
+
+async def _k40_partition(stack: Stack, kube: Kube) -> None:
+    """2 pods, partition 50%: one pod upgraded (2,1,2,1); partition removed: both (2,2,2,2)."""
+    await _k40_start(stack, kube, _k40_sidecarset("part", "log-agent:v1"), 2)
+    await _k40_status(kube, "part", (2, 2, 2, 2), "part: 2 pods injected and ready")
+    await kube.patch(SIDECARSETS, None, "part", {"spec": {"updateStrategy": {"partition": "50%"}, "containers": [
+        {"name": "part-agent", "image": "log-agent:v2"}]}}, "merge")
+    await _k40_status(kube, "part", (2, 1, 2, 1), "part: one pod upgraded under partition 50%")
+    await kube.patch(SIDECARSETS, None, "part", {"spec": {"updateStrategy": {"partition": None}}}, "merge")
+    await _k40_status(kube, "part", (2, 2, 2, 2), "part: both pods upgraded without a partition")
+
+
+async def _k40_init_container(stack: Stack, kube: Kube) -> None:
+    """An init container's image change makes a new revision but not a new hash: pods are not touched."""
+    await _k40_start(stack, kube, _k40_sidecarset("init", "log-agent:v1", initContainers=[
+        {"name": "init-setup", "image": "busybox:1"}]), 1)
+    before = await _k40_status(kube, "init", (1, 1, 1, 1), "init: 1 pod injected and ready")
+    (pod,) = await _k40_pods(kube, "init")
+    hash_before = pod.metadata.annotations[ANNOTATION_SIDECARSET_HASH]
+    await kube.patch(SIDECARSETS, None, "init", {"spec": {"initContainers": [
+        {"name": "init-setup", "image": "busybox:2"}]}}, "merge")
+    after = await poll(lambda: status_of(kube, "init"),
+                       lambda s: s.get("latestRevision") not in (None, before["latestRevision"]), timeout=20,
+                       what="init: the new revision")
+    assert _tuple(after) == (1, 1, 1, 1)
+    raw = msgspec.json.decode(await kube.get(PODS, NS, pod.metadata.name))
+    assert raw["metadata"]["annotations"][ANNOTATION_SIDECARSET_HASH] == hash_before
+    assert [c["image"] for c in raw["spec"]["initContainers"]] == ["busybox:1"]
+
+
+@pytest.mark.parametrize("stack", POD_HOOK, indirect=True)
+async def test_K40_max_unavailable_partition_init_container(stack: Stack, kube: Kube) -> None:
+    """Kruise's e2e "maxUnavailable", "partition" and "init container" (row K40), run side by side on
+    three SidecarSets with their own pods."""
+    await kube.create(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KRUISE_NS}})
+    await asyncio.gather(_k40_max_unavailable(stack, kube), _k40_partition(stack, kube),
+                         _k40_init_container(stack, kube))

@@ -21,6 +21,7 @@ _TYPE_TITLES: Final = {
     "Duplicate": "Duplicate value",
     "NotSupported": "Unsupported value",
     "TooLong": "Too long",
+    "NotFound": "Not found",
 }
 _NO_VALUE: Final = ("Required", "Forbidden", "TooLong")
 MAX_VALUE_CHARS: Final = 256

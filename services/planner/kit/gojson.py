@@ -85,6 +85,53 @@ _EXPONENT_RE = re.compile(r"[eE]([+-]?\d+)")
 _INT64_MAX = 2**63 - 1
 
 
+def parse_quantity(text: str) -> tuple[int, str] | None:
+    """``resource.ParseQuantity``: the value in nano units (rounded up, away from zero, as Go does) and
+    the suffix kind (``"dec"``, ``"bin"`` or ``"exp"``); None when Go would refuse it or saturate."""
+    m = _QUANTITY_RE.fullmatch(text.strip())
+    if m is None or (not m.group(2) and not m.group(3) and "." not in text):
+        return None
+    sign, whole, frac, suffix = m.group(1), m.group(2), m.group(3) or "", m.group(4)
+    number = Fraction(int(whole or "0")) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+    if suffix in _DEC_SUFFIXES:
+        fmt, number = "dec", number * Fraction(10) ** _DEC_SUFFIXES[suffix]
+    elif suffix in _BIN_SUFFIXES:
+        fmt, number = "bin", number * 2 ** _BIN_SUFFIXES[suffix]
+    elif (e := _EXPONENT_RE.fullmatch(suffix)) is not None:
+        fmt, number = "exp", number * Fraction(10) ** int(e.group(1))
+    else:
+        return None
+    if number > _INT64_MAX:
+        return None
+    nanos = math.ceil(number * 10**9)  # ParseQuantity rounds up (away from zero) to nano
+    return (-nanos if sign == "-" else nanos), fmt
+
+
+def format_quantity(nanos: int, fmt: str) -> str | None:
+    """``Quantity.String`` of a value in nano units with suffix kind ``fmt`` (``CanonicalizeBytes``);
+    None for an exponent no suffix spells."""
+    if nanos == 0:
+        return "0"
+    negative, nanos = nanos < 0, abs(nanos)
+    if fmt == "bin" and nanos >= 1024 * 10**9 and nanos % 10**9 == 0:
+        mantissa, exp = nanos // 10**9, 0
+        while mantissa % 1024 == 0 and exp < 60:
+            mantissa, exp = mantissa // 1024, exp + 10
+        return f"{'-' if negative else ''}{mantissa}{_BIN_BY_EXP.get(exp, '')}"
+    mantissa, exp = nanos, -9
+    while mantissa % 10 == 0:
+        mantissa, exp = mantissa // 10, exp + 1
+    while exp % 3:
+        mantissa, exp = mantissa * 10, exp - 1
+    if fmt == "exp":
+        suffix = f"e{exp}" if exp else ""
+    elif exp in _DEC_BY_EXP:
+        suffix = _DEC_BY_EXP[exp]
+    else:
+        return None
+    return f"{'-' if negative else ''}{mantissa}{suffix}"
+
+
 def canonical_quantity(value: Any) -> Any:
     """A ``resource.Quantity`` as Go re-encodes it after decoding (``Quantity.MarshalJSON``), else ``value``.
 
@@ -103,42 +150,11 @@ def canonical_quantity(value: Any) -> Any:
         text = format(Decimal(repr(value)), "f")  # the JSON number as written, positional
     else:
         text = str(value)
-    m = _QUANTITY_RE.fullmatch(text)
-    if m is None or (not m.group(2) and not m.group(3) and "." not in text):
+    parsed = parse_quantity(text)
+    if parsed is None:
         return value
-    sign, whole, frac, suffix = m.group(1), m.group(2), m.group(3) or "", m.group(4)
-    number = Fraction(int(whole or "0")) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
-    if suffix in _DEC_SUFFIXES:
-        fmt, number = "dec", number * Fraction(10) ** _DEC_SUFFIXES[suffix]
-    elif suffix in _BIN_SUFFIXES:
-        fmt, number = "bin", number * 2 ** _BIN_SUFFIXES[suffix]
-    elif (e := _EXPONENT_RE.fullmatch(suffix)) is not None:
-        fmt, number = "exp", number * Fraction(10) ** int(e.group(1))
-    else:
-        return value
-    if number > _INT64_MAX:
-        return value
-    nanos = math.ceil(number * 10**9)  # ParseQuantity rounds up (away from zero) to nano
-    if nanos == 0:
-        return "0"
-    negative = sign == "-"
-    if fmt == "bin" and nanos >= 1024 * 10**9 and nanos % 10**9 == 0:
-        mantissa, exp = nanos // 10**9, 0
-        while mantissa % 1024 == 0 and exp < 60:
-            mantissa, exp = mantissa // 1024, exp + 10
-        return f"{'-' if negative else ''}{mantissa}{_BIN_BY_EXP.get(exp, '')}"
-    mantissa, exp = nanos, -9
-    while mantissa % 10 == 0:
-        mantissa, exp = mantissa // 10, exp + 1
-    while exp % 3:
-        mantissa, exp = mantissa * 10, exp - 1
-    if fmt == "exp":
-        suffix = f"e{exp}" if exp else ""
-    elif exp in _DEC_BY_EXP:
-        suffix = _DEC_BY_EXP[exp]
-    else:
-        return value
-    return f"{'-' if negative else ''}{mantissa}{suffix}"
+    out = format_quantity(*parsed)
+    return value if out is None else out
 
 
 def _quantity_slots(spec: JsonObject) -> Iterator[tuple[JsonObject, str]]:

@@ -26,6 +26,7 @@ from schemas.constants import (
     SIDECARSET_ROLLING_UPDATE,
 )
 from schemas.kube import JsonObject
+from schemas.sidecarset import TARGET_CONTAINERS_NAME_REGEX_DEFAULT
 from services.planner.kit.poddefaults import default_container, default_volume
 from services.planner.sidecarset.hash import sidecarset_hash, sidecarset_hash_without_image
 
@@ -49,6 +50,9 @@ def default_sidecar_container(c: JsonObject, inject_policy: str) -> None:
         c["upgradeStrategy"]["upgradeType"] = SIDECAR_COLD_UPGRADE
     if not _obj(c, "shareVolumePolicy").get("type"):
         c["shareVolumePolicy"]["type"] = SHARE_VOLUME_DISABLED
+    policy = c.get("resourcesPolicy")
+    if isinstance(policy, dict) and "targetContainersNameRegex" not in policy:
+        policy["targetContainersNameRegex"] = TARGET_CONTAINERS_NAME_REGEX_DEFAULT  # the CRD's default
     default_container(c, pull_always=False)
     for env in _dicts(c.get("transferEnv")):
         ref = (env.get("sourceContainerNameFrom") or {}).get("fieldRef")

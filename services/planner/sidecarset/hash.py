@@ -39,7 +39,7 @@ _STRUCTS: Final[dict[str, tuple[Member, ...]]] = {
         # SidecarContainer's own members, after the inlined corev1.Container
         ("podInjectPolicy", "v"), ("upgradeStrategy", "a", "UpgradeStrategy"),
         ("shareVolumePolicy", "a", "ShareVolumePolicy"), ("shareVolumeDevicePolicy", "p", "ShareVolumePolicy"),
-        ("transferEnv", "v", "TransferEnvVar"), ("resourcesPolicy", "p"),
+        ("transferEnv", "v", "TransferEnvVar"), ("resourcesPolicy", "p", "ResourcesPolicy"),
     ),
     "ContainerPort": (("name", "v"), ("hostPort", "v"), ("containerPort", "a"), ("protocol", "v"),
                       ("hostIP", "v")),
@@ -78,6 +78,10 @@ _STRUCTS: Final[dict[str, tuple[Member, ...]]] = {
     "TransferEnvVar": (("sourceContainerName", "v"), ("sourceContainerNameFrom", "p", "SourceContainerNameSource"),
                        ("envName", "v"), ("envNames", "v")),
     "SourceContainerNameSource": (("fieldRef", "p", "ObjectFieldSelector"),),
+    "ResourcesPolicy": (("targetContainersMode", "a"), ("targetContainersNameRegex", "v"),
+                        ("resourcesExpr", "a", "ResourcesExpr")),
+    "ResourcesExpr": (("limits", "p", "ResourceExprs"), ("requests", "p", "ResourceExprs")),
+    "ResourceExprs": (("cpu", "v"), ("memory", "v")),
 }
 
 _ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"

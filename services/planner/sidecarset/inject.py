@@ -6,7 +6,7 @@ revisions and namespace labels it knows, the random draw of a Partial injection 
 webhook and `kruisebus admit` both run this. Any error rejects the pod, as Kruise answers 500.
 
 HotUpgrade sidecars are injected as Kruise's pair `X-1` (working) / `X-2` (the empty image);
-`resourcesPolicy` is not applied yet (docs/sidecarset.md).
+a sidecar's `resourcesPolicy` sets its resources from the pod's containers (`resources.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from schemas.sidecarset import SidecarSet, sidecar_fields
 from services.planner.kit.selectors import conversion_error, matches
 from services.planner.sidecarset.matching import is_canary, pod_matches
 from services.planner.sidecarset.metadata import PatchError, patch_pod_metadata
+from services.planner.sidecarset.resources import ExpressionError, policy_of, sidecar_resources
 from services.planner.sidecarset.revisions import find_specific, historical, not_found_message
 
 # the SidecarContainer members that are not corev1.Container's: not copied into the pod
@@ -228,9 +229,38 @@ def _merge_mounts(container: JsonObject, extra: list[JsonObject]) -> list[JsonOb
     return out
 
 
-def _build(sidecar: JsonObject, pod: JsonObject) -> JsonObject:
-    """One sidecar as injected: shared mounts, IS_INJECTED, transferred env; Kruise-only members dropped."""
+def _shared_devices(sidecar: JsonObject, pod: JsonObject) -> list[JsonObject]:
+    """`GetInjectedVolumeDevices`: every app container's volumeDevices (`shareVolumeDevicePolicy` enabled)."""
+    policy = sidecar_fields(sidecar).share_volume_device_policy
+    if policy is None or policy.type != SHARE_VOLUME_ENABLED:
+        return []
+    return [d for app in pod.get("spec", {}).get("containers") or []
+            if isinstance(app, dict) and not _is_injected(app)
+            for d in app.get("volumeDevices") or [] if isinstance(d, dict)]
+
+
+def _merge_devices(container: JsonObject, extra: list[JsonObject]) -> list[JsonObject]:
+    """`MergeVolumeDevices`: appended unless the devicePath is one of the container's device or mount paths."""
+    own = [d for d in container.get("volumeDevices") or [] if isinstance(d, dict)]
+    taken = {d.get("devicePath") for d in own} | {m.get("mountPath") for m in container.get("volumeMounts") or []}
+    out = list(own)
+    for d in extra:
+        if d.get("devicePath") not in taken:
+            out.append(d)
+            taken.add(d.get("devicePath"))
+    return out
+
+
+def _build(sidecar: JsonObject, pod: JsonObject, sidecar_names: set[str]) -> JsonObject:
+    """One sidecar as injected: resources from its resourcesPolicy, shared mounts, IS_INJECTED,
+    transferred env, shared devices; Kruise-only members dropped later."""
     c = copy.deepcopy(sidecar)
+    try:
+        policy = policy_of(sidecar)
+        if policy is not None:
+            c["resources"] = sidecar_resources(policy, pod, sidecar_names)
+    except ExpressionError as e:
+        raise InjectError(str(e)) from None
     mounts, mount_envs = _shared_mounts(sidecar, pod)
     transfer = _merge_env(_transfer_envs(sidecar, pod), mount_envs)
     merged_mounts = _merge_mounts(c, mounts)
@@ -238,6 +268,9 @@ def _build(sidecar: JsonObject, pod: JsonObject) -> JsonObject:
         c["volumeMounts"] = merged_mounts
     env = [*_env_list(c), {"name": ENV_SIDECAR_INJECTED, "value": "true"}]
     c["env"] = _merge_env(env, transfer)
+    merged_devices = _merge_devices(c, _shared_devices(sidecar, pod))
+    if merged_devices:
+        c["volumeDevices"] = merged_devices
     return c
 
 
@@ -338,6 +371,7 @@ def inject(pod: JsonObject, view: InjectionView, *, namespace: str, now: str,
     containers: list[tuple[JsonObject, str]] = []
     secrets: list[dict[str, Any]] = []
     volumes: list[JsonObject] = []
+    sidecar_names = {str(c.get("name")) for ss in chosen for c in [*ss.spec.init_containers, *ss.spec.containers]}
     for ss in chosen:
         listed.add(ss.metadata.name)
         by_volume = {str(v.get("name")): v for v in ss.spec.volumes}
@@ -346,7 +380,7 @@ def inject(pod: JsonObject, view: InjectionView, *, namespace: str, now: str,
             f = sidecar_fields(c)
             if f.restart_policy == "Always":
                 sidecar_list.add(f.name)
-            built = _strip(_build(c, pod))
+            built = _strip(_build(c, pod, sidecar_names))
             if f.restart_policy == "Always" and f.upgrade_strategy.upgrade_type == SIDECAR_HOT_UPGRADE:
                 inits.extend((h, f.pod_inject_policy) for h in hot_upgrade_pair(
                     built, f.upgrade_strategy.hot_upgrade_empty_image, working, hot_annotations))
@@ -362,7 +396,7 @@ def inject(pod: JsonObject, view: InjectionView, *, namespace: str, now: str,
             volumes.extend(by_volume[str(m.get("name"))] for m in [*(c.get("volumeMounts") or []),
                                                                       *(c.get("volumeDevices") or [])]
                            if str(m.get("name")) in by_volume)
-            built = _strip(_build(c, pod))
+            built = _strip(_build(c, pod, sidecar_names))
             if f.upgrade_strategy.upgrade_type == SIDECAR_HOT_UPGRADE:
                 containers.extend((h, f.pod_inject_policy) for h in hot_upgrade_pair(
                     built, f.upgrade_strategy.hot_upgrade_empty_image, working, hot_annotations))

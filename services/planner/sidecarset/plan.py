@@ -47,6 +47,7 @@ from schemas.constants import (
     CONDITION_SIDECARSET_UPGRADABLE,
     DEFAULT_KRUISE_NAMESPACE,
     EVENT_NOT_UPGRADABLE_PODS,
+    EVENT_RESET_CONTAINER_FAILED,
     EVENT_RESET_CONTAINER_SUCCEED,
     LABEL_SIDECARSET_CUSTOM_VERSION,
     REASON_ALL_SIDECARSET_UPGRADABLE,
@@ -56,7 +57,7 @@ from schemas.constants import (
     STATE_PREPARING_UPDATE,
 )
 from schemas.kinds import SIDECARSET
-from schemas.kube import ControllerRevision, Pod
+from schemas.kube import ControllerRevision, ObjectReference, Pod
 from schemas.messages import (
     CONTROLLER_REVISIONS,
     PODS,
@@ -73,6 +74,7 @@ from schemas.messages import (
     CreateOp,
     DeleteOp,
     Expectation,
+    KubeEvent,
     PatchOp,
     RolloutEvent,
 )
@@ -111,6 +113,31 @@ from services.planner.sidecarset.podfacts import (
 )
 from services.planner.sidecarset.revisions import find_specific, history, register_latest, to_truncate
 from services.planner.sidecarset.validation import validate_sidecarset
+
+RESET_CONTAINER_SUCCEED_MESSAGE = "reset sidecar container image empty successfully"
+RESET_CONTAINER_FAILED_MESSAGE = "reset sidecar container image empty failed"
+"""The executor appends ": <the API server's error>", as Kruise's Event does."""
+
+
+def _pod_event(pod: Pod, reason: str, message: str, *, warning: bool = False) -> KubeEvent:
+    """A Kubernetes Event of `pod` (Kruise records the hot-upgrade reset Events on the pod)."""
+    event = kube_event(reason, message, warning=warning)
+    event.involved = ObjectReference(api_version="v1", kind="Pod", namespace=pod.metadata.namespace,
+                                     name=pod.metadata.name, uid=pod.metadata.uid)
+    return event
+
+
+def status_body(status: SidecarSetStatus) -> dict[str, Any]:
+    """The merge patch that makes the stored status exactly `status`, as Kruise's status update leaves
+    it: the counts Kruise always writes are written at 0 too, and its omitempty members at their zero
+    value are removed (null) rather than left at an older value."""
+    body: dict[str, Any] = msgspec.to_builtins(status)
+    for always in ("matchedPods", "updatedPods", "readyPods"):
+        body.setdefault(always, 0)
+    for omitted in ("observedGeneration", "updatedReadyPods", "latestRevision"):
+        body.setdefault(omitted, None)
+    body.setdefault("collisionCount", status.collision_count)
+    return body
 
 
 def not_upgradable_message(n: int) -> str:
@@ -178,7 +205,7 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
             continue
         if not f.upgradable:
             not_upgradable.append(pod)
-        elif f.consistent:
+        elif not f.upgrading:
             candidates.append(pod)
     ordering = _Ordering(strategy.priority_strategy, _scatter_terms(strategy.scatter_strategy, matched))
     ordered = sort_update_candidates(candidates, ordering, list(matched),
@@ -534,8 +561,7 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
     status = status_of(ss, len(matched), view.counts, rev.metadata.name, reg.collision_count)
     out.status = status
     if status != ss.status or ss.status.collision_count is None:
-        body = msgspec.to_builtins(status)
-        body.setdefault("collisionCount", status.collision_count)
+        body = status_body(status)
         b.command(f"{b.uid}/{VERB_STATUS}/{ss.metadata.resource_version}/{short_digest(body)}", VERB_STATUS,
                   [PatchOp(resource=SIDECARSETS, namespace="", name=ss.metadata.name, patch_type="merge",
                            patch={"status": body}, subresource="status")])
@@ -550,8 +576,9 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
         for pod, ops in flips:
             b.command(f"{b.uid}/{VERB_SIDECAR_UPGRADE}/{pod.metadata.uid}/flip/{pod.metadata.resource_version}",
                       VERB_SIDECAR_UPGRADE, list(ops), pod=pod.metadata.name, pod_uid=pod.metadata.uid,
-                      on_success=kube_event(EVENT_RESET_CONTAINER_SUCCEED,
-                                            "reset sidecar container image empty successfully"))
+                      on_success=_pod_event(pod, EVENT_RESET_CONTAINER_SUCCEED, RESET_CONTAINER_SUCCEED_MESSAGE),
+                      on_failure=_pod_event(pod, EVENT_RESET_CONTAINER_FAILED, RESET_CONTAINER_FAILED_MESSAGE,
+                                            warning=True))
         if flips:
             out.commands, out.events, out.requeue_after = b.commands, b.events, 5.0
             return out

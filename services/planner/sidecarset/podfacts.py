@@ -140,6 +140,11 @@ def is_consistent(pod: Pod, names: Sequence[str]) -> bool:
     return not any(_container_inconsistent(pod, n, state) for n in names)
 
 
+def _upgrading(pod: Pod, names: Sequence[str]) -> bool:
+    ready = {c.name for c in pod.status.container_statuses if c.ready}
+    return any(n in ready and not is_consistent(pod, [n]) for n in names)
+
+
 def is_matched(ss: SidecarSet, pod: Pod, namespaces: Mapping[str, Mapping[str, str]] | None = None, *,
                names: Sequence[str] | None = None, pairs: Mapping[str, tuple[str, str, str]] | None = None) -> bool:
     """Step 1 of the pass: the pods this SidecarSet counts. `namespaces`: labels by Namespace name (None: every namespace exists
@@ -170,6 +175,10 @@ class PodFacts:
     consistent: bool
     ready: bool
     revision: str  # the `controllerRevision` of its hash entry
+    # a sidecar container reports Ready while not running its spec's image: an upgrade still under
+    # way, waited for before the next (`IsSidecarSetUpgradable`'s "consistent"); a sidecar that is not
+    # ready (its image cannot be pulled) does not hold a new upgrade back
+    upgrading: bool = False
 
 
 _FACTS: dict[tuple[str, str, str], PodFacts] = {}
@@ -201,7 +210,7 @@ def facts_of(ss: SidecarSet, pods: Sequence[Pod]) -> dict[str, PodFacts]:
             updated=entry is not None and entry.hash == want,
             upgradable=without is not None and without.hash == want_without,
             consistent=is_consistent(pod, names), ready=is_ready(pod) and _hot_ready(ss, pod),
-            revision=entry.controllerRevision if entry is not None else "")
+            revision=entry.controllerRevision if entry is not None else "", upgrading=_upgrading(pod, names))
         if rv:
             _FACTS[key] = facts
         out[pod.metadata.uid] = facts

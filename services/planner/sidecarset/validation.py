@@ -27,13 +27,13 @@ from schemas.constants import (
     SIDECARSET_ROLLING_UPDATE,
 )
 from schemas.kube import ControllerRevision, JsonObject, LabelSelector
-from schemas.sidecarset import SidecarSet, SidecarSetUpdateStrategy, sidecar_fields
+from schemas.sidecarset import ResourcesPolicy, SidecarSet, SidecarSetUpdateStrategy, sidecar_fields
 from services.planner.kit.fielderrors import FieldError, field_error, from_issue
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.podvalidation import container_errors
 from services.planner.kit.pubrules import priority_error, scatter_error
 from services.planner.kit.selectors import (
     conversion_error,
-    dns1123_label_errors,
     selector_issues,
 )
 from services.planner.sidecarset.matching import (
@@ -42,6 +42,7 @@ from services.planner.sidecarset.matching import (
     selector_overlapping,
 )
 from services.planner.sidecarset.metadata import WhitelistError, check_whitelist
+from services.planner.sidecarset.resources import CPU, MEMORY, expression_error
 from services.planner.sidecarset.revisions import not_found_message
 
 NAME_RE: Final = re.compile(r"^[a-zA-Z0-9\-]+$")
@@ -109,10 +110,14 @@ def _update_strategy_errors(strategy: SidecarSetUpdateStrategy) -> list[FieldErr
     return errs
 
 
+_FAKE_CONTAINER: Final = {"name": "test", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                          "terminationMessagePolicy": "File"}
+
+
 def _container_errors(ss: SidecarSet) -> list[FieldError]:
-    """The SidecarSet-specific container rules, then the fake pod's `ValidatePodCreate` subset kruisebus
-    checks: names unique DNS labels, image, pull and termination-message policies, mounts of declared
-    volumes."""
+    """The SidecarSet-specific container rules, then the fake pod's `ValidatePodCreate` container
+    checks (`kit.podvalidation`: names, images, ports, env names, requests against limits, mounts and
+    devices)."""
     spec = ss.spec
     errs: list[FieldError] = []
     for i, c in enumerate(spec.init_containers):
@@ -144,47 +149,46 @@ def _container_errors(ss: SidecarSet) -> list[FieldError]:
             elif not _FIELD_REF_RE.match(ref.field_path):
                 errs.append(field_error(f"{path}.fieldPath", "Invalid", ref.field_path,
                                         "error converting fieldPath: field label not supported"))
-    volumes = {str(v.get("name", "")) for v in spec.volumes}
-    seen: set[str] = set()
-    for list_name, items in (("initContainers", spec.init_containers), ("containers", spec.containers)):
-        for i, c in enumerate(items):
-            path = f"spec.{list_name}[{i}]"
-            name = str(c.get("name") or "")
-            if not name:
-                errs.append(field_error(f"{path}.name", "Required", no_value=True))
-            else:
-                errs.extend(field_error(f"{path}.name", "Invalid", name, m) for m in dns1123_label_errors(name))
-                if name in seen:
-                    errs.append(field_error(f"{path}.name", "Duplicate", name))
-                seen.add(name)
-            if not c.get("image"):
-                errs.append(field_error(f"{path}.image", "Required", no_value=True))
-            for j, mount in enumerate(c.get("volumeMounts") or []):
-                if isinstance(mount, dict) and mount.get("name") not in volumes:
-                    errs.append(field_error(f"{path}.volumeMounts[{j}].name", "NotFound", mount.get("name")))
+    # Kruise's fake pod: with no containers ValidatePodCreate gets one named "test" (so an init
+    # container "test" is a duplicate there too)
+    containers = spec.containers or [_FAKE_CONTAINER]
+    errs.extend(container_errors(containers, spec.init_containers, spec.volumes))
     return errs
 
 
 def _resources_policy_errors(c: JsonObject, policy: JsonObject, path: str) -> list[FieldError]:
-    """`validateResourcesPolicy`: not with resources, a valid regex, limits or requests expressions."""
+    """`validateResourcesPolicy`: not with resources, a valid regex, limits or requests expressions
+    that the calculator accepts (each evaluated with its variable = 1)."""
     resources = c.get("resources") or {}
     if resources.get("limits") or resources.get("requests"):
         return [field_error(path, "Invalid", policy, "resourcesPolicy and resources cannot be configured together")]
     errs: list[FieldError] = []
-    regex = policy.get("targetContainersNameRegex", ".*")  # the CRD's default
+    try:
+        typed = msgspec.convert(policy, ResourcesPolicy)
+    except msgspec.ValidationError as e:
+        return [field_error(path, "Invalid", policy, str(e))]
+    regex = typed.target_containers_name_regex
     if not regex:
         errs.append(field_error(f"{path}.targetContainersNameRegex", "Required", no_value=True,
                                 detail="invalid empty regex"))
     else:
         try:
-            re.compile(str(regex))
+            re.compile(regex)
         except re.error as e:
             errs.append(field_error(f"{path}.targetContainersNameRegex", "Invalid", regex,
                                     f"invalid regex pattern: {e}"))
-    expr = policy.get("resourcesExpr") or {}
-    if expr.get("limits") is None and expr.get("requests") is None:
-        errs.append(field_error(f"{path}.resourcesExpr", "Invalid", expr,
+    expr = typed.resources_expr
+    if expr.limits is None and expr.requests is None:
+        errs.append(field_error(f"{path}.resourcesExpr", "Invalid", policy.get("resourcesExpr") or {},
                                 "at least one of limits or requests must be configured"))
+        return errs
+    for kind, exprs in (("limits", expr.limits), ("requests", expr.requests)):
+        if exprs is None:
+            continue
+        for variable, text in ((CPU, exprs.cpu), (MEMORY, exprs.memory)):
+            problem = expression_error(text, variable)
+            if problem is not None:
+                errs.append(field_error(f"{path}.resourcesExpr.{kind}.{variable}", "Invalid", text, problem))
     return errs
 
 

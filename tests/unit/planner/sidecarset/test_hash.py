@@ -58,3 +58,21 @@ def test_defaults() -> None:
     assert spec["containers"][0]["shareVolumePolicy"] == {"type": "disabled"}
     assert spec["patchPodMetadata"][0]["patchPolicy"] == "Retain"
     assert spec["injectionStrategy"]["revision"]["policy"] == "Always"
+
+
+def test_resources_policy_in_go_member_order_with_the_crd_default() -> None:
+    """`resourcesPolicy` is hashed as Go writes ResourcesPolicy (targetContainersMode,
+    targetContainersNameRegex, resourcesExpr), after the CRD's default regex ".*" is filled in."""
+    import json
+
+    from services.planner.sidecarset.defaults import default_sidecarset
+    from services.planner.sidecarset.hash import go_container_json
+
+    ss = default_sidecarset({"metadata": {"name": "s"}, "spec": {"containers": [{
+        "name": "c", "image": "c:1",
+        "resourcesPolicy": {"resourcesExpr": {"requests": {"memory": "memory/2", "cpu": "cpu"}},
+                            "targetContainersMode": "sum"}}]}})
+    out = go_container_json(ss["spec"]["containers"][0])["resourcesPolicy"]
+    assert json.dumps(out, separators=(",", ":")) == (
+        '{"targetContainersMode":"sum","targetContainersNameRegex":".*",'
+        '"resourcesExpr":{"requests":{"cpu":"cpu","memory":"memory/2"}}}')

@@ -311,6 +311,13 @@ def test_K41_hot_upgrade_passes() -> None:
     assert _status(plan) == (1, 1, 0, 0)
     flips = [c for c in plan.commands if c.verb == "sidecar-upgrade"]
     assert len(flips) == 1 and flips[0].on_success is not None and flips[0].on_success.reason == "ResetContainerSucceed"
+    assert flips[0].on_success.message == "reset sidecar container image empty successfully"
+    failure = flips[0].on_failure  # the executor appends ": <the API server's error>"
+    assert failure is not None and (failure.type, failure.reason, failure.message) == (
+        "Warning", "ResetContainerFailed", "reset sidecar container image empty failed")
+    for event in (flips[0].on_success, failure):  # Events of the pod, in its namespace
+        assert event.involved is not None and (event.involved.kind, event.involved.namespace,
+                                               event.involved.name) == ("Pod", "default", "p")
     p = _set_status(_apply(p, plan), **{"test-sidecar-1": "empty:1"})
     assert {c.name: c.image for c in p.spec.containers}["test-sidecar-1"] == "empty:1"
     assert p.metadata.annotations["version.sidecarset.kruise.io/test-sidecar-1"] == "0"
@@ -484,3 +491,35 @@ def test_K30_scatter_wildcard_terms() -> None:
     assert [(t.key, t.value) for t in got] == [("key-1", "value-1"), ("key-2", "value-2"), ("key-3", "value-3"),
                                                ("key-4", "value-4-0"), ("key-4", "value-4-1"),
                                                ("key-4", "value-4-2"), ("key-4", "value-4")]
+
+
+def test_status_patch_clears_counts_that_dropped_to_zero() -> None:
+    """The status is merge-patched: a count back at 0 must be written (or removed, for Kruise's
+    omitempty members), not left at its old value (updatedReadyPods 1 with updatedPods 0)."""
+    from schemas.jsonmerge import merge_patch
+
+    old = ss_at(V1)
+    p = running(injected(old, "p"))
+    new = ss_at(V2, updateStrategy={"type": "NotUpdate"})
+    stored = {"observedGeneration": 1, "matchedPods": 1, "updatedPods": 1, "readyPods": 1, "updatedReadyPods": 1,
+              "latestRevision": "r1", "collisionCount": 0}
+    new.status = msgspec.convert(stored, type(new.status))
+    plan = plan_sidecarset(new, [p], [], now=NOW)
+    (cmd,) = [c for c in plan.commands if c.verb == "status"]
+    result = merge_patch({"status": stored}, cmd.ops[0].patch)["status"]
+    assert (result["matchedPods"], result["updatedPods"], result["readyPods"]) == (1, 0, 1)
+    assert "updatedReadyPods" not in result  # Kruise's omitempty zero: absent, as its status update leaves it
+
+
+def test_K40_a_sidecar_stuck_on_a_broken_image_takes_the_next_image() -> None:
+    """A pod whose sidecar never started its upgraded image (not ready, still reporting the old one) is
+    upgraded again by the next image, first and free; one whose sidecar is Ready on the old image
+    while an upgrade is under way waits for it (Kruise's IsSidecarSetUpgradable)."""
+    broken, good = ss_at("sidecar:does-not-exist"), ss_at(V2)
+    p = running(injected(ss_at(V1), "p"))
+    p = _apply(p, plan_sidecarset(broken, [p], [], now=NOW))
+    assert next(c.image for c in p.spec.containers if c.name == "sidecar") == "sidecar:does-not-exist"
+    stuck = running(msgspec.to_builtins(p), ready=False, image_of={"sidecar": V1})
+    assert plan_sidecarset(good, [stuck], [], now=NOW).upgrade == ["default/p"]
+    still_ready = running(msgspec.to_builtins(p), ready=True, image_of={"sidecar": V1})
+    assert plan_sidecarset(good, [still_ready], [], now=NOW).upgrade == []

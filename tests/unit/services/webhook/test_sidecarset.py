@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,7 +14,14 @@ import pytest
 import yaml
 
 from schemas.admission import AdmissionRequest
-from schemas.constants import ANNOTATION_SIDECARSET_HASH
+from schemas.constants import (
+    ANNOTATION_SIDECARSET_HASH,
+    CONFIGMAP_KRUISE_CONFIGURATION,
+    DEFAULT_KRUISE_NAMESPACE,
+    KEY_PATCH_METADATA_WHITELIST,
+)
+from schemas.kube import ConfigMap, ObjectMeta
+from schemas.messages import ConfigMapState
 from schemas.sidecarset import SidecarSet
 from services.planner.sidecarset.defaults import default_sidecarset
 from services.webhook.admission import (
@@ -23,6 +31,7 @@ from services.webhook.admission import (
     mutate_sidecarset,
     validate_sidecarset_request,
 )
+from services.webhook.server import WebhookOptions, WebhookServer
 from sim.patch import json_patch
 
 SIDECARSET: dict[str, Any] = {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet",
@@ -133,11 +142,26 @@ def _with_patch(key: str) -> dict[str, Any]:
     return default_sidecarset(ss)
 
 
+def _configmap(data: dict[str, str], namespace: str = DEFAULT_KRUISE_NAMESPACE,
+               name: str = CONFIGMAP_KRUISE_CONFIGURATION, deleted: bool = False) -> ConfigMapState:
+    return ConfigMapState(object=ConfigMap(metadata=ObjectMeta(name=name, namespace=namespace, uid="cm"), data=data),
+                          deleted=deleted)
+
+
+def _server_with(*events: ConfigMapState) -> WebhookServer:
+    server = WebhookServer(WebhookOptions(), view_with())
+    for event in events:
+        asyncio.run(server.on_state(event))
+    return server
+
+
+_RULES = '{"rules":[{"allowedAnnotationKeyExprs":["key.*"]}]}'
+
+
 @pytest.mark.parametrize(("key", "allowed"), [pytest.param("key1", True, id="allowed-key"),
                                               pytest.param("other", False, id="key-outside-the-whitelist")])
-def test_whitelist_from_the_configmap(key: str, allowed: bool) -> None:
-    view = view_with()
-    view.whitelist, view.whitelist_read = '{"rules":[{"allowedAnnotationKeyExprs":["key.*"]}]}', True
+def test_whitelist_from_the_configmap_state(key: str, allowed: bool) -> None:
+    view = _server_with(_configmap({KEY_PATCH_METADATA_WHITELIST: _RULES})).view
     resp = validate_sidecarset_request(request(_with_patch(key), "sidecarsets"), view)
     assert resp.allowed is allowed
     if not allowed:
@@ -145,9 +169,37 @@ def test_whitelist_from_the_configmap(key: str, allowed: bool) -> None:
             "spec.patchPodMetadata: Required value: sidecarSet patch metadata annotation(other) is not allowed"
 
 
-def test_patches_wait_for_the_whitelist_to_be_read() -> None:
-    with pytest.raises(NotSynced):
-        validate_sidecarset_request(request(_with_patch("key1"), "sidecarsets"), view_with())
+_NOT_FOUND = "spec.patchPodMetadata: Required value: SidecarSet patch metadata whitelist not found"
+
+
+@pytest.mark.parametrize("events", [
+    pytest.param((), id="no-configmap"),
+    pytest.param((_configmap({"other-key": _RULES}),), id="key-missing"),
+    pytest.param((_configmap({KEY_PATCH_METADATA_WHITELIST: _RULES}, namespace="default"),), id="other-namespace"),
+    pytest.param((_configmap({KEY_PATCH_METADATA_WHITELIST: _RULES}, name="other"),), id="other-name"),
+    pytest.param((_configmap({KEY_PATCH_METADATA_WHITELIST: _RULES}),
+                  _configmap({KEY_PATCH_METADATA_WHITELIST: _RULES}, deleted=True)), id="deleted"),
+])
+def test_whitelist_not_found(events: tuple[ConfigMapState, ...]) -> None:
+    resp = validate_sidecarset_request(request(_with_patch("key1"), "sidecarsets"), _server_with(*events).view)
+    assert not resp.allowed and resp.status is not None and resp.status.message == _NOT_FOUND
+
+
+def test_whitelist_edit_applies_at_once() -> None:
+    server = _server_with(_configmap({KEY_PATCH_METADATA_WHITELIST: '{"rules":[{"allowedAnnotationKeyExprs":["x"]}]}'}))
+    assert not validate_sidecarset_request(request(_with_patch("key1"), "sidecarsets"), server.view).allowed
+    asyncio.run(server.on_state(_configmap({KEY_PATCH_METADATA_WHITELIST: _RULES})))
+    assert validate_sidecarset_request(request(_with_patch("key1"), "sidecarsets"), server.view).allowed
+
+
+def test_patches_wait_for_the_state_replay() -> None:
+    """Before the replay is done an absent ConfigMap may just not be read yet: the call fails (503)
+    rather than refusing with "not found"; a SidecarSet without patches is answered."""
+    server = WebhookServer(WebhookOptions(), PodView(ready=False))
+    asyncio.run(server.on_state(_configmap({KEY_PATCH_METADATA_WHITELIST: _RULES})))
+    with pytest.raises(NotSynced, match="whitelist"):
+        validate_sidecarset_request(request(_with_patch("key1"), "sidecarsets"), server.view)
+    assert validate_sidecarset_request(request(default_sidecarset(SIDECARSET), "sidecarsets"), server.view).allowed
 
 
 def test_unsynced_view_admits_with_a_warning() -> None:
