@@ -114,6 +114,9 @@ class Informer:
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
     _failure: BaseException | None = None
+    # set with `_failure`: a publish that failed for good ends the watch at once, not at the kind's next
+    # event (a CloneSet whose state is lost may have no next event: the planner waits on that very state)
+    _failed: asyncio.Event = field(default_factory=asyncio.Event)
     _failures: int = 0  # failed watches or publishes in a row (their retry backoff)
     rollouts: Rollouts | None = None
     # set when KB_STATE was lost: the informer relists, so the new stream holds every object again
@@ -217,10 +220,12 @@ class Informer:
         self._slots.release()
         if not task.cancelled() and task.exception() is not None and self._failure is None:
             self._failure = task.exception()
+            self._failed.set()
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
             err, self._failure = self._failure, None
+            self._failed.clear()
             raise err
 
     async def flush(self) -> None:
@@ -329,7 +334,7 @@ class Informer:
 
     async def _watch_until_relist(self, rv: str) -> str | None:
         """Follow the watch from `rv` until it ends (the resourceVersion reached) or a relist is requested
-        (None)."""
+        (None). A publish that failed for good raises here as soon as it fails."""
         last = rv
 
         async def follow() -> None:
@@ -350,14 +355,16 @@ class Informer:
 
         watching = asyncio.ensure_future(follow())
         relist = asyncio.ensure_future(self.relist_requested.wait())
+        failed = asyncio.ensure_future(self._failed.wait())
         try:
-            await asyncio.wait([watching, relist], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([watching, relist, failed], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in (watching, relist):
+            for t in (watching, relist, failed):
                 if not t.done():
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
+        self._raise_failure()
         if watching.done() and not watching.cancelled():
             watching.result()  # a failed watch raises here, as it did inline
             return last

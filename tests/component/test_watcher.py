@@ -10,14 +10,16 @@ from typing import Any
 import msgspec
 import pytest
 
+from schemas.cloneset import CloneSet
 from schemas.constants import (
     CONFIGMAP_KRUISE_CONFIGURATION,
     DEFAULT_KRUISE_NAMESPACE,
     KEY_PATCH_METADATA_WHITELIST,
 )
-from schemas.kinds import POD
+from schemas.kinds import CLONESET, POD
 from schemas.kube import Pod
 from schemas.messages import (
+    CLONESETS,
     CONFIGMAPS,
     NAMESPACES,
     PODS,
@@ -27,6 +29,7 @@ from schemas.messages import (
     PodState,
 )
 from services.bus import Bus
+from services.errors import TransientError
 from services.kube import Kube
 from services.natsd import NatsServer
 from services.watcher.service import run_watcher
@@ -293,3 +296,46 @@ async def test_only_kruise_configuration_of_the_kruise_namespace_is_published(
                      what="the edited whitelist")
     await kube.delete(CONFIGMAPS, ns, CONFIGMAP_KRUISE_CONFIGURATION)
     await eventually(states, lambda evs: len(evs) == 1 and evs[0].deleted, what="its tombstone")
+
+
+class _FlakyBus(Bus):
+    """A bus whose first CloneSet state publish fails for good (its retries ran through a leader election)."""
+
+    failed = 0
+
+    async def publish_state(self, event: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(event, CloneSetState) and not self.failed:
+            self.failed += 1
+            raise TransientError("publish to the CloneSet's state failed after 8 attempts: NoRespondersError",
+                                 delay=1.0)
+        return await super().publish_state(event, *args, **kwargs)
+
+
+async def test_a_failed_publish_relists_without_waiting_for_the_next_event(
+        tmp_path: Path, nats_server: NatsServer, uid: str) -> None:
+    """A CloneSet changes once and its state cannot be published: nothing else changes it (the planner waits
+    for that very state), so the watcher must relist on the failure itself. Before, the failure waited for
+    the kind's next event, and the stream kept the CloneSet's older state for good."""
+    from services.demo import load_sample
+
+    async with SimCluster(nodes=1, tmpdir=tmp_path, **FAST) as cluster:  # type: ignore[arg-type]
+        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        bus = await _FlakyBus.connect(nats_server.url, name="test-watcher-flaky", prefix=f"f{uid}")
+        assert isinstance(bus, _FlakyBus)
+        await bus.ensure_streams()
+        ready = asyncio.Event()
+        task = asyncio.create_task(run_watcher(kube, bus, ready=ready, kinds=(CLONESET,)))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            cs = msgspec.json.decode(await kube.create(CLONESETS, "default", load_sample()), type=CloneSet)
+            subject = bus.subjects.state("default", cs.metadata.uid, "cloneset", cs.metadata.uid)
+            state = await eventually(lambda: last_state(bus, subject), lambda s: s is not None,
+                                     what="the CloneSet's state after its publish failed")
+            assert bus.failed == 1
+            assert isinstance(state, CloneSetState)
+            assert state.object.metadata.resource_version == cs.metadata.resource_version
+        finally:
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)
+            await bus.close()
+            await kube.close()
