@@ -544,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", default=",".join(TARGETS), help="processes to kill")
     p.add_argument("--api-faults", action="store_true", help="also inject sim API errors and watch cuts")
     p.add_argument("--settle-timeout", type=float, default=60.0)
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="start no round after this many seconds (the run then reports fewer rounds than --rounds)")
     p.add_argument("--give-up-after", type=int, default=3, help="stop after N rounds that do not converge")
     p.add_argument("--executors", type=int, default=1)
     p.add_argument("--daemonset-partition", type=int, default=1, help="the DaemonSet's partition (-1: no DaemonSet)")
@@ -556,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                      nodes=args.nodes, window=args.window, kills=args.kills,
                      targets=tuple(args.targets.split(",")), api_faults=args.api_faults,
                      settle_timeout=args.settle_timeout, give_up_after=args.give_up_after,
+                     max_seconds=args.max_seconds,
                      executors=args.executors,
                      daemonset_partition=None if args.daemonset_partition < 0 else args.daemonset_partition,
                      sidecar_pods=args.sidecar_pods)

@@ -644,6 +644,7 @@ class _State:
     first_key: str
     key: str  # of the latest template (computed once per object change, not per pod event)
     armed_size: int | None = None  # size at which the workload was seen full
+    members: set[str] = field(default_factory=set)  # uids of the pods it selects (kinds that own none)
     open: dict[str, Violation] = field(default_factory=dict)
     closed: dict[str, Violation] = field(default_factory=dict)  # the last ended episode per kind
 
@@ -705,6 +706,8 @@ class Checker:
                 st.armed_size = None  # a scale is not a rollout: re-arm at the new count
             st.obj = obj
             st.key = rules.template_key(obj)
+        if not rules.owns_pods:
+            st.members = {p.metadata.uid for p in rules.select(obj, self.pods.values())}
         self._evaluate(st)
 
     def node(self, name: str, deleted: bool = False) -> None:
@@ -742,8 +745,16 @@ class Checker:
             if st is not None:
                 self._evaluate(st)
         for other in self.workloads.values():
-            if not other.rules.owns_pods:
-                self._evaluate(other)
+            if other.rules.owns_pods:
+                continue
+            was = meta.uid in other.members
+            if not deleted and other.rules.select(other.obj, [pod]):
+                other.members.add(meta.uid)
+            elif was:
+                other.members.discard(meta.uid)
+            else:
+                continue  # neither selected nor was: nothing of this workload changed
+            self._evaluate(other)
 
     def event(self, raw: bytes) -> None:
         ev = _EVENT.decode(raw)
@@ -758,7 +769,7 @@ class Checker:
     def pods_of(self, st: _State) -> list[Pod]:
         if st.rules.owns_pods:
             return self.owned(st.obj.metadata.uid)
-        return st.rules.select(st.obj, self.pods.values())
+        return [self.pods[u] for u in st.members if u in self.pods]
 
     def _evaluate(self, st: _State) -> None:
         pods = self.pods_of(st)

@@ -78,7 +78,7 @@ def test_daemonset_two_pods_on_a_node_and_an_update_beyond_the_partition_are_fla
 
 def test_daemonset_convergence_wants_nodes_minus_partition_updated_and_true_counts() -> None:
     pods = [ds_pod("n1", "img:v2"), ds_pod("n2", "img:v2"), ds_pod("n3", "img:v2"), ds_pod("n4", "img:v1")]
-    counts = {"observedGeneration": 2, "desiredNumberScheduled": 4, "currentNumberScheduled": 4, "numberReady": 4,
+    counts: dict[str, Any] = {"observedGeneration": 2, "desiredNumberScheduled": 4, "currentNumberScheduled": 4, "numberReady": 4,
               "numberAvailable": 4, "numberUnavailable": 0, "updatedNumberScheduled": 3}
     assert daemonset_convergence(daemonset(**counts), pods, NODES) == []
     lagging = [*pods[:2], ds_pod("n3", "img:v2", running="img:v1"), pods[3]]
@@ -132,7 +132,7 @@ def test_sidecarset_two_pods_upgrading_with_max_unavailable_1_is_flagged_once_ar
 
 
 def test_sidecarset_convergence_wants_every_pod_on_the_image_and_equal_counts() -> None:
-    counts = {"observedGeneration": 2, "matchedPods": 3, "updatedPods": 3, "readyPods": 3, "updatedReadyPods": 3}
+    counts: dict[str, Any] = {"observedGeneration": 2, "matchedPods": 3, "updatedPods": 3, "readyPods": 3, "updatedReadyPods": 3}
     pods = [ss_pod(i, "log:v2") for i in range(3)]
     assert sidecarset_convergence(sidecarset(**counts), pods) == []
     assert any("not running" in p for p in sidecarset_convergence(
