@@ -436,18 +436,37 @@ def sidecar_images(ss: SidecarSet) -> dict[str, str]:
     return _images({"containers": ss.spec.containers})
 
 
-def sidecarset_findings(ss: SidecarSet, pods: Iterable[Pod], *, armed: bool) -> list[Finding]:
-    """Matched pods not Ready (their sidecar being upgraded) within maxUnavailable, once all were Ready."""
+def sidecarset_findings(ss: SidecarSet, pods: Iterable[Pod], charged: Collection[str]) -> list[Finding]:
+    """Upgrades charged to maxUnavailable within it: ``charged`` are the uids of pods whose latest sidecar
+    upgrade began while they were Ready and that have not been Ready on the new image since. Kruise
+    upgrades a pod that is not Ready outside the budget, so only these count."""
     pods = list(pods)
-    if not armed:
-        return []
     limit = max_unavailable_of(ss.spec.update_strategy, len(pods))
-    down = sorted((p for p in pods if not is_ready(p)), key=lambda p: p.metadata.name)
+    down = sorted((p for p in pods if p.metadata.uid in charged), key=lambda p: p.metadata.name)
     if len(down) <= limit:
         return []
     return [Finding(UNAVAILABLE, len(down), limit,
-                    f"{len(down)} of {len(pods)} matched pods not Ready, at most {limit} (maxUnavailable): "
-                    f"{'; '.join(describe_pod(p) for p in down[:8])}")]
+                    f"{len(down)} of {len(pods)} matched pods upgraded from Ready and not Ready on the new sidecar "
+                    f"since, at most {limit} (maxUnavailable): {'; '.join(describe_pod(p) for p in down[:8])}")]
+
+
+def charge_upgrade(ss: SidecarSet, pod: Pod, seen: dict[str, tuple[str, ...]], charged: set[str]) -> None:
+    """Fold one observation of a matched pod into the SidecarSet's budget bookkeeping (see
+    :func:`sidecarset_findings`): a sidecar image change seen on a Ready pod charges it, one on a pod
+    that is not Ready is free, and Ready on the new image releases it."""
+    names = sorted(sidecar_images(ss))
+    spec = {c.name: c.image for c in pod.spec.containers}
+    images = tuple(spec.get(n, "") for n in names)
+    uid = pod.metadata.uid
+    before = seen.get(uid)
+    seen[uid] = images
+    if before is not None and before != images:
+        if is_ready(pod):
+            charged.add(uid)
+        else:
+            charged.discard(uid)
+    elif uid in charged and is_ready(pod) and runs_images(pod, dict(zip(names, images, strict=True))):
+        charged.discard(uid)
 
 
 def sidecarset_convergence(ss: SidecarSet, pods: Iterable[Pod]) -> list[str]:
@@ -502,9 +521,12 @@ class Rules:
     def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
         raise NotImplementedError
 
-    def findings(self, obj: Workload, pods: list[Pod], nodes: Collection[str], *, armed: bool,
-                 partition_armed: bool, key: str) -> list[Finding]:
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        """The instantaneous rules (``armed``: the lower bounds apply)."""
         raise NotImplementedError
+
+    def observe(self, st: _State, pod: Pod) -> None:
+        """Fold one observation of one of its pods into the workload's memory (most kinds keep none)."""
 
     def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
         raise NotImplementedError
@@ -531,10 +553,9 @@ class CloneSetRules(Rules):
     def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
         return sum(1 for p in pods if is_active(p) and is_ready(p)) >= self.size(obj, nodes)
 
-    def findings(self, obj: Workload, pods: list[Pod], nodes: Collection[str], *, armed: bool,
-                 partition_armed: bool, key: str) -> list[Finding]:
-        assert isinstance(obj, CloneSet)
-        return state_findings(obj, pods, armed=armed, partition_armed=partition_armed, revision=key)
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        assert isinstance(st.obj, CloneSet)
+        return state_findings(st.obj, pods, armed=armed, partition_armed=st.key != st.first_key, revision=st.key)
 
     def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
         assert isinstance(obj, CloneSet)
@@ -561,10 +582,9 @@ class DaemonSetRules(Rules):
         by_node = _per_node(pods)
         return bool(nodes) and all(any(is_ready(p) for p in by_node.get(n, ())) for n in nodes)
 
-    def findings(self, obj: Workload, pods: list[Pod], nodes: Collection[str], *, armed: bool,
-                 partition_armed: bool, key: str) -> list[Finding]:
-        assert isinstance(obj, DaemonSet)
-        return daemonset_findings(obj, pods, nodes, armed=armed, partition_armed=partition_armed)
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        assert isinstance(st.obj, DaemonSet)
+        return daemonset_findings(st.obj, pods, nodes, armed=armed, partition_armed=st.key != st.first_key)
 
     def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
         assert isinstance(obj, DaemonSet)
@@ -597,10 +617,13 @@ class SidecarSetRules(Rules):
     def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
         return bool(pods) and all(is_ready(p) for p in pods)
 
-    def findings(self, obj: Workload, pods: list[Pod], nodes: Collection[str], *, armed: bool,
-                 partition_armed: bool, key: str) -> list[Finding]:
-        assert isinstance(obj, SidecarSet)
-        return sidecarset_findings(obj, pods, armed=armed)
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        assert isinstance(st.obj, SidecarSet)
+        return sidecarset_findings(st.obj, pods, st.charged)
+
+    def observe(self, st: _State, pod: Pod) -> None:
+        assert isinstance(st.obj, SidecarSet)
+        charge_upgrade(st.obj, pod, st.seen_images, st.charged)
 
     def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
         assert isinstance(obj, SidecarSet)
@@ -645,6 +668,8 @@ class _State:
     key: str  # of the latest template (computed once per object change, not per pod event)
     armed_size: int | None = None  # size at which the workload was seen full
     members: set[str] = field(default_factory=set)  # uids of the pods it selects (kinds that own none)
+    seen_images: dict[str, tuple[str, ...]] = field(default_factory=dict)  # pod uid -> its sidecar images
+    charged: set[str] = field(default_factory=set)  # pod uids whose upgrade counts against maxUnavailable
     open: dict[str, Violation] = field(default_factory=dict)
     closed: dict[str, Violation] = field(default_factory=dict)  # the last ended episode per kind
 
@@ -750,8 +775,10 @@ class Checker:
             was = meta.uid in other.members
             if not deleted and other.rules.select(other.obj, [pod]):
                 other.members.add(meta.uid)
+                other.rules.observe(other, pod)
             elif was:
                 other.members.discard(meta.uid)
+                other.charged.discard(meta.uid)
             else:
                 continue  # neither selected nor was: nothing of this workload changed
             self._evaluate(other)
@@ -776,8 +803,7 @@ class Checker:
         size = st.rules.size(st.obj, self.nodes)
         if st.armed_size != size and st.rules.full(st.obj, pods, self.nodes):
             st.armed_size = size
-        findings = st.rules.findings(st.obj, pods, self.nodes, armed=st.armed_size == size,
-                                     partition_armed=st.key != st.first_key, key=st.key)
+        findings = st.rules.findings(st, pods, self.nodes, armed=st.armed_size == size)
         name = st.name
         now = self.now()
         current = {f.kind: f for f in findings}

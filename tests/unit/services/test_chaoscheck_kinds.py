@@ -121,14 +121,13 @@ def ss_pod(i: int, image: str, *, ready: bool = True, running: str | None = None
                                          {"name": "main", "image": "app:v1", "ready": True}]}}, Pod)
 
 
-def test_sidecarset_two_pods_upgrading_with_max_unavailable_1_is_flagged_once_armed() -> None:
+def test_sidecarset_two_upgrades_from_ready_with_max_unavailable_1_are_flagged_with_the_pods() -> None:
     ss = sidecarset()
     pods = [ss_pod(0, "log:v2", ready=False), ss_pod(1, "log:v2", ready=False), ss_pod(2, "log:v1")]
-    found = sidecarset_findings(ss, pods, armed=True)
+    found = sidecarset_findings(ss, pods, {"uid-s0", "uid-s1"})
     assert [(f.kind, f.value, f.limit) for f in found] == [(UNAVAILABLE, 2, 1)]
     assert "sidecar-0" in found[0].detail and "sidecar-1" in found[0].detail
-    assert sidecarset_findings(ss, pods, armed=False) == []  # injection at creation is not an upgrade
-    assert sidecarset_findings(ss, pods[1:], armed=True) == []
+    assert sidecarset_findings(ss, pods, {"uid-s0"}) == []
 
 
 def test_sidecarset_convergence_wants_every_pod_on_the_image_and_equal_counts() -> None:
@@ -141,15 +140,38 @@ def test_sidecarset_convergence_wants_every_pod_on_the_image_and_equal_counts() 
         "status.updatedPods 2 but 3 matched pods"]
 
 
-def test_checker_arms_sidecarset_rules_once_every_matched_pod_was_ready() -> None:
+def checker_with_ready_pods(image: str, n: int) -> Checker:
     c = Checker(clock=lambda: 0.0)
-    c.workload(RULES["sidecarsets"], sidecarset("log:v1"))
-    c.pod(ss_pod(0, "log:v1", ready=False))  # a pod being created is not an upgrade
-    c.pod(ss_pod(1, "log:v1", ready=False))
-    assert c.violations == []
-    c.pod(ss_pod(0, "log:v1"))
-    c.pod(ss_pod(1, "log:v1"))
+    c.workload(RULES["sidecarsets"], sidecarset(image))
+    for i in range(n):
+        c.pod(ss_pod(i, image, ready=False))  # a pod being created is not an upgrade
+        c.pod(ss_pod(i, image))
+    return c
+
+
+def test_checker_charges_upgrades_of_ready_pods_to_max_unavailable() -> None:
+    c = checker_with_ready_pods("log:v1", 3)
     c.workload(RULES["sidecarsets"], sidecarset("log:v2"))
+    c.pod(ss_pod(0, "log:v2", running="log:v1"))  # patched while Ready: charged
     c.pod(ss_pod(0, "log:v2", ready=False))
-    c.pod(ss_pod(1, "log:v2", ready=False))
-    assert [(v.kind, v.workload) for v in c.violations] == [(UNAVAILABLE, "sidecarsets/sidecar")]
+    assert c.violations == []
+    c.pod(ss_pod(1, "log:v2", running="log:v1"))  # a second upgrade from Ready while the first is not done
+    assert [(v.kind, v.workload, v.worst, v.limit) for v in c.violations] == [
+        (UNAVAILABLE, "sidecarsets/sidecar", 2, 1)]
+
+
+def test_checker_does_not_charge_an_upgrade_of_a_pod_that_was_not_ready() -> None:
+    """Kruise upgrades a not-Ready pod outside the budget: an update overtaking one in progress (v2 not
+    Ready yet, then v3) may leave two pods not Ready with maxUnavailable 1."""
+    c = checker_with_ready_pods("log:v1", 3)
+    c.workload(RULES["sidecarsets"], sidecarset("log:v2"))
+    c.pod(ss_pod(0, "log:v2", running="log:v1"))
+    c.pod(ss_pod(0, "log:v2", ready=False))
+    c.workload(RULES["sidecarsets"], sidecarset("log:v3"))
+    c.pod(ss_pod(0, "log:v3", ready=False))  # not Ready when upgraded again: free
+    c.pod(ss_pod(1, "log:v3", running="log:v1"))
+    c.pod(ss_pod(1, "log:v3", ready=False))
+    assert c.violations == []
+    c.pod(ss_pod(1, "log:v3"))  # Ready on the new image: released
+    c.pod(ss_pod(2, "log:v3", running="log:v1"))
+    assert c.violations == []
