@@ -1,14 +1,16 @@
-"""The chaos soak: continuous CloneSet rollouts while the watcher, planner, executor and NATS are SIGKILLed.
+"""The chaos soak: continuous rollouts while the watcher, planner, executor and NATS are SIGKILLed.
 
 Run: .venv/bin/python -m bench.chaos --rounds 200 --seed 1 [--json results.json] [--write-docs]
 
 NATS, the sim (`python -m sim`, real HTTP) and every service run as processes (`services.stack.Stack`).
 Several CloneSets (in place, ReCreate, ReCreate with maxSurge, in place with a partition) roll out
-continuously. A *round* is a chaos window: one or more template (image) changes at random moments,
+continuously, and so do one Advanced DaemonSet (a rolling update with maxUnavailable 1 and a
+partition, over the sim's nodes) and one SidecarSet (a sidecar image upgrade with maxUnavailable 1,
+over pods of its own that the webhook injects at creation). A *round* is a chaos window: one or more template (image) changes of every workload at random moments,
 SIGKILLs of random processes (each restarted after a random downtime; NATS on the same port and
 store) and, with ``--api-faults``, injected API errors and cut watch streams on the sim. After the
-window every fault is off and the round must *settle*: every CloneSet converged (see
-`services.chaoscheck.convergence_problems`) within ``--settle-timeout``. The time from the end of the
+window every fault is off and the round must *settle*: every workload converged (see
+`services.chaoscheck.Rules.convergence`) within ``--settle-timeout``. The time from the end of the
 window to convergence is the round's settle time. Throughout, `services.chaoscheck` watches only the
 API and records every invariant violation.
 
@@ -38,10 +40,10 @@ import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.pipeline import pct, sim_json, write_docs
-from schemas.cloneset import CloneSet
-from schemas.kube import Pod
-from schemas.messages import CLONESETS, PODS
-from services.chaoscheck import NOT_CONVERGED, ApiChecker, Checker, convergence_problems, describe_pod
+from schemas.constants import ANNOTATION_SIDECARSET_INJECTED_LIST
+from schemas.kube import Node, Pod
+from schemas.messages import CLONESETS, DAEMONSETS, NAMESPACES, NODES, PODS, SIDECARSETS, Resource
+from services.chaoscheck import NOT_CONVERGED, RULES, ApiChecker, Checker, describe_pod, workload_name
 from services.errors import KubeError
 from services.kube import Kube
 from services.observe import poll
@@ -52,8 +54,39 @@ NATS = "nats"
 TARGETS = (*SERVICES, NATS)
 SECTION_BEGIN = "<!-- chaos-bench:begin -->"
 SECTION_END = "<!-- chaos-bench:end -->"
-_CS = msgspec.json.Decoder(CloneSet)
 _POD = msgspec.json.Decoder(Pod)
+_NODE = msgspec.json.Decoder(Node)
+DAEMONSET = "daemon"
+SIDECARSET = "sidecar"
+SIDECAR = "log-agent"
+SIDECAR_LABEL = {"sidecar": "soak"}
+KRUISE_NS = "kruise-system"  # where SidecarSet revisions live
+
+
+def daemonset_body(image: str, partition: int) -> dict[str, Any]:
+    """The soak's DaemonSet: a rolling update with maxUnavailable 1 and a partition, on every node."""
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "DaemonSet",
+            "metadata": {"name": DAEMONSET, "namespace": NS},
+            "spec": {"selector": {"matchLabels": {"app": DAEMONSET}},
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {
+                         "maxUnavailable": 1, "partition": partition}},
+                     "template": {"metadata": {"labels": {"app": DAEMONSET}},
+                                  "spec": {"containers": [{"name": "main", "image": image}]}}}}
+
+
+def sidecarset_body(image: str) -> dict[str, Any]:
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": SIDECARSET},
+            "spec": {"selector": {"matchLabels": SIDECAR_LABEL},
+                     "containers": [{"name": SIDECAR, "image": image}],
+                     "updateStrategy": {"type": "RollingUpdate", "maxUnavailable": 1}}}
+
+
+def sidecar_pod(name: str) -> dict[str, Any]:
+    """A pod the SidecarSet matches and nothing owns (as a Deployment's would be: the sim runs no
+    ReplicaSet controller)."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": SIDECARSET, **SIDECAR_LABEL}},
+            "spec": {"containers": [{"name": "main", "image": "app:v1"}]}}
 
 
 @dataclass(frozen=True)
@@ -116,6 +149,8 @@ class SoakConfig:
     give_up_after: int = 3  # consecutive rounds that do not converge before the soak stops
     executors: int = 1
     sim_args: tuple[str, ...] = ("--pull-delay", "0.05", "--start-delay", "0.2", "--stop-delay", "0.3")
+    daemonset_partition: int | None = 1  # None: no DaemonSet
+    sidecar_pods: int = 4  # pods of the SidecarSet (0: no SidecarSet)
 
 
 @dataclass
@@ -175,7 +210,8 @@ class Soak:
                  on_round: Callable[[RoundResult, SoakResult], None] | None = None) -> None:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
-        self.stack = Stack(nodes=cfg.nodes, workdir=workdir, sim_args=cfg.sim_args, executors=cfg.executors)
+        self.stack = Stack(nodes=cfg.nodes, workdir=workdir, sim_args=cfg.sim_args, executors=cfg.executors,
+                           service_args={"webhook": ("--pod-hook",)} if cfg.sidecar_pods else None)
         self.workloads = workloads(cfg.sizes)
         self.result = SoakResult(config={**asdict(cfg), "workloads": [asdict(w) for w in self.workloads]})
         self.on_round = on_round
@@ -221,20 +257,62 @@ class Soak:
         async with aiohttp.ClientSession() as s:
             await sim_json(s, "POST" if on else "DELETE", f"{self.stack.sim_url}/sim/faults", body if on else None)
 
-    async def change_template(self, w: Workload) -> str:
+    async def patch(self, res: Resource, ns: str | None, name: str, patch: dict[str, Any]) -> None:
         assert self.kube is not None
-        self.image_no += 1
-        image = f"img:v{self.image_no}"
-        patch = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
         for attempt in range(20):  # injected 409s and 500s are the faults, not a reason to stop
             try:
-                await self.kube.patch(CLONESETS, NS, w.name, patch, "merge")
-                return image
+                await self.kube.patch(res, ns, name, patch, "merge")
+                return
             except KubeError:
                 if attempt == 19:
                     raise
                 await asyncio.sleep(0.05)  # retry backoff
+
+    def next_image(self, repo: str = "img") -> str:
+        self.image_no += 1
+        return f"{repo}:v{self.image_no}"
+
+    async def change_template(self, w: Workload) -> str:
+        image = self.next_image()
+        await self.patch(CLONESETS, NS, w.name, {"spec": {"template": {"spec": {"containers": [
+            {"name": "main", "image": image}]}}}})
         return image
+
+    async def change_all(self) -> list[str]:
+        """One template change of every workload: the CloneSets', the DaemonSet's, the sidecar's image."""
+        images = [await self.change_template(w) for w in self.workloads]
+        if self.cfg.daemonset_partition is not None:
+            image = self.next_image()
+            await self.patch(DAEMONSETS, NS, DAEMONSET, {"spec": {"template": {"spec": {"containers": [
+                {"name": "main", "image": image}]}}}})
+            images.append(image)
+        if self.cfg.sidecar_pods:
+            image = self.next_image(SIDECAR)
+            await self.patch(SIDECARSETS, None, SIDECARSET, {"spec": {"containers": [
+                {"name": SIDECAR, "image": image}]}})
+            images.append(image)
+        return images
+
+    async def create_sidecar_pods(self) -> None:
+        """The SidecarSet's pods, each injected at creation: one the webhook admitted before it saw the
+        SidecarSet has no sidecar, and is replaced (polled, not slept: the webhook's view is a watch)."""
+        assert self.kube is not None
+        kube = self.kube
+        attempt = 0
+
+        async def one(i: int) -> bool:
+            nonlocal attempt
+            attempt += 1
+            name = f"{SIDECARSET}-{i}-{attempt}"
+            pod = _POD.decode(await kube.create(PODS, NS, sidecar_pod(name)))
+            if SIDECARSET in pod.metadata.annotations.get(ANNOTATION_SIDECARSET_INJECTED_LIST, "").split(","):
+                return True
+            await kube.delete(PODS, NS, name)
+            return False
+
+        for i in range(self.cfg.sidecar_pods):
+            await poll(lambda i=i: one(i), bool, timeout=30, interval=0.2,  # type: ignore[misc]
+                       what=f"sidecar pod {i} injected by the webhook")
 
     def exited(self) -> list[str]:
         """Processes that died without being killed by the soak."""
@@ -288,7 +366,7 @@ class Soak:
         for offset, action, target in self.schedule():
             await asyncio.sleep(max(0.0, start + offset - time.monotonic()))  # the fault schedule
             if action == "change":
-                images = [await self.change_template(w) for w in self.workloads]
+                images = await self.change_all()
                 done.append(self.note(f"round {index}: template change -> {images[0]}..{images[-1]}"))
             elif action == "kill":
                 if target in self.down:
@@ -321,12 +399,12 @@ class Soak:
                        what=f"round {index} to converge")
         except TimeoutError:
             problems = await self.problems()
-            for cs_uid, st in self.checker.clonesets.items():
-                self.note(f"round {index}: pods of {st.cs.metadata.name} at the deadline:\n  " + "\n  ".join(
-                    describe_pod(p) for p in sorted(self.checker.owned(cs_uid), key=lambda p: p.metadata.name)))
-            for cs, why in problems.items():
+            for st in self.checker.workloads.values():
+                self.note(f"round {index}: pods of {st.name} at the deadline:\n  " + "\n  ".join(
+                    describe_pod(p) for p in sorted(self.checker.pods_of(st), key=lambda p: p.metadata.name)))
+            for name, why in problems.items():
                 if why:
-                    self.checker.record(NOT_CONVERGED, cs, f"round {index}: not converged "
+                    self.checker.record(NOT_CONVERGED, name, f"round {index}: not converged "
                                         f"{self.cfg.settle_timeout:.0f}s after the faults: {'; '.join(why)}")
             self.checker.check_settled()
             return None
@@ -342,19 +420,23 @@ class Soak:
         return not any((await self.problems()).values())
 
     async def problems(self) -> dict[str, list[str]]:
+        """Workload -> why it has not converged, from a fresh list of everything (not the checker's watch)."""
         assert self.kube is not None
-        items, _ = await self.kube.list(CLONESETS, NS)
-        pods, _ = await self.kube.list(PODS, NS)
+        nodes, _ = await self.kube.list(NODES)
+        node_names = {_NODE.decode(raw).metadata.name for raw in nodes}
+        pods = [_POD.decode(raw) for raw in (await self.kube.list(PODS, NS))[0]]
         by_owner: dict[str, list[Pod]] = {}
-        for raw in pods:
-            pod = _POD.decode(raw)
+        for pod in pods:
             ref = pod.metadata.controller_ref()
             if ref is not None:
                 by_owner.setdefault(ref.uid, []).append(pod)
         out = {}
-        for raw in items:
-            cs = _CS.decode(raw)
-            out[f"{NS}/{cs.metadata.name}"] = convergence_problems(cs, by_owner.get(cs.metadata.uid, []))
+        for rules in RULES.values():
+            items, _ = await self.kube.list(rules.resource, None if not rules.resource.namespaced else NS)
+            for raw in items:
+                obj = rules.decode(raw)
+                mine = by_owner.get(obj.metadata.uid, []) if rules.owns_pods else rules.select(obj, pods)
+                out[workload_name(rules, obj)] = rules.convergence(obj, mine, node_names)
         return out
 
     # --- the whole run
@@ -368,10 +450,16 @@ class Soak:
             self.api = await ApiChecker(self.kube, checker).start()
             self.note(f"soak seed {self.cfg.seed}: {[asdict(w) for w in self.workloads]}")
             for w in self.workloads:
-                self.image_no += 1
-                await self.kube.create(CLONESETS, NS, w.body(f"img:v{self.image_no}"))
+                await self.kube.create(CLONESETS, NS, w.body(self.next_image()))
+            if self.cfg.daemonset_partition is not None:
+                await self.kube.create(DAEMONSETS, NS, daemonset_body(self.next_image(), self.cfg.daemonset_partition))
+            if self.cfg.sidecar_pods:
+                await self.kube.create(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace",
+                                                          "metadata": {"name": KRUISE_NS}})
+                await self.kube.create(SIDECARSETS, None, sidecarset_body(self.next_image(SIDECAR)))
+                await self.create_sidecar_pods()
             if await self.settle(0) is None:
-                raise RuntimeError("the CloneSets never became Ready: "
+                raise RuntimeError("the workloads never became Ready: "
                                    + "; ".join(v.describe() for v in self.checker.violations))
             stuck = 0
             for i in range(1, self.cfg.rounds + 1):
@@ -418,10 +506,15 @@ def render(result: SoakResult, argv: list[str]) -> str:
     slow = s["slowest_round"]
     cmd = " ".join([".venv/bin/python -m bench.chaos", *argv])
     sizes = ", ".join(f"{w['name']} ({w['replicas']}, {w['strategy']})" for w in result.config["workloads"])
+    others = ""
+    if result.config["daemonset_partition"] is not None:
+        others += f"a DaemonSet (maxUnavailable 1, partition {result.config['daemonset_partition']}); "
+    if result.config["sidecar_pods"]:
+        others += f"a SidecarSet (maxUnavailable 1) over {result.config['sidecar_pods']} pods; "
     lines = [
         SECTION_BEGIN, "",
         f"Command: `{cmd}` ({os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}); CloneSets: {sizes}; "
-        f"{result.config['nodes']} sim nodes.", "",
+        f"{others}{result.config['nodes']} sim nodes.", "",
         "| what | measured |", "|---|---|",
         f"| rounds | {s['rounds']} in {s['wall_s']:.0f} s ({s['round_wall_s_mean']:.1f} s per round) |",
         f"| SIGKILLs | {', '.join(f'{k} {v}' for k, v in s['kills'].items()) or 'none'} |",
@@ -451,8 +544,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", default=",".join(TARGETS), help="processes to kill")
     p.add_argument("--api-faults", action="store_true", help="also inject sim API errors and watch cuts")
     p.add_argument("--settle-timeout", type=float, default=60.0)
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="start no round after this many seconds (the run then reports fewer rounds than --rounds)")
     p.add_argument("--give-up-after", type=int, default=3, help="stop after N rounds that do not converge")
     p.add_argument("--executors", type=int, default=1)
+    p.add_argument("--daemonset-partition", type=int, default=1, help="the DaemonSet's partition (-1: no DaemonSet)")
+    p.add_argument("--sidecar-pods", type=int, default=4, help="pods of the SidecarSet (0: no SidecarSet)")
     p.add_argument("--workdir", type=Path, default=None, help="keep logs here (default: a temp dir, removed)")
     p.add_argument("--json", type=Path, default=None, help="write results (summary, rounds, evidence) here")
     p.add_argument("--write-docs", action="store_true", help="replace the figures section of docs/reliability.md")
@@ -461,7 +558,10 @@ def main(argv: list[str] | None = None) -> int:
                      nodes=args.nodes, window=args.window, kills=args.kills,
                      targets=tuple(args.targets.split(",")), api_faults=args.api_faults,
                      settle_timeout=args.settle_timeout, give_up_after=args.give_up_after,
-                     executors=args.executors)
+                     max_seconds=args.max_seconds,
+                     executors=args.executors,
+                     daemonset_partition=None if args.daemonset_partition < 0 else args.daemonset_partition,
+                     sidecar_pods=args.sidecar_pods)
     logging.basicConfig(level=logging.ERROR)
     print(f"chaos soak: seed {cfg.seed}, {cfg.rounds} rounds", file=sys.stderr)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

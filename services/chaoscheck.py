@@ -38,7 +38,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -53,16 +53,21 @@ from schemas.constants import (
     LABEL_LIFECYCLE_STATE,
     LABEL_REVISION_HASH,
 )
-from schemas.kube import Pod
-from schemas.messages import CLONESETS, EVENTS, PODS, Resource
+from schemas.daemonset import DaemonSet, RollingUpdateDaemonSet
+from schemas.kube import JsonObject, Node, Pod
+from schemas.messages import CLONESETS, DAEMONSETS, EVENTS, NODES, PODS, SIDECARSETS, Resource
+from schemas.sidecarset import SidecarSet
 from services.errors import KubeError
 from services.kube import Kube
 from services.observe import restart_count
 from services.planner.cloneset.calc import max_unavailable_and_surge, partition_of, replicas_of
 from services.planner.cloneset.revision import build_revision
+from services.planner.daemonset.plan import max_numbers
 from services.planner.kit.inplace import read_state
 from services.planner.kit.podstate import is_active, is_ready
 from services.planner.kit.revision import is_pod_updated
+from services.planner.sidecarset.plan import max_unavailable_of
+from services.planner.sidecarset.podfacts import is_matched
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,10 @@ KINDS = (UNAVAILABLE, TOO_FEW, TOO_MANY, PARTITION, UPDATED_TWICE, EVENT_TWICE, 
 REOPEN_WITHIN = 1.0
 _POD = msgspec.json.Decoder(Pod)
 _CS = msgspec.json.Decoder(CloneSet)
+_DS = msgspec.json.Decoder(DaemonSet)
+_SS = msgspec.json.Decoder(SidecarSet)
+_NODE = msgspec.json.Decoder(Node)
+Workload = CloneSet | DaemonSet | SidecarSet
 _POD_IN_MESSAGE = re.compile(r"\bpod (\S+)")
 _COUNTED_EVENTS = (EVENT_SUCCESSFUL_UPDATE_INPLACE, EVENT_SUCCESSFUL_UPDATE_RECREATE, EVENT_SUCCESSFUL_DELETE)
 
@@ -322,13 +331,315 @@ def duplicate_events(events: Iterable[KubeEventView], uids_by_name: dict[tuple[s
     return out
 
 
+# --- the other workload kinds: DaemonSet and SidecarSet ----------------------------------------------
+
+
+def _images(spec: JsonObject) -> dict[str, str]:
+    containers = spec.get("containers") or []
+    return {str(c.get("name", "")): str(c.get("image", "")) for c in containers if isinstance(c, dict)}
+
+
+def runs_images(pod: Pod, images: dict[str, str]) -> bool:
+    """The pod's spec has ``images`` for those containers and its running containers run them."""
+    spec = {c.name: c.image for c in pod.spec.containers}
+    running = {c.name: c.image for c in pod.status.container_statuses}
+    return all(spec.get(n) == i and running.get(n) == i for n, i in images.items())
+
+
+def _ds_budget(ds: DaemonSet, nodes: int) -> tuple[int, int, int]:
+    """(maxUnavailable, maxSurge, partition) with Kruise's rounding over ``nodes`` eligible nodes."""
+    ru = ds.spec.update_strategy.rolling_update or RollingUpdateDaemonSet()
+    max_unavailable, max_surge = max_numbers(ru, nodes)
+    return max_unavailable, max_surge, int(ru.partition or 0)
+
+
+def _per_node(pods: Iterable[Pod]) -> dict[str, list[Pod]]:
+    out: dict[str, list[Pod]] = defaultdict(list)
+    for p in pods:
+        if is_active(p) and p.spec.node_name:
+            out[p.spec.node_name].append(p)
+    return out
+
+
+def daemonset_findings(ds: DaemonSet, pods: Iterable[Pod], nodes: Collection[str], *, armed: bool,
+                       partition_armed: bool) -> list[Finding]:
+    """The instantaneous rules over one DaemonSet's pods on ``nodes`` (every node is eligible: the soak's
+    DaemonSet has no node selector). A pod counts as updated when it runs the latest template's images."""
+    max_unavailable, max_surge, partition = _ds_budget(ds, len(nodes))
+    by_node = _per_node(pods)
+    out: list[Finding] = []
+    if armed:
+        down = sorted(n for n in nodes if not any(is_ready(p) for p in by_node.get(n, ())))
+        if len(down) > max_unavailable:
+            out.append(Finding(UNAVAILABLE, len(down), max_unavailable,
+                               f"{len(down)} of {len(nodes)} nodes without a Ready pod, at most {max_unavailable}: "
+                               f"{', '.join(down[:8])}; their pods: "
+                               f"{'; '.join(describe_pod(p) for n in down[:8] for p in by_node.get(n, ()))}"))
+    crowded = {n: ps for n, ps in by_node.items() if len(ps) > 1 + max_surge}
+    if crowded:
+        worst = max(len(ps) for ps in crowded.values())
+        out.append(Finding(TOO_MANY, worst, 1 + max_surge,
+                           f"nodes with more than {1 + max_surge} pods: "
+                           f"{'; '.join(f'{n}: ' + ', '.join(describe_pod(p) for p in ps) for n, ps in sorted(crowded.items()))}"))
+    if partition_armed and partition:
+        images = _images(ds.spec.template.spec)
+        updated = sorted(p.metadata.name for ps in by_node.values() for p in ps
+                         if {c.name: c.image for c in p.spec.containers} == images)
+        limit = max(len(nodes) - partition, 0)
+        if len(updated) > limit:
+            out.append(Finding(PARTITION, len(updated), limit,
+                               f"{len(updated)} pods on {images}, at most {limit} ({len(nodes)} nodes, partition "
+                               f"{partition}): {', '.join(updated)}"))
+    return out
+
+
+def daemonset_convergence(ds: DaemonSet, pods: Iterable[Pod], nodes: Collection[str]) -> list[str]:
+    """Why the DaemonSet has not converged: one Ready pod per node, ``nodes - partition`` of them (at
+    least) running the latest images, and every status count agreeing with the pods."""
+    _, _, partition = _ds_budget(ds, len(nodes))
+    pods = list(pods)
+    st = ds.status
+    problems: list[str] = []
+    if st.observed_generation != ds.metadata.generation:
+        problems.append(f"observedGeneration {st.observed_generation} != generation {ds.metadata.generation}")
+    deleting = sorted(p.metadata.name for p in pods if not is_active(p))
+    if deleting:
+        problems.append(f"{len(deleting)} pods being deleted: {', '.join(deleting[:5])}")
+    by_node = _per_node(pods)
+    wrong = sorted(n for n in nodes if len(by_node.get(n, ())) != 1)
+    if wrong:
+        problems.append(f"nodes without exactly one pod: {', '.join(f'{n} ({len(by_node.get(n, ()))})' for n in wrong)}")
+    active = [p for ps in by_node.values() for p in ps]
+    ready = [p for p in active if is_ready(p)]
+    if len(ready) != len(active):
+        problems.append(f"{len(active) - len(ready)} pods not Ready")
+    images = _images(ds.spec.template.spec)
+    updated = [p for p in active if {c.name: c.image for c in p.spec.containers} == images]
+    want = max(len(nodes) - partition, 0)
+    if len(updated) < want:
+        problems.append(f"{len(updated)} pods on {images}, want {want} (partition {partition})")
+    stale = sorted(p.metadata.name for p in updated if not runs_images(p, images))
+    if stale:
+        problems.append(f"pods not running {images}: {', '.join(stale[:5])}")
+    counts = {"desiredNumberScheduled": (st.desired_number_scheduled, len(nodes)),
+              "currentNumberScheduled": (st.current_number_scheduled, len(by_node)),
+              "numberReady": (st.number_ready, len(ready)), "numberAvailable": (st.number_available, len(ready)),
+              "numberUnavailable": (st.number_unavailable, len(nodes) - len(ready)),
+              "updatedNumberScheduled": (st.updated_number_scheduled, len(updated))}
+    for name, (said, seen) in counts.items():
+        if said != seen:
+            problems.append(f"status.{name} {said} but {seen} seen")
+    return problems
+
+
+def sidecar_images(ss: SidecarSet) -> dict[str, str]:
+    return _images({"containers": ss.spec.containers})
+
+
+def sidecarset_findings(ss: SidecarSet, pods: Iterable[Pod], charged: Collection[str]) -> list[Finding]:
+    """Upgrades charged to maxUnavailable within it: ``charged`` are the uids of pods whose latest sidecar
+    upgrade began while they were Ready and that have not been Ready on the new image since. Kruise
+    upgrades a pod that is not Ready outside the budget, so only these count."""
+    pods = list(pods)
+    limit = max_unavailable_of(ss.spec.update_strategy, len(pods))
+    down = sorted((p for p in pods if p.metadata.uid in charged), key=lambda p: p.metadata.name)
+    if len(down) <= limit:
+        return []
+    return [Finding(UNAVAILABLE, len(down), limit,
+                    f"{len(down)} of {len(pods)} matched pods upgraded from Ready and not Ready on the new sidecar "
+                    f"since, at most {limit} (maxUnavailable): {'; '.join(describe_pod(p) for p in down[:8])}")]
+
+
+def charge_upgrade(ss: SidecarSet, pod: Pod, seen: dict[str, tuple[str, ...]], charged: set[str]) -> None:
+    """Fold one observation of a matched pod into the SidecarSet's budget bookkeeping (see
+    :func:`sidecarset_findings`): a sidecar image change seen on a Ready pod charges it, one on a pod
+    that is not Ready is free, and Ready on the new image releases it."""
+    names = sorted(sidecar_images(ss))
+    spec = {c.name: c.image for c in pod.spec.containers}
+    images = tuple(spec.get(n, "") for n in names)
+    uid = pod.metadata.uid
+    before = seen.get(uid)
+    seen[uid] = images
+    if before is not None and before != images:
+        if is_ready(pod):
+            charged.add(uid)
+        else:
+            charged.discard(uid)
+    elif uid in charged and is_ready(pod) and runs_images(pod, dict(zip(names, images, strict=True))):
+        charged.discard(uid)
+
+
+def sidecarset_convergence(ss: SidecarSet, pods: Iterable[Pod]) -> list[str]:
+    """Why the SidecarSet has not converged: every matched pod Ready and running the sidecar images,
+    and matched/updated/ready/updatedReady all equal to the matched pods."""
+    pods = list(pods)
+    st = ss.status
+    problems: list[str] = []
+    if st.observed_generation != ss.metadata.generation:
+        problems.append(f"observedGeneration {st.observed_generation} != generation {ss.metadata.generation}")
+    images = sidecar_images(ss)
+    stale = sorted(p.metadata.name for p in pods if not runs_images(p, images))
+    if stale:
+        problems.append(f"matched pods not running {images}: {', '.join(stale[:5])}")
+    not_ready = sorted(p.metadata.name for p in pods if not is_ready(p))
+    if not_ready:
+        problems.append(f"matched pods not Ready: {', '.join(not_ready[:5])}")
+    for name, said in (("matchedPods", st.matched_pods), ("updatedPods", st.updated_pods),
+                       ("readyPods", st.ready_pods), ("updatedReadyPods", st.updated_ready_pods)):
+        if said != len(pods):
+            problems.append(f"status.{name} {said} but {len(pods)} matched pods")
+    return problems
+
+
+# --- one interface per kind ------------------------------------------------------------------------------
+
+
+class Rules:
+    """What the checker needs of one workload kind: its decoder, its pods, its rules, its convergence.
+
+    ``owns_pods``: the kind's pods carry it as controller owner (otherwise :meth:`select` picks them).
+    ``template_key`` changes when a rollout starts (the partition rule is armed after the first);
+    the lower-bound rules are armed once :meth:`full` held at the current :meth:`size`.
+    """
+
+    resource: Resource
+    owns_pods = True
+
+    def decode(self, raw: bytes) -> Workload:
+        raise NotImplementedError
+
+    def select(self, obj: Workload, pods: Iterable[Pod]) -> list[Pod]:
+        uid = obj.metadata.uid
+        return [p for p in pods if (ref := p.metadata.controller_ref()) is not None and ref.uid == uid]
+
+    def template_key(self, obj: Workload) -> str:
+        raise NotImplementedError
+
+    def size(self, obj: Workload, nodes: Collection[str]) -> int:
+        return len(nodes)
+
+    def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
+        raise NotImplementedError
+
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        """The instantaneous rules (``armed``: the lower bounds apply)."""
+        raise NotImplementedError
+
+    def observe(self, st: _State, pod: Pod) -> None:
+        """Fold one observation of one of its pods into the workload's memory (most kinds keep none)."""
+
+    def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
+        raise NotImplementedError
+
+    def settled(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[Finding]:
+        """Findings that only count once converged (left-over pods)."""
+        return []
+
+
+class CloneSetRules(Rules):
+    resource = CLONESETS
+
+    def decode(self, raw: bytes) -> CloneSet:
+        return _CS.decode(raw)
+
+    def template_key(self, obj: Workload) -> str:
+        assert isinstance(obj, CloneSet)
+        return update_revision(obj)
+
+    def size(self, obj: Workload, nodes: Collection[str]) -> int:
+        assert isinstance(obj, CloneSet)
+        return replicas_of(obj)
+
+    def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
+        return sum(1 for p in pods if is_active(p) and is_ready(p)) >= self.size(obj, nodes)
+
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        assert isinstance(st.obj, CloneSet)
+        return state_findings(st.obj, pods, armed=armed, partition_armed=st.key != st.first_key, revision=st.key)
+
+    def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
+        assert isinstance(obj, CloneSet)
+        return convergence_problems(obj, pods)
+
+    def settled(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[Finding]:
+        active = sum(1 for p in pods if is_active(p))
+        want = self.size(obj, nodes)
+        return [Finding(SURGE_LEFT, active, want, f"{active} pods for {want} replicas after settle")] \
+            if active > want else []
+
+
+class DaemonSetRules(Rules):
+    resource = DAEMONSETS
+
+    def decode(self, raw: bytes) -> DaemonSet:
+        return _DS.decode(raw)
+
+    def template_key(self, obj: Workload) -> str:
+        assert isinstance(obj, DaemonSet)
+        return repr(sorted(_images(obj.spec.template.spec).items()))
+
+    def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
+        by_node = _per_node(pods)
+        return bool(nodes) and all(any(is_ready(p) for p in by_node.get(n, ())) for n in nodes)
+
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        assert isinstance(st.obj, DaemonSet)
+        return daemonset_findings(st.obj, pods, nodes, armed=armed, partition_armed=st.key != st.first_key)
+
+    def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
+        assert isinstance(obj, DaemonSet)
+        return daemonset_convergence(obj, pods, nodes)
+
+    def settled(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[Finding]:
+        crowded = {n: len(ps) for n, ps in _per_node(pods).items() if len(ps) > 1}
+        return [Finding(SURGE_LEFT, max(crowded.values()), 1, f"nodes with more than one pod after settle: {crowded}")] \
+            if crowded else []
+
+
+class SidecarSetRules(Rules):
+    resource = SIDECARSETS
+    owns_pods = False
+
+    def decode(self, raw: bytes) -> SidecarSet:
+        return _SS.decode(raw)
+
+    def select(self, obj: Workload, pods: Iterable[Pod]) -> list[Pod]:
+        assert isinstance(obj, SidecarSet)
+        return [p for p in pods if is_matched(obj, p)]
+
+    def template_key(self, obj: Workload) -> str:
+        assert isinstance(obj, SidecarSet)
+        return repr(sorted(sidecar_images(obj).items()))
+
+    def size(self, obj: Workload, nodes: Collection[str]) -> int:
+        return 0
+
+    def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
+        return bool(pods) and all(is_ready(p) for p in pods)
+
+    def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
+        assert isinstance(st.obj, SidecarSet)
+        return sidecarset_findings(st.obj, pods, st.charged)
+
+    def observe(self, st: _State, pod: Pod) -> None:
+        assert isinstance(st.obj, SidecarSet)
+        charge_upgrade(st.obj, pod, st.seen_images, st.charged)
+
+    def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
+        assert isinstance(obj, SidecarSet)
+        return sidecarset_convergence(obj, pods)
+
+
+RULES: dict[str, Rules] = {r.resource.plural: r for r in (CloneSetRules(), DaemonSetRules(), SidecarSetRules())}
+
+
 # --- the stateful checker ------------------------------------------------------------------------------
 
 
 @dataclass
 class Violation:
     kind: str
-    cloneset: str  # namespace/name
+    workload: str  # plural/namespace/name ("clonesets/default/web"), a SidecarSet "sidecarsets/log"
     started: float  # checker clock
     detail: str
     worst: int = 0
@@ -341,21 +652,34 @@ class Violation:
 
     def describe(self) -> str:
         span = f"{self.duration:.2f}s" if self.duration is not None else "open"
-        return f"[{self.kind}] {self.cloneset} at t={self.started:.2f}s ({span}): {self.detail}"
+        return f"[{self.kind}] {self.workload} at t={self.started:.2f}s ({span}): {self.detail}"
+
+
+def workload_name(rules: Rules, obj: Workload) -> str:
+    meta = obj.metadata
+    return "/".join(x for x in (rules.resource.plural, meta.namespace, meta.name) if x)
 
 
 @dataclass
-class _CsState:
-    cs: CloneSet
-    first_revision: str
-    revision: str  # of the latest template (hashing it once per CloneSet change, not per pod event)
-    armed_replicas: int | None = None  # replica count at which `replicas` Ready pods were seen
+class _State:
+    rules: Rules
+    obj: Workload
+    first_key: str
+    key: str  # of the latest template (computed once per object change, not per pod event)
+    armed_size: int | None = None  # size at which the workload was seen full
+    members: set[str] = field(default_factory=set)  # uids of the pods it selects (kinds that own none)
+    seen_images: dict[str, tuple[str, ...]] = field(default_factory=dict)  # pod uid -> its sidecar images
+    charged: set[str] = field(default_factory=set)  # pod uids whose upgrade counts against maxUnavailable
     open: dict[str, Violation] = field(default_factory=dict)
     closed: dict[str, Violation] = field(default_factory=dict)  # the last ended episode per kind
 
+    @property
+    def name(self) -> str:
+        return workload_name(self.rules, self.obj)
+
 
 class Checker:
-    """Folds API observations (pods, CloneSets, Events) into violations; no I/O (see :class:`ApiChecker`)."""
+    """Folds API observations (pods, nodes, workloads, Events) into violations; no I/O (see :class:`ApiChecker`)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  on_violation: Callable[[Violation], object] | None = None) -> None:
@@ -363,8 +687,9 @@ class Checker:
         self.on_violation = on_violation
         self.t0 = clock()
         self.pods: dict[str, Pod] = {}  # uid -> latest (including pods being deleted)
-        self.by_owner: dict[str, set[str]] = defaultdict(set)  # CloneSet uid -> pod uids
-        self.clonesets: dict[str, _CsState] = {}  # uid -> state
+        self.nodes: set[str] = set()  # the cluster's nodes (a DaemonSet's eligible nodes)
+        self.by_owner: dict[str, set[str]] = defaultdict(set)  # workload uid -> pod uids
+        self.workloads: dict[str, _State] = {}  # uid -> state
         self.history: dict[str, _PodHistory] = {}
         self.uids_by_name: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.deleted_by_name: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -375,10 +700,10 @@ class Checker:
     def now(self) -> float:
         return self.clock() - self.t0
 
-    def record(self, kind: str, cloneset: str, detail: str, worst: int = 0, limit: int = 0,
+    def record(self, kind: str, workload: str, detail: str, worst: int = 0, limit: int = 0,
                ended: bool = True) -> Violation:
         t = self.now()
-        v = Violation(kind, cloneset, t, detail, worst, limit, t if ended else None)
+        v = Violation(kind, workload, t, detail, worst, limit, t if ended else None)
         self.violations.append(v)
         log.warning("violation %s", v.describe())
         if self.on_violation is not None:
@@ -388,22 +713,33 @@ class Checker:
     # --- observations
 
     def cloneset(self, cs: CloneSet, deleted: bool = False) -> None:
-        uid = cs.metadata.uid
+        self.workload(RULES[CLONESETS.plural], cs, deleted)
+
+    def workload(self, rules: Rules, obj: Workload, deleted: bool = False) -> None:
+        uid = obj.metadata.uid
         if deleted:
-            st = self.clonesets.pop(uid, None)
-            if st is not None:
-                self._close_all(st)
+            gone = self.workloads.pop(uid, None)
+            if gone is not None:
+                self._close_all(gone)
             return
-        st = self.clonesets.get(uid)
+        st = self.workloads.get(uid)
         if st is None:
-            rev = update_revision(cs)
-            st = self.clonesets[uid] = _CsState(cs, rev, rev)
+            key = rules.template_key(obj)
+            st = self.workloads[uid] = _State(rules, obj, key, key)
         else:
-            if replicas_of(cs) != replicas_of(st.cs):
-                st.armed_replicas = None  # a scale is not a rollout: re-arm at the new count
-            st.cs = cs
-            st.revision = update_revision(cs)
+            if rules.size(obj, self.nodes) != rules.size(st.obj, self.nodes):
+                st.armed_size = None  # a scale is not a rollout: re-arm at the new count
+            st.obj = obj
+            st.key = rules.template_key(obj)
+        if not rules.owns_pods:
+            st.members = {p.metadata.uid for p in rules.select(obj, self.pods.values())}
         self._evaluate(st)
+
+    def node(self, name: str, deleted: bool = False) -> None:
+        if deleted:
+            self.nodes.discard(name)
+        else:
+            self.nodes.add(name)
 
     def pod(self, pod: Pod, deleted: bool = False) -> None:
         meta = pod.metadata
@@ -420,19 +756,32 @@ class Checker:
             self.pods.pop(meta.uid, None)
         else:
             self.pods[meta.uid] = pod
-            problem = updated_twice(hist, pod)
+            # a pod without a revision label (a SidecarSet's own pods) restarts containers on sidecar upgrades
+            problem = updated_twice(hist, pod) if LABEL_REVISION_HASH in meta.labels else None
             if problem is not None:
-                cs_name = f"{meta.namespace}/{ref.name}" if ref else meta.namespace
-                self.record(UPDATED_TWICE, cs_name, problem, ended=True)
-        if ref is None:
-            return
-        if deleted:
-            self.by_owner[ref.uid].discard(meta.uid)
-        else:
-            self.by_owner[ref.uid].add(meta.uid)
-        st = self.clonesets.get(ref.uid)
-        if st is not None:
-            self._evaluate(st)
+                owner = f"{meta.namespace}/{ref.name}" if ref else meta.namespace
+                self.record(UPDATED_TWICE, owner, problem, ended=True)
+        if ref is not None:
+            if deleted:
+                self.by_owner[ref.uid].discard(meta.uid)
+            else:
+                self.by_owner[ref.uid].add(meta.uid)
+            st = self.workloads.get(ref.uid)
+            if st is not None:
+                self._evaluate(st)
+        for other in self.workloads.values():
+            if other.rules.owns_pods:
+                continue
+            was = meta.uid in other.members
+            if not deleted and other.rules.select(other.obj, [pod]):
+                other.members.add(meta.uid)
+                other.rules.observe(other, pod)
+            elif was:
+                other.members.discard(meta.uid)
+                other.charged.discard(meta.uid)
+            else:
+                continue  # neither selected nor was: nothing of this workload changed
+            self._evaluate(other)
 
     def event(self, raw: bytes) -> None:
         ev = _EVENT.decode(raw)
@@ -441,18 +790,21 @@ class Checker:
 
     # --- rules
 
-    def owned(self, cs_uid: str) -> list[Pod]:
-        return [self.pods[u] for u in self.by_owner.get(cs_uid, ()) if u in self.pods]
+    def owned(self, uid: str) -> list[Pod]:
+        return [self.pods[u] for u in self.by_owner.get(uid, ()) if u in self.pods]
 
-    def _evaluate(self, st: _CsState) -> None:
-        cs = st.cs
-        pods = self.owned(cs.metadata.uid)
-        replicas = replicas_of(cs)
-        if st.armed_replicas != replicas and sum(1 for p in pods if is_active(p) and is_ready(p)) >= replicas:
-            st.armed_replicas = replicas
-        findings = state_findings(cs, pods, armed=st.armed_replicas == replicas,
-                                  partition_armed=st.revision != st.first_revision, revision=st.revision)
-        name = f"{cs.metadata.namespace}/{cs.metadata.name}"
+    def pods_of(self, st: _State) -> list[Pod]:
+        if st.rules.owns_pods:
+            return self.owned(st.obj.metadata.uid)
+        return [self.pods[u] for u in st.members if u in self.pods]
+
+    def _evaluate(self, st: _State) -> None:
+        pods = self.pods_of(st)
+        size = st.rules.size(st.obj, self.nodes)
+        if st.armed_size != size and st.rules.full(st.obj, pods, self.nodes):
+            st.armed_size = size
+        findings = st.rules.findings(st, pods, self.nodes, armed=st.armed_size == size)
+        name = st.name
         now = self.now()
         current = {f.kind: f for f in findings}
         for kind in [k for k in st.open if k not in current]:
@@ -469,7 +821,7 @@ class Checker:
             elif abs(f.value - f.limit) > abs(episode.worst - episode.limit):
                 episode.worst, episode.detail = f.value, f.detail
 
-    def _close_all(self, st: _CsState) -> None:
+    def _close_all(self, st: _State) -> None:
         for v in st.open.values():
             v.ended = self.now()
         st.open.clear()
@@ -485,22 +837,16 @@ class Checker:
         return out
 
     def convergence(self) -> dict[str, list[str]]:
-        """CloneSet (namespace/name) -> why it has not converged, for every CloneSet seen."""
-        return {f"{st.cs.metadata.namespace}/{st.cs.metadata.name}": convergence_problems(
-            st.cs, self.owned(uid)) for uid, st in self.clonesets.items()}
+        """Workload (plural/namespace/name) -> why it has not converged, for every workload seen."""
+        return {st.name: st.rules.convergence(st.obj, self.pods_of(st), self.nodes) for st in self.workloads.values()}
 
     def converged(self) -> bool:
         return all(not p for p in self.convergence().values())
 
     def check_settled(self) -> list[Violation]:
         """At a converged moment: surge pods left behind and duplicate Events."""
-        out = []
-        for st in self.clonesets.values():
-            active = [p for p in self.owned(st.cs.metadata.uid) if is_active(p)]
-            if len(active) > replicas_of(st.cs):
-                out.append(self.record(SURGE_LEFT, f"{st.cs.metadata.namespace}/{st.cs.metadata.name}",
-                                       f"{len(active)} pods for {replicas_of(st.cs)} replicas after settle",
-                                       len(active), replicas_of(st.cs)))
+        out = [self.record(f.kind, st.name, f.detail, f.value, f.limit)
+               for st in self.workloads.values() for f in st.rules.settled(st.obj, self.pods_of(st), self.nodes)]
         return out + self.check_events()
 
     def counts(self) -> dict[str, int]:
@@ -531,7 +877,7 @@ class ApiChecker:
         self._synced: set[str] = set()
 
     async def start(self, timeout: float = 30.0) -> ApiChecker:
-        for res in (CLONESETS, PODS, EVENTS):
+        for res in WATCHED:
             self._tasks.append(asyncio.create_task(self._run(res), name=f"chaoscheck-{res.plural}"))
         await asyncio.wait_for(self.synced.wait(), timeout)
         return self
@@ -550,10 +896,15 @@ class ApiChecker:
             pod = _POD.decode(raw)
             self.checker.pod(pod, deleted)
             return pod.metadata.resource_version
-        if res is CLONESETS:
-            cs = _CS.decode(raw)
-            self.checker.cloneset(cs, deleted)
-            return cs.metadata.resource_version
+        if res is NODES:
+            node = _NODE.decode(raw)
+            self.checker.node(node.metadata.name, deleted)
+            return node.metadata.resource_version
+        rules = RULES.get(res.plural)
+        if rules is not None:
+            obj = rules.decode(raw)
+            self.checker.workload(rules, obj, deleted)
+            return obj.metadata.resource_version
         if not deleted:
             self.checker.event(raw)
         return msgspec.json.decode(raw, type=_Bookmark).metadata.resourceVersion
@@ -579,7 +930,7 @@ class ApiChecker:
                 if not rv:
                     rv = await self._relist(res)
                     self._synced.add(res.plural)
-                    if len(self._synced) == 3:
+                    if len(self._synced) == len(WATCHED):
                         self.synced.set()
                 async for ev in self.kube.watch(res, rv, timeout_seconds=60):
                     if ev.type == "BOOKMARK":
@@ -592,6 +943,9 @@ class ApiChecker:
                 log.info("chaoscheck %s watch: %s; relisting", res.plural, e)
                 rv = ""
                 await asyncio.sleep(0.1)  # fault backoff before the relist, not a wait for a condition
+
+
+WATCHED = (NODES, *(r.resource for r in RULES.values()), PODS, EVENTS)
 
 
 class _BookmarkMeta(msgspec.Struct):

@@ -79,7 +79,7 @@ from schemas.messages import (
     RolloutEvent,
 )
 from schemas.pub import UpdateScatterTerm
-from schemas.sidecarset import SidecarSet, SidecarSetStatus, sidecar_fields
+from schemas.sidecarset import SidecarSet, SidecarSetStatus, SidecarSetUpdateStrategy, sidecar_fields
 from schemas.timefmt import format_time
 from services.planner.kit.builder import Builder, controller_ref, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
@@ -188,6 +188,11 @@ class _Ordering:
     scatter_strategy: list[UpdateScatterTerm] | None
 
 
+def max_unavailable_of(strategy: SidecarSetUpdateStrategy, total: int) -> int:
+    """How many matched pods may have a sidecar being upgraded at once: 1 by default, percents rounded up."""
+    return 1 if strategy.max_unavailable is None else scaled_or_zero(strategy.max_unavailable, total, True)
+
+
 def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str, PodFacts] | None = None, *,
                       keys: Mapping[str, PodKey] | None = None,
                       preparing_update: bool | None = None) -> tuple[list[Pod], list[Pod]]:
@@ -220,8 +225,7 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
     if keep <= 0:
         return [], not_upgradable
     ordered = ordered[:keep]
-    max_unavailable = 1 if strategy.max_unavailable is None else \
-        scaled_or_zero(strategy.max_unavailable, total, True)
+    max_unavailable = max_unavailable_of(strategy, total)
     used = sum(1 for f in (facts[p.metadata.uid] for p in matched) if f.updated and not (f.consistent and f.ready))
     chosen: list[Pod] = []
     for pod in ordered:
