@@ -352,16 +352,22 @@ class Bus:
 
         A NATS restart on the same store is not a loss: the stream comes back with its creation time."""
         while not await _wait(stop, interval):
-            try:
-                info = await self.js.stream_info(stream)
-            except NotFoundError:
-                return True
-            except Exception as err:  # NATS away or slow: not a loss
-                log.debug("stream info of %s: %r", stream, err)
-                continue
-            if info.created != created:
+            lost, _ = await self._look_at_stream(stream, created)
+            if lost:
                 return True
         return False
+
+    async def _look_at_stream(self, stream: str, created: datetime | None) -> tuple[bool, api.StreamInfo | None]:
+        """(lost, info): lost once the stream is gone or is another one (a new `created`); no info while
+        NATS does not answer (away or slow: not a loss)."""
+        try:
+            info = await self.js.stream_info(stream)
+        except NotFoundError:
+            return True, None
+        except Exception as err:
+            log.debug("stream info of %s: %r", stream, err)
+            return False, None
+        return info.created != created, info
 
     async def guard_stream(self, base: str, *, stop: asyncio.Event, recreate: bool = False,
                            on_lost: Callable[[str, api.StreamInfo], Awaitable[None]] | None = None,
@@ -827,15 +833,11 @@ class Bus:
         family = stream.split("_", 1)[-1].lower()
         whole = sub.subject == f"{self.prefix}.{family}.>"  # every message of the stream is the watch's
         while not await _wait(stop, interval):
-            try:
-                info = await self.js.stream_info(stream)
-            except NotFoundError:
+            lost, info = await self._look_at_stream(stream, created)
+            if lost:
                 return True
-            except Exception as err:  # NATS away or slow: not a loss
-                log.debug("stream info of %s: %r", stream, err)
+            if info is None:
                 continue
-            if info.created != created:
-                return True
             try:
                 consumer = await sub.consumer_info()
                 unanswered = 0

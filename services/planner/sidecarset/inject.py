@@ -218,15 +218,20 @@ def _shared_mounts(sidecar: JsonObject, pod: JsonObject) -> tuple[list[JsonObjec
     return mounts, envs
 
 
+def _merge_paths(own: list[JsonObject], extra: list[JsonObject], key: str, taken: set[Any]) -> list[JsonObject]:
+    """`own`, then each of `extra` whose `key` (mountPath, devicePath) is not taken yet."""
+    out = list(own)
+    for item in extra:
+        if item.get(key) not in taken:
+            out.append(item)
+            taken.add(item.get(key))
+    return out
+
+
 def _merge_mounts(container: JsonObject, extra: list[JsonObject]) -> list[JsonObject]:
     own = [m for m in container.get("volumeMounts") or [] if isinstance(m, dict)]
     taken = {m.get("mountPath") for m in own} | {d.get("devicePath") for d in container.get("volumeDevices") or []}
-    out = list(own)
-    for m in extra:
-        if m.get("mountPath") not in taken:
-            out.append(m)
-            taken.add(m.get("mountPath"))
-    return out
+    return _merge_paths(own, extra, "mountPath", taken)
 
 
 def _shared_devices(sidecar: JsonObject, pod: JsonObject) -> list[JsonObject]:
@@ -243,12 +248,7 @@ def _merge_devices(container: JsonObject, extra: list[JsonObject]) -> list[JsonO
     """`MergeVolumeDevices`: appended unless the devicePath is one of the container's device or mount paths."""
     own = [d for d in container.get("volumeDevices") or [] if isinstance(d, dict)]
     taken = {d.get("devicePath") for d in own} | {m.get("mountPath") for m in container.get("volumeMounts") or []}
-    out = list(own)
-    for d in extra:
-        if d.get("devicePath") not in taken:
-            out.append(d)
-            taken.add(d.get("devicePath"))
-    return out
+    return _merge_paths(own, extra, "devicePath", taken)
 
 
 def _build(sidecar: JsonObject, pod: JsonObject, sidecar_names: set[str]) -> JsonObject:
