@@ -765,13 +765,19 @@ class Bus:
         """
         stream = self.stream_for(subject_filter)
         done = replayed if replayed is not None else asyncio.Event()
-        handled = [0]  # the stream sequence of the last message handed to the handler
+        # the stream sequences of the last message the handler finished with (where a restarted watch
+        # resumes) and of the last one handed to it (its progress, as the stuck check sees it)
+        handled = [0, 0]
 
         async def on_msg(msg: Msg) -> None:
             with contextlib.suppress(Exception):
-                handled[0] = msg.metadata.sequence.stream
+                handled[1] = msg.metadata.sequence.stream
             try:
                 await self._watch_one(msg, decoder, handler, traced)
+                # only once the handler is done: a watch restarted while a handler runs cancels it (the
+                # subscription's task is the one awaiting it), and that message must be handed over again
+                with contextlib.suppress(Exception):
+                    handled[0] = msg.metadata.sequence.stream
             finally:
                 with contextlib.suppress(Exception):
                     if not done.is_set() and msg.metadata.num_pending == 0:
@@ -827,11 +833,10 @@ class Bus:
         """Every `interval`: True once the stream is lost (gone, or a new `created`), False once the
         watch's consumer is gone (not found, or not answering twice in a row while its stream does) or
         stuck (messages pending for it, none handled, three times in a row), None once `stop` is set.
-        The watch then resumes after the last message handed to the handler, so none is handled twice."""
+        The watch then resumes after the last message the handler finished with: none is skipped, and
+        at most the one a restart interrupted is handed over again."""
         unanswered = stuck = 0
-        seen = handled[0]
-        family = stream.split("_", 1)[-1].lower()
-        whole = sub.subject == f"{self.prefix}.{family}.>"  # every message of the stream is the watch's
+        seen = handled[1]
         while not await _wait(stop, interval):
             lost, info = await self._look_at_stream(stream, created)
             if lost:
@@ -850,14 +855,12 @@ class Bus:
                     return False
                 continue
             delivered = (consumer.delivered.stream_seq or 0) if consumer.delivered is not None else 0
-            behind = bool(consumer.num_pending) or delivered > handled[0]
-            if whole and info.state.last_seq > delivered + (consumer.num_pending or 0):
-                behind = True  # the stream holds more than the consumer knows of: its replica is behind
-            stuck = stuck + 1 if behind and handled[0] == seen else 0
-            seen = handled[0]
+            behind = bool(consumer.num_pending) or delivered > handled[1]
+            stuck = stuck + 1 if behind and handled[1] == seen else 0
+            seen = handled[1]
             if stuck >= 3:
-                log.warning("the watch of %s on %s is stuck (%d pending, delivered up to %s, handled up to %d)",
-                            sub.subject, stream, consumer.num_pending or 0, delivered, handled[0])
+                log.warning("the watch of %s on %s is stuck (%d pending, delivered up to %s, handed over up to %d)",
+                            sub.subject, stream, consumer.num_pending or 0, delivered, handled[1])
                 return False
         return None
 

@@ -633,6 +633,29 @@ async def test_a_watch_follows_a_stream_deleted_and_recreated_under_it(bus: Bus,
     assert resets == 1
 
 
+async def test_a_watch_restarted_while_its_handler_runs_hands_that_message_over_again(
+        bus: Bus, runner: Runner) -> None:
+    """A watch taken for stuck (its handler busy while messages wait) restarts, which cancels the
+    running handler: that message was not handled and must come again, not be skipped."""
+    await bus.publish_state(pod_state(uid="slow", rv="1"))
+    await bus.publish_state(pod_state(uid="next", rv="1"))
+    started: list[str] = []
+    finished: list[str] = []
+    never = asyncio.Event()
+
+    async def handler(ev: Any, msg: Msg) -> None:
+        uid = ev.object.metadata.uid
+        started.append(uid)
+        if uid == "slow" and started.count("slow") == 1:
+            await asyncio.wait_for(never.wait(), 20)  # busy until the restart cancels it
+        finished.append(uid)
+
+    runner.start(bus.watch(bus.subjects.state_all(), decoder=STATE_DECODER, handler=handler, stop=runner.stop,
+                           check_interval=0.1))
+    await eventually(lambda: _true_if(finished == ["slow", "next"]), timeout=DEADLINE)
+    assert started == ["slow", "slow", "next"]
+
+
 async def test_a_stream_lost_is_recreated_by_its_owner_with_its_config(bus: Bus, runner: Runner) -> None:
     await bus.ensure_streams(events_max_age=3600.0)  # a deploy-time setting the owner must keep
     name = bus.subjects.stream(STREAM_EVENTS)
