@@ -803,7 +803,7 @@ class Bus:
                         done.set()  # nothing to replay
                 except Exception as err:  # the stream went again meanwhile, NATS away: the check below tells
                     log.info("consumer info of the watch of %s: %r", subject_filter, err)
-                lost = await self._watch_alive(sub, stream, stream_info.created, stop, check_interval, handled)
+                lost = await self._watch_alive(sub, stream, stream_info.created, stop, check_interval, handled, done)
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -829,12 +829,17 @@ class Bus:
                 await on_reset()
 
     async def _watch_alive(self, sub: JetStreamContext.PushSubscription, stream: str, created: datetime | None,
-                           stop: asyncio.Event, interval: float, handled: list[int]) -> bool | None:
+                           stop: asyncio.Event, interval: float, handled: list[int],
+                           replayed: asyncio.Event) -> bool | None:
         """Every `interval`: True once the stream is lost (gone, or a new `created`), False once the
         watch's consumer is gone (not found, or not answering twice in a row while its stream does) or
         stuck (messages pending for it, none handled, three times in a row), None once `stop` is set.
         The watch then resumes after the last message the handler finished with: none is skipped, and
-        at most the one a restart interrupted is handed over again."""
+        at most the one a restart interrupted is handed over again.
+
+        It also sets `replayed` once nothing is pending and every message delivered was handled: the
+        watch's first look at its consumer may go unanswered (a loaded server), and on an empty stream
+        no message comes to tell the replay is over."""
         unanswered = stuck = 0
         seen = handled[1]
         while not await _wait(stop, interval):
@@ -855,6 +860,8 @@ class Bus:
                     return False
                 continue
             delivered = (consumer.delivered.stream_seq or 0) if consumer.delivered is not None else 0
+            if not replayed.is_set() and not consumer.num_pending and delivered <= handled[0]:
+                replayed.set()
             behind = bool(consumer.num_pending) or delivered > handled[1]
             stuck = stuck + 1 if behind and handled[1] == seen else 0
             seen = handled[1]

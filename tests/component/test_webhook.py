@@ -13,7 +13,7 @@ import copy
 import datetime as dt
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,7 @@ async def webhook_env(tmp_path: Path, nats_server: NatsServer | None, uid: str, 
                 tasks.append(asyncio.create_task(run_webhook(bus, kube, server.opts, stop=stop, server=server)))
                 await poll(lambda: _configs(kube), lambda n: n == 2, timeout=20, interval=0.05,
                            what="webhook configurations registered")
-                await poll(_value(server.view.ready), bool, timeout=20, interval=0.05, what="state replayed")
+                await poll(_value(lambda: server.view.ready), bool, timeout=20, interval=0.05, what="state replayed")
             yield env
         finally:
             stop.set()  # run_webhook returns on stop; the watcher runs until cancelled
@@ -129,9 +129,10 @@ async def webhook_env(tmp_path: Path, nats_server: NatsServer | None, uid: str, 
             await kube.close()
 
 
-def _value(x: Any) -> Any:
+def _value(read: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """`read` as the async fetch `poll` wants (a callable, so each poll reads the value afresh)."""
     async def fetch() -> Any:
-        return x if not callable(x) else x()
+        return read()
     return fetch
 
 
