@@ -361,15 +361,30 @@ def _per_node(pods: Iterable[Pod]) -> dict[str, list[Pod]]:
     return out
 
 
+def overtaken_nodes(pods: Iterable[Pod], nodes: Collection[str]) -> set[str]:
+    """The nodes whose pods are all not Ready when the template changes: those pods are now old and
+    unavailable, and Kruise (as Kubernetes' DaemonSet controller) replaces such a pod without charging
+    it to maxUnavailable, so an update that overtakes another may take one more node down per such
+    node. A node without a pod is not one: Kruise counts it as unavailable."""
+    return {n for n, ps in _per_node(pods).items() if n in nodes and not any(is_ready(p) for p in ps)}
+
+
 def daemonset_findings(ds: DaemonSet, pods: Iterable[Pod], nodes: Collection[str], *, armed: bool,
-                       partition_armed: bool) -> list[Finding]:
+                       partition_armed: bool, overtaken: set[str] | None = None) -> list[Finding]:
     """The instantaneous rules over one DaemonSet's pods on ``nodes`` (every node is eligible: the soak's
-    DaemonSet has no node selector). A pod counts as updated when it runs the latest template's images."""
+    DaemonSet has no node selector). A pod counts as updated when it runs the latest template's images.
+
+    Nodes in ``overtaken`` (see :func:`overtaken_nodes`; a node leaves it once it has a Ready pod again)
+    do not count against maxUnavailable. That is Kruise's count while their old pod is there, and a
+    little looser once it is deleted (Kruise then counts the empty node again)."""
     max_unavailable, max_surge, partition = _ds_budget(ds, len(nodes))
     by_node = _per_node(pods)
     out: list[Finding] = []
+    if overtaken:
+        overtaken -= {n for n in overtaken if any(is_ready(p) for p in by_node.get(n, ()))}
     if armed:
-        down = sorted(n for n in nodes if not any(is_ready(p) for p in by_node.get(n, ())))
+        down = sorted(n for n in nodes if not any(is_ready(p) for p in by_node.get(n, ()))
+                      and n not in (overtaken or ()))
         if len(down) > max_unavailable:
             out.append(Finding(UNAVAILABLE, len(down), max_unavailable,
                                f"{len(down)} of {len(nodes)} nodes without a Ready pod, at most {max_unavailable}: "
@@ -528,6 +543,9 @@ class Rules:
     def observe(self, st: _State, pod: Pod) -> None:
         """Fold one observation of one of its pods into the workload's memory (most kinds keep none)."""
 
+    def template_changed(self, st: _State, pods: list[Pod], nodes: Collection[str]) -> None:
+        """Note what the pods were when ``st``'s template changed (``pods``: before the change)."""
+
     def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
         raise NotImplementedError
 
@@ -584,7 +602,11 @@ class DaemonSetRules(Rules):
 
     def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
         assert isinstance(st.obj, DaemonSet)
-        return daemonset_findings(st.obj, pods, nodes, armed=armed, partition_armed=st.key != st.first_key)
+        return daemonset_findings(st.obj, pods, nodes, armed=armed, partition_armed=st.key != st.first_key,
+                                  overtaken=st.overtaken)
+
+    def template_changed(self, st: _State, pods: list[Pod], nodes: Collection[str]) -> None:
+        st.overtaken |= overtaken_nodes(pods, nodes)
 
     def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
         assert isinstance(obj, DaemonSet)
@@ -670,6 +692,7 @@ class _State:
     members: set[str] = field(default_factory=set)  # uids of the pods it selects (kinds that own none)
     seen_images: dict[str, tuple[str, ...]] = field(default_factory=dict)  # pod uid -> its sidecar images
     charged: set[str] = field(default_factory=set)  # pod uids whose upgrade counts against maxUnavailable
+    overtaken: set[str] = field(default_factory=set)  # DaemonSet nodes down at a template change (free)
     open: dict[str, Violation] = field(default_factory=dict)
     closed: dict[str, Violation] = field(default_factory=dict)  # the last ended episode per kind
 
@@ -729,8 +752,11 @@ class Checker:
         else:
             if rules.size(obj, self.nodes) != rules.size(st.obj, self.nodes):
                 st.armed_size = None  # a scale is not a rollout: re-arm at the new count
+            key = rules.template_key(obj)
+            if key != st.key:
+                rules.template_changed(st, self.pods_of(st), self.nodes)
             st.obj = obj
-            st.key = rules.template_key(obj)
+            st.key = key
         if not rules.owns_pods:
             st.members = {p.metadata.uid for p in rules.select(obj, self.pods.values())}
         self._evaluate(st)

@@ -175,3 +175,50 @@ def test_checker_does_not_charge_an_upgrade_of_a_pod_that_was_not_ready() -> Non
     c.pod(ss_pod(1, "log:v3"))  # Ready on the new image: released
     c.pod(ss_pod(2, "log:v3", running="log:v1"))
     assert c.violations == []
+
+
+def ds_checker(image: str) -> Checker:
+    c = Checker(clock=lambda: 0.0)
+    for n in NODES:
+        c.node(n)
+    c.workload(RULES["daemonsets"], daemonset(image))
+    for n in NODES:
+        c.pod(ds_pod(n, image))
+    return c
+
+
+def _gone(pod: Pod) -> Pod:
+    return msgspec.structs.replace(pod, metadata=msgspec.structs.replace(pod.metadata,
+                                                                         deletion_timestamp="2026-12-03T00:00:00Z"))
+
+
+def test_checker_does_not_charge_a_node_whose_pod_was_not_ready_when_the_update_was_overtaken() -> None:
+    """Kruise replaces an old pod that is not available without charging it to maxUnavailable: an update
+    overtaking one in progress (n1's v2 pod not Ready yet, then v3) may take n1 and one more node down."""
+    c = ds_checker("img:v1")
+    c.workload(RULES["daemonsets"], daemonset("img:v2"))
+    c.pod(_gone(ds_pod("n1", "img:v1")))
+    c.pod(ds_pod("n1", "img:v2", ready=False, n=1))
+    c.workload(RULES["daemonsets"], daemonset("img:v3"))
+    c.pod(_gone(ds_pod("n1", "img:v2", ready=False, n=1)))  # replaced for free
+    c.pod(_gone(ds_pod("n2", "img:v1")))  # the budget's one node
+    assert c.violations == []
+    c.pod(_gone(ds_pod("n3", "img:v1")))  # one node more than that is a planner bug
+    assert [(v.kind, v.worst, v.limit) for v in c.violations] == [(UNAVAILABLE, 2, 1)]  # n2, n3; n1 free
+
+
+def test_checker_charges_a_node_without_a_pod_at_the_template_change_and_forgets_recovered_nodes() -> None:
+    c = ds_checker("img:v1")
+    c.workload(RULES["daemonsets"], daemonset("img:v2"))
+    c.pod(_gone(ds_pod("n1", "img:v1")))  # n1 has no pod: Kruise counts it
+    c.workload(RULES["daemonsets"], daemonset("img:v3"))
+    c.pod(_gone(ds_pod("n2", "img:v1")))
+    assert [(v.kind, v.worst, v.limit) for v in c.violations] == [(UNAVAILABLE, 2, 1)]
+    c2 = ds_checker("img:v1")
+    c2.workload(RULES["daemonsets"], daemonset("img:v2"))
+    c2.pod(ds_pod("n1", "img:v1", ready=False))
+    c2.workload(RULES["daemonsets"], daemonset("img:v3"))  # n1 overtaken ...
+    c2.pod(ds_pod("n1", "img:v1"))  # ... until it is Ready again
+    c2.pod(ds_pod("n1", "img:v1", ready=False))
+    c2.pod(_gone(ds_pod("n2", "img:v1")))
+    assert [(v.kind, v.worst, v.limit) for v in c2.violations] == [(UNAVAILABLE, 2, 1)]
