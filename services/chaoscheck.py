@@ -361,12 +361,17 @@ def _per_node(pods: Iterable[Pod]) -> dict[str, list[Pod]]:
     return out
 
 
+def _ready_nodes(by_node: dict[str, list[Pod]]) -> set[str]:
+    return {n for n, ps in by_node.items() if any(is_ready(p) for p in ps)}
+
+
 def overtaken_nodes(pods: Iterable[Pod], nodes: Collection[str]) -> set[str]:
     """The nodes whose pods are all not Ready when the template changes: those pods are now old and
     unavailable, and Kruise (as Kubernetes' DaemonSet controller) replaces such a pod without charging
     it to maxUnavailable, so an update that overtakes another may take one more node down per such
     node. A node without a pod is not one: Kruise counts it as unavailable."""
-    return {n for n, ps in _per_node(pods).items() if n in nodes and not any(is_ready(p) for p in ps)}
+    by_node = _per_node(pods)
+    return (set(by_node) & set(nodes)) - _ready_nodes(by_node)
 
 
 def daemonset_findings(ds: DaemonSet, pods: Iterable[Pod], nodes: Collection[str], *, armed: bool,
@@ -379,12 +384,12 @@ def daemonset_findings(ds: DaemonSet, pods: Iterable[Pod], nodes: Collection[str
     little looser once it is deleted (Kruise then counts the empty node again)."""
     max_unavailable, max_surge, partition = _ds_budget(ds, len(nodes))
     by_node = _per_node(pods)
+    ready = _ready_nodes(by_node)
     out: list[Finding] = []
     if overtaken:
-        overtaken -= {n for n in overtaken if any(is_ready(p) for p in by_node.get(n, ()))}
+        overtaken -= ready
     if armed:
-        down = sorted(n for n in nodes if not any(is_ready(p) for p in by_node.get(n, ()))
-                      and n not in (overtaken or ()))
+        down = sorted(n for n in nodes if n not in ready and n not in (overtaken or ()))
         if len(down) > max_unavailable:
             out.append(Finding(UNAVAILABLE, len(down), max_unavailable,
                                f"{len(down)} of {len(nodes)} nodes without a Ready pod, at most {max_unavailable}: "
@@ -597,8 +602,7 @@ class DaemonSetRules(Rules):
         return repr(sorted(_images(obj.spec.template.spec).items()))
 
     def full(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> bool:
-        by_node = _per_node(pods)
-        return bool(nodes) and all(any(is_ready(p) for p in by_node.get(n, ())) for n in nodes)
+        return bool(nodes) and set(nodes) <= _ready_nodes(_per_node(pods))
 
     def findings(self, st: _State, pods: list[Pod], nodes: Collection[str], *, armed: bool) -> list[Finding]:
         assert isinstance(st.obj, DaemonSet)
