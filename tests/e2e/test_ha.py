@@ -143,8 +143,11 @@ async def test_standbys_take_over_from_a_sigkilled_watcher_and_partition_owner(
         interval=0.05,
         what="ha-a's rollout under way",
     )
-    leases = await holders(admin)
-    watcher, planner = leases[LEASE_WATCHER], leases[partition_key(uids["ha-a"])]
+    wanted = (LEASE_WATCHER, partition_key(uids["ha-a"]))
+    # a lease between an expiry and its renewal is briefly absent from the bucket on a loaded machine
+    leases = await poll(lambda: holders(admin), lambda h: all(k in h for k in wanted), timeout=20,
+                        interval=0.05, what="the watcher's and ha-a's partition's leases held")
+    watcher, planner = leases[LEASE_WATCHER], leases[wanted[1]]
     assert {watcher, planner} <= set(stack.procs), leases
     killed = time.monotonic()
     await asyncio.gather(stack.kill(watcher, forget=True), stack.kill(planner, forget=True))
