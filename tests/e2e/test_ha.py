@@ -201,15 +201,22 @@ async def test_planners_scale_1_3_1_mid_rollout_without_a_decision_lost_or_made_
             await set_image(kube, name, "nginx:1.21")
         # 1 -> 3: the new replicas take their share of the partitions from the first one
         await asyncio.gather(stack.start_service("planner-2"), stack.start_service("planner-3"))
+        # a fair split (no replica above its share, ceil(16/3)): the new replicas claim their share one
+        # lease at a time, so "each holds one" would let 20 random uids all stay with the first planner
+        share = -(-PARTITIONS // 3)
         split = await poll(
             lambda: holders(admin),
-            lambda h: len(planners_of(h)) == 3 and sum(planners_of(h).values()) == PARTITIONS,
+            lambda h: len(planners_of(h)) == 3
+            and sum(planners_of(h).values()) == PARTITIONS
+            and max(planners_of(h).values()) <= share,
             timeout=30,
             interval=0.1,
-            what="the partitions split among 3 planners",
+            what="the partitions split fairly among 3 planners",
         )
         owners = {split[partition_key(uid)] for uid in uids.values()}
-        assert len(owners) == 3, f"the CloneSets are planned by {owners} only"
+        # which replica a uid hashes to is chance; that some CloneSets changed hands is not (the first
+        # planner keeps at most 6 of 16 partitions, so 20 uids all staying with it is a 3e-9 chance)
+        assert owners - {"planner"}, f"no CloneSet changed hands: all are planned by {owners}"
         in_progress = [n for n in names if len((await snapshot(kube, NS, n)).updated()) < 3]
         assert in_progress == names, "a rollout went past its partition"
         for name in names:
