@@ -115,6 +115,23 @@ def _now() -> datetime:
 # --- pure helpers ----------------------------------------------------------------------------------
 
 
+def outcome_msg_id(msg: Msg) -> str:
+    """The message id of the event that reports what became of a delivered message (done or rejected).
+
+    One id per stream message, whatever the outcome: a message delivered twice (its first delivery
+    made the change, the ack was lost in a NATS restart, the second found the world moved on) would
+    otherwise report `done` and then `rejected`, and a planner believing the rejection drops an
+    expectation the first delivery met. JetStream keeps the first outcome and drops the second within
+    its duplicate window. Outside JetStream (a direct call in a test) the subject and the message's
+    own id stand in for the stream sequence.
+    """
+    try:
+        md = msg.metadata
+        return f"outcome@{md.stream}@{md.sequence.stream}"
+    except Exception:
+        return f"outcome@{msg.subject}@{(msg.headers or {}).get(MSG_ID, '')}"
+
+
 def state_msg_id(event: StateEvent) -> str:
     """`<uid>@<resourceVersion>`, or `<uid>@deleted@<resourceVersion>` for a tombstone."""
     meta = event.object.metadata
@@ -570,11 +587,7 @@ class Bus:
             subject = f"{self.prefix}.events.{ns_tok}.{wl_tok}.{EVENT_REJECTED}"
             namespace, workload = _decode_or_empty(ns_tok), _decode_or_empty(wl_tok)
         headers = msg.headers or {}
-        try:
-            md = msg.metadata
-            msg_id = f"rejected@{md.stream}@{md.sequence.stream}"
-        except Exception:
-            msg_id = f"rejected@{msg.subject}@{headers.get(MSG_ID, '')}"
+        msg_id = outcome_msg_id(msg)
         ev = RolloutEvent(
             type=EVENT_REJECTED,
             namespace=namespace,
@@ -1230,6 +1243,7 @@ __all__ = [
     "TRANSIENT_NATS_ERRORS",
     "TransientError",
     "replayed_or_stopped",
+    "outcome_msg_id",
     "state_msg_id",
     "stream_configs",
 ]

@@ -39,7 +39,7 @@ from schemas.messages import (
 from schemas.subjects import EXECUTOR_DURABLE, STREAM_CMD
 from schemas.timefmt import format_time, parse_time
 from services import metrics, telemetry
-from services.bus import Bus
+from services.bus import Bus, outcome_msg_id
 from services.errors import PermanentError, StaleError, TransientError
 from services.kube import (
     Kube,
@@ -122,6 +122,27 @@ class Executor:
             raise StaleError(f"{owner.resource.plural} {owner.name} is at generation {meta.generation}, "
                              f"the create was decided at {owner.generation}")
 
+    async def made_for(self, op: CreateOp, owner: OwnerCurrent, namespace: str | None,
+                       attributes: Mapping[str, AttributeValue]) -> bool:
+        """Whether the object the create names already exists, owned by `owner` (by uid).
+
+        Asked only when the owner has moved on since the create was decided. A redelivered create
+        whose first delivery made the object (the ack lost in a NATS restart) is then done, not stale:
+        rejecting it would tell the planner the pod will never appear, and the planner, not seeing the
+        pod in its view yet, would create a replacement beside it (one pod above maxSurge, seen in the
+        chaos soak). An object that is not there, or is another owner's, leaves the create stale.
+        """
+        meta = op.body.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not name:
+            return False
+        try:
+            raw = await self.kube.get(op.resource, namespace, str(name), attributes=attributes)
+        except KubeNotFound:
+            return False
+        found = _META.decode(raw).metadata
+        return not found.deletion_timestamp and any(ref.uid == owner.uid for ref in found.owner_references)
+
     async def perform(self, op: CreateOp | PatchOp | DeleteOp,
                       attributes: Mapping[str, AttributeValue] | None = None) -> bool:
         """One operation: each API call a CLIENT span (from `Kube`) with the command's `attributes`.
@@ -133,7 +154,12 @@ class Executor:
         attrs = attributes or {}
         if isinstance(op, CreateOp):
             if op.owner is not None:
-                await self.check_owner(op.owner, ns, attrs)
+                try:
+                    await self.check_owner(op.owner, ns, attrs)
+                except StaleError:
+                    if await self.made_for(op, op.owner, ns, attrs):
+                        return False
+                    raise
             return await self.create(op, ns, attrs)
         elif isinstance(op, PatchOp):
             await self.kube.patch(op.resource, ns, op.name, op.patch, op.patch_type, op.subresource,
@@ -289,7 +315,7 @@ class Executor:
         if cmd.on_success is not None:
             done.append(self.record(cmd, cmd.on_success, once=True))
         if cmd.verb not in UNLOGGED_VERBS:
-            done.append(self.bus.publish_event(event, msg_id=f"done:{cmd.id}"))
+            done.append(self.bus.publish_event(event, msg_id=outcome_msg_id(msg)))
         await asyncio.gather(*done)
         return True
 

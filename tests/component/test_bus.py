@@ -255,7 +255,7 @@ async def test_permanent_error_terms_and_rejects(
     last = await bus.js.get_last_msg(
         bus.subjects.stream(STREAM_EVENTS), bus.subjects.event("default", "web", "rejected")
     )
-    assert last.headers and last.headers["Nats-Msg-Id"].startswith("rejected@")
+    assert last.headers and last.headers["Nats-Msg-Id"].startswith("outcome@")
 
     async def settled() -> bool:
         info = await bus.js.consumer_info(bus.subjects.stream(STREAM_CMD), "executor")

@@ -28,7 +28,7 @@ from schemas.messages import (
 )
 from services.bus import Bus
 from services.demo import load_sample
-from services.executor.service import run_executor
+from services.executor.service import Executor, run_executor
 from services.kube import Kube, KubeNotFound
 from services.natsd import NatsServer
 from sim.cluster import SimCluster
@@ -249,6 +249,47 @@ async def test_a_create_redelivered_after_the_spec_moved_on_is_stale(
     await bus.publish_command(command(cs, "create-f", "create", [
         owned_create(cs, "sample-f", moved.metadata.generation)], pod="sample-f"))
     assert await eventually(lambda: get_pod(kube, "sample-f"), lambda p: p is not None, what="a fresh create")
+
+
+async def test_a_create_redelivered_after_it_was_made_and_the_spec_moved_on_is_done_not_rejected(
+        tmp_path: Path, nats_server: NatsServer, uid: str) -> None:
+    """A NATS restart can lose the ack of a create whose pod was made: the command comes again (delivery
+    2) after the CloneSet's spec moved on. That delivery must not report `rejected`: the planner would
+    drop its expectation of the pod and, not seeing the pod yet, create another beside it (a pod above
+    maxSurge). One message, one outcome on the rollout log: `done`, once.
+
+    The deliveries are real JetStream deliveries of one stream message (the second after a `nak`),
+    each handled by the executor's own `handle`.
+    """
+    async with SimCluster(nodes=2, tmpdir=tmp_path, **FAST) as cluster:  # type: ignore[arg-type]
+        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        bus = await Bus.connect(nats_server.url, name="test-executor", prefix=f"x{uid}")
+        try:
+            await bus.ensure_streams()
+            cs = msgspec.json.decode(await kube.create(CLONESETS, "default", load_sample()), type=CloneSet)
+            executor = Executor(kube, bus)
+            sub = await bus.js.pull_subscribe(bus.subjects.command_all(), durable="redelivery-test",
+                                              stream=bus.subjects.stream("CMD"))
+            create = command(cs, "create-r", "create", [owned_create(cs, "sample-r", cs.metadata.generation)],
+                             pod="sample-r")
+            await bus.publish_command(create)
+            [first] = await sub.fetch(1, timeout=10)
+            assert await executor.handle(create, first) is None
+            assert await get_pod(kube, "sample-r") is not None
+            await kube.patch(CLONESETS, "default", cs.metadata.name, {"spec": {"template": {
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.21"}]}}}}, "merge")
+            await first.nak()  # the ack that never arrived
+            [second] = await sub.fetch(1, timeout=10)
+            assert second.metadata.num_delivered == 2
+            await executor.handle(create, second)  # StaleError here would be a `rejected` event
+            # and were a rejection still sent for this delivery, the first outcome keeps its place
+            await bus.reject(second, reason="stale", message="a second outcome for one message")
+            log = [e for e in await all_events(bus) if e.command_id == "create-r"]
+            assert [e.type for e in log] == ["create"], log
+            assert await get_pod(kube, "sample-r") is not None
+        finally:
+            await bus.close()
+            await kube.close()
 
 
 async def test_a_redelivered_command_records_its_event_once(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
