@@ -123,6 +123,8 @@ class DsPlan(Plan[DaemonSetStatus], kw_only=True):
     jobs: list[JsonObject] = []  # ImagePullJobs created
     backoff: dict[str, BackoffEntry] = {}  # the failed-pod backoff to hand to the next pass (`backoff.py`)
     adopted: list[str] = []  # orphan pods given the DaemonSet's controller reference
+    relabelled: list[str] = []  # pods whose revision label the deduplication of revisions rewrites
+    revisions_deleted: list[str] = []  # revisions that duplicate the current one, deleted
 
 
 def pod_name(ds: DaemonSet, node: str, taken: set[str]) -> str:
@@ -395,9 +397,13 @@ def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], re
     cur = max(matching, key=lambda r: (r.revision, r.metadata.name))
     hash_ = cur.metadata.labels.get(LABEL_REVISION_HASH) or cur.metadata.name
     if len(matching) > 1:
-        _dedup(b, ds, pods, cur, hash_, [r for r in matching if r is not cur])
+        others = [r for r in matching if r is not cur]
+        relabelled = _dedup(b, ds, pods, cur, hash_, others)
         # the pass goes on once the relabelled pods are observed: before that it would take them for old
-        return _result(b, ds.status, None, [], update_revision=cur.metadata.name, backoff=kept)
+        deduped = _result(b, ds.status, None, [], update_revision=cur.metadata.name, backoff=kept)
+        deduped.relabelled = relabelled
+        deduped.revisions_deleted = [r.metadata.name for r in others]
+        return deduped
     if cur.revision < top:
         b.command(f"{b.uid}/revision-bump/{cur.metadata.name}/{top + 1}", VERB_REVISION_BUMP,
                   [b.revision_patch(cur.metadata.name, [{"op": "test", "path": "/revision", "value": cur.revision},
@@ -519,10 +525,11 @@ def _adopt(b: Builder, owner: OwnerReference, orphans: Sequence[Pod]) -> list[Po
 
 
 def _dedup(b: Builder, ds: DaemonSet, pods: Sequence[Pod], keep: ControllerRevision, hash_: str,
-           others: list[ControllerRevision]) -> None:
+           others: list[ControllerRevision]) -> list[str]:
     """`dedupCurHistories`: several revisions hold the template: the one with the highest number stays,
     every pod of the DaemonSet whose hash label differs is relabelled to its hash (old pods too, as in
-    Kruise), and the others are deleted."""
+    Kruise), and the others are deleted. Returns the relabelled pods' names."""
+    relabelled: list[str] = []
     for pod in pods:
         meta = pod.metadata
         if meta.labels.get(LABEL_REVISION_HASH) == hash_:
@@ -533,11 +540,13 @@ def _dedup(b: Builder, ds: DaemonSet, pods: Sequence[Pod], keep: ControllerRevis
         b.command(f"{b.uid}/relabel/{meta.uid}/{hash_}", VERB_BACKFILL, [b.pod_json_patch(patch)], pod=meta.name,
                   pod_uid=meta.uid, revision=keep.metadata.name)
         b.expect(meta.name, "label", LABEL_REVISION_HASH, hash_)
+        relabelled.append(meta.name)
     for rev in others:
         b.command(f"{b.uid}/revision-delete/{rev.metadata.uid}", VERB_REVISION_DELETE,
                   [b.revision_delete(rev.metadata.name, rev.metadata.uid)], revision=rev.metadata.name)
         b.event("revision-deduplicated", f"revision {rev.metadata.name} duplicates {keep.metadata.name}: deleted",
                 revision=rev.metadata.name)
+    return relabelled
 
 
 def _result(b: Builder, status: DaemonSetStatus, requeue: float | None, errors: list[FieldError], *,

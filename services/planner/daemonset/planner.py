@@ -109,6 +109,8 @@ class DaemonSetPlanner:
         doc["delete"] = plan.deleted
         doc["adopt"] = plan.adopted
         doc["updateInPlace"] = plan.updated_in_place
+        doc["relabel"] = [{"pod": p, "revision": plan.update_revision} for p in plan.relabelled]
+        doc["revisionsDeleted"] = plan.revisions_deleted
         doc["imagePullJobs"] = [{"name": j["metadata"]["name"], "image": j["spec"]["image"],
                                  "parallelism": j["spec"]["parallelism"]} for j in plan.jobs]
         doc["events"] = [{"type": e.type, "message": e.message} for e in plan.events]
