@@ -28,6 +28,9 @@ EVENT_PULL: Final = "pull"  # a node agent's pull progress (kruisebus events --t
 EVENT_DROPPED: Final = "events-dropped"  # events of a workload dropped over the per-workload rate limit
 # a stream was lost (deleted or replaced) under the running services; for KB_EVENTS: the log before is gone
 EVENT_STREAM_LOST: Final = "stream-lost"
+# The `reason` of a rejected create whose name is held by an object of another owner (or of none):
+# for a ControllerRevision, the planner then takes the name as taken and hashes again (collisionCount).
+REASON_NAME_TAKEN: Final = "name-taken"
 
 # Characters kept as they are in a token. Everything else (including '.', '%', '*', '>', '_' and
 # whitespace) is written as '%XX', so decoding is unambiguous.

@@ -75,7 +75,7 @@ def _executor() -> list[Call]:
     owned = [PODS] + [r for k in owned_kinds().values() if (r := k.resource) is not None]
     for r in dict.fromkeys(owned):
         calls.append(Call(EXECUTOR, r.group, _res(r), ("create", "delete", "get", "patch"),
-                          why="what a workload owns: created, patched, deleted; get settles a create's 500"))
+                          why="what a workload owns: created, patched, deleted; get settles a create's 500 and AlreadyExists"))
     calls.append(Call(EXECUTOR, PODS.group, _res(PODS, "status"), ("patch",),
                       why="readiness gate conditions (InPlaceUpdateReady, lifecycle)"))
     calls.append(Call(EXECUTOR, EVENTS.group, _res(EVENTS), ("create",), why="Kruise's Events on the workload"))

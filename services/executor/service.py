@@ -36,7 +36,7 @@ from schemas.messages import (
     PatchOp,
     RolloutEvent,
 )
-from schemas.subjects import EXECUTOR_DURABLE, STREAM_CMD
+from schemas.subjects import EXECUTOR_DURABLE, REASON_NAME_TAKEN, STREAM_CMD
 from schemas.timefmt import format_time, parse_time
 from services import metrics, telemetry
 from services.bus import Bus, outcome_msg_id
@@ -193,6 +193,7 @@ class Executor:
         except KubeConflict as e:
             if not e.already_exists:
                 raise
+            await self.check_holder(op, ns, str(name or ""), attributes)
             return False
         except KubeServerError as e:
             if not (name and e.status_reason == "ServerTimeout"):
@@ -201,8 +202,37 @@ class Executor:
                 await self.kube.get(op.resource, ns, str(name), attributes=attributes)
             except KubeNotFound:
                 raise e from None
+            await self.check_holder(op, ns, str(name), attributes)
             return False
         return True
+
+    async def check_holder(self, op: CreateOp, namespace: str | None, name: str,
+                           attributes: Mapping[str, AttributeValue]) -> None:
+        """After AlreadyExists: raise unless the object holding the name has the body's controller.
+
+        An object of that name made by an earlier command for the same owner is the create done. One
+        of another owner, or of none, is not: the planner cannot see it (it sees what its workloads
+        own), so calling the create done would leave it waiting for an object that never turns up,
+        re-deciding the same name for ever. A `name-taken` rejection tells it the name is taken; for a
+        ControllerRevision it then hashes again with the next collision count, as Kubernetes'
+        ``CreateControllerRevision`` does. A body without a controller reference keeps the old rule.
+        """
+        meta = op.body.get("metadata")
+        refs = meta.get("ownerReferences") if isinstance(meta, dict) else None
+        controller = next((r for r in refs if isinstance(r, dict) and r.get("controller")), None) \
+            if isinstance(refs, list) else None
+        if not name or controller is None:
+            return
+        try:
+            raw = await self.kube.get(op.resource, namespace, name, attributes=attributes)
+        except KubeNotFound:
+            return  # gone again since: the create's retry will tell
+        held = _META.decode(raw).metadata.controller_ref()
+        if held is None or held.uid != controller.get("uid"):
+            holder = f"{held.kind} {held.name}" if held is not None else "no controller"
+            raise PermanentError(
+                f"{op.resource.plural} {name} already exists and is controlled by {holder}, not by "
+                f"{controller.get('kind')} {controller.get('name')}", reason=REASON_NAME_TAKEN)
 
     async def record(self, cmd: Command, event: KubeEvent, *, once: bool = False) -> None:
         """A Kubernetes Event on the workload, as Kruise writes them (best effort).

@@ -33,7 +33,7 @@ from opentelemetry import trace
 
 from schemas.constants import LABEL_REVISION_HASH
 from schemas.kinds import CONTROLLER_REVISION, POD, Kind, kind_of
-from schemas.kube import Pod
+from schemas.kube import ControllerRevision, ObjectMeta, Pod
 from schemas.messages import (
     COMMAND_DECODER,
     EVENT_DECODER,
@@ -48,6 +48,7 @@ from schemas.messages import (
 from schemas.subjects import (
     EVENT_REJECTED,
     EVENT_STREAM_LOST,
+    REASON_NAME_TAKEN,
     STREAM_CMD,
     STREAM_EVENTS,
     STREAM_NODE,
@@ -79,6 +80,12 @@ from services.telemetry import (
 log = logging.getLogger("kruisebus.planner")
 
 
+def taken_placeholder(name: str, namespace: str) -> ControllerRevision:
+    """A ControllerRevision standing for an object of that name the planner cannot see: no owner (so no
+    workload takes it for its history) and no data (so no template matches it)."""
+    return ControllerRevision(metadata=ObjectMeta(name=name, namespace=namespace))
+
+
 @dataclass
 class Workload:
     uid: str
@@ -94,6 +101,12 @@ class Workload:
     # reports the new revision re-sent `revision-create` (dropped as a duplicate) plus a status write,
     # and each status write's echo triggered another such pass (~1 s at the start of a 1,000-pod rollout).
     revisions_expected: dict[str, float] = field(default_factory=dict)
+    # ControllerRevision names the executor found held by an object this workload does not control
+    # (a `name-taken` rejection). The planner sees only its workloads' own revisions, so each pass is
+    # shown such a name as taken by other data (`taken_placeholder`) and hashes again with the next
+    # collision count. Process memory: the raised count is in the workload's status, and a restarted
+    # planner that meets the name again learns it again from the next rejection.
+    names_taken: set[str] = field(default_factory=set)
     # Node work in flight (`kit.expectations.command_scoped`): command id -> (the report it expects,
     # deadline). Such a command is not sent again until its report arrives or its deadline passes;
     # the workload itself keeps being planned. `reissues`: how often each was re-sent after expiring.
@@ -467,6 +480,8 @@ class Planner:
         wl = self.workloads.get(uid) if uid else None
         if wl is None:
             return
+        if event.reason == REASON_NAME_TAKEN and event.revision:
+            wl.names_taken.add(event.revision)
         if cid and wl.in_flight.pop(cid, None) is not None:
             pass
         elif pod:
@@ -520,6 +535,10 @@ class Planner:
         owned = {token: sorted(objs.values(), key=lambda o: o.metadata.name) for token, objs in wl.owned.items()}
         for share in wl.planner.shared:
             owned[share.kind.token] = self.shared_view(share.kind.token)
+        if wl.names_taken and CONTROLLER_REVISION in wl.planner.owned:
+            owned[CONTROLLER_REVISION.token] = [*owned.get(CONTROLLER_REVISION.token, ()),
+                                                *(taken_placeholder(n, obj.metadata.namespace) for n in
+                                                  sorted(wl.names_taken))]
         claims = claims_of(wl.planner)
         if claims is not None:
             owned[ORPHAN_PODS] = sorted((p for p in self.orphans.values() if claims(obj, p)),

@@ -292,6 +292,25 @@ async def test_a_create_redelivered_after_it_was_made_and_the_spec_moved_on_is_d
             await kube.close()
 
 
+async def test_a_create_whose_name_another_owner_holds_is_rejected_as_name_taken(
+        env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """AlreadyExists is the create done only when the holder has the body's controller; a pod of no
+    controller under that name is reported (reason `name-taken`, naming both), not taken for ours."""
+    _, kube, bus, cs = env
+    foreign = pod_body(cs, "sample-t")
+    foreign["metadata"] = {k: v for k, v in foreign["metadata"].items() if k != "ownerReferences"}  # type: ignore[union-attr]
+    await kube.create(PODS, "default", foreign)
+    await bus.publish_command(command(cs, "create-t", "create", [owned_create(cs, "sample-t", cs.metadata.generation)],
+                                      pod="sample-t"))
+    rejected = await eventually(lambda: all_events(bus, f"{bus.prefix}.events.*.*.rejected"), lambda evs: evs,
+                                what="the create to be rejected")
+    assert rejected[0].reason == "name-taken" and rejected[0].command_id == "create-t"
+    assert "pods sample-t already exists and is controlled by no controller, not by CloneSet sample" \
+        in rejected[0].message
+    pod = await get_pod(kube, "sample-t")
+    assert pod is not None and pod.metadata.controller_ref() is None
+
+
 async def test_a_redelivered_command_records_its_event_once(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
     _, kube, bus, cs = env
     await kube.create(PODS, "default", pod_body(cs, "sample-g"))

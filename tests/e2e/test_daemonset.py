@@ -22,9 +22,10 @@ import pytest
 
 from schemas.daemonset import DaemonSet
 from schemas.kube import Pod
-from schemas.messages import DAEMONSETS, IMAGE_PULL_JOBS, PODS
+from schemas.messages import CONTROLLER_REVISIONS, DAEMONSETS, IMAGE_PULL_JOBS, PODS
 from services.kube import Kube
 from services.observe import pod_ready, poll, restart_count
+from services.planner.kit.revision import hash_revision, revision_bytes, revision_name, template_patch_data
 from services.stack import Stack
 from tests.e2e.helpers import NS
 from tests.e2e.test_prepull import kubelets, listed, most_at_once, node_images_ready, pulls_of
@@ -255,3 +256,27 @@ async def test_an_orphan_pod_is_adopted_and_its_node_gets_no_second_pod(stack: S
     await poll(lambda: pods_of(kube, "claimer"), lambda ps: len(per_node(ps)) == stack.nodes, timeout=60,
                what="a pod on every node")
     assert [p.metadata.name for p in per_node(await pods_of(kube, "claimer"))[node]] == ["stray"]
+
+
+async def test_a_revision_name_held_by_an_object_the_planner_cannot_see_raises_the_collision_count(
+        stack: Stack, kube: Kube) -> None:
+    """The name of the next template's revision is already held by a ControllerRevision of no owner (so
+    not in the planner's view): the create meets AlreadyExists, the executor reports the name taken, and
+    the planner hashes again with `status.collisionCount` 1, as Kubernetes' CreateControllerRevision does.
+    Before, the create counted as done and the rollout waited for a revision that never appeared."""
+    await kube.create(DAEMONSETS, NS, body("held", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}))
+    await settled(kube, "held", stack.nodes)
+    stored = msgspec.json.decode(await kube.get(DAEMONSETS, NS, "held"))
+    stored["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2.0"
+    upcoming = msgspec.convert(stored, DaemonSet)
+    taken = revision_name("held", hash_revision(revision_bytes(template_patch_data(upcoming.spec.template)),
+                                                upcoming.status.collision_count))
+    await kube.create(CONTROLLER_REVISIONS, NS, {
+        "apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": taken, "namespace": NS},
+        "revision": 1, "data": {"someone": "else"}})
+    await set_image(kube, "held", "nginx:2.0")
+    ds = await settled(kube, "held", stack.nodes)
+    assert ds.status.collision_count == 1
+    assert {p.spec.containers[0].image for p in await pods_of(kube, "held")} == {"nginx:2.0"}
+    foreign = msgspec.json.decode(await kube.get(CONTROLLER_REVISIONS, NS, taken))
+    assert foreign["data"] == {"someone": "else"} and not foreign["metadata"].get("ownerReferences")

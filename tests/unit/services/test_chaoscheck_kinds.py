@@ -222,3 +222,28 @@ def test_checker_charges_a_node_without_a_pod_at_the_template_change_and_forgets
     c2.pod(ds_pod("n1", "img:v1", ready=False))
     c2.pod(_gone(ds_pod("n2", "img:v1")))
     assert [(v.kind, v.worst, v.limit) for v in c2.violations] == [(UNAVAILABLE, 2, 1)]
+
+
+def _at(obj: Any, rv: int) -> Any:
+    return msgspec.structs.replace(obj, metadata=msgspec.structs.replace(obj.metadata, resource_version=str(rv)))
+
+
+def test_a_pod_older_than_the_template_change_but_seen_after_it_is_overtaken_too() -> None:
+    """The pod and DaemonSet watches keep no order between them: n1's v2 pod, created (rv 140) before the
+    change to v3 (rv 150) and not Ready, may arrive after it. By resourceVersion it was there at the
+    change, so n1 is replaced for free as in Kruise; a pod created after the change is not."""
+    c = ds_checker("img:v1")
+    c.workload(RULES["daemonsets"], _at(daemonset("img:v2"), 120))
+    c.pod(_gone(ds_pod("n1", "img:v1")))
+    c.workload(RULES["daemonsets"], _at(daemonset("img:v3"), 150))  # n1 has no pod in the checker's eyes
+    c.pod(_at(ds_pod("n1", "img:v2", ready=False, n=1), 140))  # ... but it had one, not Ready
+    c.pod(_gone(_at(ds_pod("n1", "img:v2", ready=False, n=1), 160)))  # replaced for free
+    c.pod(_gone(ds_pod("n2", "img:v1")))  # the budget's one node
+    assert c.violations == []
+    late = ds_checker("img:v1")
+    late.workload(RULES["daemonsets"], _at(daemonset("img:v2"), 120))
+    late.pod(_gone(ds_pod("n1", "img:v1")))
+    late.workload(RULES["daemonsets"], _at(daemonset("img:v3"), 150))
+    late.pod(_at(ds_pod("n1", "img:v3", ready=False, n=1), 155))  # created after the change: n1 counts
+    late.pod(_gone(ds_pod("n2", "img:v1")))
+    assert [(v.kind, v.worst, v.limit) for v in late.violations] == [(UNAVAILABLE, 2, 1)]
