@@ -24,20 +24,14 @@ from schemas.constants import ACJ_NAME_MAX
 from schemas.kube import PodTemplateSpec
 from services.planner.kit.cron import CronError, LocationError, ParserPanic, load_location, parse_standard
 from services.planner.kit.fielderrors import FieldError, go_value
-from services.planner.kit.selectors import label_issues, max_len_error, qualified_name_errors, regex_error
+from services.planner.kit.podvalidation import pod_template_errors
+from services.planner.kit.selectors import label_issues, max_len_error, regex_error
 
-__all__ = ["validate_advancedcronjob", "validate_pod_template"]
+__all__ = ["validate_advancedcronjob"]
 
 _NAME_FMT: Final = r"^[a-zA-Z0-9\-]+$"
 _NAME_RE: Final = re.compile(r"[a-zA-Z0-9\-]+")
 _NAME_MSG: Final = "AdvancedCronJob name must consist of alphanumeric characters or '-'"
-_DNS1123_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL_RE: Final = re.compile(_DNS1123_LABEL_FMT)
-_DNS1123_LABEL_MSG: Final = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-    "and must start and end with an alphanumeric character"
-)
-_RESTART_POLICIES: Final = ("Always", "OnFailure", "Never")
 _NO_TEMPLATE: Final = ("spec must have one template, either JobTemplate or BroadcastJobTemplate or "
                        "ImageListPullJobTemplate should be provided")
 _TWO_TEMPLATES: Final = ("spec can have only one template, either JobTemplate or BroadcastJobTemplate or "
@@ -107,49 +101,6 @@ def _time_zone(spec: AdvancedCronJobSpec) -> list[FieldError]:
     return errs
 
 
-def _dns1123_label(value: str) -> list[str]:
-    out: list[str] = []
-    if len(value) > 63:
-        out.append(max_len_error(63))
-    if not _DNS1123_LABEL_RE.fullmatch(value):
-        out.append(regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
-    return out
-
-
-def validate_pod_template(template: PodTemplateSpec, base: str) -> list[FieldError]:
-    """The core `ValidatePodTemplateSpec` checks kruisebus can judge: template labels and annotation
-    keys, containers present with valid unique names and images, a known restartPolicy."""
-    errs: list[FieldError] = []
-    errs.extend(_err(i.field, i.type, i.value, i.detail, no_value=i.type in ("Required", "Forbidden"))
-                for i in label_issues(template.metadata.labels, f"{base}.metadata.labels"))
-    for key in sorted(template.metadata.annotations):
-        errs.extend(_err(f"{base}.metadata.annotations", "Invalid", key, m) for m in qualified_name_errors(key.lower()))
-    spec = template.spec
-    raw = spec.get("containers")
-    containers = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
-    if not containers:
-        errs.append(_err(f"{base}.spec.containers", "Required", no_value=True))
-    seen: set[str] = set()
-    for i, ctr in enumerate(containers):
-        path = f"{base}.spec.containers[{i}]"
-        name = ctr.get("name")
-        if not name or not isinstance(name, str):
-            errs.append(_err(f"{path}.name", "Required", no_value=True))
-        else:
-            errs.extend(_err(f"{path}.name", "Invalid", name, m) for m in _dns1123_label(name))
-            if name in seen:
-                errs.append(_err(f"{path}.name", "Duplicate", name))
-            seen.add(name)
-        image = ctr.get("image")
-        if not image or not isinstance(image, str):
-            errs.append(_err(f"{path}.image", "Required", no_value=True))
-    restart = spec.get("restartPolicy")
-    if restart not in (None, "", *_RESTART_POLICIES):
-        errs.append(_err(f"{base}.spec.restartPolicy", "NotSupported", restart,
-                         "supported values: " + ", ".join(f'"{p}"' for p in _RESTART_POLICIES)))
-    return errs
-
-
 def _template(spec: AdvancedCronJobSpec) -> list[FieldError]:
     t = spec.template
     count = (t.job_template is not None) + (t.broadcast_job_template is not None)
@@ -166,7 +117,7 @@ def _template(spec: AdvancedCronJobSpec) -> list[FieldError]:
     else:
         assert t.broadcast_job_template is not None
         pod = t.broadcast_job_template.spec.template
-    return validate_pod_template(pod, "spec.template")
+    return pod_template_errors(pod, "spec.template")
 
 
 def _nonnegative(spec: AdvancedCronJobSpec) -> list[FieldError]:

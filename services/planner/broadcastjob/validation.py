@@ -25,9 +25,9 @@ from schemas.constants import (
     LABEL_BROADCASTJOB_NAME,
     MAX_INT32,
 )
-from services.planner.advancedcronjob.validation import validate_pod_template
 from services.planner.kit.fielderrors import FieldError, go_value
 from services.planner.kit.intstr import IntOrPercentError, validate_int_or_percent
+from services.planner.kit.podvalidation import pod_template_errors
 from services.planner.kit.selectors import max_len_error, regex_error
 
 __all__ = ["defaulted", "validate_broadcastjob"]
@@ -91,6 +91,5 @@ def validate_broadcastjob(job: BroadcastJob) -> list[FieldError]:
     if spec.failure_policy.type not in (FAILURE_FAIL_FAST, FAILURE_CONTINUE, FAILURE_PAUSE):
         errs.append(_err("spec.failurePolicy.type", "NotSupported", spec.failure_policy.type,
                          f'supported values: "{FAILURE_FAIL_FAST}", "{FAILURE_CONTINUE}", "{FAILURE_PAUSE}"'))
-    errs.extend(e for e in validate_pod_template(spec.template, "spec.template")
-                if e.field != "spec.template.spec.restartPolicy")
+    errs.extend(pod_template_errors(spec.template, "spec.template", restart_policies=None))
     return errs

@@ -34,6 +34,7 @@ from schemas.kube import Pod
 from services.planner.kit.fielderrors import FieldError, field_error, from_issue, nonnegative
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.intstr import IntOrPercentError, validate_int_or_percent
+from services.planner.kit.podvalidation import pod_template_errors
 from services.planner.kit.pubrules import priority_error, scatter_error
 from services.planner.kit.selectors import (
     conversion_error,
@@ -140,85 +141,17 @@ def _selector_errors(spec: CloneSetSpec) -> list[FieldError]:
     return errs
 
 
-def _named_items(raw: object, path: str, kind: str) -> tuple[list[dict[str, Any]], list[FieldError]]:
-    """A list of JSON objects at ``path`` (containers, volumes), or an error if it is not one."""
-    if raw is None:
-        return [], []
-    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
-        return [], [field_error(path, "Invalid", None, f"must be a list of {kind} objects")]
-    return list(raw), []
-
-
 def _template_errors(spec: CloneSetSpec) -> list[FieldError]:
-    """The basic core ``ValidatePodTemplateSpec`` checks plus Kruise's restartPolicy/activeDeadline rules.
+    """The kit's ``ValidatePodTemplateSpec`` (restartPolicy Always only) plus Kruise's activeDeadline rule.
 
-    PVC templates are mocked in as volumes first (as Kruise does), so a template volume named like a
-    claim template is a duplicate.
+    PVC templates are mocked in as volumes after the template's own (as Kruise does), so a template
+    volume named like a claim template is a duplicate and a mount may name a claim template.
     """
     base = "spec.template"
-    template = spec.template
-    errs: list[FieldError] = []
-    errs.extend(from_issue(i) for i in label_issues(template.metadata.labels, f"{base}.metadata.labels"))
-    for key in sorted(template.metadata.annotations):
-        errs.extend(
-            field_error(f"{base}.metadata.annotations", "Invalid", key, m)
-            for m in qualified_name_errors(key.lower())
-        )
-    pod_spec = template.spec
-    containers, c_errs = _named_items(pod_spec.get("containers"), f"{base}.spec.containers", "container")
-    init_containers, i_errs = _named_items(
-        pod_spec.get("initContainers"), f"{base}.spec.initContainers", "container"
-    )
-    errs.extend(c_errs + i_errs)
-    if not containers and not c_errs:
-        errs.append(field_error(f"{base}.spec.containers", "Required", no_value=True))
-    seen: set[str] = set()
-    for group, items in (("initContainers", init_containers), ("containers", containers)):
-        for i, ctr in enumerate(items):
-            path = f"{base}.spec.{group}[{i}]"
-            name = ctr.get("name")
-            if not name:
-                errs.append(field_error(f"{path}.name", "Required", no_value=True))
-            elif not isinstance(name, str):
-                errs.append(field_error(f"{path}.name", "Invalid", name, "must be a string"))
-            else:
-                errs.extend(
-                    field_error(f"{path}.name", "Invalid", name, m) for m in dns1123_label_errors(name)
-                )
-                if name in seen:
-                    errs.append(field_error(f"{path}.name", "Duplicate", name))
-                seen.add(name)
-            image = ctr.get("image")
-            if not image:
-                errs.append(field_error(f"{path}.image", "Required", no_value=True))
-            elif not isinstance(image, str):
-                errs.append(field_error(f"{path}.image", "Invalid", image, "must be a string"))
-            elif image.strip() != image:
-                errs.append(
-                    field_error(
-                        f"{path}.image", "Invalid", image, "must not have leading or trailing whitespace"
-                    )
-                )
-    volumes, v_errs = _named_items(pod_spec.get("volumes"), f"{base}.spec.volumes", "volume")
-    errs.extend(v_errs)
-    claim_names = [str((t.get("metadata") or {}).get("name", "")) for t in spec.volume_claim_templates]
-    volume_names = [v.get("name") for v in volumes] + claim_names
-    seen_volumes: set[str] = set()
-    for i, vname in enumerate(volume_names):
-        path = f"{base}.spec.volumes[{i}].name"
-        if not vname or not isinstance(vname, str):
-            errs.append(field_error(path, "Required", no_value=True))
-            continue
-        errs.extend(field_error(path, "Invalid", vname, m) for m in dns1123_label_errors(vname))
-        if vname in seen_volumes:
-            errs.append(field_error(path, "Duplicate", vname))
-        seen_volumes.add(vname)
-    restart = pod_spec.get("restartPolicy")
-    if restart not in (None, "", "Always"):
-        errs.append(
-            field_error(f"{base}.spec.restartPolicy", "NotSupported", restart, 'supported values: "Always"')
-        )
-    if pod_spec.get("activeDeadlineSeconds") is not None:
+    claims = [str((t.get("metadata") or {}).get("name", "")) for t in spec.volume_claim_templates]
+    mocked = [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in claims]
+    errs = pod_template_errors(spec.template, base, restart_policies=("Always",), extra_volumes=mocked)
+    if spec.template.spec.get("activeDeadlineSeconds") is not None:
         errs.append(
             field_error(
                 f"{base}.spec.activeDeadlineSeconds",

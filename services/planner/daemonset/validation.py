@@ -26,8 +26,8 @@ from schemas.constants import (
     STRATEGY_IN_PLACE_IF_POSSIBLE,
 )
 from schemas.daemonset import DaemonSet, DaemonSetSpec
-from services.planner.advancedcronjob.validation import validate_pod_template
 from services.planner.kit.fielderrors import FieldError, from_issue, go_value, nonnegative
+from services.planner.kit.podvalidation import pod_template_errors
 from services.planner.kit.selectors import dns1123_subdomain_errors, is_empty, matches, selector_issues
 
 __all__ = ["default_daemonset", "default_spec", "defaulted", "validate_daemonset", "validate_update"]
@@ -161,11 +161,8 @@ def validate_spec(spec: DaemonSetSpec) -> list[FieldError]:
         errs.append(_err("spec.selector", "Invalid", spec.selector, "empty selector is invalid for daemonset"))
     if spec.selector is None:
         errs.append(_err("spec.selector", "Required", no_value=True))
-    errs += validate_pod_template(spec.template, "spec.template")
-    restart = spec.template.spec.get("restartPolicy") or "Always"  # the throw-away copy is defaulted
-    if restart != "Always":
-        errs = [e for e in errs if e.field != "spec.template.spec.restartPolicy"]
-        errs.append(_err("spec.template.spec.restartPolicy", "NotSupported", restart, 'supported values: "Always"'))
+    # the throw-away copy Kruise validates is defaulted, so an unset restartPolicy is Always
+    errs += pod_template_errors(spec.template, "spec.template", restart_policies=("Always",))
     if spec.template.spec.get("activeDeadlineSeconds") is not None:
         errs.append(_err("spec.template.spec.activeDeadlineSeconds", "Forbidden",
                          detail="activeDeadlineSeconds in DaemonSet is not Supported", no_value=True))

@@ -116,8 +116,8 @@ _FAKE_CONTAINER: Final = {"name": "test", "image": "busybox", "imagePullPolicy":
 
 def _container_errors(ss: SidecarSet) -> list[FieldError]:
     """The SidecarSet-specific container rules, then the fake pod's `ValidatePodCreate` container
-    checks (`kit.podvalidation`: names, images, ports, env names, requests against limits, mounts and
-    devices)."""
+    checks: the validator every workload shares (`kit.podvalidation.container_errors`), at
+    ``spec.containers[i]`` / ``spec.initContainers[i]``."""
     spec = ss.spec
     errs: list[FieldError] = []
     for i, c in enumerate(spec.init_containers):
