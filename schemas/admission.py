@@ -166,10 +166,11 @@ class ConversionRequest(_Wire):
 
 class ConversionResponse(_Wire, omit_defaults=False):
     """`convertedObjects` in the order of the request's objects; `result.status` Success or Failure
-    (kube-apiserver reports `result.message` of a Failure as the conversion's error)."""
+    (kube-apiserver reports `result.message` of a Failure as the conversion's error). kube-apiserver
+    sends an empty one along with its request, hence every field optional."""
 
-    uid: str
-    converted_objects: list[dict[str, Any]] = []
+    uid: str = ""
+    converted_objects: list[dict[str, Any]] | None = None  # kube-apiserver's request carries null here
     result: StatusResult = msgspec.field(default_factory=StatusResult)
 
 

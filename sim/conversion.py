@@ -19,8 +19,9 @@ Why: kruisebus serves DaemonSet and SidecarSet as ``apps.kruise.io/v1alpha1`` (s
   for the storage version, like kruisebus', sees the same object either way. A patch is applied to the
   object converted to the request version, then written as an update with the resourceVersion it was
   applied to (retried on a conflict, like kube-apiserver's patch loop);
-* a failed conversion answers 500 ``conversion webhook for <group/version, Kind=kind> failed: <why>``
-  (in a watch: an ERROR event, then the stream ends).
+* a failed conversion answers 500 InternalError ``Internal error occurred: conversion webhook for
+  <group/version, Kind=kind> failed: <why>``, the kind being the one converted from (the stored version
+  on a read, the request's on a write); in a watch: an ERROR event, then the stream ends.
 """
 
 from __future__ import annotations
@@ -56,9 +57,17 @@ _RETRIES: Final = 5
 
 
 class ConversionFailed(ApiError):
-    def __init__(self, gvk: str, why: str) -> None:
+    """kube-apiserver's answer: a request body it cannot convert is an InternalError ("Internal error
+    occurred: ..."); a stored object it cannot convert is a bare 500 with no reason (kubectl: "Error
+    from server: conversion webhook for ...")."""
+
+    def __init__(self, gvk: str, why: str, *, write: bool) -> None:
         message = f"conversion webhook for {gvk} failed: {why}"
-        super().__init__(500, "InternalError", message, {"causes": [{"message": message}]})
+        if write:
+            message = f"Internal error occurred: {message}"
+            super().__init__(500, "InternalError", message, {"causes": [{"message": message}]})
+        else:
+            super().__init__(500, "", message, None)
 
 
 def _gvk(obj: dict[str, Any]) -> str:
@@ -93,8 +102,11 @@ class Conversion:
 
     # --- converting objects ---------------------------------------------------------------------
 
-    async def convert(self, rt: ResourceType, objects: list[dict[str, Any]], desired: str) -> list[dict[str, Any]]:
-        """`objects` (of `rt`'s CRD) at apiVersion `desired`, by the CRD's conversion strategy."""
+    async def convert(
+        self, rt: ResourceType, objects: list[dict[str, Any]], desired: str, *, write: bool = False
+    ) -> list[dict[str, Any]]:
+        """`objects` (of `rt`'s CRD) at apiVersion `desired`, by the CRD's conversion strategy (`write`:
+        they are a request's body, which changes how a failure is reported)."""
         todo = [i for i, o in enumerate(objects) if o.get("apiVersion") != desired]
         if not todo:
             return objects
@@ -107,17 +119,23 @@ class Conversion:
                 out[i] = {**objects[i], "apiVersion": desired}
             return out
         sent = [objects[i] for i in todo]
-        got = await self._call(spec_conversion.get("webhook") or {}, sent, desired)
+        got = await self._call(spec_conversion.get("webhook") or {}, sent, desired, write)
         for i, original, converted in zip(todo, sent, got, strict=True):
             out[i] = _restore_meta(original, converted)
         return out
 
-    async def _call(self, webhook: dict[str, Any], objects: list[dict[str, Any]], desired: str) -> list[dict[str, Any]]:
+    async def _call(
+        self, webhook: dict[str, Any], objects: list[dict[str, Any]], desired: str, write: bool
+    ) -> list[dict[str, Any]]:
         gvk = _gvk(objects[0])
+
+        def failed(why: str) -> ConversionFailed:
+            return ConversionFailed(gvk, why, write=write)
+
         try:
             cc = _CC_DECODER.decode(msgspec.json.encode(webhook.get("clientConfig") or {}))
         except msgspec.ValidationError as e:
-            raise ConversionFailed(gvk, f"invalid clientConfig: {e}") from None
+            raise failed(f"invalid clientConfig: {e}") from None
         from sim.admission import WebhookCallError
 
         try:
@@ -125,7 +143,7 @@ class Conversion:
         except WebhookCallError as e:  # kube-apiserver fails in its dialer, after naming the request
             ref = cc.service
             where = f"https://{ref.name}.{ref.namespace}.svc:{ref.port}{ref.path or ''}" if ref else ""
-            raise ConversionFailed(gvk, f'Post "{where}?timeout={TIMEOUT_SECONDS}s": {e}' if ref else str(e)) from None
+            raise failed(f'Post "{where}?timeout={TIMEOUT_SECONDS}s": {e}' if ref else str(e)) from None
         uid = str(uuid.uuid4())
         body = msgspec.json.encode({"apiVersion": CONVERSION_API_VERSION, "kind": KIND_CONVERSION_REVIEW,
                                     "request": {"uid": uid, "desiredAPIVersion": desired, "objects": objects}})
@@ -139,28 +157,28 @@ class Conversion:
                 timeout=TIMEOUT_SECONDS,
             )
         except TimeoutError:
-            raise ConversionFailed(gvk, f"{post}: context deadline exceeded") from None
+            raise failed(f"{post}: context deadline exceeded") from None
         except CallError as e:
-            raise ConversionFailed(gvk, f"{post}: {e}") from None
+            raise failed(f"{post}: {e}") from None
         if status != 200:
-            raise ConversionFailed(gvk, f"{post}: unexpected status {status}: {raw[:200]!r}")
+            raise failed(f"{post}: unexpected status {status}: {raw[:200]!r}")
         try:
             review = CONVERSION_DECODER.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise ConversionFailed(gvk, f"received invalid webhook response: {e}") from None
+            raise failed(f"received invalid webhook response: {e}") from None
         response = review.response
         if response is None:
-            raise ConversionFailed(gvk, "no response provided")
+            raise failed("no response provided")
         if response.uid != uid:
-            raise ConversionFailed(gvk, f'expected response.uid="{uid}", got "{response.uid}"')
+            raise failed(f'expected response.uid="{uid}", got "{response.uid}"')
         if response.result.status != CONVERSION_SUCCESS:
-            raise ConversionFailed(gvk, response.result.message or "conversion failed")
-        converted = response.converted_objects
+            raise failed(response.result.message or "conversion failed")
+        converted = response.converted_objects or []
         if len(converted) != len(objects):
-            raise ConversionFailed(gvk, f"returned {len(converted)} objects, expected {len(objects)}")
+            raise failed(f"returned {len(converted)} objects, expected {len(objects)}")
         for c in converted:
             if c.get("apiVersion") != desired:
-                raise ConversionFailed(gvk, f"invalid apiVersion {c.get('apiVersion')!r} in the response, "
+                raise failed(f"invalid apiVersion {c.get('apiVersion')!r} in the response, "
                                             f"expected {desired!r}")
         return converted
 
@@ -250,7 +268,7 @@ class Conversion:
                                          + ", ".join(f'unknown field "{p}"' for p in dropped))
             if fv != "ignore":
                 pruned.extend(f'unknown field "{p}"' for p in dropped)
-        (converted,) = await self.convert(rt, [obj], stored.api_version)
+        (converted,) = await self.convert(rt, [obj], stored.api_version, write=True)
         return msgspec.json.encode(converted)
 
     async def _patch(

@@ -244,6 +244,7 @@ class WebhookServer:
         try:
             review = CONVERSION_DECODER.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
+            log.warning("invalid ConversionReview: %s", e)
             return web.Response(status=400, text=f"invalid ConversionReview: {e}")
         if review.request is None:
             return web.Response(status=400, text="invalid ConversionReview: no request")
