@@ -178,8 +178,7 @@ class Conversion:
             raise failed(f"returned {len(converted)} objects, expected {len(objects)}")
         for c in converted:
             if c.get("apiVersion") != desired:
-                raise failed(f"invalid apiVersion {c.get('apiVersion')!r} in the response, "
-                                            f"expected {desired!r}")
+                raise failed(f"invalid apiVersion {c.get('apiVersion')!r} in the response, expected {desired!r}")
         return converted
 
     async def events(self, rt: ResourceType, batch: list[WatchEvent]) -> list[WatchEvent]:

@@ -8,7 +8,8 @@ The two versions differ in three places only; everything else is copied as it is
 * v1beta1 ``spec.scaleStrategy.partitionedScaling: true`` is the v1alpha1 annotation
   ``daemonset.kruise.io/progressive-create-pod: "true"``. Going to v1beta1 the annotation is taken off
   the object (the field says it), going back it is put on again, so both round trips are exact. A
-  ``scaleStrategy`` without ``partitionedScaling: true`` has nothing v1alpha1 can hold and is dropped.
+  ``scaleStrategy`` without ``partitionedScaling: true`` has nothing v1alpha1 can hold and is dropped,
+  and a v1beta1 object carrying the annotation itself reads back with ``partitionedScaling: true``.
 * status ``daemonSetHash`` (v1alpha1) is ``updateRevision`` (v1beta1): the same template hash.
 
 Pure functions over JSON objects (dicts): no I/O, the input is never modified.
@@ -19,12 +20,16 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from schemas.constants import ANNOTATION_DS_PROGRESSIVE_CREATE
+from schemas.constants import (
+    ANNOTATION_DS_PROGRESSIVE_CREATE,
+    API_VERSION,
+    API_VERSION_V1BETA1,
+    DS_STANDARD,
+    DS_SURGING,
+)
 
-V1ALPHA1: Final = "apps.kruise.io/v1alpha1"
-V1BETA1: Final = "apps.kruise.io/v1beta1"
-SURGING: Final = "Surging"
-STANDARD: Final = "Standard"
+V1ALPHA1: Final = API_VERSION
+V1BETA1: Final = API_VERSION_V1BETA1
 
 
 def to_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
@@ -34,8 +39,8 @@ def to_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
     spec = out.get("spec")
     if isinstance(spec, dict):
         rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate")
-        if isinstance(rolling, dict) and rolling.get("rollingUpdateType") == SURGING:
-            rolling["rollingUpdateType"] = STANDARD
+        if isinstance(rolling, dict) and rolling.get("rollingUpdateType") == DS_SURGING:
+            rolling["rollingUpdateType"] = DS_STANDARD
     meta = out.get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
     if isinstance(meta, dict) and isinstance(annotations, dict) and annotations.get(ANNOTATION_DS_PROGRESSIVE_CREATE) == "true":

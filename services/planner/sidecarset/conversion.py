@@ -23,10 +23,15 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from schemas.constants import LABEL_NAMESPACE_NAME, LABEL_SIDECARSET_CUSTOM_VERSION
+from schemas.constants import (
+    API_VERSION,
+    API_VERSION_V1BETA1,
+    LABEL_NAMESPACE_NAME,
+    LABEL_SIDECARSET_CUSTOM_VERSION,
+)
 
-V1ALPHA1: Final = "apps.kruise.io/v1alpha1"
-V1BETA1: Final = "apps.kruise.io/v1beta1"
+V1ALPHA1: Final = API_VERSION
+V1BETA1: Final = API_VERSION_V1BETA1
 
 
 def to_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
