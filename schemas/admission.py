@@ -148,3 +148,37 @@ class WebhookConfiguration(_Wire):
 
 REVIEW_DECODER: Final = msgspec.json.Decoder(AdmissionReview)
 REVIEW_ENCODER: Final = msgspec.json.Encoder()
+
+
+# --- apiextensions.k8s.io/v1 ConversionReview (CRD conversion webhooks) ---------------------------
+
+CONVERSION_API_VERSION: Final = "apiextensions.k8s.io/v1"
+KIND_CONVERSION_REVIEW: Final = "ConversionReview"
+CONVERSION_SUCCESS: Final = "Success"
+CONVERSION_FAILURE: Final = "Failure"
+
+
+class ConversionRequest(_Wire):
+    uid: str
+    desired_api_version: str = msgspec.field(name="desiredAPIVersion")
+    objects: list[dict[str, Any]] = []
+
+
+class ConversionResponse(_Wire, omit_defaults=False):
+    """`convertedObjects` in the order of the request's objects; `result.status` Success or Failure
+    (kube-apiserver reports `result.message` of a Failure as the conversion's error). kube-apiserver
+    sends an empty one along with its request, hence every field optional."""
+
+    uid: str = ""
+    converted_objects: list[dict[str, Any]] | None = None  # kube-apiserver's request carries null here
+    result: StatusResult = msgspec.field(default_factory=StatusResult)
+
+
+class ConversionReview(_Wire, omit_defaults=False):
+    api_version: str = CONVERSION_API_VERSION
+    kind: str = KIND_CONVERSION_REVIEW
+    request: ConversionRequest | None = None
+    response: ConversionResponse | None = None
+
+
+CONVERSION_DECODER: Final = msgspec.json.Decoder(ConversionReview)

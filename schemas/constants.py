@@ -11,6 +11,8 @@ from typing import Final
 GROUP: Final = "apps.kruise.io"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
+# OpenKruise's storage version; kruisebus serves it for DaemonSet and SidecarSet through its conversion webhook
+API_VERSION_V1BETA1: Final = f"{GROUP}/v1beta1"
 
 # Pod labels written by the CloneSet controller.
 LABEL_REVISION_HASH: Final = "controller-revision-hash"
@@ -276,7 +278,7 @@ saying how many were dropped."""
 # Advanced DaemonSet (`apis/apps/v1alpha1/daemonset_types.go`, `apis/apps/defaults/v1alpha1.go`,
 # `pkg/controller/daemonset/`). Pods, revisions and pull jobs name the storage version as their owner.
 KIND_DAEMONSET: Final = "DaemonSet"
-DS_OWNER_API_VERSION: Final = f"{GROUP}/v1beta1"
+DS_OWNER_API_VERSION: Final = API_VERSION_V1BETA1
 DS_ROLLING_UPDATE: Final = "RollingUpdate"
 DS_ON_DELETE: Final = "OnDelete"
 DS_UPDATE_STRATEGY_TYPES: Final = (DS_ROLLING_UPDATE, DS_ON_DELETE)

@@ -5,7 +5,7 @@ by hand in the Helm chart drifts from the code the day a workload kind is added.
 derived here from the code's own tables: the watcher lists and watches every row of
 `schemas.kinds.KINDS`; the executor performs what the registered planners decide (their workload's
 spec and status, the objects the workloads own, pods and their status, Events); the webhook keeps its
-two webhook configurations' caBundle current. `python -m services.rbac` writes the chart's
+two webhook configurations' caBundle (and that of the CRDs it converts) current. `python -m services.rbac` writes the chart's
 `files/rbac.yaml` from this table (the ClusterRoles are rendered from that file), and a test checks
 the rendered chart against the table: nothing missing, nothing extra.
 
@@ -97,6 +97,11 @@ def _webhook() -> list[Call]:
                           why="keep the caBundle of its own configuration current"))
         # create cannot be limited by name (the object does not exist yet)
         calls.append(Call(WEBHOOK, r.group, _res(r), ("create",), why="register when the chart did not"))
+    # WebhookServer.register_conversion: the CRDs served in two versions point their conversion here
+    from services.webhook.conversion import CONVERTED, CRDS
+
+    calls.append(Call(WEBHOOK, CRDS.group, _res(CRDS), ("get", "patch"), tuple(c.crd_name for c in CONVERTED),
+                      why="keep the caBundle of the CRD conversion webhook current"))
     return calls
 
 

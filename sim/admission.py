@@ -42,6 +42,7 @@ from schemas.admission import (
     PATCH_TYPE_JSON,
     AdmissionReview,
     Webhook,
+    WebhookClientConfig,
     WebhookConfiguration,
 )
 from sim import errors
@@ -173,7 +174,7 @@ class Admission:
         self._contexts: dict[bytes, ssl.SSLContext] = {}
         self._decoded: dict[str, tuple[Any, list[Webhook]]] = {}
         self._covers: dict[tuple[Any, ...], bool] = {}
-        self._client = WebhookClient()
+        self.client = WebhookClient()  # keep-alive connections to webhooks (shared with sim/conversion.py)
 
     # --- which webhooks ---------------------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class Admission:
 
     # --- calling one webhook ----------------------------------------------------------------------
 
-    def _ssl(self, ca_bundle: bytes | None) -> ssl.SSLContext:
+    def ssl_context(self, ca_bundle: bytes | None) -> ssl.SSLContext:
         key = ca_bundle or b""
         ctx = self._contexts.get(key)
         if ctx is None:
@@ -271,9 +272,9 @@ class Admission:
             self._contexts[key] = ctx
         return ctx
 
-    def _target(self, hook: Webhook) -> tuple[str, str, str | None]:
-        """(URL shown in messages, URL dialled, TLS server name) of a webhook's clientConfig."""
-        cc = hook.client_config
+    def target(self, cc: WebhookClientConfig) -> tuple[str, str, str | None]:
+        """(URL shown in messages, URL dialled, TLS server name) of a webhook's clientConfig (an
+        admission webhook's or a CRD conversion webhook's: the same shape)."""
         if cc.url:
             return cc.url, cc.url, None
         ref = cc.service
@@ -298,7 +299,7 @@ class Admission:
     async def _call(
         self, hook: Webhook, attrs: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None
     ) -> Any:
-        shown, url, server_name = self._target(hook)
+        shown, url, server_name = self.target(hook.client_config)
         timeout = hook.timeout_seconds or 10
         rt = attrs.rt
         request = {
@@ -331,10 +332,10 @@ class Admission:
         )
         post = f'Post "{shown}?timeout={timeout}s"'
         try:
-            status, raw = await self._client.post(
+            status, raw = await self.client.post(
                 f"{url}{'&' if '?' in url else '?'}timeout={timeout}s",
                 body,
-                ssl_context=self._ssl(hook.client_config.ca_bundle),
+                ssl_context=self.ssl_context(hook.client_config.ca_bundle),
                 server_hostname=server_name,
                 timeout=timeout,
             )
@@ -470,7 +471,7 @@ class Admission:
                 raise r
 
     async def close(self) -> None:
-        await self._client.close()
+        await self.client.close()
 
     # --- the request path -------------------------------------------------------------------------
 

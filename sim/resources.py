@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,9 @@ class ResourceType:
     strategic: bool = False  # accepts strategic merge patches (built-in types)
     extra_subresources: tuple[str, ...] = ()  # e.g. ("binding",) for pods
     generation: bool = False  # a built-in kind with metadata.generation (bumped on spec changes): Jobs
+    # the CRD's storage version when it serves more than one: every version shares the storage
+    # version's objects, and one at another version is converted (sim/conversion.py); "" = this one
+    storage_version: str = ""
 
     @property
     def api_version(self) -> str:
@@ -50,6 +54,16 @@ class ResourceType:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.group, self.version, self.plural)
+
+    @property
+    def storage_key(self) -> tuple[str, str, str]:
+        """The key of the bucket holding this resource's objects (the storage version's)."""
+        return (self.group, self.storage_version or self.version, self.plural)
+
+    @property
+    def converted(self) -> bool:
+        """Served at a version other than the stored one: reads and writes go through conversion."""
+        return bool(self.storage_version) and self.storage_version != self.version
 
     def subresources(self) -> list[str]:
         subs = list(self.extra_subresources)
@@ -143,7 +157,9 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
     out = []
-    for v in spec.get("versions") or []:
+    versions = spec.get("versions") or []
+    storage = next((v["name"] for v in versions if v.get("storage")), "") if len(versions) > 1 else ""
+    for v in versions:
         if not v.get("served", True):
             continue
         subs = v.get("subresources") or {}
@@ -162,9 +178,23 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
                 printer_columns=list(v.get("additionalPrinterColumns") or []),
                 schema=(v.get("schema") or {}).get("openAPIV3Schema"),
                 custom=True,
+                storage_version=storage,
             )
         )
     return out
+
+
+def version_priority(version: str) -> tuple[int, int, int]:
+    """Kubernetes' order of API versions, highest first when sorted by this key: GA (v2 before v1),
+    then beta, then alpha (higher numbers first within each), then any other name. Discovery lists a
+    group's versions in this order and clients use the first that serves a resource, so kubectl reads
+    a resource served as v1alpha1 and v1beta1 at v1beta1."""
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
+    if m is None:
+        return (3, 0, 0)
+    major, level, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
+    rank = {None: 0, "beta": 1, "alpha": 2}[level]
+    return (rank, -major, -minor)
 
 
 def load_crd_files(directory: Path = CRD_DIR) -> list[dict[str, Any]]:

@@ -16,10 +16,11 @@ import yaml
 
 from sim import errors, protobuf
 from sim.admission import Admission
+from sim.conversion import Conversion
 from sim.errors import ApiError
 from sim.faults import Faults
 from sim.http import Handler, Request, Response, Result, Router, StreamResponse
-from sim.resources import ResourceType
+from sim.resources import ResourceType, version_priority
 from sim.selectors import parse_field_selector, parse_label_selector
 from sim.store import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_PATCH, Store
 from sim.tables import table
@@ -118,6 +119,7 @@ class ApiServer:
         # server sees them
         self.request_log: collections.deque[RequestRecord] | None = None
         self.admission = Admission(store)  # dynamic admission webhooks (sim/admission.py)
+        self.conversion = Conversion(self.admission)  # CRDs served in several versions (sim/conversion.py)
 
     # ---------------------------------------------------------------- /sim/faults
 
@@ -145,10 +147,12 @@ class ApiServer:
         return out
 
     def _group_doc(self, group: str, rts: list[ResourceType]) -> dict[str, Any]:
-        versions = []
+        versions: list[str] = []
         for rt in rts:
             if rt.version not in versions:
                 versions.append(rt.version)
+        if group:  # kube-apiserver orders a group's versions by priority (v1beta1 before v1alpha1)
+            versions.sort(key=version_priority)
         vs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
         return {"name": group, "versions": vs, "preferredVersion": vs[0]}
 
@@ -312,6 +316,8 @@ class ApiServer:
     ) -> Response | Awaitable[Result]:
         if verb == "watch":
             return _guard(self._watch(request, rt, ns))
+        if rt.converted:
+            return _guard(self.conversion.handle(self, request, verb, rt, ns, name, sub))
         return self._handle(request, verb, rt, ns, name, sub)
 
     @staticmethod
@@ -623,7 +629,8 @@ class ApiServer:
         )
         try:
             since = "0" if initial_events else q.get("resourceVersion")  # NotOlderThan: now will do
-            w = self.store.watch(rt, ns or None, since, label, field)
+            source = self.conversion.storage(rt) if rt.converted else rt
+            w = self.store.watch(source, ns or None, since, label, field)
             snapshot_rv, initial = self.store.rv, len(w.queue)
         except ApiError as e:
             if e.code != 410:
@@ -648,7 +655,13 @@ class ApiServer:
         include = q.get("includeObject", "Metadata")
         first_table = [True]
 
-        def encode(batch: list[Any]) -> bytes:
+        async def encode(batch: list[Any]) -> bytes:
+            if rt.converted:
+                try:
+                    batch = await self.conversion.events(rt, batch)
+                except ApiError as e:  # like kube-apiserver: an ERROR event, then the watch ends
+                    w.close()
+                    return _enc.encode({"type": "ERROR", "object": e.status()}) + b"\n"
             if not as_table:
                 return b"".join(ev.line() for ev in batch)
             out = []
@@ -672,7 +685,7 @@ class ApiServer:
             if initial_events:
                 first = [w.queue.popleft() for _ in range(initial)]
                 sent += len(first)
-                await resp.write(encode(first) + bookmark(snapshot_rv, initial_end=True))
+                await resp.write(await encode(first) + bookmark(snapshot_rv, initial_end=True))
             while not self.closing.is_set():
                 now = loop.time()
                 waits = []
@@ -686,10 +699,10 @@ class ApiServer:
                     if cut is not None and sent + len(batch) >= cut:
                         batch = batch[: max(cut - sent, 0)]
                         if batch:
-                            await resp.write(encode(batch))
+                            await resp.write(await encode(batch))
                         break
                     sent += len(batch)
-                    await resp.write(encode(batch))
+                    await resp.write(await encode(batch))
                 if w.closed:
                     break
                 now = loop.time()

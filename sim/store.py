@@ -307,16 +307,20 @@ class Store:
 
     def register(self, rt: ResourceType) -> None:
         self.types[rt.key] = rt
-        if rt.key not in self.buckets:
-            self.buckets[rt.key] = Bucket(rt, self.watch_history)
-        else:
-            self.buckets[rt.key].rt = rt
+        # the versions of one CRD share the storage version's bucket (its objects are stored once)
+        if rt.storage_key not in self.buckets:
+            self.buckets[rt.storage_key] = Bucket(rt, self.watch_history)
+        elif not rt.converted:
+            self.buckets[rt.storage_key].rt = rt
         for cb in self.on_types_changed:
             cb()
 
     def rt(self, plural: str, group: str = "", version: str | None = None) -> ResourceType:
+        """The type of `plural` in `group`: at `version`, or (None) at its storage version."""
         for rt in self.types.values():
-            if rt.plural == plural and rt.group == group and (version is None or rt.version == version):
+            if rt.plural == plural and rt.group == group and (
+                rt.version == version if version is not None else not rt.converted
+            ):
                 return rt
         raise KeyError(f"{plural}.{group}")
 
@@ -324,7 +328,7 @@ class Store:
         return self.types.get((group, version, plural))
 
     def bucket(self, rt: ResourceType) -> Bucket:
-        return self.buckets[rt.key]
+        return self.buckets[rt.storage_key]
 
     # ------------------------------------------------------------ reads
 
@@ -749,7 +753,7 @@ class Store:
 
     def _unregister_crd(self, crd: dict[str, Any]) -> None:
         for t in types_from_crd(crd):
-            b = self.buckets.pop(t.key, None)
+            b = self.buckets.pop(t.storage_key, None)
             self.types.pop(t.key, None)
             if b:
                 for w in list(b.watchers):

@@ -28,6 +28,7 @@ import msgspec
 from aiohttp import web
 
 from schemas.admission import (
+    CONVERSION_DECODER,
     KIND_MUTATING_CONFIG,
     KIND_VALIDATING_CONFIG,
     REGISTRATION_API_VERSION,
@@ -56,7 +57,7 @@ from schemas.messages import (
 )
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
 from services.planner.kit.sizes import too_large
-from services.webhook import certs
+from services.webhook import certs, conversion
 from services.webhook.admission import NotSynced, PodView, denied
 from services.webhook.endpoints import ENDPOINTS, Context, now_rfc3339, registered
 
@@ -188,6 +189,7 @@ class WebhookServer:
         context = Context(gates=self.opts.gates, view=self.view, now=now_rfc3339)
         for endpoint in registered(pod_hook=True):  # served always; registered per opts.pod_hook
             app.router.add_post(endpoint.path, self._review(partial(endpoint.answer, context=context)))
+        app.router.add_post(conversion.PATH, self._convert)
         app.router.add_get("/healthz", self._ok)
         app.router.add_get("/readyz", self._ok)
         app.router.add_get("/stats", self._stats)
@@ -235,6 +237,18 @@ class WebhookServer:
             return web.Response(body=out, content_type="application/json")
 
         return handle
+
+    async def _convert(self, request: web.Request) -> web.Response:
+        """A CRD ConversionReview (apiextensions.k8s.io/v1): every object to the desired version."""
+        body = await request.read()
+        try:
+            review = CONVERSION_DECODER.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
+            log.warning("invalid ConversionReview: %s", e)
+            return web.Response(status=400, text=f"invalid ConversionReview: {e}")
+        if review.request is None:
+            return web.Response(status=400, text="invalid ConversionReview: no request")
+        return web.Response(body=REVIEW_ENCODER.encode(conversion.answer(review)), content_type="application/json")
 
     async def start(self) -> int:
         self.bundle = self.new_bundle()
@@ -284,6 +298,30 @@ class WebhookServer:
         serve (the pod hook switched off) is removed, anybody else's entry is kept as it is."""
         for resource, desired in self.configurations():
             await self._reconcile(kube, resource, desired)
+        await self.register_conversion(kube)
+
+    async def register_conversion(self, kube: Any) -> None:
+        """Point the conversion of every CRD served in two versions (DaemonSet, SidecarSet) at this
+        webhook with the current caBundle, as Kruise's webhook controller does for its CRDs. A CRD that
+        is not installed is skipped: its kind is then simply not served."""
+        from services.kube import KubeNotFound
+
+        wanted = conversion.crd_conversion(self.client_config())
+        for entry in conversion.CONVERTED:
+            try:
+                current = msgspec.json.decode(await kube.get(conversion.CRDS, None, entry.crd_name))
+            except KubeNotFound:
+                log.warning("CRD %s not installed: its conversion is not registered", entry.crd_name)
+                continue
+            if (current.get("spec") or {}).get("conversion") == wanted:
+                continue
+            # a merge patch replaces `webhook.clientConfig` key by key: null out what is not wanted
+            # (`url` after a switch to `service`, or the other way round)
+            cc = dict(wanted["webhook"]["clientConfig"])
+            for key in ("url", "service"):
+                cc.setdefault(key, None)
+            patch = {"spec": {"conversion": {**wanted, "webhook": {**wanted["webhook"], "clientConfig": cc}}}}
+            await kube.patch(conversion.CRDS, None, entry.crd_name, patch, patch_type="merge")
 
     async def _reconcile(self, kube: Any, resource: Resource, desired: dict[str, Any], *, attempts: int = 5) -> None:
         from services.kube import KubeConflict, KubeNotFound
