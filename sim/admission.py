@@ -296,6 +296,30 @@ class Admission:
                 raise WebhookCallError(f"service {ref.namespace}/{ref.name} has no port {ref.port}")
         return shown, f"https://{address}{path}", f"{ref.name}.{ref.namespace}.svc"
 
+    async def post_review(self, url: str, body: bytes, *, shown: str, ca_bundle: bytes | None,
+                          server_name: str | None, timeout: int) -> bytes:
+        """POST a review (admission or conversion) to a webhook and return the 200 answer's body.
+
+        Every failure is a `WebhookCallError` in kube-apiserver's words, starting `Post "<url>?timeout=Ns"`;
+        each caller puts its own prefix in front (`failed to call webhook: `, `conversion webhook for ...`).
+        """
+        post = f'Post "{shown}?timeout={timeout}s"'
+        try:
+            status, raw = await self.client.post(
+                f"{url}{'&' if '?' in url else '?'}timeout={timeout}s",
+                body,
+                ssl_context=self.ssl_context(ca_bundle),
+                server_hostname=server_name,
+                timeout=timeout,
+            )
+        except TimeoutError:
+            raise WebhookCallError(f"{post}: context deadline exceeded") from None
+        except CallError as e:
+            raise WebhookCallError(f"{post}: {e}") from None
+        if status != 200:
+            raise WebhookCallError(f"{post}: unexpected status {status}: {raw[:200]!r}")
+        return raw
+
     async def _call(
         self, hook: Webhook, attrs: Attributes, obj: dict[str, Any] | None, old: dict[str, Any] | None
     ) -> Any:
@@ -330,23 +354,11 @@ class Admission:
         body = msgspec.json.encode(
             {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
         )
-        post = f'Post "{shown}?timeout={timeout}s"'
         try:
-            status, raw = await self.client.post(
-                f"{url}{'&' if '?' in url else '?'}timeout={timeout}s",
-                body,
-                ssl_context=self.ssl_context(hook.client_config.ca_bundle),
-                server_hostname=server_name,
-                timeout=timeout,
-            )
-        except TimeoutError:
-            raise WebhookCallError(f"failed to call webhook: {post}: context deadline exceeded") from None
-        except CallError as e:
-            raise WebhookCallError(f"failed to call webhook: {post}: {e}") from None
-        if status != 200:
-            raise WebhookCallError(
-                f"failed to call webhook: {post}: unexpected status {status}: {raw[:200]!r}"
-            )
+            raw = await self.post_review(url, body, shown=shown, ca_bundle=hook.client_config.ca_bundle,
+                                         server_name=server_name, timeout=timeout)
+        except WebhookCallError as e:
+            raise WebhookCallError(f"failed to call webhook: {e}") from None
         try:
             gvk = _GVK_DECODER.decode(raw)
             review = _RESPONSE_DECODER.decode(raw)

@@ -43,8 +43,16 @@ from sim import errors, schema
 from sim.errors import ApiError
 from sim.patch import PatchDecodeError, PatchError, json_patch
 from sim.resources import ResourceType
-from sim.store import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, WatchEvent, copy_obj
-from sim.webhook_client import CallError
+from sim.store import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    WatchEvent,
+    copy_obj,
+    patch_failure,
+    patched_object,
+)
 
 if TYPE_CHECKING:
     from sim.admission import Admission
@@ -147,21 +155,11 @@ class Conversion:
         uid = str(uuid.uuid4())
         body = msgspec.json.encode({"apiVersion": CONVERSION_API_VERSION, "kind": KIND_CONVERSION_REVIEW,
                                     "request": {"uid": uid, "desiredAPIVersion": desired, "objects": objects}})
-        post = f'Post "{shown}?timeout={TIMEOUT_SECONDS}s"'
         try:
-            status, raw = await self.admission.client.post(
-                f"{url}{'&' if '?' in url else '?'}timeout={TIMEOUT_SECONDS}s",
-                body,
-                ssl_context=self.admission.ssl_context(cc.ca_bundle),
-                server_hostname=server_name,
-                timeout=TIMEOUT_SECONDS,
-            )
-        except TimeoutError:
-            raise failed(f"{post}: context deadline exceeded") from None
-        except CallError as e:
-            raise failed(f"{post}: {e}") from None
-        if status != 200:
-            raise failed(f"{post}: unexpected status {status}: {raw[:200]!r}")
+            raw = await self.admission.post_review(url, body, shown=shown, ca_bundle=cc.ca_bundle,
+                                                   server_name=server_name, timeout=TIMEOUT_SECONDS)
+        except WebhookCallError as e:
+            raise failed(str(e)) from None
         try:
             review = CONVERSION_DECODER.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -306,13 +304,9 @@ class Conversion:
                     if not isinstance(patch, dict):
                         raise PatchDecodeError("patch must be an object")
                     new = merge_patch(at_version, patch)
-            except PatchError:
-                raise errors.json_patch_failed() from None
-            except PatchDecodeError as e:
-                raise errors.bad_request(str(e)) from None
-            if not isinstance(new, dict):
-                raise errors.bad_request("patched object is not an object")
-            new = copy_obj(new)
+            except (PatchError, PatchDecodeError) as e:
+                raise patch_failure(e) from None
+            new = copy_obj(patched_object(new))
             pinned = bool((new.get("metadata") or {}).get("resourceVersion")) and (
                 new["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
             )

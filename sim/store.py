@@ -128,6 +128,18 @@ def now_iso(offset_seconds: float = 0) -> str:
     return str(_now_cache[1])
 
 
+def patch_failure(e: PatchError | PatchDecodeError) -> ApiError:
+    """What kube-apiserver answers for a patch that does not apply (422) or does not decode (400)."""
+    return errors.bad_request(str(e)) if isinstance(e, PatchDecodeError) else errors.json_patch_failed()
+
+
+def patched_object(new: Any) -> dict[str, Any]:
+    """A patch result that must be an object (a JSON patch may replace the root with anything)."""
+    if not isinstance(new, dict):
+        raise errors.bad_request("patched object is not an object")
+    return new
+
+
 def copy_obj(obj: Any) -> Any:
     """A deep copy of a JSON value (faster than copy.deepcopy for large objects)."""
     return _decoder.decode(_encoder.encode(obj))
@@ -831,13 +843,9 @@ class Store:
                 new = merged if subresource == "status" and not rt.custom else self._writable(rt, merged)
             else:
                 raise errors.unsupported_media_type(patch_type, PATCH_TYPES)
-        except PatchError:
-            raise errors.json_patch_failed() from None
-        except PatchDecodeError as e:
-            raise errors.bad_request(str(e)) from None
-        if not isinstance(new, dict):
-            raise errors.bad_request("patched object is not an object")
-        return self._apply_update(rt, current, new, subresource, dry_run)
+        except (PatchError, PatchDecodeError) as e:
+            raise patch_failure(e) from None
+        return self._apply_update(rt, current, patched_object(new), subresource, dry_run)
 
     @staticmethod
     def _writable(rt: ResourceType, merged: Any) -> Any:

@@ -17,36 +17,23 @@ Pure functions over JSON objects (dicts): no I/O, the input is never modified.
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Final
+from typing import Any
 
-from schemas.constants import (
-    ANNOTATION_DS_PROGRESSIVE_CREATE,
-    API_VERSION,
-    API_VERSION_V1BETA1,
-    DS_STANDARD,
-    DS_SURGING,
-)
-
-V1ALPHA1: Final = API_VERSION
-V1BETA1: Final = API_VERSION_V1BETA1
+from schemas.constants import ANNOTATION_DS_PROGRESSIVE_CREATE, DS_STANDARD, DS_SURGING
+from services.planner.kit.versions import V1ALPHA1, V1BETA1, converted, put_meta, take_meta
 
 
 def to_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
     """A v1alpha1 DaemonSet as v1beta1."""
-    out = copy.deepcopy(obj)
-    out["apiVersion"] = V1BETA1
+    out = converted(obj, V1BETA1)
     spec = out.get("spec")
     if isinstance(spec, dict):
         rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate")
         if isinstance(rolling, dict) and rolling.get("rollingUpdateType") == DS_SURGING:
             rolling["rollingUpdateType"] = DS_STANDARD
-    meta = out.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    if isinstance(meta, dict) and isinstance(annotations, dict) and annotations.get(ANNOTATION_DS_PROGRESSIVE_CREATE) == "true":
-        del annotations[ANNOTATION_DS_PROGRESSIVE_CREATE]
-        if not annotations:
-            del meta["annotations"]
+    annotations = (out.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict) and annotations.get(ANNOTATION_DS_PROGRESSIVE_CREATE) == "true":
+        take_meta(out, "annotations", ANNOTATION_DS_PROGRESSIVE_CREATE)
         out.setdefault("spec", {})["scaleStrategy"] = {"partitionedScaling": True}
     status = out.get("status")
     if isinstance(status, dict) and "daemonSetHash" in status:
@@ -56,15 +43,12 @@ def to_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
 
 def to_v1alpha1(obj: dict[str, Any]) -> dict[str, Any]:
     """A v1beta1 DaemonSet as v1alpha1."""
-    out = copy.deepcopy(obj)
-    out["apiVersion"] = V1ALPHA1
+    out = converted(obj, V1ALPHA1)
     spec = out.get("spec")
     if isinstance(spec, dict) and "scaleStrategy" in spec:
         scale = spec.pop("scaleStrategy")
         if isinstance(scale, dict) and scale.get("partitionedScaling") is True:
-            meta = out.setdefault("metadata", {})
-            annotations = meta.get("annotations")
-            meta["annotations"] = {**(annotations or {}), ANNOTATION_DS_PROGRESSIVE_CREATE: "true"}
+            put_meta(out, "annotations", ANNOTATION_DS_PROGRESSIVE_CREATE, "true")
     status = out.get("status")
     if isinstance(status, dict) and "updateRevision" in status:
         status["daemonSetHash"] = status.pop("updateRevision")

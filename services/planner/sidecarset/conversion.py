@@ -20,50 +20,34 @@ Pure functions over JSON objects (dicts): no I/O, the input is never modified.
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Final
+from typing import Any
 
-from schemas.constants import (
-    API_VERSION,
-    API_VERSION_V1BETA1,
-    LABEL_NAMESPACE_NAME,
-    LABEL_SIDECARSET_CUSTOM_VERSION,
-)
-
-V1ALPHA1: Final = API_VERSION
-V1BETA1: Final = API_VERSION_V1BETA1
+from schemas.constants import LABEL_NAMESPACE_NAME, LABEL_SIDECARSET_CUSTOM_VERSION
+from services.planner.kit.versions import V1ALPHA1, V1BETA1, converted, put_meta, take_meta
 
 
 def to_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
     """A v1alpha1 SidecarSet as v1beta1."""
-    out = copy.deepcopy(obj)
-    out["apiVersion"] = V1BETA1
+    out = converted(obj, V1BETA1)
     spec = out.get("spec")
     if isinstance(spec, dict) and "namespace" in spec:
         namespace = spec.pop("namespace")
         if namespace:
             spec["namespaceSelector"] = {"matchLabels": {LABEL_NAMESPACE_NAME: namespace}}
-    meta = out.get("metadata")
-    labels = meta.get("labels") if isinstance(meta, dict) else None
-    if isinstance(meta, dict) and isinstance(labels, dict) and LABEL_SIDECARSET_CUSTOM_VERSION in labels:
-        version = labels.pop(LABEL_SIDECARSET_CUSTOM_VERSION)
-        if not labels:
-            del meta["labels"]
-        if version:
-            out.setdefault("spec", {})["customVersion"] = version
+    version = take_meta(out, "labels", LABEL_SIDECARSET_CUSTOM_VERSION)
+    if version:
+        out.setdefault("spec", {})["customVersion"] = version
     return out
 
 
 def to_v1alpha1(obj: dict[str, Any]) -> dict[str, Any]:
     """A v1beta1 SidecarSet as v1alpha1."""
-    out = copy.deepcopy(obj)
-    out["apiVersion"] = V1ALPHA1
+    out = converted(obj, V1ALPHA1)
     spec = out.get("spec")
     if isinstance(spec, dict) and "customVersion" in spec:
         version = spec.pop("customVersion")
         if version:
-            meta = out.setdefault("metadata", {})
-            meta["labels"] = {**(meta.get("labels") or {}), LABEL_SIDECARSET_CUSTOM_VERSION: version}
+            put_meta(out, "labels", LABEL_SIDECARSET_CUSTOM_VERSION, str(version))
     return out
 
 
