@@ -6,12 +6,17 @@ NATS, the sim (`python -m sim`, real HTTP) and every service run as processes (`
 Several CloneSets (in place, ReCreate, ReCreate with maxSurge, in place with a partition) roll out
 continuously, and so do one Advanced DaemonSet (a rolling update with maxUnavailable 1 and a
 partition, over the sim's nodes) and one SidecarSet (a sidecar image upgrade with maxUnavailable 1,
-over pods of its own that the webhook injects at creation). A *round* is a chaos window: one or more template (image) changes of every workload at random moments,
+over pods of its own that the webhook injects at creation). With ``--probe-pods N`` a PodProbeMarker
+probes N pods of its own (an exec probe through the node-local `prober` process) whose outcomes the
+soak flips every round on the sim's runtime; with ``--pull-jobs N`` every round creates N ImagePullJobs
+for the round's new CloneSet images, pulled on every node by the node agents (`agent`). The prober and
+the agent are then kill targets too. A *round* is a chaos window: one or more template (image) changes of every workload at random moments,
 SIGKILLs of random processes (each restarted after a random downtime; NATS on the same port and
 store) and, with ``--api-faults``, injected API errors and cut watch streams on the sim. After the
 window every fault is off and the round must *settle*: every workload converged (see
 `services.chaoscheck.Rules.convergence`) within ``--settle-timeout``. The time from the end of the
-window to convergence is the round's settle time. Throughout, `services.chaoscheck` watches only the
+window to convergence is the round's settle time (markers and pull jobs included: every probed pod
+shows its current outcome, every pull job finished on every node). Throughout, `services.chaoscheck` watches only the
 API and records every invariant violation.
 
 The same driver backs `tests/e2e/test_chaos_soak.py` (a few minutes, small CloneSets); this command
@@ -40,14 +45,38 @@ import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.pipeline import pct, sim_json, write_docs
-from schemas.constants import ANNOTATION_SIDECARSET_INJECTED_LIST
+from schemas.constants import ANNOTATION_SIDECARSET_INJECTED_LIST, PROBE_FAILED, PROBE_SUCCEEDED
+from schemas.imagepulljob import ImagePullJob
 from schemas.kube import Node, Pod
-from schemas.messages import CLONESETS, DAEMONSETS, NAMESPACES, NODES, PODS, SIDECARSETS, Resource
-from services.chaoscheck import NOT_CONVERGED, RULES, ApiChecker, Checker, describe_pod, workload_name
-from services.errors import KubeError
+from schemas.messages import (
+    CLONESETS,
+    DAEMONSETS,
+    IMAGE_PULL_JOBS,
+    NAMESPACES,
+    NODE_IMAGES,
+    NODES,
+    PODPROBEMARKERS,
+    PODS,
+    SIDECARSETS,
+    Resource,
+)
+from schemas.podprobemarker import PodProbeMarker
+from services.chaoscheck import (
+    NOT_CONVERGED,
+    RULES,
+    ApiChecker,
+    Checker,
+    ProbeOutcome,
+    describe_pod,
+    marker_problems,
+    pull_job_problems,
+    workload_name,
+)
+from services.errors import KubeConflict, KubeError
 from services.kube import Kube
 from services.observe import poll
-from services.stack import SERVICES, Stack
+from services.planner.kit.selectors import matches
+from services.stack import AGENT, SERVICES, Stack
 
 NS = "default"
 NATS = "nats"
@@ -61,6 +90,15 @@ SIDECARSET = "sidecar"
 SIDECAR = "log-agent"
 SIDECAR_LABEL = {"sidecar": "soak"}
 KRUISE_NS = "kruise-system"  # where SidecarSet revisions live
+MARKER = "probed"
+PROBE = "Idle"
+IDLE = "soak-idle"
+BUSY = "soak.kruisebus.io/busy"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+CONDITION = "soak.kruisebus.io/idle"
+_PPM = msgspec.json.Decoder(PodProbeMarker)
+_JOB = msgspec.json.Decoder(ImagePullJob)
+PULL_GATES = {"KRUISEBUS_FEATURE_GATES": "ImagePullJobGate=true"}
 
 
 def daemonset_body(image: str, partition: int) -> dict[str, Any]:
@@ -87,6 +125,37 @@ def sidecar_pod(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NS, "labels": {"app": SIDECARSET, **SIDECAR_LABEL}},
             "spec": {"containers": [{"name": "main", "image": "app:v1"}]}}
+
+
+def probed_pod(name: str) -> dict[str, Any]:
+    """A pod of the PodProbeMarker's, nothing owns it (its probe outcome is the soak's to flip)."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": MARKER}},
+            "spec": {"containers": [{"name": "main", "image": "app:v1"}]}}
+
+
+def marker_body() -> dict[str, Any]:
+    """An exec probe every second (thresholds 1), whose two states set different keys: a stale marker of
+    the previous state is visible as a key that should be gone, not only as a value."""
+    timing = {"initialDelaySeconds": 1, "periodSeconds": 1, "timeoutSeconds": 1, "successThreshold": 1,
+              "failureThreshold": 1}
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "PodProbeMarker",
+            "metadata": {"name": MARKER, "namespace": NS},
+            "spec": {"selector": {"matchLabels": {"app": MARKER}}, "probes": [
+                {"name": PROBE, "containerName": "main", "probe": {"exec": {"command": ["/idle.sh"]}, **timing},
+                 "markerPolicy": [
+                     {"state": PROBE_SUCCEEDED, "labels": {IDLE: "true"}, "annotations": {DELETION_COST: "-10"}},
+                     {"state": PROBE_FAILED, "labels": {IDLE: "false"},
+                      "annotations": {DELETION_COST: "10", BUSY: "true"}}],
+                 "podConditionType": CONDITION}]}}
+
+
+def pull_job_body(name: str, image: str) -> dict[str, Any]:
+    """Every node (no selector), two at a time, finished once all pulled (Always)."""
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "ImagePullJob",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"image": image, "parallelism": 2, "completionPolicy": {"type": "Always"},
+                     "pullPolicy": {"timeoutSeconds": 60, "backoffLimit": 3}}}
 
 
 @dataclass(frozen=True)
@@ -142,7 +211,7 @@ class SoakConfig:
     changes: tuple[int, int] = (1, 3)  # template changes per round (inclusive range)
     kills: float = 1.1  # mean SIGKILLs per round
     downtime: tuple[float, float] = (0.0, 2.0)  # seconds a killed process stays down
-    targets: tuple[str, ...] = TARGETS
+    targets: tuple[str, ...] | None = None  # None: the pipeline, NATS, and the prober/agent when they run
     api_faults: bool = False
     settle_timeout: float = 60.0
     max_seconds: float | None = None  # stop starting rounds after this long
@@ -151,6 +220,14 @@ class SoakConfig:
     sim_args: tuple[str, ...] = ("--pull-delay", "0.05", "--start-delay", "0.2", "--stop-delay", "0.3")
     daemonset_partition: int | None = 1  # None: no DaemonSet
     sidecar_pods: int = 4  # pods of the SidecarSet (0: no SidecarSet)
+    probe_pods: int = 0  # pods of the PodProbeMarker (0: no marker, no prober)
+    probe_flip: float = 0.5  # chance that a probed pod's outcome flips in a round
+    pull_jobs: int = 0  # ImagePullJobs created per round (0: none, no node agents)
+
+    def kill_targets(self, probers: tuple[str, ...] = ()) -> tuple[str, ...]:
+        if self.targets is not None:
+            return self.targets
+        return (*TARGETS, *((AGENT,) if self.pull_jobs else ()), *(probers if self.probe_pods else ()))
 
 
 @dataclass
@@ -167,6 +244,8 @@ class SoakResult:
     config: dict[str, Any]
     rounds: list[RoundResult] = field(default_factory=list)
     kills: Counter[str] = field(default_factory=Counter)
+    probe_flips: int = 0  # probe outcomes the soak changed
+    pull_jobs: int = 0  # ImagePullJobs created
     exits: Counter[str] = field(default_factory=Counter)  # processes that exited on their own (restarted)
     violations: dict[str, int] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
@@ -196,6 +275,8 @@ class SoakResult:
             "settle_s": {"p50": pct(settle, 50), "p99": pct(settle, 99), "max": max(settle, default=float("nan"))},
             "slowest_round": asdict(slowest) if slowest else None,
             "final_converged": self.final_converged,
+            "probe_flips": self.probe_flips,
+            "pull_jobs": self.pull_jobs,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -210,8 +291,19 @@ class Soak:
                  on_round: Callable[[RoundResult, SoakResult], None] | None = None) -> None:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
+        service_args: dict[str, tuple[str, ...]] = {}
+        if cfg.sidecar_pods:
+            service_args["webhook"] = ("--pod-hook",)
+        if cfg.pull_jobs:  # a NodeImage per node at once, not after 30 s Ready
+            service_args["planner"] = ("--nodeimage-creation-delay", "0")
         self.stack = Stack(nodes=cfg.nodes, workdir=workdir, sim_args=cfg.sim_args, executors=cfg.executors,
-                           service_args={"webhook": ("--pod-hook",)} if cfg.sidecar_pods else None)
+                           service_args=service_args, env=PULL_GATES if cfg.pull_jobs else None,
+                           node_agents=bool(cfg.pull_jobs), probers=bool(cfg.probe_pods), prober_processes=1)
+        self.targets = cfg.kill_targets(tuple(self.stack.prober_groups))
+        # pod name -> probe -> what it answers now (what the soak last set on the runtime)
+        self.outcomes: dict[str, dict[str, ProbeOutcome]] = {}
+        self.job_images: set[str] = set()
+        self.lagging: set[str] = set()  # what a settle still waited for once the watched workloads converged
         self.workloads = workloads(cfg.sizes)
         self.result = SoakResult(config={**asdict(cfg), "workloads": [asdict(w) for w in self.workloads]})
         self.on_round = on_round
@@ -314,6 +406,95 @@ class Soak:
             await poll(lambda i=i: one(i), bool, timeout=30, interval=0.2,  # type: ignore[misc]
                        what=f"sidecar pod {i} injected by the webhook")
 
+    async def create(self, res: Resource, ns: str | None, body: dict[str, Any]) -> None:
+        """Create through injected faults: a retry that finds the object already there is done."""
+        assert self.kube is not None
+        for attempt in range(20):
+            try:
+                await self.kube.create(res, ns, body)
+                return
+            except KubeError as e:
+                if isinstance(e, KubeConflict) and e.already_exists:
+                    if attempt:
+                        return  # an earlier attempt got through
+                    raise
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.05)  # retry backoff
+
+    async def sim_post(self, path: str, body: dict[str, Any]) -> None:
+        async with aiohttp.ClientSession() as s:
+            await sim_json(s, "POST", f"{self.stack.sim_url}{path}", body)
+
+    async def set_outcome(self, pod: str, ok: bool, message: str) -> None:
+        """What the pod's exec probe answers from now on (the sim's runtime API), and what the checker
+        then expects its markers to say."""
+        outcome = {"exitCode": 0, "stdout": message} if ok else {"exitCode": 1, "stderr": message}
+        await self.sim_post(f"/sim/pods/{NS}/{pod}/exec-outcomes", {"*": outcome})
+        self.outcomes[pod] = {PROBE: ProbeOutcome(PROBE_SUCCEEDED if ok else PROBE_FAILED, message)}
+
+    async def create_probed_pods(self) -> None:
+        """The marker's pods, each told to answer "idle" once running (the runtime API knows only pods
+        running on a node: polled until it takes it), then the marker."""
+        names = [f"{MARKER}-{i}" for i in range(self.cfg.probe_pods)]
+        for name in names:
+            await self.create(PODS, NS, probed_pod(name))
+
+        async def told(name: str) -> bool:
+            try:
+                await self.set_outcome(name, True, "idle r0")
+            except RuntimeError:  # 404: not running on a node yet
+                return False
+            return True
+
+        for name in names:
+            await poll(lambda name=name: told(name), bool, timeout=30, interval=0.2,  # type: ignore[misc]
+                       what=f"probed pod {name} running")
+        await self.create(PODPROBEMARKERS, NS, marker_body())
+
+    async def flip_probes(self, index: int) -> list[str]:
+        """Flip each probed pod's outcome with probability ``probe_flip`` (a new message either way)."""
+        flipped = []
+        for name in sorted(self.outcomes):
+            if self.rng.random() >= self.cfg.probe_flip:
+                continue
+            ok = self.outcomes[name][PROBE].state != PROBE_SUCCEEDED
+            await self.set_outcome(name, ok, f"{'idle' if ok else 'busy'} r{index}")
+            flipped.append(f"{name}={'ok' if ok else 'fail'}")
+        self.result.probe_flips += len(flipped)
+        return flipped
+
+    async def create_pull_jobs(self, index: int, images: list[str]) -> list[str]:
+        names = []
+        for k, image in enumerate(images):
+            name = f"pull-r{index}-{k}"
+            await self.create(IMAGE_PULL_JOBS, NS, pull_job_body(name, image))
+            self.job_images.add(image)
+            names.append(name)
+        self.result.pull_jobs += len(names)
+        return names
+
+    async def node_images(self) -> None:
+        """A job finds its targets among the NodeImages: round 1's must not be created before there is one
+        per node (a job with no targets is complete at once)."""
+        assert self.kube is not None
+        kube = self.kube
+
+        async def count() -> int:
+            return len((await kube.list(NODE_IMAGES))[0])
+
+        await poll(count, lambda n: n == self.cfg.nodes, timeout=60, interval=0.2,
+                   what=f"{self.cfg.nodes} NodeImages")
+
+    async def check_pulls(self) -> None:
+        """Repeated downloads of the jobs' images, from the kubelets' own record (`GET /sim/nodes`)."""
+        if not self.job_images:
+            return
+        async with aiohttp.ClientSession() as s:
+            kubelets = await sim_json(s, "GET", f"{self.stack.sim_url}/sim/nodes")
+        self.checker.check_pulls({k["name"]: [p["image"] for p in k["pullLog"]] for k in kubelets},
+                                 self.job_images)
+
     def exited(self) -> list[str]:
         """Processes that died without being killed by the soak."""
         out = [name for name, proc in self.stack.procs.items()
@@ -348,9 +529,11 @@ class Soak:
         kills = int(cfg.kills) + (1 if rng.random() < cfg.kills - int(cfg.kills) else 0)
         for _ in range(kills):
             at = rng.uniform(0, cfg.window)
-            target = rng.choice(cfg.targets)
+            target = rng.choice(self.targets)
             plan.append((at, "kill", target))
             plan.append((at + rng.uniform(*cfg.downtime), "revive", target))
+        if cfg.probe_pods:
+            plan.append((rng.uniform(0, cfg.window), "flip", "*"))
         if cfg.api_faults and rng.random() < 0.5:
             at = rng.uniform(0, cfg.window / 2)
             plan += [(at, "api-faults", "on"), (at + rng.uniform(1, cfg.window), "api-faults", "off")]
@@ -363,11 +546,19 @@ class Soak:
         before = len(self.checker.violations)
         done: list[str] = []
         api_on = False
+        jobs_made = False
         for offset, action, target in self.schedule():
             await asyncio.sleep(max(0.0, start + offset - time.monotonic()))  # the fault schedule
             if action == "change":
                 images = await self.change_all()
                 done.append(self.note(f"round {index}: template change -> {images[0]}..{images[-1]}"))
+                if self.cfg.pull_jobs and not jobs_made:
+                    jobs_made = True
+                    names = await self.create_pull_jobs(index, images[:self.cfg.pull_jobs])
+                    done.append(self.note(f"round {index}: ImagePullJobs {', '.join(names)}"))
+            elif action == "flip":
+                flipped = await self.flip_probes(index)
+                done.append(self.note(f"round {index}: probe outcomes flipped: {', '.join(flipped) or 'none'}"))
             elif action == "kill":
                 if target in self.down:
                     continue  # already down: its revive is still scheduled
@@ -394,6 +585,7 @@ class Soak:
     async def settle(self, index: int) -> float | None:
         """Poll until every CloneSet has converged (the checker's view, confirmed by a fresh list);
         the monotonic time it did, or None (a not-converged violation) at the deadline."""
+        self.lagging = set()
         try:
             await poll(self.confirmed, bool, timeout=self.cfg.settle_timeout, interval=0.1,
                        what=f"round {index} to converge")
@@ -407,9 +599,13 @@ class Soak:
                     self.checker.record(NOT_CONVERGED, name, f"round {index}: not converged "
                                         f"{self.cfg.settle_timeout:.0f}s after the faults: {'; '.join(why)}")
             self.checker.check_settled()
+            await self.check_pulls()
             return None
         t = time.monotonic()
+        if self.lagging:
+            self.note(f"round {index}: waited for {', '.join(sorted(self.lagging))} after the watched workloads")
         self.checker.check_settled()
+        await self.check_pulls()
         return t
 
     async def confirmed(self) -> bool:
@@ -417,7 +613,9 @@ class Soak:
         await self.heal(self.round)
         if not self.checker.converged():
             return False
-        return not any((await self.problems()).values())
+        problems = {k: v for k, v in (await self.problems()).items() if v}
+        self.lagging.update(problems)
+        return not problems
 
     async def problems(self) -> dict[str, list[str]]:
         """Workload -> why it has not converged, from a fresh list of everything (not the checker's watch)."""
@@ -437,6 +635,17 @@ class Soak:
                 obj = rules.decode(raw)
                 mine = by_owner.get(obj.metadata.uid, []) if rules.owns_pods else rules.select(obj, pods)
                 out[workload_name(rules, obj)] = rules.convergence(obj, mine, node_names)
+        if self.cfg.probe_pods:
+            markers = [_PPM.decode(raw) for raw in (await self.kube.list(PODPROBEMARKERS, NS))[0]]
+            if not markers:
+                out[f"podprobemarkers/{NS}/{MARKER}"] = ["missing"]
+            for ppm in markers:
+                selected = [p for p in pods if matches(ppm.spec.selector, p.metadata.labels)]
+                out[f"podprobemarkers/{NS}/{ppm.metadata.name}"] = marker_problems(ppm, selected, self.outcomes)
+        if self.cfg.pull_jobs:
+            for raw in (await self.kube.list(IMAGE_PULL_JOBS, NS))[0]:
+                job = _JOB.decode(raw)
+                out[f"imagepulljobs/{NS}/{job.metadata.name}"] = pull_job_problems(job, len(node_names))
         return out
 
     # --- the whole run
@@ -458,6 +667,10 @@ class Soak:
                                                           "metadata": {"name": KRUISE_NS}})
                 await self.kube.create(SIDECARSETS, None, sidecarset_body(self.next_image(SIDECAR)))
                 await self.create_sidecar_pods()
+            if self.cfg.probe_pods:
+                await self.create_probed_pods()
+            if self.cfg.pull_jobs:
+                await self.node_images()
             if await self.settle(0) is None:
                 raise RuntimeError("the workloads never became Ready: "
                                    + "; ".join(v.describe() for v in self.checker.violations))
@@ -511,6 +724,10 @@ def render(result: SoakResult, argv: list[str]) -> str:
         others += f"a DaemonSet (maxUnavailable 1, partition {result.config['daemonset_partition']}); "
     if result.config["sidecar_pods"]:
         others += f"a SidecarSet (maxUnavailable 1) over {result.config['sidecar_pods']} pods; "
+    if result.config["probe_pods"]:
+        others += f"a PodProbeMarker (exec, every 1 s) over {result.config['probe_pods']} pods; "
+    if result.config["pull_jobs"]:
+        others += f"{result.config['pull_jobs']} ImagePullJob(s) per round over every node; "
     lines = [
         SECTION_BEGIN, "",
         f"Command: `{cmd}` ({os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}); CloneSets: {sizes}; "
@@ -518,6 +735,8 @@ def render(result: SoakResult, argv: list[str]) -> str:
         "| what | measured |", "|---|---|",
         f"| rounds | {s['rounds']} in {s['wall_s']:.0f} s ({s['round_wall_s_mean']:.1f} s per round) |",
         f"| SIGKILLs | {', '.join(f'{k} {v}' for k, v in s['kills'].items()) or 'none'} |",
+        *([f"| probe outcomes flipped / pull jobs created | {s['probe_flips']} / {s['pull_jobs']} |"]
+          if result.config["probe_pods"] or result.config["pull_jobs"] else []),
         f"| violations | {', '.join(f'{k} {v}' for k, v in s['violations'].items()) or '**0**'} |",
         f"| rounds converged | {s['converged_rounds']} of {s['rounds']}; after the last round: "
         f"{'converged' if s['final_converged'] else '**not converged**'} |",
@@ -541,7 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=10)
     p.add_argument("--window", type=float, default=4.0, help="seconds of chaos per round")
     p.add_argument("--kills", type=float, default=1.1, help="mean SIGKILLs per round")
-    p.add_argument("--targets", default=",".join(TARGETS), help="processes to kill")
+    p.add_argument("--targets", default=None, help="processes to kill (default: "
+                   f"{','.join(TARGETS)}, and {AGENT} and the prober when they run)")
     p.add_argument("--api-faults", action="store_true", help="also inject sim API errors and watch cuts")
     p.add_argument("--settle-timeout", type=float, default=60.0)
     p.add_argument("--max-seconds", type=float, default=None,
@@ -550,18 +770,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--executors", type=int, default=1)
     p.add_argument("--daemonset-partition", type=int, default=1, help="the DaemonSet's partition (-1: no DaemonSet)")
     p.add_argument("--sidecar-pods", type=int, default=4, help="pods of the SidecarSet (0: no SidecarSet)")
+    p.add_argument("--probe-pods", type=int, default=4,
+                   help="pods of the PodProbeMarker, their outcomes flipped every round (0: no marker, no prober)")
+    p.add_argument("--pull-jobs", type=int, default=1,
+                   help="ImagePullJobs per round, for the round's new images, on every node (0: none, no agent)")
     p.add_argument("--workdir", type=Path, default=None, help="keep logs here (default: a temp dir, removed)")
     p.add_argument("--json", type=Path, default=None, help="write results (summary, rounds, evidence) here")
     p.add_argument("--write-docs", action="store_true", help="replace the figures section of docs/reliability.md")
     args = p.parse_args(argv)
     cfg = SoakConfig(rounds=args.rounds, seed=args.seed, sizes=tuple(int(x) for x in args.sizes.split(",")),
                      nodes=args.nodes, window=args.window, kills=args.kills,
-                     targets=tuple(args.targets.split(",")), api_faults=args.api_faults,
+                     targets=tuple(args.targets.split(",")) if args.targets else None,
+                     api_faults=args.api_faults,
                      settle_timeout=args.settle_timeout, give_up_after=args.give_up_after,
                      max_seconds=args.max_seconds,
                      executors=args.executors,
                      daemonset_partition=None if args.daemonset_partition < 0 else args.daemonset_partition,
-                     sidecar_pods=args.sidecar_pods)
+                     sidecar_pods=args.sidecar_pods, probe_pods=args.probe_pods, pull_jobs=args.pull_jobs)
     logging.basicConfig(level=logging.ERROR)
     print(f"chaos soak: seed {cfg.seed}, {cfg.rounds} rounds", file=sys.stderr)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -24,6 +24,10 @@ breach that lasts two seconds is one violation, not two hundred watch events:
   than there were pods of that name that it could describe (what `kubectl describe` shows twice).
 * ``surge-left``, ``not-converged``: checked when the soak asks for convergence (see
   :func:`convergence_problems`).
+* PodProbeMarker and ImagePullJob have no instantaneous rule: once settled, every probed pod carries
+  exactly the markers of its current outcome (:func:`marker_problems`) and every pull job has finished
+  on every node (:func:`pull_job_problems`), both convergence conditions of the soak; ``pulled-twice``:
+  a node downloaded a job's image more than once (:func:`repeated_pulls`, from the kubelets' record).
 
 Numbers come from the planner's own pure Kruise arithmetic (``calc.max_unavailable_and_surge``, the
 partition parser, revision hashing), so the checker and the planner agree on rounding by construction;
@@ -38,7 +42,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -52,10 +56,13 @@ from schemas.constants import (
     EVENT_SUCCESSFUL_UPDATE_RECREATE,
     LABEL_LIFECYCLE_STATE,
     LABEL_REVISION_HASH,
+    PROBE_SUCCEEDED,
 )
 from schemas.daemonset import DaemonSet, RollingUpdateDaemonSet
+from schemas.imagepulljob import ImagePullJob
 from schemas.kube import JsonObject, Node, Pod
 from schemas.messages import CLONESETS, DAEMONSETS, EVENTS, NODES, PODS, SIDECARSETS, Resource
+from schemas.podprobemarker import PodProbeMarker
 from schemas.sidecarset import SidecarSet
 from services.errors import KubeError
 from services.kube import Kube
@@ -79,7 +86,9 @@ UPDATED_TWICE = "updated-twice"
 EVENT_TWICE = "event-twice"
 SURGE_LEFT = "surge-left"
 NOT_CONVERGED = "not-converged"
-KINDS = (UNAVAILABLE, TOO_FEW, TOO_MANY, PARTITION, UPDATED_TWICE, EVENT_TWICE, SURGE_LEFT, NOT_CONVERGED)
+PULLED_TWICE = "pulled-twice"
+KINDS = (UNAVAILABLE, TOO_FEW, TOO_MANY, PARTITION, UPDATED_TWICE, EVENT_TWICE, SURGE_LEFT, NOT_CONVERGED,
+         PULLED_TWICE)
 
 # a breach that ends and starts again within this many seconds is one episode (it flickers at the limit)
 REOPEN_WITHIN = 1.0
@@ -517,6 +526,104 @@ def sidecarset_convergence(ss: SidecarSet, pods: Iterable[Pod]) -> list[str]:
     return problems
 
 
+# --- kinds without a pod budget: PodProbeMarker and ImagePullJob --------------------------------------------
+#
+# Neither has an instantaneous rule: a marker lags its probe by design, and a pull job is only judged
+# when it is done. Both are convergence conditions the soak adds to its settle (bench/chaos.py), with
+# what only the soak knows (the probe outcome it set on the runtime, the kubelets' record of pulls).
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What one probe on one pod answers now (the soak set it on the sim's runtime): ``state`` is
+    Succeeded or Failed, ``message`` what the probe printed (exec: stdout on success, stderr on failure)."""
+
+    state: str
+    message: str
+
+
+def marker_problems(ppm: PodProbeMarker, pods: Iterable[Pod],
+                    outcomes: Mapping[str, Mapping[str, ProbeOutcome]]) -> list[str]:
+    """Why the marker's pods do not show their probes' current outcomes ([] when every one does).
+
+    ``pods``: the pods the marker selects; ``outcomes``: pod name -> probe name -> its outcome (a pod
+    or probe without one is not judged: nobody decided what it answers; a pod with one that is not
+    among the active ``pods`` is a problem, so a selector that matches nothing is no pass). For each probe with an
+    outcome: the labels and annotations of the markerPolicy for that state carry its values; every key
+    only the *other* policies set is absent (a stale marker of the previous outcome); the
+    podConditionType condition is True for Succeeded, False otherwise, with the outcome's message.
+    """
+    pods = [p for p in pods if is_active(p)]
+    problems = [f"pod {name} has a probe outcome but the marker selects no such active pod"
+                for name in sorted(set(outcomes) - {p.metadata.name for p in pods})]
+    for pod in sorted(pods, key=lambda p: p.metadata.name):
+        want = outcomes.get(pod.metadata.name)
+        if not want:
+            continue
+        meta = pod.metadata
+        for probe in ppm.spec.probes:
+            outcome = want.get(probe.name)
+            if outcome is None:
+                continue
+            where = f"pod {meta.name} probe {probe.name} ({outcome.state} {outcome.message!r})"
+            matched = [m for m in probe.marker_policy if m.state == outcome.state]
+            others = [m for m in probe.marker_policy if m.state != outcome.state]
+            for what, have, wanted, other_keys in (
+                    ("labels", meta.labels, {k: v for m in matched for k, v in m.labels.items()},
+                     {k for m in others for k in m.labels}),
+                    ("annotations", meta.annotations, {k: v for m in matched for k, v in m.annotations.items()},
+                     {k for m in others for k in m.annotations})):
+                wrong = {k: have.get(k) for k, v in wanted.items() if have.get(k) != v}
+                if wrong:
+                    problems.append(f"{where}: {what} {wrong}, want {wanted}")
+                stale = sorted(k for k in other_keys - set(wanted) if k in have)
+                if stale:
+                    problems.append(f"{where}: stale {what} of the other state: {stale}")
+            if probe.pod_condition_type:
+                cond = pod.status.condition(probe.pod_condition_type)
+                status = "True" if outcome.state == PROBE_SUCCEEDED else "False"
+                if cond is None or cond.status != status or cond.message != outcome.message:
+                    seen = f"{cond.status} {cond.message!r}" if cond else "missing"
+                    problems.append(f"{where}: condition {probe.pod_condition_type} {seen}, "
+                                    f"want {status} {outcome.message!r}")
+    return problems
+
+
+def pull_job_problems(job: ImagePullJob, targets: int) -> list[str]:
+    """Why an Always ImagePullJob over ``targets`` nodes has not finished as docs/prepull.md defines
+    ([] when it has): status.completionTime set, desired the number of targets, every one succeeded
+    (succeeded == desired, none failed or active; the soak's images all exist)."""
+    st = job.status
+    problems: list[str] = []
+    if st.completion_time is None:
+        problems.append(f"not finished ({st.message or 'no status'})")
+    if st.desired != targets:
+        problems.append(f"status.desired {st.desired}, want {targets} (every node)")
+    if st.succeeded != st.desired or st.failed or st.failed_nodes or st.active:
+        problems.append(f"succeeded {st.succeeded} of desired {st.desired}, failed {st.failed} "
+                        f"{st.failed_nodes}, active {st.active}")
+    return problems
+
+
+def repeated_pulls(pull_log: Mapping[str, Iterable[str]], images: Collection[str]) -> list[Finding]:
+    """Downloads of one job image on one node more than once, from the kubelets' record (node -> the
+    images it downloaded, in order; a failed attempt downloads nothing and is not in it).
+
+    A restart explains none: a kubelet keeps what it downloaded and a pull it is asked for again while
+    downloading joins the one in progress, so a killed agent's repeated pull costs no second download.
+    """
+    out = []
+    for node, pulled in sorted(pull_log.items()):
+        counts: dict[str, int] = defaultdict(int)
+        for image in pulled:
+            counts[image] += 1
+        for image, n in sorted(counts.items()):
+            if image in images and n > 1:
+                out.append(Finding(PULLED_TWICE, n, 1, f"node {node} downloaded {image} {n} times",
+                                   key=f"{node} {image}"))
+    return out
+
+
 # --- one interface per kind ------------------------------------------------------------------------------
 
 
@@ -740,6 +847,7 @@ class Checker:
         self.events: dict[str, KubeEventView] = {}  # Event uid -> Event
         self.violations: list[Violation] = []
         self.reported_events: dict[str, int] = {}  # Finding.key -> excess Events already reported
+        self.reported_pulls: dict[str, int] = {}  # "node image" -> excess downloads already reported
 
     def now(self) -> float:
         return self.clock() - self.t0
@@ -898,6 +1006,15 @@ class Checker:
         out = [self.record(f.kind, st.name, f.detail, f.value, f.limit)
                for st in self.workloads.values() for f in st.rules.settled(st.obj, self.pods_of(st), self.nodes)]
         return out + self.check_events()
+
+    def check_pulls(self, pull_log: Mapping[str, Iterable[str]], images: Collection[str]) -> list[Violation]:
+        """Record repeated downloads of job images (:func:`repeated_pulls`) not reported yet."""
+        out = []
+        for f in repeated_pulls(pull_log, images):
+            if f.value - f.limit > self.reported_pulls.get(f.key, 0):
+                self.reported_pulls[f.key] = f.value - f.limit
+                out.append(self.record(f.kind, f"nodes/{f.key.split()[0]}", f.detail, f.value, f.limit))
+        return out
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(KINDS, 0)
