@@ -474,10 +474,19 @@ def sidecar_images(ss: SidecarSet) -> dict[str, str]:
 def sidecarset_findings(ss: SidecarSet, pods: Iterable[Pod], charged: Collection[str]) -> list[Finding]:
     """Upgrades charged to maxUnavailable within it: ``charged`` are the uids of pods whose latest sidecar
     upgrade began while they were Ready and that have not been Ready on the new image since. Kruise
-    upgrades a pod that is not Ready outside the budget, so only these count."""
+    upgrades a pod that is not Ready outside the budget, so only these count; and only pods on the
+    SidecarSet's latest sidecar images, as Kruise's budget counts only *updated* pods: a pod whose
+    upgrade to an older version was overtaken by a newer one (its spec still on the older images) is
+    in progress, neither a candidate nor charged, until it is upgraded to the latest."""
     pods = list(pods)
     limit = max_unavailable_of(ss.spec.update_strategy, len(pods))
-    down = sorted((p for p in pods if p.metadata.uid in charged), key=lambda p: p.metadata.name)
+    latest = sidecar_images(ss)
+
+    def updated(p: Pod) -> bool:
+        spec = {c.name: c.image for c in p.spec.containers}
+        return all(spec.get(name) == image for name, image in latest.items())
+
+    down = sorted((p for p in pods if p.metadata.uid in charged and updated(p)), key=lambda p: p.metadata.name)
     if len(down) <= limit:
         return []
     return [Finding(UNAVAILABLE, len(down), limit,

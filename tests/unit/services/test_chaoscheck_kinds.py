@@ -177,6 +177,21 @@ def test_checker_does_not_charge_an_upgrade_of_a_pod_that_was_not_ready() -> Non
     assert c.violations == []
 
 
+def test_checker_does_not_charge_a_pod_whose_upgrade_a_newer_version_overtook() -> None:
+    """Kruise's budget counts only pods updated to the latest sidecar: a pod patched to v2 and still
+    running v1 when v3 arrives is in progress (neither charged nor a candidate), so one more Ready pod
+    may be upgraded to v3 (the soak's four `unavailable` on the SidecarSet were this shape); a second
+    pod upgraded to v3 from Ready while the first v3 upgrade is not done is still flagged."""
+    c = checker_with_ready_pods("log:v1", 3)
+    c.workload(RULES["sidecarsets"], sidecarset("log:v2"))
+    c.pod(ss_pod(0, "log:v2", running="log:v1"))  # charged ...
+    c.workload(RULES["sidecarsets"], sidecarset("log:v3"))  # ... until overtaken
+    c.pod(ss_pod(1, "log:v3", running="log:v1"))  # the budget's one upgrade to the latest
+    assert c.violations == []
+    c.pod(ss_pod(2, "log:v3", running="log:v1"))  # a second one to the latest: Kruise would not
+    assert [(v.kind, v.worst, v.limit) for v in c.violations] == [(UNAVAILABLE, 2, 1)]
+
+
 def ds_checker(image: str) -> Checker:
     c = Checker(clock=lambda: 0.0)
     for n in NODES:
