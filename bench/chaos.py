@@ -45,7 +45,12 @@ import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.pipeline import pct, sim_json, write_docs
-from schemas.constants import ANNOTATION_SIDECARSET_INJECTED_LIST, PROBE_FAILED, PROBE_SUCCEEDED
+from schemas.constants import (
+    ANNOTATION_DELETION_COST,
+    ANNOTATION_SIDECARSET_INJECTED_LIST,
+    PROBE_FAILED,
+    PROBE_SUCCEEDED,
+)
 from schemas.imagepulljob import ImagePullJob
 from schemas.kube import Node, Pod
 from schemas.messages import (
@@ -94,7 +99,6 @@ MARKER = "probed"
 PROBE = "Idle"
 IDLE = "soak-idle"
 BUSY = "soak.kruisebus.io/busy"
-DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 CONDITION = "soak.kruisebus.io/idle"
 _PPM = msgspec.json.Decoder(PodProbeMarker)
 _JOB = msgspec.json.Decoder(ImagePullJob)
@@ -144,9 +148,9 @@ def marker_body() -> dict[str, Any]:
             "spec": {"selector": {"matchLabels": {"app": MARKER}}, "probes": [
                 {"name": PROBE, "containerName": "main", "probe": {"exec": {"command": ["/idle.sh"]}, **timing},
                  "markerPolicy": [
-                     {"state": PROBE_SUCCEEDED, "labels": {IDLE: "true"}, "annotations": {DELETION_COST: "-10"}},
+                     {"state": PROBE_SUCCEEDED, "labels": {IDLE: "true"}, "annotations": {ANNOTATION_DELETION_COST: "-10"}},
                      {"state": PROBE_FAILED, "labels": {IDLE: "false"},
-                      "annotations": {DELETION_COST: "10", BUSY: "true"}}],
+                      "annotations": {ANNOTATION_DELETION_COST: "10", BUSY: "true"}}],
                  "podConditionType": CONDITION}]}}
 
 

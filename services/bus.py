@@ -122,14 +122,16 @@ def outcome_msg_id(msg: Msg) -> str:
     made the change, the ack was lost in a NATS restart, the second found the world moved on) would
     otherwise report `done` and then `rejected`, and a planner believing the rejection drops an
     expectation the first delivery met. JetStream keeps the first outcome and drops the second within
-    its duplicate window. Outside JetStream (a direct call in a test) the subject and the message's
-    own id stand in for the stream sequence.
+    its duplicate window. The message's own id (a command's) is appended, so a stream re-created under
+    the services, whose sequence numbers start again at 1, cannot give a new message an old outcome's
+    id. Outside JetStream (a direct call in a test) the subject stands in for the stream sequence.
     """
+    own = (msg.headers or {}).get(MSG_ID, "")
     try:
         md = msg.metadata
-        return f"outcome@{md.stream}@{md.sequence.stream}"
+        return f"outcome@{md.stream}@{md.sequence.stream}@{own}"
     except Exception:
-        return f"outcome@{msg.subject}@{(msg.headers or {}).get(MSG_ID, '')}"
+        return f"outcome@{msg.subject}@{own}"
 
 
 def state_msg_id(event: StateEvent) -> str:

@@ -389,14 +389,23 @@ def overtaken_nodes(pods: Iterable[Pod], nodes: Collection[str]) -> set[str]:
     return (set(by_node) & set(nodes)) - _ready_nodes(by_node)
 
 
+def old_and_unready(pod: Pod, template: dict[str, str]) -> bool:
+    """A DaemonSet pod Kruise replaces without charging it to maxUnavailable: not on the latest
+    template's images, and not Ready (Kubernetes' `allowedReplacementPods`)."""
+    return not is_ready(pod) and {c.name: c.image for c in pod.spec.containers} != template
+
+
 def daemonset_findings(ds: DaemonSet, pods: Iterable[Pod], nodes: Collection[str], *, armed: bool,
                        partition_armed: bool, overtaken: set[str] | None = None) -> list[Finding]:
     """The instantaneous rules over one DaemonSet's pods on ``nodes`` (every node is eligible: the soak's
     DaemonSet has no node selector). A pod counts as updated when it runs the latest template's images.
 
-    Nodes in ``overtaken`` (see :func:`overtaken_nodes`; a node leaves it once it has a Ready pod again)
-    do not count against maxUnavailable. That is Kruise's count while their old pod is there, and a
-    little looser once it is deleted (Kruise then counts the empty node again)."""
+    A node whose pods are all old and not Ready (:func:`old_and_unready`) does not count against
+    maxUnavailable: Kruise replaces such a pod for free. Nor do nodes in ``overtaken`` (a node leaves it
+    once it has a Ready pod again): nodes whose pods were not Ready at a template change, or whose old,
+    not Ready pod was deleted (:meth:`DaemonSetRules.observe`). That is Kruise's count while the old pod
+    is there, and a little looser once it is deleted (Kruise then counts the empty node again, but the
+    pass that deleted it may already have spent the budget on another node)."""
     max_unavailable, max_surge, partition = _ds_budget(ds, len(nodes))
     by_node = _per_node(pods)
     ready = _ready_nodes(by_node)
@@ -404,7 +413,9 @@ def daemonset_findings(ds: DaemonSet, pods: Iterable[Pod], nodes: Collection[str
     if overtaken:
         overtaken -= ready
     if armed:
-        down = sorted(n for n in nodes if n not in ready and n not in (overtaken or ()))
+        template = _images(ds.spec.template.spec)
+        free = {n for n, ps in by_node.items() if all(old_and_unready(p, template) for p in ps)}
+        down = sorted(n for n in nodes if n not in ready and n not in (overtaken or ()) and n not in free)
         if len(down) > max_unavailable:
             out.append(Finding(UNAVAILABLE, len(down), max_unavailable,
                                f"{len(down)} of {len(nodes)} nodes without a Ready pod, at most {max_unavailable}: "
@@ -743,6 +754,12 @@ class DaemonSetRules(Rules):
         if (st.changed_rv is not None and rv is not None and rv < st.changed_rv and pod.spec.node_name
                 and is_active(pod) and not is_ready(pod)):
             st.overtaken.add(pod.spec.node_name)
+        # an old, not Ready pod being deleted was replaced for free (a pod the planner created on the
+        # previous template just before a change, then took for old): its node stays free until Ready
+        assert isinstance(st.obj, DaemonSet)
+        if (pod.metadata.deletion_timestamp is not None and pod.spec.node_name
+                and old_and_unready(pod, _images(st.obj.spec.template.spec))):
+            st.overtaken.add(pod.spec.node_name)
 
     def convergence(self, obj: Workload, pods: list[Pod], nodes: Collection[str]) -> list[str]:
         assert isinstance(obj, DaemonSet)
@@ -933,8 +950,9 @@ class Checker:
                 self.by_owner[ref.uid].add(meta.uid)
             st = self.workloads.get(ref.uid)
             if st is not None:
-                if not deleted:
-                    st.rules.observe(st, pod)
+                # a pod deleted without a graceful phase is seen going as one with a deletionTimestamp
+                st.rules.observe(st, pod if not deleted or meta.deletion_timestamp else msgspec.structs.replace(
+                    pod, metadata=msgspec.structs.replace(meta, deletion_timestamp="deleted")))
                 self._evaluate(st)
         for other in self.workloads.values():
             if other.rules.owns_pods:

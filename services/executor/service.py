@@ -141,7 +141,8 @@ class Executor:
         except KubeNotFound:
             return False
         found = _META.decode(raw).metadata
-        return not found.deletion_timestamp and any(ref.uid == owner.uid for ref in found.owner_references)
+        ref = found.controller_ref()
+        return not found.deletion_timestamp and ref is not None and ref.uid == owner.uid
 
     async def perform(self, op: CreateOp | PatchOp | DeleteOp,
                       attributes: Mapping[str, AttributeValue] | None = None) -> bool:
@@ -199,15 +200,15 @@ class Executor:
             if not (name and e.status_reason == "ServerTimeout"):
                 raise
             try:
-                await self.kube.get(op.resource, ns, str(name), attributes=attributes)
+                raw = await self.kube.get(op.resource, ns, str(name), attributes=attributes)
             except KubeNotFound:
                 raise e from None
-            await self.check_holder(op, ns, str(name), attributes)
+            await self.check_holder(op, ns, str(name), attributes, held=raw)
             return False
         return True
 
     async def check_holder(self, op: CreateOp, namespace: str | None, name: str,
-                           attributes: Mapping[str, AttributeValue]) -> None:
+                           attributes: Mapping[str, AttributeValue], *, held: bytes | None = None) -> None:
         """After AlreadyExists: raise unless the object holding the name has the body's controller.
 
         An object of that name made by an earlier command for the same owner is the create done. One
@@ -215,7 +216,10 @@ class Executor:
         own), so calling the create done would leave it waiting for an object that never turns up,
         re-deciding the same name for ever. A `name-taken` rejection tells it the name is taken; for a
         ControllerRevision it then hashes again with the next collision count, as Kubernetes'
-        ``CreateControllerRevision`` does. A body without a controller reference keeps the old rule.
+        ``CreateControllerRevision`` does. One exception: a ControllerRevision of no controller holding
+        the very data (a workload deleted with `--cascade=orphan` and applied again) is adopted, as
+        Kubernetes' controllers adopt orphaned history: hashing again would roll every pod for nothing.
+        A body without a controller reference keeps the old rule. ``held``: the holder, when read already.
         """
         meta = op.body.get("metadata")
         refs = meta.get("ownerReferences") if isinstance(meta, dict) else None
@@ -223,16 +227,28 @@ class Executor:
             if isinstance(refs, list) else None
         if not name or controller is None:
             return
-        try:
-            raw = await self.kube.get(op.resource, namespace, name, attributes=attributes)
-        except KubeNotFound:
-            return  # gone again since: the create's retry will tell
-        held = _META.decode(raw).metadata.controller_ref()
-        if held is None or held.uid != controller.get("uid"):
-            holder = f"{held.kind} {held.name}" if held is not None else "no controller"
-            raise PermanentError(
-                f"{op.resource.plural} {name} already exists and is controlled by {holder}, not by "
-                f"{controller.get('kind')} {controller.get('name')}", reason=REASON_NAME_TAKEN)
+        if held is None:
+            try:
+                held = await self.kube.get(op.resource, namespace, name, attributes=attributes)
+            except KubeNotFound:
+                return  # gone again since: the create's retry will tell
+        found = _META.decode(held).metadata
+        holder = found.controller_ref()
+        if holder is not None and holder.uid == controller.get("uid"):
+            return
+        if holder is None and "data" in op.body and msgspec.json.decode(held).get("data") == op.body["data"]:
+            # adopt: the uid and resourceVersion tests make a concurrent change fail the patch (stale)
+            await self.kube.patch(op.resource, namespace, name, [
+                {"op": "test", "path": "/metadata/uid", "value": found.uid},
+                {"op": "test", "path": "/metadata/resourceVersion", "value": found.resource_version},
+                {"op": "add", "path": "/metadata/ownerReferences",
+                 "value": [*(msgspec.to_builtins(r) for r in found.owner_references), controller]},
+            ], "json", attributes=attributes)
+            return
+        shown = f"{holder.kind} {holder.name}" if holder is not None else "no controller"
+        raise PermanentError(
+            f"{op.resource.plural} {name} already exists and is controlled by {shown}, not by "
+            f"{controller.get('kind')} {controller.get('name')}", reason=REASON_NAME_TAKEN)
 
     async def record(self, cmd: Command, event: KubeEvent, *, once: bool = False) -> None:
         """A Kubernetes Event on the workload, as Kruise writes them (best effort).

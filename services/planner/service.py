@@ -54,6 +54,7 @@ from schemas.subjects import (
     STREAM_NODE,
     STREAM_PROBE,
     STREAM_STATE,
+    encode_token,
 )
 from schemas.timefmt import format_micro, parse_time
 from schemas.traceids import rollout_trace_hex
@@ -480,8 +481,9 @@ class Planner:
         wl = self.workloads.get(uid) if uid else None
         if wl is None:
             return
-        if event.reason == REASON_NAME_TAKEN and event.revision:
-            wl.names_taken.add(event.revision)
+        if (event.reason == REASON_NAME_TAKEN and event.revision
+                and event.subject.rsplit(".", 1)[-1] == encode_token(VERB_REVISION_CREATE)):
+            wl.names_taken.add(event.revision)  # a revision's name (a pod create carries its revision too)
         if cid and wl.in_flight.pop(cid, None) is not None:
             pass
         elif pod:

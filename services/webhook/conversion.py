@@ -25,7 +25,8 @@ from schemas.admission import (
     ConversionReview,
     StatusResult,
 )
-from schemas.messages import Resource
+from schemas.constants import KIND_DAEMONSET, KIND_SIDECARSET
+from schemas.messages import DAEMONSETS, SIDECARSETS, Resource
 from services.planner.daemonset import conversion as daemonset
 from services.planner.sidecarset import conversion as sidecarset
 
@@ -54,9 +55,9 @@ class Converted:
 
 
 CONVERTED: Final[tuple[Converted, ...]] = (
-    Converted("apps.kruise.io", "DaemonSet", "daemonsets", daemonset.V1ALPHA1, daemonset.V1BETA1,
+    Converted(DAEMONSETS.group, KIND_DAEMONSET, DAEMONSETS.plural, daemonset.V1ALPHA1, daemonset.V1BETA1,
               daemonset.to_v1alpha1, daemonset.to_v1beta1),
-    Converted("apps.kruise.io", "SidecarSet", "sidecarsets", sidecarset.V1ALPHA1, sidecarset.V1BETA1,
+    Converted(SIDECARSETS.group, KIND_SIDECARSET, SIDECARSETS.plural, sidecarset.V1ALPHA1, sidecarset.V1BETA1,
               sidecarset.to_v1alpha1, sidecarset.to_v1beta1),
 )
 _BY_KIND: Final = {(c.group, c.kind): c for c in CONVERTED}
@@ -92,6 +93,9 @@ def answer(review: ConversionReview) -> ConversionReview:
     except ConversionError as e:
         response = ConversionResponse(uid=request.uid, result=StatusResult(status=CONVERSION_FAILURE,
                                                                            message=str(e)))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a malformed object: say so, never a 500
+        response = ConversionResponse(uid=request.uid, result=StatusResult(
+            status=CONVERSION_FAILURE, message=f"malformed object: {type(e).__name__}: {e}"))
     else:
         response = ConversionResponse(uid=request.uid, converted_objects=objects,
                                       result=StatusResult(status=CONVERSION_SUCCESS))

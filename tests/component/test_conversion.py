@@ -21,13 +21,13 @@ import pytest
 from schemas.messages import Resource
 from services.kube import Kube
 from services.observe import poll
+from services.webhook.conversion import CRDS
 from tests.component.test_webhook import KUBECTL, Env, webhook_env
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
 
 V1BETA1_DS = Resource(group="apps.kruise.io", version="v1beta1", plural="daemonsets")
 V1ALPHA1_DS = Resource(group="apps.kruise.io", version="v1alpha1", plural="daemonsets")
-CRDS = Resource(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions", namespaced=False)
 
 
 def daemonset_v1beta1(name: str = "agent") -> dict[str, Any]:
@@ -196,18 +196,25 @@ async def test_watch_at_v1beta1_sees_converted_events(tmp_path: Path, uid: str) 
             buf = ""
             seen: dict[str, Any] | None = None
 
-            async def first_object() -> dict[str, Any]:
+            async def next_object() -> dict[str, Any]:
                 nonlocal buf
                 assert proc.stdout is not None
                 while True:
+                    with contextlib.suppress(json.JSONDecodeError):
+                        obj, end = decoder.raw_decode(buf.lstrip())
+                        buf = buf.lstrip()[end:]
+                        return dict(obj)
                     chunk = await proc.stdout.read(4096)
                     assert chunk, "watch ended"
                     buf += chunk.decode()
-                    with contextlib.suppress(json.JSONDecodeError):
-                        obj, _ = decoder.raw_decode(buf.lstrip())
-                        return dict(obj)
 
-            seen = await asyncio.wait_for(first_object(), 20)
+            seen = await asyncio.wait_for(next_object(), 20)  # from kubectl's list or from the watch
+            assert seen["apiVersion"] == "apps.kruise.io/v1beta1"
+            # a change written at the storage version now can only reach kubectl as a watch event
+            await env.kube.patch(V1ALPHA1_DS, "default", seen["metadata"]["name"],
+                                 {"metadata": {"labels": {"watched": "yes"}}}, "merge")
+            while seen["metadata"].get("labels", {}).get("watched") != "yes":
+                seen = await asyncio.wait_for(next_object(), 20)
             assert seen["apiVersion"] == "apps.kruise.io/v1beta1"
             assert seen["spec"]["scaleStrategy"] == {"partitionedScaling": True}
         finally:

@@ -15,6 +15,7 @@ from schemas.kinds import CLONESET
 from schemas.kube import ObjectReference, Pod
 from schemas.messages import (
     CLONESETS,
+    CONTROLLER_REVISIONS,
     EVENTS,
     PODS,
     Command,
@@ -274,7 +275,7 @@ async def test_a_create_redelivered_after_it_was_made_and_the_spec_moved_on_is_d
                              pod="sample-r")
             await bus.publish_command(create)
             [first] = await sub.fetch(1, timeout=10)
-            assert await executor.handle(create, first) is None
+            await executor.handle(create, first)
             assert await get_pod(kube, "sample-r") is not None
             await kube.patch(CLONESETS, "default", cs.metadata.name, {"spec": {"template": {
                 "spec": {"containers": [{"name": "nginx", "image": "nginx:1.21"}]}}}}, "merge")
@@ -309,6 +310,33 @@ async def test_a_create_whose_name_another_owner_holds_is_rejected_as_name_taken
         in rejected[0].message
     pod = await get_pod(kube, "sample-t")
     assert pod is not None and pod.metadata.controller_ref() is None
+
+
+async def test_an_orphaned_revision_with_the_same_data_is_adopted_not_taken_for_a_collision(
+        env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """A workload deleted with `--cascade=orphan` and applied again hashes its template to the name its
+    old revision still holds, with the same data and no controller: the create adopts it (controller
+    reference added) instead of a `name-taken` rejection that would re-hash and roll every pod."""
+    _, kube, bus, cs = env
+    data = {"spec": {"template": {"$patch": "replace", "spec": {"containers": [{"name": "a", "image": "x:1"}]}}}}
+    await kube.create(CONTROLLER_REVISIONS, "default", {
+        "apiVersion": "apps/v1", "kind": "ControllerRevision", "revision": 1, "data": data,
+        "metadata": {"name": "sample-abc", "namespace": "default", "labels": {"app": "sample"}}})
+    ref = {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "name": cs.metadata.name,
+           "uid": cs.metadata.uid, "controller": True, "blockOwnerDeletion": True}
+    body = {"apiVersion": "apps/v1", "kind": "ControllerRevision", "revision": 1, "data": data,
+            "metadata": {"name": "sample-abc", "namespace": "default", "labels": {"app": "sample"},
+                         "ownerReferences": [ref]}}
+    await bus.publish_command(command(cs, "revision-a", "revision-create", [
+        CreateOp(resource=CONTROLLER_REVISIONS, namespace="default", body=body)], revision="sample-abc"))
+
+    async def controller() -> str | None:
+        raw = msgspec.json.decode(await kube.get(CONTROLLER_REVISIONS, "default", "sample-abc"))
+        refs = [r for r in raw["metadata"].get("ownerReferences", []) if r.get("controller")]
+        return refs[0]["uid"] if refs else None
+
+    assert await eventually(controller, lambda u: u is not None, what="the revision adopted") == cs.metadata.uid
+    assert not await all_events(bus, f"{bus.prefix}.events.*.*.rejected")
 
 
 async def test_a_redelivered_command_records_its_event_once(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
