@@ -278,7 +278,7 @@ UNLOGGED_VERBS = frozenset({VERB_STATUS, VERB_EVENT})
 """Verbs the executor does not echo to the rollout log (too chatty, or the planner already logged them)."""
 
 
-ExpectationKind: TypeAlias = Literal["present", "absent", "label", "annotation-absent", "reported"]
+ExpectationKind: TypeAlias = Literal["present", "absent", "label", "annotation-absent", "reported", "changed"]
 
 
 class Expectation(msgspec.Struct, frozen=True):
@@ -287,6 +287,11 @@ class Expectation(msgspec.Struct, frozen=True):
 
     present: the pod exists; absent: it is gone or terminating; label: ``labels[key] == value``;
     annotation-absent: ``annotations`` has no ``key``.
+
+    changed (a pod the workload does not own, a SidecarSet's): the pod with uid ``key`` is seen at a
+    resourceVersion other than ``value`` (the one the decision saw), or is gone. Until then a pass would
+    take the pod for what it was before the command, as Kruise's SidecarSet waits for its own updates to
+    reach its cache (``ExpectUpdated``) before it counts the upgrade budget again.
 
     reported (node work, `pod` empty): the object with uid ``key`` (a `PullResult`) answers command
     ``value`` (its `command_id`), i.e. the node's agent took the command up. It is about one command,

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -155,8 +155,9 @@ class Workload:
                     self.by_name[pod.metadata.name] = other
                     break
 
-    def pending(self, now: float) -> bool:
-        """Drop met or expired expectations; True while any remains."""
+    def pending(self, now: float, shared_pods: Mapping[str, Pod] | None = None) -> bool:
+        """Drop met or expired expectations; True while any remains (``shared_pods``: the shared pod
+        view by uid, for expectations about pods the workload does not own)."""
         if self.revisions_expected:
             seen = {r.metadata.name for r in self.owned_of(CONTROLLER_REVISION).values()}
             self.revisions_expected = {n: d for n, d in self.revisions_expected.items() if d > now and n not in seen}
@@ -166,7 +167,7 @@ class Workload:
             return False
         by_name = self.by_name
         self.expectations = [(e, deadline) for e, deadline in self.expectations
-                             if deadline > now and not expectation_met(e, by_name)]
+                             if deadline > now and not expectation_met(e, by_name, shared_pods=shared_pods)]
         return bool(self.expectations)
 
 
@@ -812,7 +813,7 @@ class Planner:
                 wl = self.workloads.get(uid)
                 if wl is None or wl.obj is None or not self.owns(uid):
                     continue
-                if wl.pending(now):
+                if wl.pending(now, self.shared_objects.get(POD.token)):
                     # re-check when the earliest expectation expires (one timer a workload, however
                     # often it is marked meanwhile; an earlier one armed stays)
                     earliest = min([d for _, d in wl.expectations] + list(wl.revisions_expected.values()))

@@ -29,9 +29,14 @@ def command_scoped(exp: Expectation) -> bool:
     return exp.kind == "reported"
 
 
-def expectation_met(exp: Expectation, pods_by_name: Mapping[str, Pod], reports: Reports = _no_reports) -> bool:
+def expectation_met(exp: Expectation, pods_by_name: Mapping[str, Pod], reports: Reports = _no_reports,
+                    shared_pods: Mapping[str, Pod] | None = None) -> bool:
+    """``shared_pods``: the pods no workload owns, by uid (what a `changed` expectation is about)."""
     if exp.kind == "reported":
         return reports(exp.key) == exp.value
+    if exp.kind == "changed":
+        seen = (shared_pods or {}).get(exp.key)
+        return seen is None or seen.metadata.resource_version != exp.value
     pod = pods_by_name.get(exp.pod)
     if exp.kind == "present":
         return pod is not None

@@ -617,8 +617,11 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
             continue
         b.command(f"{b.uid}/{VERB_SIDECAR_UPGRADE}/{pod.metadata.uid}/{hash_}", VERB_SIDECAR_UPGRADE, list(ops),
                   pod=pod.metadata.name, pod_uid=pod.metadata.uid)
+        # until the view shows the patched pod, a pass would count it old and consistent and spend its
+        # budget again on another pod
+        b.expect(pod.metadata.name, "changed", pod.metadata.uid, pod.metadata.resource_version)
         out.upgrade.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
-    out.commands, out.events = b.commands, b.events
+    out.commands, out.events, out.expectations = b.commands, b.events, b.expectations
     if chosen or not_upgradable:
         out.requeue_after = 5.0
     return out

@@ -9,7 +9,8 @@ from typing import Any
 
 import msgspec
 
-from bench.chaos import BUSY, CONDITION, DELETION_COST, IDLE, PROBE, marker_body
+from bench.chaos import BUSY, CONDITION, IDLE, PROBE, marker_body
+from schemas.constants import ANNOTATION_DELETION_COST as DELETION_COST
 from schemas.imagepulljob import ImagePullJob
 from schemas.kube import Pod
 from schemas.podprobemarker import PodProbeMarker

@@ -523,3 +523,27 @@ def test_K40_a_sidecar_stuck_on_a_broken_image_takes_the_next_image() -> None:
     assert plan_sidecarset(good, [stuck], [], now=NOW).upgrade == ["default/p"]
     still_ready = running(msgspec.to_builtins(p), ready=True, image_of={"sidecar": V1})
     assert plan_sidecarset(good, [still_ready], [], now=NOW).upgrade == []
+
+
+def test_an_upgrade_is_expected_to_show_in_the_view_before_the_budget_is_counted_again() -> None:
+    """An upgraded pod's command carries a `changed` expectation (its uid, the resourceVersion the pass
+    saw): the engine plans the SidecarSet again only once the view holds a newer version of the pod.
+    A pass on the old view would take the pod for old and consistent and upgrade a second one."""
+    from services.planner.kit.expectations import expectation_met
+
+    old, new = ss_at(V1), ss_at(V2)
+    p1, p2 = running(injected(old, "test-pod-1"), index=2), running(injected(old, "test-pod-2"), index=1)
+    plan = plan_sidecarset(new, [p1, p2], [], now=NOW)
+    [exp] = plan.expectations
+    assert (exp.pod, exp.kind, exp.key, exp.value) == ("test-pod-1", "changed", p1.metadata.uid,
+                                                       p1.metadata.resource_version)
+    [cmd] = [c for c in plan.commands if c.verb == "sidecar-upgrade"]
+    assert cmd.expects == [exp]
+    assert not expectation_met(exp, {}, shared_pods={p1.metadata.uid: p1})  # the view as it was
+    again = plan_sidecarset(new, [p1, p2], [], now=NOW)  # what the stale view would decide: the same pod,
+    assert again.upgrade == ["default/test-pod-1"]  # so it is the expectation that holds the next pass
+    patched = _apply(p1, plan)
+    patched = msgspec.structs.replace(patched, metadata=msgspec.structs.replace(
+        patched.metadata, resource_version=str(int(p1.metadata.resource_version or "0") + 1)))
+    assert expectation_met(exp, {}, shared_pods={p1.metadata.uid: patched})
+    assert expectation_met(exp, {}, shared_pods={})  # gone: nothing more to wait for
