@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats.errors
 import pytest
 from nats.js.errors import NotFoundError
 
@@ -254,7 +255,15 @@ def pinned_pod(name: str, node: str) -> dict[str, Any]:
 
 
 async def by_uid(bus: Bus) -> dict[tuple[str, str], ProbeResult]:
-    out = await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)
+    """The results KB_PROBE holds now. A read that overlaps a purge of the stream (a prober retiring
+    results) can time out on a loaded machine; it is read again, as the caller polls anyway."""
+    for attempt in range(3):
+        try:
+            out = await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)
+            break
+        except nats.errors.TimeoutError:
+            if attempt == 2:
+                raise
     return {(r.pod_uid, r.probe): r for r in out.values()}
 
 
