@@ -72,6 +72,13 @@ def event_name(cmd: Command, event: KubeEvent) -> str:
     return f"{name}.{digest}"
 
 
+def _body_name(op: CreateOp) -> str:
+    """The name a create's body gives its object ("" when the server is to generate one)."""
+    meta = op.body.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return str(name) if name else ""
+
+
 def _tested(op: CreateOp | PatchOp | DeleteOp) -> bool:
     """A JSON patch with `test` operations (a 422 may then mean a failed precondition)."""
     return isinstance(op, PatchOp) and op.patch_type == "json" and isinstance(op.patch, list) and any(
@@ -132,12 +139,11 @@ class Executor:
         pod in its view yet, would create a replacement beside it (one pod above maxSurge, seen in the
         chaos soak). An object that is not there, or is another owner's, leaves the create stale.
         """
-        meta = op.body.get("metadata")
-        name = meta.get("name") if isinstance(meta, dict) else None
+        name = _body_name(op)
         if not name:
             return False
         try:
-            raw = await self.kube.get(op.resource, namespace, str(name), attributes=attributes)
+            raw = await self.kube.get(op.resource, namespace, name, attributes=attributes)
         except KubeNotFound:
             return False
         found = _META.decode(raw).metadata
@@ -186,7 +192,7 @@ class Executor:
         """
         body = op.body
         meta = body.get("metadata")
-        name = meta.get("name") if isinstance(meta, dict) else None
+        name = _body_name(op)
         if name and isinstance(meta, dict) and "generateName" in meta:
             body = {**body, "metadata": {k: v for k, v in meta.items() if k != "generateName"}}
         try:
@@ -194,16 +200,16 @@ class Executor:
         except KubeConflict as e:
             if not e.already_exists:
                 raise
-            await self.check_holder(op, ns, str(name or ""), attributes)
+            await self.check_holder(op, ns, name, attributes)
             return False
         except KubeServerError as e:
             if not (name and e.status_reason == "ServerTimeout"):
                 raise
             try:
-                raw = await self.kube.get(op.resource, ns, str(name), attributes=attributes)
+                raw = await self.kube.get(op.resource, ns, name, attributes=attributes)
             except KubeNotFound:
                 raise e from None
-            await self.check_holder(op, ns, str(name), attributes, held=raw)
+            await self.check_holder(op, ns, name, attributes, held=raw)
             return False
         return True
 
