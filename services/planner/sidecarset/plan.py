@@ -29,16 +29,16 @@ when a few pods were replaced (`tests/unit/planner/sidecarset/test_memo.py` chec
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 
 from schemas.constants import (
     ANNOTATION_SIDECARSET_HASH,
-    ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE,
     ANNOTATION_SIDECARSET_INJECTED_LIST,
     ANNOTATION_SIDECARSET_INPLACE_STATE,
     ANNOTATION_SIDECARSET_VERSION_ALT_PREFIX,
@@ -97,6 +97,7 @@ from services.planner.sidecarset.matching import namespace_selector
 from services.planner.sidecarset.metadata import PatchError, patch_pod_metadata
 from services.planner.sidecarset.podfacts import (
     PodFacts,
+    Wanted,
     compute_status,
     facts_of,
     hot_pairs,
@@ -106,6 +107,7 @@ from services.planner.sidecarset.podfacts import (
     is_matched,
     is_updated,
     is_upgradable,
+    pod_facts,
     sidecar_names,
     status_of,
     tally,
@@ -193,6 +195,9 @@ def max_unavailable_of(strategy: SidecarSetUpdateStrategy, total: int) -> int:
     return 1 if strategy.max_unavailable is None else scaled_or_zero(strategy.max_unavailable, total, True)
 
 
+_UID = attrgetter("metadata.uid")
+
+
 def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str, PodFacts] | None = None, *,
                       keys: Mapping[str, PodKey] | None = None,
                       preparing_update: bool | None = None) -> tuple[list[Pod], list[Pod]]:
@@ -200,15 +205,19 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
     by uid; `preparing_update` False: no candidate is in lifecycle PreparingUpdate (both only speed)."""
     strategy = ss.spec.update_strategy
     facts = facts if facts is not None else facts_of(ss, matched)
+    want, want_without = Wanted.of(ss)
     candidates: list[Pod] = []
     not_upgradable: list[Pod] = []
-    for pod in matched:
-        f = facts[pod.metadata.uid]
-        if f.updated:
+    selector = strategy.selector
+    used = 0  # updated pods not consistent or not ready: what maxUnavailable is charged with
+    for pod, f in zip(matched, map(facts.__getitem__, map(_UID, matched)), strict=True):
+        if f.hash == want:
+            if not (f.consistent and f.ready):
+                used += 1
             continue
-        if strategy.selector is not None and not matches(strategy.selector, pod.metadata.labels):
+        if selector is not None and not matches(selector, pod.metadata.labels):
             continue
-        if not f.upgradable:
+        if f.hash_without_image != want_without:
             not_upgradable.append(pod)
         elif not f.upgrading:
             candidates.append(pod)
@@ -226,7 +235,6 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
         return [], not_upgradable
     ordered = ordered[:keep]
     max_unavailable = max_unavailable_of(strategy, total)
-    used = sum(1 for f in (facts[p.metadata.uid] for p in matched) if f.updated and not (f.consistent and f.ready))
     chosen: list[Pod] = []
     for pod in ordered:
         if not facts[pod.metadata.uid].ready:
@@ -408,7 +416,9 @@ class _PodView:
 @dataclass(eq=False)
 class _Matched:
     """What a pass derives from the matched pods alone, kept with the memo and patched when a few pods
-    were replaced by new versions that still match."""
+    were replaced by new versions that still match. The counts and upgrade orders are for the hashes
+    `want`; a pass with other hashes (the sidecar images changed: an upgrade starts) recounts them
+    from the kept facts instead of deciding every pod again."""
 
     version: int  # the memo's version these are for
     pods: list[Pod]
@@ -416,9 +426,31 @@ class _Matched:
     keys: dict[str, PodKey]
     preparing: set[str]  # uids in lifecycle PreparingUpdate
     index: dict[str, int] | None  # uid -> position in pods (None: a uid appears twice, no patching)
-    counts: tuple[int, int, int]  # summed podfacts.tally
+    want: Wanted
+    counts: tuple[int, int, int]  # summed podfacts.tally for `want`
     revisions: set[str] | None = None  # the revisions the pods' hash entries name
     upgrades: dict[bytes, tuple[list[Pod], list[Pod]]] = field(default_factory=dict)  # by update strategy
+
+    def recount(self, want: Wanted) -> None:
+        """The counts and orders for other hashes (the facts do not depend on them)."""
+        if want == self.want:
+            return
+        self.want = want
+        self.counts = _counts(self.facts.values(), want)
+        self.upgrades.clear()
+
+
+def _counts(facts: Iterable[PodFacts], want: Wanted) -> tuple[int, int, int]:
+    """podfacts.tally summed: (updated, ready, updated and ready)."""
+    updated = ready = updated_ready = 0
+    hash_ = want.hash
+    for f in facts:
+        u = f.hash == hash_
+        r = f.consistent and f.ready
+        updated += u
+        ready += r
+        updated_ready += u and r
+    return updated, ready, updated_ready
 
 
 # Per SidecarSet: each pod's view (None: not matched), reused while the pod is the same object at the
@@ -427,12 +459,11 @@ class _Matched:
 _MATCHES: MemoRegistry[Pod, _PodView | None] = MemoRegistry(limit=1024)
 
 
-def _build(version: int, pods: Sequence[Pod], per_pod: list[_PodView | None]) -> _Matched:
+def _build(version: int, pods: Sequence[Pod], per_pod: list[_PodView | None], want: Wanted) -> _Matched:
     matched: list[Pod] = []
     facts: dict[str, PodFacts] = {}
     keys: dict[str, PodKey] = {}
     preparing: set[str] = set()
-    updated = ready = updated_ready = 0
     for p, v in zip(pods, per_pod, strict=True):
         if v is None:
             continue
@@ -441,13 +472,9 @@ def _build(version: int, pods: Sequence[Pod], per_pod: list[_PodView | None]) ->
         keys[v.uid] = v.key
         if v.preparing_update:
             preparing.add(v.uid)
-        u, r, ur = tally(v.facts)
-        updated += u
-        ready += r
-        updated_ready += ur
     index = {p.metadata.uid: i for i, p in enumerate(matched)}
     return _Matched(version, matched, facts, keys, preparing, index if len(index) == len(matched) else None,
-                    (updated, ready, updated_ready))
+                    want, _counts(facts.values(), want))
 
 
 def _patch(got: _Matched, pods: Sequence[Pod], changes: list[tuple[int, _PodView | None, _PodView | None]]) -> bool:
@@ -469,7 +496,7 @@ def _patch(got: _Matched, pods: Sequence[Pod], changes: list[tuple[int, _PodView
             got.preparing.add(uid)
         else:
             got.preparing.discard(uid)
-        for k, (a, b) in enumerate(zip(tally(old.facts), tally(new.facts), strict=True)):
+        for k, (a, b) in enumerate(zip(tally(old.facts, got.want), tally(new.facts, got.want), strict=True)):
             counts[k] += b - a
     got.counts = (counts[0], counts[1], counts[2])
     got.revisions = None
@@ -479,9 +506,9 @@ def _patch(got: _Matched, pods: Sequence[Pod], changes: list[tuple[int, _PodView
 
 def _matched(ss: SidecarSet, pods: Sequence[Pod], namespaces: Mapping[str, Mapping[str, str]] | None,
              names: list[str], pairs: dict[str, tuple[str, str, str]]) -> _Matched:
+    # not the hashes: a pod's matching and facts do not depend on them (`_Matched.recount`)
     key = (ss.metadata.name, msgspec.json.encode(ss.spec.selector), msgspec.json.encode(namespace_selector(ss)),
-           tuple(names), tuple(sorted(pairs.items())), ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, ""),
-           ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, ""),
+           tuple(names), tuple(sorted(pairs.items())),
            None if namespaces is None else tuple(sorted((k, tuple(sorted(v.items()))) for k, v in namespaces.items())))
 
     # a copy: the memo may call this for later passes whose namespaces equal these (same key)
@@ -490,17 +517,25 @@ def _matched(ss: SidecarSet, pods: Sequence[Pod], namespaces: Mapping[str, Mappi
     def view(pod: Pod) -> _PodView | None:
         if not is_matched(ss, pod, ns, names=names, pairs=pairs):
             return None
-        return _PodView(pod.metadata.uid, facts_of(ss, [pod])[pod.metadata.uid], active_pods_key(pod),
+        return _PodView(pod.metadata.uid, pod_facts(ss, pod, names), active_pods_key(pod),
                         lifecycle_state(pod) == STATE_PREPARING_UPDATE)
 
     memo = _MATCHES.get(ss.metadata.uid or ss.metadata.name, key, view)
     per_pod = memo.facts(pods)
-    got = memo.derived
-    if isinstance(got, _Matched) and got.version == memo.version:
+    want = Wanted.of(ss)
+    got: _Matched | None = memo.derived if isinstance(memo.derived, _Matched) else None
+    if got is not None and got.version == memo.version:
+        got.recount(want)
         return got
-    if not (isinstance(got, _Matched) and got.version == memo.version - 1 and memo.changes is not None
-            and _patch(got, pods, memo.changes)):
-        got = memo.derived = _build(memo.version, pods, per_pod)
+    if got is not None and got.version == memo.version - 1 and memo.changes is not None:
+        got.recount(want)
+        if not _patch(got, pods, memo.changes):
+            got = None
+    else:
+        got = None
+    if got is None:
+        got = _build(memo.version, pods, per_pod, want)
+        memo.derived = got
     got.version = memo.version
     return got
 

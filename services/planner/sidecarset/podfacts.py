@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.constants import (
     ANNOTATION_SIDECARSET_HASH,
@@ -168,10 +168,12 @@ def is_matched(ss: SidecarSet, pod: Pod, namespaces: Mapping[str, Mapping[str, s
 
 @dataclass(frozen=True, slots=True)
 class PodFacts:
-    """What one pass asks about one matched pod, decided once (the pass is over every matched pod)."""
+    """What one pass asks about one matched pod, decided once per pod version (the pass is over every
+    matched pod). Nothing here depends on the SidecarSet's hashes, so a change of its sidecar images
+    (the pass that starts an upgrade) reuses every pod's facts and only compares hashes again."""
 
-    updated: bool
-    upgradable: bool
+    hash: str | None  # this SidecarSet's entry in the pod's hash annotation (None: no entry)
+    hash_without_image: str | None  # and in the without-image one
     consistent: bool
     ready: bool
     revision: str  # the `controllerRevision` of its hash entry
@@ -181,20 +183,47 @@ class PodFacts:
     upgrading: bool = False
 
 
+class Wanted(NamedTuple):
+    """The SidecarSet's two hashes, which a pod's entries must equal to be updated / upgradable."""
+
+    hash: str
+    without_image: str
+
+    @classmethod
+    def of(cls, ss: SidecarSet) -> Wanted:
+        annotations = ss.metadata.annotations
+        return cls(annotations.get(ANNOTATION_SIDECARSET_HASH, ""),
+                   annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, ""))
+
+    def updated(self, facts: PodFacts) -> bool:
+        return facts.hash == self.hash
+
+    def upgradable(self, facts: PodFacts) -> bool:
+        return facts.hash_without_image == self.without_image
+
+
 _FACTS: dict[tuple[str, str, str], PodFacts] = {}
-"""Facts of a pod at a resourceVersion for one SidecarSet content (uid, rv, SidecarSet name, its
-hashes): a memo, so a pass re-decides only the pods that changed since the last (a pod's facts are a
-function of the pod at that resourceVersion and of the SidecarSet's containers, which its hashes name)."""
+"""Facts of a pod at a resourceVersion for one SidecarSet's sidecars (uid, rv, the SidecarSet's name and
+sidecar containers): a memo for callers that keep none of their own (the pass keeps `plan._MATCHES`)."""
 _FACTS_MAX = 200_000
+
+
+def pod_facts(ss: SidecarSet, pod: Pod, names: Sequence[str]) -> PodFacts:
+    """One pod's facts for this SidecarSet (`names`: its `sidecar_names`)."""
+    name = ss.metadata.name
+    entry = _entry(pod, ANNOTATION_SIDECARSET_HASH, name)
+    without = _entry(pod, ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, name)
+    return PodFacts(hash=entry.hash if entry is not None else None,
+                    hash_without_image=without.hash if without is not None else None,
+                    consistent=is_consistent(pod, names), ready=is_ready(pod) and _hot_ready(ss, pod),
+                    revision=entry.controllerRevision if entry is not None else "",
+                    upgrading=_upgrading(pod, names))
 
 
 def facts_of(ss: SidecarSet, pods: Sequence[Pod]) -> dict[str, PodFacts]:
     """Facts by pod uid."""
     names = sidecar_names(ss)
-    name = ss.metadata.name
-    want = ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, "")
-    want_without = ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, "")
-    content = f"{name}/{want}/{want_without}"
+    content = f"{ss.metadata.name}/{names}/{sorted(hot_pairs(ss).items())}"
     out: dict[str, PodFacts] = {}
     if len(_FACTS) > _FACTS_MAX:
         _FACTS.clear()
@@ -204,13 +233,7 @@ def facts_of(ss: SidecarSet, pods: Sequence[Pod]) -> dict[str, PodFacts]:
         if rv and (known := _FACTS.get(key)) is not None:
             out[pod.metadata.uid] = known
             continue
-        entry = _entry(pod, ANNOTATION_SIDECARSET_HASH, name)
-        without = _entry(pod, ANNOTATION_SIDECARSET_HASH_WITHOUT_IMAGE, name)
-        facts = PodFacts(
-            updated=entry is not None and entry.hash == want,
-            upgradable=without is not None and without.hash == want_without,
-            consistent=is_consistent(pod, names), ready=is_ready(pod) and _hot_ready(ss, pod),
-            revision=entry.controllerRevision if entry is not None else "", upgrading=_upgrading(pod, names))
+        facts = pod_facts(ss, pod, names)
         if rv:
             _FACTS[key] = facts
         out[pod.metadata.uid] = facts
@@ -222,9 +245,9 @@ def _ns_labels(namespaces: Mapping[str, Mapping[str, str]], name: str) -> Mappin
     return None if labels is None else {LABEL_NAMESPACE_NAME: name, **labels}
 
 
-def tally(facts: PodFacts) -> tuple[int, int, int]:
+def tally(facts: PodFacts, want: Wanted) -> tuple[int, int, int]:
     """One matched pod's share of the status: (updated, ready, updated and ready)."""
-    u = facts.updated
+    u = facts.hash == want.hash
     r = facts.consistent and facts.ready
     return int(u), int(r), int(u and r)
 
@@ -241,9 +264,10 @@ def status_of(ss: SidecarSet, matched: int, counts: tuple[int, int, int], latest
 def compute_status(ss: SidecarSet, matched: Sequence[Pod], latest_revision: str, collisions: int,
                    facts: Mapping[str, PodFacts] | None = None) -> SidecarSetStatus:
     facts = facts if facts is not None else facts_of(ss, matched)
+    want = Wanted.of(ss)
     updated = ready = updated_ready = 0
     for pod in matched:
-        u, r, ur = tally(facts[pod.metadata.uid])
+        u, r, ur = tally(facts[pod.metadata.uid], want)
         updated += u
         ready += r
         updated_ready += ur
@@ -258,6 +282,6 @@ def is_consistent_container(pod: Pod, name: str) -> bool:
     return "\x00" not in state and not _container_inconsistent(pod, name, state)
 
 
-__all__ = ["PodFacts", "compute_status", "status_of", "tally", "facts_of", "hot_pairs", "inplace_state", "is_consistent",
+__all__ = ["PodFacts", "Wanted", "pod_facts", "compute_status", "status_of", "tally", "facts_of", "hot_pairs", "inplace_state", "is_consistent",
            "is_consistent_container", "is_matched", "is_updated", "is_upgradable", "sidecar_names",
            "working_containers"]
