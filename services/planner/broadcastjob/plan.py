@@ -72,6 +72,7 @@ from schemas.placement import matches_required, untolerated
 from services.planner.broadcastjob.validation import defaulted, validate_broadcastjob
 from services.planner.kit.builder import Builder, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError
+from services.planner.kit.gcpause import gc_paused
 from services.planner.kit.intstr import scaled_value
 from services.planner.kit.plan import Revisionless
 from services.planner.kit.timeutil import format_time, parse_time
@@ -181,6 +182,7 @@ def _finished(job: BroadcastJob) -> bool:
                for c in job.status.conditions)
 
 
+@gc_paused
 def plan_broadcastjob(job: BroadcastJob, pods: Sequence[Pod], nodes: Sequence[Node], *, now: datetime,
                       create_limit: int | None = None) -> BcjPlan:
     """One reconcile at `now` over the job, the pods it controls and every Node."""

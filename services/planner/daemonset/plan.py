@@ -89,6 +89,7 @@ from services.planner.kit import lifecycle as lc
 from services.planner.kit.builder import Builder, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import FeatureGates
+from services.planner.kit.gcpause import gc_paused
 from services.planner.kit.intstr import IntOrPercentError, scaled_int_percent, scaled_or_zero
 from services.planner.kit.memo import MemoRegistry, ObjectMemo
 from services.planner.kit.plan import Plan
@@ -357,6 +358,7 @@ class _Ctx:
 # --- the pass --------------------------------------------------------------------------------------
 
 
+@gc_paused
 def plan_daemonset(ds: DaemonSet, pods: Sequence[Pod], nodes: Sequence[Node], revisions: Sequence[ControllerRevision],
                    *, now: datetime, gates: FeatureGates, previous: DaemonSet | None = None,
                    create_limit: int | None = None, jobs: Sequence[ImagePullJob] = (),
@@ -802,10 +804,11 @@ def _find(ctx: _Ctx, group: list[_PodFacts]) -> _NodePods:
     """`findUpdatedPodsOnNode`: the live new and old pod (ok=False with more than one of either)."""
     new: _PodFacts | None = None
     old: _PodFacts | None = None
+    hash_, gen = ctx.hash, ctx.template_generation
     for f in group:
         if f.terminating:
             continue
-        if ctx.updated(f):
+        if f.hash == hash_ or (gen is not None and f.generation == gen):  # _Ctx.updated
             if new is not None:
                 return _NodePods(False, None, None)
             new = f
@@ -823,10 +826,11 @@ def _found(ctx: _Ctx, by_node: dict[str, list[_PodFacts]], name: str) -> _NodePo
     return got
 
 
-def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]]) -> list[str]:
+def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFacts]]) -> list[tuple[str, _NodePods]]:
     """`filterDaemonPodsToUpdate`: updated nodes, then updating ones, then old ones (names descending),
-    only those matching `rollingUpdate.selector` when one is set, cut to len - partition. The nodes are
-    the desired ones plus (unless DaemonSetPruneIneligibleNodes) every other node that has a pod."""
+    only those matching `rollingUpdate.selector` when one is set, cut to len - partition, each with its
+    `findUpdatedPodsOnNode`. The nodes are the desired ones plus (unless DaemonSetPruneIneligibleNodes)
+    every other node that has a pod."""
     ru = ctx.spec.update_strategy.rolling_update
     assert ru is not None
     prune = ctx.gates.daemon_set_prune_ineligible_nodes
@@ -839,20 +843,21 @@ def window(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodFa
         if ctx.grouped is not None:
             ctx.grouped.names[prune] = names
     node_objects = {n.metadata.name: n for n in ctx.nodes} if ru.selector is not None else {}
-    updated: list[str] = []
-    updating: list[str] = []
-    selected: list[str] = []
-    rest: list[str] = []
+    updated: list[tuple[str, _NodePods]] = []
+    updating: list[tuple[str, _NodePods]] = []
+    selected: list[tuple[str, _NodePods]] = []
+    rest: list[tuple[str, _NodePods]] = []
+    known = ctx.found
     for name in names:
-        found = _found(ctx, by_node, name)
+        found = known.get(name) or _found(ctx, by_node, name)
         if not found.ok or found.new is not None:
-            updated.append(name)
+            updated.append((name, found))
         elif found.old is None or found.old.preparing_delete:
-            updating.append(name)
+            updating.append((name, found))
         elif ru.selector is not None and matches(ru.selector, node_objects[name].metadata.labels):
-            selected.append(name)
+            selected.append((name, found))
         else:
-            rest.append(name)
+            rest.append((name, found))
     order = updated + updating + (selected if ru.selector is not None else rest)
     partition = scaled_int_percent(ru.partition, ctx.ds.status.desired_number_scheduled, False)
     keep = len(names) - partition
@@ -880,8 +885,7 @@ def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, li
         unavailable = 0
         old_unavailable: list[Pod] = []
         chosen: list[Pod] = []
-        for name in candidates:
-            found = _found(ctx, by_node, name)
+        for _, found in candidates:
             if not found.ok:
                 unavailable += 1
                 continue
@@ -910,8 +914,7 @@ def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, li
     create_now: list[str] = []
     wait: list[str] = []
     delete: list[Pod] = []
-    for name in candidates:
-        found = _found(ctx, by_node, name)
+    for name, found in candidates:
         if not found.ok:
             surging += 1
             continue
@@ -1000,6 +1003,7 @@ def _counts(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodF
     """(desired, current, misscheduled, ready, available, updated)."""
     desired = current = misscheduled = ready = available = updated = 0
     min_ready, now = ctx.spec.min_ready_seconds, ctx.now
+    hash_, gen = ctx.hash, ctx.template_generation
     for name, fit in fits.items():
         group = by_node.get(name)
         if fit.should_run:
@@ -1009,9 +1013,9 @@ def _counts(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodF
                 oldest = group[0]
                 if oldest.ready:
                     ready += 1
-                    if _available(oldest, min_ready, now):
+                    if oldest.base_available if min_ready <= 0 else _available(oldest, min_ready, now):
                         available += 1
-                if ctx.updated(oldest):
+                if oldest.hash == hash_ or (gen is not None and oldest.generation == gen):  # _Ctx.updated
                     updated += 1
         elif group:
             misscheduled += 1

@@ -61,6 +61,7 @@ from services.planner.imagepulljob.validation import (
 )
 from services.planner.kit.builder import Builder, short_digest
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.gcpause import gc_paused
 from services.planner.kit.plan import Revisionless
 from services.planner.kit.timeutil import format_time, parse_time, seconds_between
 
@@ -195,6 +196,7 @@ def calculate_status(
     return msgspec.structs.replace(status, message=status_message(status)), t
 
 
+@gc_paused
 def plan_image_pull_job(view: JobView, *, now: datetime, gates: FeatureGates = DEFAULT_GATES,
                         target_grace_seconds: float = IMAGE_PULL_JOB_TARGET_GRACE_SECONDS) -> JobPlan:
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)

@@ -67,6 +67,7 @@ from schemas.podprobemarker import PodContainerProbe, PodProbeMarker, PodProbeMa
 from services.planner.kit.builder import Builder, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.gcpause import gc_paused
 from services.planner.kit.memo import MemoRegistry, true_positions
 from services.planner.kit.plan import Revisionless
 from services.planner.kit.podpatch import status_metadata_patch
@@ -371,6 +372,7 @@ def _status(b: Builder, ppm: PodProbeMarker, matched: int) -> None:
               [b.status_patch(body)])
 
 
+@gc_paused
 def plan_podprobemarker(ppm: PodProbeMarker, pods: Sequence[Pod], results: Sequence[ProbeResult],
                         previous: PodProbeMarker | None, *, now: datetime,
                         gates: FeatureGates = DEFAULT_GATES) -> MarkerPlan:

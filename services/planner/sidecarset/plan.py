@@ -84,6 +84,7 @@ from schemas.timefmt import format_time
 from services.planner.kit.builder import Builder, controller_ref, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
+from services.planner.kit.gcpause import gc_paused
 from services.planner.kit.intstr import IntOrPercentError, partition_replicas, scaled_or_zero
 from services.planner.kit.memo import MemoRegistry
 from services.planner.kit.plan import Revisionless
@@ -540,6 +541,7 @@ def _matched(ss: SidecarSet, pods: Sequence[Pod], namespaces: Mapping[str, Mappi
     return got
 
 
+@gc_paused
 def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[ControllerRevision], *, now: datetime,
                     gates: FeatureGates = DEFAULT_GATES,
                     kruise_namespace: str = DEFAULT_KRUISE_NAMESPACE,
