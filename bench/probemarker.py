@@ -137,7 +137,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*(http.post(f"{stack.sim_url}/sim/pods/{NS}/{n}/exec-outcomes",
                                              json={"*": {"exitCode": 1, "stderr": "busy"}}) for n in names))
         flipped = time.monotonic()
-        flipped_at = datetime.now(UTC)
         seen: dict[str, float] = {}
         seen_at: dict[str, datetime] = {}
         while len(seen) < len(names) and time.monotonic() - flipped < 120:
@@ -153,16 +152,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         published = {r.pod: parse_time(r.time) for r in results.values()
                      if r.pod in seen_at and r.probe.endswith("#Idle") and r.state == "Failed"}
         pipe = sorted((seen_at[n] - t).total_seconds() for n, t in published.items() if t is not None)
-        # where the pipeline's time goes: result -> the executor's `probe` event (planner, KB_CMD, the
-        # status patch and its Event written) and that event -> the label seen by the poll
-        written: dict[str, datetime] = {}
-        for e in await bus.read_since(bus.subjects.events_of_type("probe"), EVENT_DECODER, flipped_at):
-            at = parse_time(e.time)
-            if e.pod in published and at is not None and e.pod not in written:
-                written[e.pod] = at
-        to_write = sorted((written[n] - t).total_seconds() for n, t in published.items()
-                          if t is not None and n in written)
-        to_seen = sorted((seen_at[n] - w).total_seconds() for n, w in written.items())
         return {
             "pods": args.pods, "groups": args.groups, "nodes": args.nodes, "prober_processes": len(probers), "probes": 2 * args.pods,
             "period_s": args.period,
@@ -180,10 +169,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "result_to_label_p50_s": round(statistics.median(pipe), 3) if pipe else None,
             "result_to_label_p99_s": round(pipe[min(len(pipe) - 1, int(0.99 * len(pipe)))], 3) if pipe else None,
             "result_to_label_s": [round(x, 3) for x in pipe],
-            "result_to_written_p50_s": round(statistics.median(to_write), 3) if to_write else None,
-            "result_to_written_max_s": round(to_write[-1], 3) if to_write else None,
-            "written_to_seen_p50_s": round(statistics.median(to_seen), 3) if to_seen else None,
-            "written_to_seen_max_s": round(to_seen[-1], 3) if to_seen else None,
             "cpus": os.cpu_count(), "loadavg": open("/proc/loadavg").read().split()[:3],
         }
     finally:

@@ -298,6 +298,11 @@ def truncate_history(
     Live = current, update, or referenced by a pod's ``controller-revision-hash`` (full or short form).
     ``history`` must be sorted oldest first (as :func:`owned_revisions` returns it).
     """
+    if limit is None:
+        limit = DEFAULT_REVISION_HISTORY_LIMIT
+    keep = (current.metadata.name, update.metadata.name)
+    if sum(1 for r in history if r.metadata.name not in keep) <= limit:
+        return []  # nothing to truncate, whichever revisions the pods use (saves a walk over every pod)
     live_labels = {p.metadata.labels.get(LABEL_REVISION_HASH, "") for p in pods}
     live_short = {short_hash(label) for label in live_labels}
     not_live = [
@@ -307,8 +312,6 @@ def truncate_history(
         and r.metadata.name not in live_labels
         and short_hash(r.metadata.name) not in live_short
     ]
-    if limit is None:
-        limit = DEFAULT_REVISION_HISTORY_LIMIT
     if len(not_live) <= limit:
         return []
     return not_live[: len(not_live) - max(limit, 0)]
