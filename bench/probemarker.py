@@ -28,8 +28,11 @@ import asyncio
 import json
 import os
 import statistics
+import sys
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -90,8 +93,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def api_server(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
+    """`--split`: the embedded API server alone (no nodes; its scheduler binds to the nodes of `sim
+    nodes`), as its own process; (the process, its kubeconfig)."""
+    kubeconfig = workdir / "api-kubeconfig"
+    with (workdir / "api.log").open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sim", "--nodes", "0", "--port", "0", "--kubeconfig", str(kubeconfig),
+            "--no-events", stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    await asyncio.wait_for(proc.stdout.readline(), 30)
+    return proc, str(kubeconfig)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack(nodes=args.nodes, probers=True, prober_processes=args.probers,
+    api: asyncio.subprocess.Process | None = None
+    cluster = None
+    if args.split:
+        workdir = Path(tempfile.mkdtemp(prefix="kruisebus-bench-"))
+        api, cluster = await api_server(workdir)
+    stack = Stack(nodes=args.nodes, probers=True, prober_processes=args.probers, cluster=cluster,
                   sim_args=("--no-events", "--start-delay", "0.05"))
     await stack.start()
     kube = await Kube.connect(stack.kubeconfig)
@@ -115,7 +136,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(args.period * 2)  # let the last writes settle
         procs = {n: p.pid for n, p in stack.procs.items()}
         if stack.sim is not None:
-            procs["sim"] = stack.sim.pid
+            procs["sim nodes" if api is not None else "sim"] = stack.sim.pid
+        if api is not None:
+            procs["sim api"] = api.pid
         probers = [n for n in procs if n.startswith("prober-")]
         versions0 = {p.metadata.uid: p.metadata.resource_version for p in await pods(kube)}
         since = datetime.now(UTC)
@@ -175,6 +198,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await bus.close()
         await kube.close()
         await stack.cleanup()
+        if api is not None:
+            api.terminate()
+            await api.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="split the pods over this many CloneSets, each with its own marker (default one)")
     p.add_argument("--probers", type=int, default=0,
                    help="prober processes serving the nodes between them (0: one per node)")
+    p.add_argument("--split", action="store_true",
+                   help="the API server and the simulated nodes (kubelets, exec, pod network) as two processes "
+                        "(`python -m sim --nodes 0` and `python -m sim nodes`), so probes do not queue API requests")
     args = p.parse_args(argv)
     print(json.dumps(asyncio.run(run(args)), indent=2))
     return 0

@@ -169,7 +169,7 @@ class Stack:
                 return
             argv: tuple[str, ...] = ("nodes", "--kubeconfig", self.cluster, "--count", str(self.nodes),
                                      "--name-prefix", self.node_prefix)
-            if self.node_agents:  # the agents' `sim` runtime pulls through the nodes' control API
+            if self.node_agents or self.probers:  # their `sim` runtime pulls and execs through the nodes' control API
                 argv = (*argv, "--control-port", "0")
         else:
             argv = ("--nodes", str(self.nodes), "--port", "0", "--kubeconfig", self.kubeconfig)

@@ -247,73 +247,6 @@ class SimCluster:
             if pod is None or k is None or k.net is None:
                 return None
             return k.net, str(pod["metadata"]["uid"])
-        def running_pod(ns: str, name: str) -> tuple[Kubelet, Any] | Response:
-            pod = self.store.try_get(self.store.rt("pods"), ns, name)
-            node = ((pod or {}).get("spec") or {}).get("nodeName")
-            k = self.kubelets.get(node) if node else None
-            ps = k.pod(ns, name) if k else None
-            if k is None or ps is None:
-                return json_response(
-                    {"reason": "NotFound", "message": f"pod {ns}/{name} is not running on a simulated node"},
-                    404,
-                )
-            return k, ps
-
-        def exec_outcomes(request: Request) -> Response:
-            """GET: the exec outcomes set and the exec calls run; POST {container | "*": {exitCode, stdout,
-            stderr, hang, delay}} sets what exec in those containers answers (default: exit 0)."""
-            ns, name = request.match_info["ns"], request.match_info["name"]
-            found = running_pod(ns, name)
-            if isinstance(found, Response):
-                return found
-            k, ps = found
-            if request.method == "POST":
-                try:
-                    body = request.json()
-                    if not isinstance(body, dict) or not all(isinstance(v, dict) for v in body.values()):
-                        raise ValueError(
-                            'expected an object {container or "*": {exitCode, stdout, stderr, hang, delay}}'
-                        )
-                    for c, v in body.items():
-                        unknown = set(v) - {"exitCode", "stdout", "stderr", "hang", "delay"}
-                        if unknown:
-                            raise ValueError(f"{c}: unknown fields {sorted(unknown)}")
-                        if not isinstance(v.get("exitCode", 0), int):
-                            raise ValueError(f"{c}.exitCode: expected an integer")
-                except ValueError as e:
-                    return json_response({"reason": "BadRequest", "message": str(e)}, 400)
-                k.set_exec_outcomes(ns, name, body)
-            calls = [c for c in k.exec_calls if c["namespace"] == ns and c["pod"] == name]
-            return json_response({"outcomes": k.exec_outcomes.get(ps.uid) or {}, "calls": calls})
-
-        def exec_run(request: Request) -> Response | Awaitable[Response]:
-            """Body {container, command: [...], timeout}: {exitCode, stdout, stderr, timedOut}."""
-            ns, name = request.match_info["ns"], request.match_info["name"]
-            found = running_pod(ns, name)
-            if isinstance(found, Response):
-                return found
-            k, _ = found
-            try:
-                body = request.json()
-                if not isinstance(body, dict) or not isinstance(body.get("container"), str):
-                    raise ValueError("expected an object with a string field container")
-                command = body.get("command") or []
-                if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
-                    raise ValueError("command: expected a list of strings")
-                timeout = float(body.get("timeout", 1.0))
-            except (ValueError, TypeError) as e:
-                return json_response({"reason": "BadRequest", "message": str(e)}, 400)
-
-            async def run() -> Response:
-                try:
-                    return json_response(
-                        await k.exec_sync(ns, name, str(body["container"]), command, timeout)
-                    )
-                except LookupError as e:
-                    return json_response({"reason": "NotFound", "message": str(e)}, 404)
-
-            return run()
-
         return [
             *node_control_routes(
                 self.fleet, lambda name: self.store.try_get(self.store.rt("nodes"), "", name) is not None
@@ -321,9 +254,6 @@ class SimCluster:
             *podnet.routes(locate),
             ("GET", "/sim/pods/{ns}/{name}/probes", probes),
             ("POST", "/sim/pods/{ns}/{name}/probes", probes),
-            ("GET", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
-            ("POST", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
-            ("POST", "/sim/pods/{ns}/{name}/exec", exec_run),
             ("GET", "/sim/registry", registry),
             ("POST", "/sim/registry", registry),
         ]

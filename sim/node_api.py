@@ -9,7 +9,9 @@ goes away, a batch container exits with a chosen code). The same routes serve th
 - `DELETE /sim/nodes/{node}`: its kubelet stops and the Node is deleted;
 - `POST /sim/pods/{ns}/{name}/exit {"exitCode", "container"}`: the pod's containers exit now;
 - `GET /sim/nodes/{node}/images`, `POST /sim/nodes/{node}/images {"image", ...}`: the node's images, and
-  a pull on it (what the node agent's `sim` runtime calls, also against a real API server).
+  a pull on it (what the node agent's `sim` runtime calls, also against a real API server);
+- `GET/POST /sim/pods/{ns}/{name}/exec-outcomes`, `POST /sim/pods/{ns}/{name}/exec`: what exec in the
+  pod's containers answers, and an exec (the prober's `sim` runtime), also against a real API server.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sim.http import Handler, Request, Response
-from sim.nodes import Kubelet, NodeFleet, PullFailed
+from sim.nodes import Kubelet, NodeFleet, PodState, PullFailed
 from sim.server import json_response
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -46,6 +48,101 @@ def _kubelet_of(fleet: NodeFleet, ns: str, name: str) -> Kubelet | None:
         if any(p.ns == ns and p.name == name for p in k.pods.values()):
             return k
     return None
+
+
+def exec_routes(
+    locate: Callable[[str, str], tuple[Kubelet, PodState] | None],
+) -> list[tuple[str, str, Handler]]:
+    """What a container runtime answers for a pod's containers: the outcomes tests and benchmarks set,
+    and the exec calls (exec probes) the `sim` runtime makes. `locate`: the kubelet running a pod and
+    its state there, None when no simulated node runs it."""
+
+    def not_running(ns: str, name: str) -> Response:
+        return json_response(
+            {"reason": "NotFound", "message": f"pod {ns}/{name} is not running on a simulated node"}, 404
+        )
+
+    def exec_outcomes(request: Request) -> Response:
+        """GET: the exec outcomes set and the exec calls run; POST {container | "*": {exitCode, stdout,
+        stderr, hang, delay}} sets what exec in those containers answers (default: exit 0)."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        found = locate(ns, name)
+        if found is None:
+            return not_running(ns, name)
+        k, ps = found
+        if request.method == "POST":
+            try:
+                body = request.json()
+                if not isinstance(body, dict) or not all(isinstance(v, dict) for v in body.values()):
+                    raise ValueError(
+                        'expected an object {container or "*": {exitCode, stdout, stderr, hang, delay}}'
+                    )
+                for c, v in body.items():
+                    unknown = set(v) - {"exitCode", "stdout", "stderr", "hang", "delay"}
+                    if unknown:
+                        raise ValueError(f"{c}: unknown fields {sorted(unknown)}")
+                    if not isinstance(v.get("exitCode", 0), int):
+                        raise ValueError(f"{c}.exitCode: expected an integer")
+            except ValueError as e:
+                return json_response({"reason": "BadRequest", "message": str(e)}, 400)
+            k.set_exec_outcomes(ns, name, body)
+        calls = [c for c in k.exec_calls if c["namespace"] == ns and c["pod"] == name]
+        return json_response({"outcomes": k.exec_outcomes.get(ps.uid) or {}, "calls": calls})
+
+    def exec_run(request: Request) -> Response | Awaitable[Response]:
+        """Body {container, command: [...], timeout}: {exitCode, stdout, stderr, timedOut}."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        found = locate(ns, name)
+        if found is None:
+            return not_running(ns, name)
+        k, _ = found
+        try:
+            body = request.json()
+            if not isinstance(body, dict) or not isinstance(body.get("container"), str):
+                raise ValueError("expected an object with a string field container")
+            command = body.get("command") or []
+            if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+                raise ValueError("command: expected a list of strings")
+            timeout = float(body.get("timeout", 1.0))
+        except (ValueError, TypeError) as e:
+            return json_response({"reason": "BadRequest", "message": str(e)}, 400)
+
+        async def run() -> Response:
+            try:
+                return json_response(
+                    await k.exec_sync(ns, name, str(body["container"]), command, timeout)
+                )
+            except LookupError as e:
+                return json_response({"reason": "NotFound", "message": str(e)}, 404)
+
+        return run()
+
+
+    return [
+        ("GET", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
+        ("POST", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
+        ("POST", "/sim/pods/{ns}/{name}/exec", exec_run),
+    ]
+
+
+def fleet_locator(fleet: NodeFleet) -> Callable[[str, str], tuple[Kubelet, PodState] | None]:
+    """Finds a pod's kubelet in `fleet`, remembering where each pod was (an exec probe per pod and
+    period: a scan of every node's pods for each would be quadratic in the pods)."""
+    where: dict[tuple[str, str], Kubelet] = {}
+
+    def locate(ns: str, name: str) -> tuple[Kubelet, PodState] | None:
+        k = where.get((ns, name))
+        ps = k.pod(ns, name) if k is not None and k.name in fleet.kubelets else None
+        if k is None or ps is None:
+            k = _kubelet_of(fleet, ns, name)
+            ps = k.pod(ns, name) if k is not None else None
+            if k is None or ps is None:
+                where.pop((ns, name), None)
+                return None
+            where[(ns, name)] = k
+        return k, ps
+
+    return locate
 
 
 def node_control_routes(
@@ -174,4 +271,5 @@ def node_control_routes(
         ("POST", "/sim/pods/{ns}/{name}/exit", exit_pod),
         ("GET", "/sim/nodes/{node}/images", images),
         ("POST", "/sim/nodes/{node}/images", pull),
+        *exec_routes(fleet_locator(fleet)),
     ]

@@ -94,8 +94,8 @@ async def _readline(proc: subprocess.Popen[str]) -> str:
 
 
 async def test_nodes_process_labels_taints_and_control_api(tmp_path: Path) -> None:
-    """`--node-labels`/`--node-taints` on the registered nodes; `--control-port` adds and removes nodes
-    and ends a pod's containers while the process runs."""
+    """`--node-labels`/`--node-taints` on the registered nodes; `--control-port` adds and removes nodes,
+    runs execs in a pod's containers and ends them while the process runs."""
     import aiohttp
 
     async with SimCluster(nodes=0, tmpdir=tmp_path, bookmark_interval=0.2) as cp:
@@ -137,6 +137,20 @@ async def test_nodes_process_labels_taints_and_control_api(tmp_path: Path) -> No
 
                     await cp.wait_for(lambda: phase() == "Running", timeout=15)
                     assert cp.store.get(pods, "default", "batch")["spec"]["nodeName"] == "lab-extra"
+                    # exec in its container (the prober's `sim` runtime) answers with the outcome set
+                    async with http.post("/sim/pods/default/batch/exec-outcomes",
+                                         json={"main": {"exitCode": 3, "stderr": "busy"}}) as r:
+                        assert r.status == 200, await r.text()
+
+                    async def executed() -> Any:  # once its container has started
+                        async with http.post("/sim/pods/default/batch/exec",
+                                             json={"container": "main", "command": ["/idle.sh"], "timeout": 1}) as r:
+                            return await r.json() if r.status == 200 else None
+
+                    answer = await cp.wait_for(executed, timeout=10, message="exec answered")
+                    assert answer["exitCode"] == 3 and answer["stderr"] == "busy", answer
+                    async with http.post("/sim/pods/default/nowhere/exec", json={"container": "main"}) as r:
+                        assert r.status == 404 and "not running on a simulated node" in (await r.json())["message"]
                     async with http.post("/sim/pods/default/batch/exit", json={"exitCode": 0}) as r:
                         assert r.status == 200 and (await r.json())["exited"] == ["main"]
                     await cp.wait_for(lambda: phase() == "Succeeded", timeout=15)
