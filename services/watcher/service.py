@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -121,6 +122,8 @@ class Informer:
     rollouts: Rollouts | None = None
     # set when KB_STATE was lost: the informer relists, so the new stream holds every object again
     relist_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # awaited before each relist: a workload kind's relist waits for the kinds its pass reads (`run_watcher`)
+    before_relist: Callable[[], Awaitable[Any]] | None = None
 
     @property
     def resource(self) -> Resource:
@@ -297,6 +300,8 @@ class Informer:
             try:
                 if rv is None:
                     self.relist_requested.clear()  # one asked for while this relist runs is kept
+                    if self.before_relist is not None:
+                        await self.before_relist()
                     rv = await self.relist()
                     self.synced.set()
                     log.info("listed %s at resourceVersion %s (%d objects)", self.kind.token, rv,
@@ -401,9 +406,24 @@ UNSERVED_RETRY = 10.0  # seconds between lists of a kind the API server does not
 async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = None,
                       kinds: tuple[Kind, ...] = LISTED, stop: asyncio.Event | None = None) -> None:
     """Run one informer per kind until cancelled, or until `stop` is set (then stop watching, publish
-    what is already queued, and return); `ready` is set once every kind has listed."""
+    what is already queued, and return); `ready` is set once every kind has listed.
+
+    A relist of every kind (a watcher start, the state stream lost) publishes the kinds a workload's
+    pass reads (pods, nodes, revisions, namespaces, ...) before the workloads: the planner plans a
+    workload when its state arrives, and a workload changed while no watcher ran, relisted before
+    its pods, was planned on the pod states of before the outage (a pod that had become Ready still
+    looked not Ready, so a DaemonSet replaced it for free and spent its budget on another node too)."""
     rollouts = Rollouts()
     informers = [Informer(k, kube, bus, rollouts=rollouts) for k in kinds]
+    read = [inf for inf in informers if not inf.kind.workload]
+
+    async def read_kinds_listed() -> None:
+        for inf in read:
+            await inf.synced.wait()
+
+    for inf in informers:
+        if inf.kind.workload:
+            inf.before_relist = read_kinds_listed
     draining = asyncio.Event()
 
     async def signal_ready() -> None:
@@ -421,6 +441,8 @@ async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = Non
             t.cancel()
 
     async def state_lost(base: str, info: object) -> None:
+        for inf in read:  # listed again before the workloads are (above)
+            inf.synced.clear()
         for inf in informers:
             inf.relist_requested.set()
 
