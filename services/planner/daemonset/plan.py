@@ -346,6 +346,7 @@ class _Ctx:
     deletes: list[str] = field(default_factory=list)
     in_place: list[str] = field(default_factory=list)
     jobs: list[JsonObject] = field(default_factory=list)  # ImagePullJobs created (pre-download)
+    free: set[str] = field(default_factory=set)  # uids of old, unavailable pods replaced without budget
 
     def updated(self, f: _PodFacts) -> bool:
         """`IsPodUpdated`: hash label equal, or the template-generation label when the DS carries one."""
@@ -652,7 +653,11 @@ def _delete(ctx: _Ctx, pod: Pod) -> None:
         b.expect(meta.name, "label", LABEL_LIFECYCLE_STATE, STATE_PREPARING_DELETE)
         b.event("pod-preparing-delete", f"pod {meta.name} is hooked by preDelete: PreparingDelete", pod=meta.name)
         return
-    b.command(f"{b.uid}/delete/{meta.uid}", VERB_DELETE, [b.pod_delete(pod)], pod=meta.name, pod_uid=meta.uid,
+    # a free replacement (old and not available) holds only while the pod is that version: one that has
+    # become available since is not deleted (the planner's view may lag the pod by a few milliseconds)
+    exact = meta.uid in ctx.free
+    b.command(f"{b.uid}/delete/{meta.uid}", VERB_DELETE, [b.pod_delete(pod, exact=exact)], pod=meta.name,
+              pod_uid=meta.uid,
               on_success=kube_event(EVENT_SUCCESSFUL_DELETE, f"Deleted pod: {meta.name}"),
               on_failure=kube_event(EVENT_FAILED_DELETE, "Error deleting", warning=True))
     b.expect(meta.name, "absent")
@@ -905,6 +910,7 @@ def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, li
                 elif unavailable < max_unavailable:
                     chosen.append(old.pod)
         chosen = chosen[:max(max_unavailable - unavailable, 0)]
+        ctx.free.update(p.metadata.uid for p in old_unavailable)
         targets = old_unavailable + chosen
         if ru.rolling_update_type == STRATEGY_IN_PLACE_IF_POSSIBLE:
             targets = _in_place(ctx, targets, burst)

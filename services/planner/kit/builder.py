@@ -189,8 +189,12 @@ class Builder:
             subresource="status",
         )
 
-    def pod_delete(self, pod: Pod) -> DeleteOp:
-        return DeleteOp(resource=PODS, namespace=self.namespace, name=pod.metadata.name, uid=pod.metadata.uid)
+    def pod_delete(self, pod: Pod, *, exact: bool = False) -> DeleteOp:
+        """A pod delete guarded by uid and (``exact``) the observed resourceVersion: for a delete that holds
+        only for the state observed (an old pod replaced without charging maxUnavailable because it was
+        not available must not have become available since)."""
+        return DeleteOp(resource=PODS, namespace=self.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
+                        resource_version=pod.metadata.resource_version if exact else "")
 
     def pod_create(self, body: JsonObject) -> CreateOp:
         """A pod create that the executor performs only while the workload is at the generation this

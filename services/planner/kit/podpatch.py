@@ -52,6 +52,13 @@ class PodPatch:
         if value is not None:
             self.tests.append({"op": "test", "path": f"/metadata/annotations/{escape(key)}", "value": value})
 
+    def test_resource_version(self) -> None:
+        """Require the pod to be exactly the version observed: for a decision that holds only for that
+        state (a not-Ready pod upgraded without charging the budget must not have become Ready since)."""
+        if self.pod.metadata.resource_version:
+            self.tests.append({"op": "test", "path": "/metadata/resourceVersion",
+                               "value": self.pod.metadata.resource_version})
+
     # --- mutations -----------------------------------------------------------------------------
 
     def set_label(self, key: str, value: str) -> None:

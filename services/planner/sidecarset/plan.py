@@ -337,13 +337,17 @@ def flip_ops(ss: SidecarSet, pod: Pod, names: Sequence[str]) -> list[PatchOp] | 
                     patch=patch.build())]
 
 
-def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime) -> list[PatchOp]:
+def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime, *, exact: bool = False) -> list[PatchOp]:
     """`updatePodSidecarAndHash` as one guarded JSON patch (images only; hash; state; list; metadata),
-    then the condition. Raises PatchError when a MergePatchJson cannot apply."""
+    then the condition; `exact`: also guarded by the pod's resourceVersion (a pod upgraded without
+    charging maxUnavailable because it was not Ready must not have become Ready since). Raises
+    PatchError when a MergePatchJson cannot apply."""
     name = ss.metadata.name
     stamp = format_time(now)
     patch = PodPatch(pod)
     patch.test_annotation(ANNOTATION_SIDECARSET_HASH)
+    if exact:
+        patch.test_resource_version()
     index = {c.name: i for i, c in enumerate(pod.spec.containers)}
     statuses = {c.name: c for c in pod.status.container_statuses}
     changed: dict[str, dict[str, str]] = {}
@@ -648,7 +652,7 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
     hash_ = ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, "")
     for pod in chosen:
         try:
-            ops = upgrade_ops(ss, pod, now)
+            ops = upgrade_ops(ss, pod, now, exact=not facts[pod.metadata.uid].ready)
         except PatchError as e:
             b.event("rejected", f"pod {pod.metadata.namespace}/{pod.metadata.name}: {e}", reason="patchPodMetadata")
             continue

@@ -580,3 +580,26 @@ def test_an_orphan_pod_matching_the_selector_is_adopted_and_counts_as_its_nodes_
                                                                            deletion_timestamp="2026-06-01T10:00:00Z"))
     plan = plan_daemonset(ds, mine, nodes, revisions, now=NOW, gates=DEFAULT_GATES, orphans=[gone])
     assert plan.adopted == [] and [n for _, n in plan.created] == ["node-1"]
+
+
+def test_a_free_replacement_is_deleted_only_at_the_version_seen_not_ready() -> None:
+    """An old pod that is not available is replaced without charging maxUnavailable (Kubernetes' rule),
+    which holds only for the state the pass saw: its delete carries that resourceVersion, so a pod that
+    became Ready meanwhile (the view lags the API by a few ms) is not deleted (409, planned again). A
+    delete charged to the budget holds whatever the pod's state, and is guarded by uid only."""
+    c = steady(rolling(maxUnavailable=1), ready=False)
+    c.mark_ready(NOW, True)
+    lagging = sorted(c.pods.values(), key=lambda p: p["metadata"]["name"])[0]
+    for cond in lagging["status"]["conditions"]:
+        if cond["type"] == "Ready":
+            cond["status"] = "False"
+    c._bump(lagging)
+    c.set_image("nginx:2.0")
+    plan = sync(c, NOW + timedelta(seconds=1))
+    deletes = [op for cmd in plan.commands if cmd.verb == "delete" for op in cmd.ops]
+    by_name = {op.name: op for op in deletes}
+    assert len(deletes) == 2, deletes
+    free = by_name.pop(lagging["metadata"]["name"])
+    assert free.resource_version == lagging["metadata"]["resourceVersion"] and free.uid
+    [(_, charged)] = by_name.items()
+    assert charged.resource_version == "" and charged.uid

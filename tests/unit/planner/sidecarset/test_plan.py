@@ -19,7 +19,7 @@ from schemas.constants import (
     LABEL_SIDECARSET_NAME,
 )
 from schemas.kube import ControllerRevision, Pod
-from schemas.messages import CreateOp, PatchOp
+from schemas.messages import VERB_SIDECAR_UPGRADE, CreateOp, PatchOp
 from schemas.sidecarset import SidecarSet
 from services.planner.kit.gates import DEFAULT_GATES
 from services.planner.sidecarset.inject import InjectionView, inject
@@ -127,6 +127,26 @@ def test_not_ready_candidates_are_free_and_first() -> None:
     matched[0] = running(injected(old, "pod-0"), ready=False)
     chosen, _ = next_upgrade_pods(new, matched)
     assert [p.metadata.name for p in chosen][0] == "pod-0" and len(chosen) == 2
+
+
+def test_a_not_ready_pod_upgraded_for_free_is_patched_only_at_the_version_seen() -> None:
+    """A not-Ready candidate costs no maxUnavailable, which holds only for the state the pass saw: its
+    patch tests that resourceVersion, so a pod that became Ready meanwhile is not upgraded as a free
+    one (the patch fails, the pass runs again on the newer view). The charged pod's patch does not."""
+    old, new = ss_at(V1), ss_at(V2)  # maxUnavailable 1
+    matched = pods(3, 0, 0, old=old, new=new)
+    raw = msgspec.to_builtins(running(injected(old, "pod-0"), ready=False))
+    raw["metadata"]["resourceVersion"] = "41"
+    matched[0] = msgspec.convert(raw, Pod)
+    plan = plan_sidecarset(new, matched, [], now=datetime(2026, 1, 2, tzinfo=UTC))
+    tests = {}
+    for cmd in plan.commands:
+        if cmd.verb == VERB_SIDECAR_UPGRADE:
+            [patch, *_] = cmd.ops
+            tests[cmd.pod] = [op for op in patch.patch if op["op"] == "test" and op["path"] == "/metadata/resourceVersion"]
+    assert len(tests) == 2 and "pod-0" in tests, plan.upgrade
+    assert tests.pop("pod-0") == [{"op": "test", "path": "/metadata/resourceVersion", "value": "41"}]
+    assert list(tests.values()) == [[]]
 
 
 def _status(plan: Any) -> tuple[int, int, int, int]:
