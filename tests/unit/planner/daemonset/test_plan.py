@@ -636,3 +636,23 @@ def test_an_in_place_update_carries_its_budget_evidence() -> None:
     assert _evidence(plan, "update-in-place") == {name: {
         "budget": "charged", "resourceVersion": rv, "node": "node-4", "maxUnavailable": 1, "unavailable": 0,
         "counted": ""}}
+
+
+def test_kruisebus_plan_shows_the_budget_evidence_of_each_delete(tmp_path: Any) -> None:
+    import json
+
+    import yaml
+
+    from services.dryrun import run
+
+    c = steady(rolling(maxUnavailable=1))
+    c.set_image("nginx:2.0")
+    path = tmp_path / "ds.yaml"
+    revisions = [{"apiVersion": "apps/v1", "kind": "ControllerRevision", **r} for r in c.revisions.values()]
+    path.write_text(yaml.safe_dump_all([c.cs, *c.nodes.values(), *c.pods.values(), *revisions]))
+    code, out = run(str(path), now="2026-06-01T10:01:00Z", feature_gates=None)
+    assert code == 0, out
+    doc = json.loads(out)
+    [deleted] = doc["delete"]
+    assert doc["budget"] == {deleted: {"budget": "charged", "resourceVersion": c.pods[deleted]["metadata"]["resourceVersion"],
+                                       "node": "node-4", "maxUnavailable": 1, "unavailable": 0, "counted": ""}}
