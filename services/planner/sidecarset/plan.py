@@ -351,13 +351,17 @@ def flip_ops(ss: SidecarSet, pod: Pod, names: Sequence[str]) -> list[PatchOp] | 
                     patch=patch.build())]
 
 
-def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime) -> list[PatchOp]:
+def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime, *, exact: bool = False) -> list[PatchOp]:
     """`updatePodSidecarAndHash` as one guarded JSON patch (images only; hash; state; list; metadata),
-    then the condition. Raises PatchError when a MergePatchJson cannot apply."""
+    then the condition. `exact`: only on the pod's observed resourceVersion (a pod upgraded free, for
+    not being Ready, must still be the version that was not Ready). Raises PatchError when a
+    MergePatchJson cannot apply."""
     name = ss.metadata.name
     stamp = format_time(now)
     patch = PodPatch(pod)
     patch.test_annotation(ANNOTATION_SIDECARSET_HASH)
+    if exact:
+        patch.test_resource_version()
     index = {c.name: i for i, c in enumerate(pod.spec.containers)}
     statuses = {c.name: c for c in pod.status.container_statuses}
     changed: dict[str, dict[str, str]] = {}
@@ -661,16 +665,19 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
                   VERB_EVENT, [], on_success=kube_event(EVENT_NOT_UPGRADABLE_PODS, message))
     hash_ = ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, "")
     for pod in chosen:
+        # a pod not Ready in this view is upgraded free (outside maxUnavailable), so only as long as it is
+        # this version: one that became Ready since (its restart finished while the command was on its
+        # way) would be taken down uncharged; the stale command is rejected and decided again
+        charged = facts[pod.metadata.uid].ready
         try:
-            ops = upgrade_ops(ss, pod, now)
+            ops = upgrade_ops(ss, pod, now, exact=not charged)
         except PatchError as e:
             b.event("rejected", f"pod {pod.metadata.namespace}/{pod.metadata.name}: {e}", reason="patchPodMetadata")
             continue
-        # the evidence of the decision (kit.budget): a pod not Ready in this view is upgraded free
+        # the evidence of the decision (kit.budget)
         b.command(f"{b.uid}/{VERB_SIDECAR_UPGRADE}/{pod.metadata.uid}/{hash_}", VERB_SIDECAR_UPGRADE, list(ops),
                   pod=pod.metadata.name, pod_uid=pod.metadata.uid,
-                  data=budget.evidence(charged=facts[pod.metadata.uid].ready,
-                                       resource_version=pod.metadata.resource_version))
+                  data=budget.evidence(charged=charged, resource_version=pod.metadata.resource_version))
         # until the view shows the patched pod, a pass would count it old and consistent and spend its
         # budget again on another pod
         b.expect(pod.metadata.name, "changed", pod.metadata.uid, pod.metadata.resource_version)

@@ -577,3 +577,31 @@ def test_the_evidence_names_at_most_four_counted_pods() -> None:
     got = next_upgrade_pods(new, matched)
     assert len(got.chosen) == 4
     assert got.budget.evidence(charged=True, resource_version="9")["counted"] == "pod-0@0,pod-1@1,pod-2@2,pod-3@3,+2"
+
+
+def test_a_pod_upgraded_free_is_upgraded_only_while_it_is_the_version_that_was_not_ready() -> None:
+    """The soak's SidecarSet breach (docs/reliability.md, seed 20261205 with the evidence): a pass
+    took `sidecar-0-12` for free (not Ready: restarting into the previous version's image) together
+    with a Ready pod charged to maxUnavailable 1; the restart finished before the patch landed, so the
+    patch took a Ready pod down outside the budget. The free pick's patch now tests the
+    resourceVersion it was decided on; a charged pick's does not (a newer status of a Ready pod does
+    not change its charge)."""
+    from sim.patch import PatchError, json_patch
+
+    old, new = ss_at(V1), ss_at(V2)  # maxUnavailable 1
+    restarting = _at(running(injected(old, "pod-0"), ready=False, index=0), "101")
+    ready = _at(running(injected(old, "pod-1"), index=1), "102")
+    plan = plan_sidecarset(new, [restarting, ready], [], now=NOW)
+    patches = {c.pod: c.ops[0].patch for c in plan.commands if c.verb == "sidecar-upgrade"}
+    assert set(patches) == {"pod-0", "pod-1"}
+
+    def now_ready(pod: Pod, rv: str) -> dict[str, Any]:
+        raw = msgspec.to_builtins(pod)
+        raw["metadata"]["resourceVersion"] = rv
+        raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        return raw
+
+    assert json_patch(msgspec.to_builtins(restarting), patches["pod-0"])["spec"]["containers"][0]["image"] == V2
+    with pytest.raises(PatchError):  # became Ready since the decision: the command is stale
+        json_patch(now_ready(restarting, "105"), patches["pod-0"])
+    assert json_patch(now_ready(ready, "106"), patches["pod-1"])["spec"]["containers"][0]["image"] == V2
