@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -661,7 +662,9 @@ class Soak:
             self.kube = await Kube.connect(self.stack.kubeconfig)
             checker = Checker(on_violation=lambda v: self.note(f"VIOLATION {v.describe()}"))
             self.api = await ApiChecker(self.kube, checker).start()
-            self.note(f"soak seed {self.cfg.seed}: {[asdict(w) for w in self.workloads]}")
+            # the wall clock of t=0, to line the journal up with the rollout log's RFC 3339 times
+            zero = datetime.fromtimestamp(time.time() - checker.now(), UTC).isoformat(timespec="milliseconds")
+            self.note(f"soak seed {self.cfg.seed} (t=0 is {zero}): {[asdict(w) for w in self.workloads]}")
             for w in self.workloads:
                 await self.kube.create(CLONESETS, NS, w.body(self.next_image()))
             if self.cfg.daemonset_partition is not None:

@@ -347,6 +347,11 @@ class Command(_Msg):
     # performs `node_ops` through its container runtime; `ops` stay empty.
     node: str = ""
     node_ops: list[NodeOp] = []
+    # The evidence of the decision, copied to the command's `done` or `rejected` rollout event (same
+    # shape as `RolloutEvent.data`): for a pod taken down under maxUnavailable, whether it was charged
+    # or free, its resourceVersion in the view decided on, and the pass's budget
+    # (`services.planner.kit.budget`). {} = none.
+    data: dict[str, int | str] = {}
 
     @property
     def namespace(self) -> str:

@@ -602,6 +602,8 @@ class Bus:
             pod=str(getattr(decoded, "pod", "") or ""),
             revision=str(getattr(decoded, "revision", "") or ""),
             workload_uid=workload_uid,
+            # a rejected command's evidence (kit.budget), as its `done` event would have carried it
+            data=decoded.data if isinstance(decoded, Command) else {},
         )
         metrics.REJECTIONS.labels(reason).inc()
         if not await self._admit_event(namespace, workload, EVENT_REJECTED):

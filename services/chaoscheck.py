@@ -132,10 +132,12 @@ def template_images(cs: CloneSet) -> dict[str, str]:
 
 
 def describe_pod(pod: Pod) -> str:
-    """One line of what a pod is doing: enough to tell an intermediate restart from a stuck update."""
+    """One line of what a pod is doing: enough to tell an intermediate restart from a stuck update; its
+    resourceVersion, to hold it against the version a planner decision names (`Command.data`)."""
     gate = pod.status.condition(CONDITION_INPLACE_UPDATE_READY)
     running = ",".join(c.image for c in pod.status.container_statuses) or "-"
-    return (f"{pod.metadata.name}(rev={pod.metadata.labels.get(LABEL_REVISION_HASH, '-')}, "
+    return (f"{pod.metadata.name}(rv={pod.metadata.resource_version or '-'}, "
+            f"rev={pod.metadata.labels.get(LABEL_REVISION_HASH, '-')}, "
             f"spec={','.join(c.image for c in pod.spec.containers)}, running={running}, "
             f"restarts={restart_count(pod)}, ready={is_ready(pod)}, "
             f"inPlaceUpdateReady={gate.status if gate else '-'}, "

@@ -1,7 +1,7 @@
 """`kruisebus events`: print the rollout log from NATS, replayed from any point, optionally live.
 
-One line per event (time, namespace/workload, type, pod, message), so it reads like
-`kubectl get events` but comes from the replayable KB_EVENTS stream rather than the API server.
+One line per event (time, namespace/workload, type, pod, message, then its data as key=value), so it
+reads like `kubectl get events` but comes from the replayable KB_EVENTS stream rather than the API server.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import datetime
 
 import nats.errors
 from rich.console import Console
+from rich.markup import escape
 
 from schemas.subjects import encode_token
 from services.bus import Bus
@@ -24,6 +25,14 @@ def event_filter(prefix: str, namespace: str | None, workload: str | None, event
     wl = encode_token(workload) if workload else "*"
     ty = encode_token(event_type) if event_type else "*"
     return f"{prefix}.events.{ns}.{wl}.{ty}"
+
+
+def data_text(data: dict[str, int | str]) -> str:
+    """An event's data after its message, ``  key=value ...`` in its own order (a decision's budget
+    evidence: ``budget=free resourceVersion=812 maxUnavailable=1 unavailable=0 counted=``)."""
+    if not data:
+        return ""
+    return "  " + escape(" ".join(f"{k}={v}" for k, v in data.items()))
 
 
 async def print_events(url: str, *, prefix: str, namespace: str | None, workload: str | None,
@@ -62,7 +71,8 @@ async def print_events(url: str, *, prefix: str, namespace: str | None, workload
                 else:
                     where = f"{ev.namespace}/{ev.workload}"
                     pod = f" pod={ev.pod}" if ev.pod else ""
-                    console.print(f"{seq:>6} {ev.time} {where} [bold]{ev.type}[/]{pod} {ev.message}")
+                    console.print(f"{seq:>6} {ev.time} {where} [bold]{ev.type}[/]{pod} {ev.message}"
+                                  f"{data_text(ev.data)}")
                 if not follow and msg.metadata.num_pending == 0:
                     break
         return 0

@@ -361,6 +361,7 @@ class Executor:
             type=cmd.verb, namespace=cmd.namespace, workload=cmd.workload.name,
             message=cmd.on_success.message if cmd.on_success else f"{cmd.verb} done",
             time=format_time(datetime.now(UTC)), pod=cmd.pod, revision=cmd.revision, command_id=cmd.id,
+            data=cmd.data,  # the decision's evidence (kit.budget) goes to the log with its outcome
         )
         # The Kubernetes Event and the rollout event are independent: write both at once.
         done: list[Awaitable[Any]] = []

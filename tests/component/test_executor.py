@@ -131,6 +131,31 @@ async def test_stale_precondition_is_dropped_with_a_rejected_event(
     assert pod is not None and pod.spec.containers[0].image == "nginx:1.20", "a stale update must not apply"
 
 
+async def test_a_commands_evidence_reaches_the_log_with_its_outcome_done_or_rejected(
+        env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """`Command.data` (a decision's budget evidence, kit.budget) is on the command's `done` event and,
+    when the command is dropped as stale, on its `rejected` event: the log says what the decision saw."""
+    _, kube, bus, cs = env
+    created = msgspec.json.decode(await kube.create(PODS, "default", pod_body(cs, "sample-v")), type=Pod)
+    seen = {"budget": "charged", "resourceVersion": created.metadata.resource_version, "maxUnavailable": 1,
+            "unavailable": 0, "counted": ""}
+    label = [{"op": "test", "path": "/metadata/uid", "value": created.metadata.uid},
+             {"op": "add", "path": "/metadata/labels/stage", "value": "one"}]
+    await bus.publish_command(command(cs, "ev-done", "label", [PatchOp(
+        resource=PODS, namespace="default", name="sample-v", patch_type="json", patch=label)], pod="sample-v",
+        data=seen))
+    stale = [{"op": "test", "path": "/metadata/labels/controller-revision-hash", "value": "sample-old"},
+             {"op": "replace", "path": "/spec/containers/0/image", "value": "nginx:1.21"}]
+    await bus.publish_command(command(cs, "ev-stale", "update-in-place", [PatchOp(
+        resource=PODS, namespace="default", name="sample-v", patch_type="json", patch=stale)], pod="sample-v",
+        data={**seen, "budget": "free"}))
+    log = await eventually(lambda: all_events(bus), lambda evs: {e.command_id for e in evs} >= {"ev-done", "ev-stale"},
+                           what="both outcomes")
+    outcome = {e.command_id: (e.type, e.data) for e in log}
+    assert outcome["ev-done"] == ("label", seen)
+    assert outcome["ev-stale"] == ("rejected", {**seen, "budget": "free"})
+
+
 async def test_forbidden_change_is_reported_on_the_workload(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
     _, kube, bus, cs = env
     await kube.create(PODS, "default", pod_body(cs, "sample-c"))

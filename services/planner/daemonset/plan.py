@@ -86,6 +86,7 @@ from services.planner.daemonset.backoff import BackoffEntry, FailedPodBackoff, b
 from services.planner.daemonset.validation import defaulted, validate_daemonset, validate_update
 from services.planner.kit import inplace
 from services.planner.kit import lifecycle as lc
+from services.planner.kit.budget import BUDGET_FREE, Counted, Evidence
 from services.planner.kit.builder import Builder, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import FeatureGates
@@ -346,7 +347,7 @@ class _Ctx:
     deletes: list[str] = field(default_factory=list)
     in_place: list[str] = field(default_factory=list)
     jobs: list[JsonObject] = field(default_factory=list)  # ImagePullJobs created (pre-download)
-    free: set[str] = field(default_factory=set)  # uids of old, unavailable pods replaced without budget
+    evidence: dict[str, Evidence] = field(default_factory=dict)  # by pod uid: the rolling update's budget
 
     def updated(self, f: _PodFacts) -> bool:
         """`IsPodUpdated`: hash label equal, or the template-generation label when the DS carries one."""
@@ -633,8 +634,10 @@ def _create(ctx: _Ctx, node: str) -> None:
 
 
 def _delete(ctx: _Ctx, pod: Pod) -> None:
-    """Delete a pod, or (lifecycle.preDelete hooks it) move it to PreparingDelete instead."""
+    """Delete a pod, or (lifecycle.preDelete hooks it) move it to PreparingDelete instead; a rolling
+    update's delete carries its budget evidence (`_Ctx.evidence`)."""
     b, meta = ctx.b, pod.metadata
+    evidence = ctx.evidence.get(meta.uid, {})
     hook = lc.pre_delete_hook(ctx.spec.lifecycle)
     if hook is not None and lc.is_hooked(hook, pod):
         if _preparing_delete(pod):
@@ -649,19 +652,20 @@ def _delete(ctx: _Ctx, pod: Pod) -> None:
                 ops.append(b.pod_status_patch(pod, [cond], exact=False))
         ops.append(b.pod_json_patch(patch))
         b.command(f"{b.uid}/lifecycle/{meta.uid}/{STATE_PREPARING_DELETE}/{meta.resource_version}", VERB_LIFECYCLE,
-                  ops, pod=meta.name, pod_uid=meta.uid)
+                  ops, pod=meta.name, pod_uid=meta.uid, data=evidence)
         b.expect(meta.name, "label", LABEL_LIFECYCLE_STATE, STATE_PREPARING_DELETE)
-        b.event("pod-preparing-delete", f"pod {meta.name} is hooked by preDelete: PreparingDelete", pod=meta.name)
+        b.event("pod-preparing-delete", f"pod {meta.name} is hooked by preDelete: PreparingDelete", pod=meta.name,
+                data=evidence)
         return
     # a free replacement (old and not available) holds only while the pod is that version: one that has
     # become available since is not deleted (the planner's view may lag the pod by a few milliseconds)
-    exact = meta.uid in ctx.free
+    exact = evidence.get("budget") == BUDGET_FREE
     b.command(f"{b.uid}/delete/{meta.uid}", VERB_DELETE, [b.pod_delete(pod, exact=exact)], pod=meta.name,
               pod_uid=meta.uid,
               on_success=kube_event(EVENT_SUCCESSFUL_DELETE, f"Deleted pod: {meta.name}"),
-              on_failure=kube_event(EVENT_FAILED_DELETE, "Error deleting", warning=True))
+              on_failure=kube_event(EVENT_FAILED_DELETE, "Error deleting", warning=True), data=evidence)
     b.expect(meta.name, "absent")
-    b.event("pod-deleted", f"deleted pod {meta.name}", pod=meta.name)
+    b.event("pod-deleted", f"deleted pod {meta.name}", pod=meta.name, data=evidence)
     ctx.deletes.append(meta.name)
 
 
@@ -887,31 +891,35 @@ def _rolling_update(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, li
     candidates = window(ctx, fits, by_node)
     min_ready, now = ctx.spec.min_ready_seconds, ctx.now
     if max_surge == 0:
-        unavailable = 0
-        old_unavailable: list[Pod] = []
-        chosen: list[Pod] = []
-        for _, found in candidates:
+        unavailable = Counted()  # the nodes counted unavailable, named for the evidence
+        old_unavailable: list[_PodFacts] = []
+        chosen: list[_PodFacts] = []
+        for name, found in candidates:
             if not found.ok:
-                unavailable += 1
+                unavailable.add(name)
                 continue
             new, old = found.new, found.old
             old_live = old is not None and not old.preparing_delete
             new_live = new is not None and not new.preparing_delete
             if (not old_live and not new_live) or (old_live and new_live):
-                unavailable += 1
+                unavailable.add(name)
             elif new is not None:
                 if not _available(new, min_ready, now):
-                    unavailable += 1
+                    unavailable.add(name)
                 if new.preparing_delete:
-                    unavailable += 1
+                    unavailable.add(name)
             elif old is not None:
                 if not _available(old, min_ready, now):
-                    old_unavailable.append(old.pod)
-                elif unavailable < max_unavailable:
-                    chosen.append(old.pod)
-        chosen = chosen[:max(max_unavailable - unavailable, 0)]
-        ctx.free.update(p.metadata.uid for p in old_unavailable)
-        targets = old_unavailable + chosen
+                    old_unavailable.append(old)
+                elif unavailable.total < max_unavailable:
+                    chosen.append(old)
+        chosen = chosen[:max(max_unavailable - unavailable.total, 0)]
+        budget = unavailable.budget(max_unavailable)
+        for facts, charged in [*((f, False) for f in old_unavailable), *((f, True) for f in chosen)]:
+            # old and not available: replaced free, as Kruise does; available: charged to maxUnavailable
+            ctx.evidence[facts.pod.metadata.uid] = budget.evidence(
+                charged=charged, resource_version=facts.pod.metadata.resource_version, node=facts.node)
+        targets = [f.pod for f in old_unavailable] + [f.pod for f in chosen]
         if ru.rolling_update_type == STRATEGY_IN_PLACE_IF_POSSIBLE:
             targets = _in_place(ctx, targets, burst)
         _sync_nodes(ctx, [], targets, burst, None)
@@ -972,13 +980,16 @@ def _in_place(ctx: _Ctx, targets: list[Pod], burst: int) -> list[Pod]:
         patch = inplace.start_update(pod, spec, ctx.hash, ctx.hash, {}, ctx.now, template_hash_label=False)
         ops: list[ApiOp] = [b.pod_status_patch(pod, inplace.start_conditions(pod, ctx.now)), b.pod_json_patch(patch)]
         rname = ctx.cur.metadata.name
+        evidence = ctx.evidence.get(meta.uid, {})
         b.command(f"{b.uid}/update-in-place/{meta.uid}/{rname}", VERB_UPDATE_IN_PLACE, ops, pod=meta.name,
                   pod_uid=meta.uid, revision=rname,
                   on_success=kube_event(EVENT_SUCCESSFUL_UPDATE_INPLACE, f"successfully update pod {meta.name} in-place"),
                   on_failure=kube_event(EVENT_FAILED_UPDATE_INPLACE,
-                                        f"failed to update pod {meta.name} in-place(revision {rname})", warning=True))
+                                        f"failed to update pod {meta.name} in-place(revision {rname})", warning=True),
+                  data=evidence)
         b.expect(meta.name, "label", LABEL_REVISION_HASH, ctx.hash)
-        b.event("pod-updated-in-place", f"updating pod {meta.name} in place to {rname}", pod=meta.name)
+        b.event("pod-updated-in-place", f"updating pod {meta.name} in place to {rname}", pod=meta.name,
+                data=evidence)
         ctx.in_place.append(meta.name)
     return recreate
 

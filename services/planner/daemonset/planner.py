@@ -109,6 +109,8 @@ class DaemonSetPlanner:
         doc["delete"] = plan.deleted
         doc["adopt"] = plan.adopted
         doc["updateInPlace"] = plan.updated_in_place
+        # the rolling update's evidence of each delete / in-place update (kit.budget), as the log carries it
+        doc["budget"] = {c.pod: c.data for c in plan.commands if c.data}
         doc["relabel"] = [{"pod": p, "revision": plan.update_revision} for p in plan.relabelled]
         doc["revisionsDeleted"] = plan.revisions_deleted
         doc["imagePullJobs"] = [{"name": j["metadata"]["name"], "image": j["spec"]["image"],

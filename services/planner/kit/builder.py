@@ -109,7 +109,9 @@ class Builder:
         revision: str = "",
         on_success: KubeEvent | None = None,
         on_failure: KubeEvent | None = None,
+        data: dict[str, int | str] | None = None,
     ) -> Command:
+        """One command of the pass; `data` is its evidence (`Command.data`, `kit.budget`)."""
         cmd = Command(
             id=cid,
             verb=verb,
@@ -121,6 +123,7 @@ class Builder:
             on_success=on_success,
             on_failure=on_failure,
             rollout_trace_id=self.trace_id,
+            data=data or {},
         )
         self.commands.append(cmd)
         return cmd

@@ -47,17 +47,18 @@ class PodPatch:
         if value is not None:
             self.tests.append({"op": "test", "path": f"/metadata/labels/{escape(key)}", "value": value})
 
+    def test_resource_version(self) -> None:
+        """Require the pod to be exactly the version observed: any change since (a kubelet status
+        update included) makes the write stale, so a decision that depends on the pod's status (a pod
+        not Ready taken outside a budget) is not applied to a pod whose status has moved on."""
+        if self.pod.metadata.resource_version:
+            self.tests.append({"op": "test", "path": "/metadata/resourceVersion",
+                               "value": self.pod.metadata.resource_version})
+
     def test_annotation(self, key: str) -> None:
         value = self.pod.metadata.annotations.get(key)
         if value is not None:
             self.tests.append({"op": "test", "path": f"/metadata/annotations/{escape(key)}", "value": value})
-
-    def test_resource_version(self) -> None:
-        """Require the pod to be exactly the version observed: for a decision that holds only for that
-        state (a not-Ready pod upgraded without charging the budget must not have become Ready since)."""
-        if self.pod.metadata.resource_version:
-            self.tests.append({"op": "test", "path": "/metadata/resourceVersion",
-                               "value": self.pod.metadata.resource_version})
 
     # --- mutations -----------------------------------------------------------------------------
 

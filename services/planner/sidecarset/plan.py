@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -81,6 +81,7 @@ from schemas.messages import (
 from schemas.pub import UpdateScatterTerm
 from schemas.sidecarset import SidecarSet, SidecarSetStatus, SidecarSetUpdateStrategy, sidecar_fields
 from schemas.timefmt import format_time
+from services.planner.kit.budget import Budget, Counted, pod_ref
 from services.planner.kit.builder import Builder, controller_ref, kube_event, short_digest
 from services.planner.kit.fielderrors import FieldError, errors_message
 from services.planner.kit.gates import DEFAULT_GATES, FeatureGates
@@ -199,11 +200,21 @@ def max_unavailable_of(strategy: SidecarSetUpdateStrategy, total: int) -> int:
 _UID = attrgetter("metadata.uid")
 
 
+class UpgradePods(NamedTuple):
+    """What `next_upgrade_pods` decided: the pods to upgrade now, the not-upgradable ones, and the
+    budget the choice was made on (`kit.budget`: the rollout log's evidence of each upgrade)."""
+
+    chosen: list[Pod]
+    not_upgradable: list[Pod]
+    budget: Budget
+
+
 def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str, PodFacts] | None = None, *,
                       keys: Mapping[str, PodKey] | None = None,
-                      preparing_update: bool | None = None) -> tuple[list[Pod], list[Pod]]:
-    """`GetNextUpgradePods`: (pods to upgrade now, not-upgradable pods). `keys`: memoised ActivePods keys
-    by uid; `preparing_update` False: no candidate is in lifecycle PreparingUpdate (both only speed)."""
+                      preparing_update: bool | None = None) -> UpgradePods:
+    """`GetNextUpgradePods`: (pods to upgrade now, not-upgradable pods, the budget). `keys`: memoised
+    ActivePods keys by uid; `preparing_update` False: no candidate is in lifecycle PreparingUpdate (both
+    only speed)."""
     strategy = ss.spec.update_strategy
     facts = facts if facts is not None else facts_of(ss, matched)
     want, want_without = Wanted.of(ss)
@@ -211,10 +222,12 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
     not_upgradable: list[Pod] = []
     selector = strategy.selector
     used = 0  # updated pods not consistent or not ready: what maxUnavailable is charged with
+    counted = Counted()  # who they are, for the evidence
     for pod, f in zip(matched, map(facts.__getitem__, map(_UID, matched)), strict=True):
         if f.hash == want:
             if not (f.consistent and f.ready):
                 used += 1
+                counted.add(pod_ref(pod.metadata.name, pod.metadata.resource_version))
             continue
         if selector is not None and not matches(selector, pod.metadata.labels):
             continue
@@ -231,11 +244,12 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
         partition = partition_replicas(strategy.partition, total)
     except IntOrPercentError:
         partition = 0
+    max_unavailable = max_unavailable_of(strategy, total)
+    budget = counted.budget(max_unavailable)
     keep = len(ordered) - partition
     if keep <= 0:
-        return [], not_upgradable
+        return UpgradePods([], not_upgradable, budget)
     ordered = ordered[:keep]
-    max_unavailable = max_unavailable_of(strategy, total)
     chosen: list[Pod] = []
     for pod in ordered:
         if not facts[pod.metadata.uid].ready:
@@ -245,7 +259,7 @@ def next_upgrade_pods(ss: SidecarSet, matched: Sequence[Pod], facts: Mapping[str
             break
         used += 1
         chosen.append(pod)
-    return chosen, not_upgradable
+    return UpgradePods(chosen, not_upgradable, budget)
 
 
 # --- writes -----------------------------------------------------------------------------------------
@@ -339,9 +353,9 @@ def flip_ops(ss: SidecarSet, pod: Pod, names: Sequence[str]) -> list[PatchOp] | 
 
 def upgrade_ops(ss: SidecarSet, pod: Pod, now: datetime, *, exact: bool = False) -> list[PatchOp]:
     """`updatePodSidecarAndHash` as one guarded JSON patch (images only; hash; state; list; metadata),
-    then the condition; `exact`: also guarded by the pod's resourceVersion (a pod upgraded without
-    charging maxUnavailable because it was not Ready must not have become Ready since). Raises
-    PatchError when a MergePatchJson cannot apply."""
+    then the condition. `exact`: only on the pod's observed resourceVersion (a pod upgraded free, for
+    not being Ready, must still be the version that was not Ready). Raises PatchError when a
+    MergePatchJson cannot apply."""
     name = ss.metadata.name
     stamp = format_time(now)
     patch = PodPatch(pod)
@@ -434,7 +448,7 @@ class _Matched:
     want: Wanted
     counts: tuple[int, int, int]  # summed podfacts.tally for `want`
     revisions: set[str] | None = None  # the revisions the pods' hash entries name
-    upgrades: dict[bytes, tuple[list[Pod], list[Pod]]] = field(default_factory=dict)  # by update strategy
+    upgrades: dict[bytes, UpgradePods] = field(default_factory=dict)  # by update strategy
 
     def recount(self, want: Wanted) -> None:
         """The counts and orders for other hashes (the facts do not depend on them)."""
@@ -637,7 +651,7 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
         known = view.upgrades[strategy_key] = next_upgrade_pods(
             ss, matched, facts, keys=view.keys if view.index is not None else None,
             preparing_update=None if view.preparing else False)
-    chosen, not_upgradable = known
+    chosen, not_upgradable, budget = known
     for pod in not_upgradable:
         condition = _condition_body(pod, ss.metadata.name, False, now)
         if condition is not None:
@@ -651,13 +665,19 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
                   VERB_EVENT, [], on_success=kube_event(EVENT_NOT_UPGRADABLE_PODS, message))
     hash_ = ss.metadata.annotations.get(ANNOTATION_SIDECARSET_HASH, "")
     for pod in chosen:
+        # a pod not Ready in this view is upgraded free (outside maxUnavailable), so only as long as it is
+        # this version: one that became Ready since (its restart finished while the command was on its
+        # way) would be taken down uncharged; the stale command is rejected and decided again
+        charged = facts[pod.metadata.uid].ready
         try:
-            ops = upgrade_ops(ss, pod, now, exact=not facts[pod.metadata.uid].ready)
+            ops = upgrade_ops(ss, pod, now, exact=not charged)
         except PatchError as e:
             b.event("rejected", f"pod {pod.metadata.namespace}/{pod.metadata.name}: {e}", reason="patchPodMetadata")
             continue
+        # the evidence of the decision (kit.budget)
         b.command(f"{b.uid}/{VERB_SIDECAR_UPGRADE}/{pod.metadata.uid}/{hash_}", VERB_SIDECAR_UPGRADE, list(ops),
-                  pod=pod.metadata.name, pod_uid=pod.metadata.uid)
+                  pod=pod.metadata.name, pod_uid=pod.metadata.uid,
+                  data=budget.evidence(charged=charged, resource_version=pod.metadata.resource_version))
         # until the view shows the patched pod, a pass would count it old and consistent and spend its
         # budget again on another pod
         b.expect(pod.metadata.name, "changed", pod.metadata.uid, pod.metadata.resource_version)
@@ -669,4 +689,4 @@ def plan_sidecarset(ss: SidecarSet, pods: Sequence[Pod], revisions: Sequence[Con
 
 
 __all__ = ["SidecarSetPlan", "compute_status", "is_consistent", "is_matched", "is_updated", "is_upgradable",
-           "next_upgrade_pods", "not_upgradable_message", "plan_sidecarset", "upgrade_ops"]
+           "UpgradePods", "next_upgrade_pods", "not_upgradable_message", "plan_sidecarset", "upgrade_ops"]

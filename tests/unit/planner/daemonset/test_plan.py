@@ -603,3 +603,79 @@ def test_a_free_replacement_is_deleted_only_at_the_version_seen_not_ready() -> N
     assert free.resource_version == lagging["metadata"]["resourceVersion"] and free.uid
     [(_, charged)] = by_name.items()
     assert charged.resource_version == "" and charged.uid
+
+
+# --- the budget evidence in the rollout log ---------------------------------------------------------
+
+
+def _not_ready(c: DsCluster, node: str, now: datetime) -> dict[str, Any]:
+    """The pod on `node` turns not Ready (and stays so through kubelet syncs)."""
+    pod = c.pods[c.pods_by_node()[node][0]]
+    c.marked.discard(pod["metadata"]["uid"])
+    c._set_cond(pod["status"]["conditions"], "Ready", "False", now.isoformat())
+    c._bump(pod)
+    return pod
+
+
+def _evidence(plan: DsPlan, verb: str) -> dict[str, dict[str, int | str]]:
+    """pod -> the data of its command of `verb`; the planner's own event carries the same."""
+    got = {cmd.pod: cmd.data for cmd in plan.commands if cmd.verb == verb}
+    event_type = {"delete": "pod-deleted", "update-in-place": "pod-updated-in-place"}[verb]
+    assert {e.pod: e.data for e in plan.events if e.type == event_type} == got
+    return got
+
+
+def test_each_rolling_update_delete_says_whether_it_was_charged_or_free_with_the_budget() -> None:
+    c = steady(rolling(maxUnavailable=2))
+    now = NOW + timedelta(seconds=10)
+    c.mark_ready(now)
+    c.ready = False  # from now on new pods stay not Ready
+    sick = _not_ready(c, "node-1", now)
+    seen = {p["spec"]["nodeName"]: (name, p["metadata"]["resourceVersion"]) for name, p in c.pods.items()}
+    c.set_image("nginx:2.0")
+    plan = sync(c, now)
+    # node-1's old pod is not available: replaced free; two Ready ones (window order) are charged
+    budget = {"maxUnavailable": 2, "unavailable": 0, "counted": ""}
+    assert _evidence(plan, "delete") == {
+        seen[n][0]: {"budget": "charged" if n != "node-1" else "free", "resourceVersion": seen[n][1], "node": n,
+                     **budget} for n in ("node-4", "node-3", "node-1")}
+    assert seen["node-1"][0] == sick["metadata"]["name"]
+    assert counts(sync(c, now + timedelta(seconds=1))) == (3, 0)  # the new pods, not Ready
+    # three nodes now count unavailable: no Ready pod is charged, an old pod gone not Ready is still free
+    later = now + timedelta(seconds=2)
+    sick = _not_ready(c, "node-0", later)
+    plan = sync(c, later)
+    assert _evidence(plan, "delete") == {sick["metadata"]["name"]: {
+        "budget": "free", "resourceVersion": sick["metadata"]["resourceVersion"], "node": "node-0",
+        "maxUnavailable": 2, "unavailable": 3, "counted": "node-4,node-3,node-1"}}
+
+
+def test_an_in_place_update_carries_its_budget_evidence() -> None:
+    c = steady(rolling(rollingUpdateType="InPlaceIfPossible", maxUnavailable=1))
+    [(name, pod)] = [(n, p) for n, p in c.pods.items() if p["spec"]["nodeName"] == "node-4"]
+    rv = pod["metadata"]["resourceVersion"]
+    c.set_image("nginx:2.0")
+    plan = sync(c, NOW + timedelta(seconds=10))
+    assert _evidence(plan, "update-in-place") == {name: {
+        "budget": "charged", "resourceVersion": rv, "node": "node-4", "maxUnavailable": 1, "unavailable": 0,
+        "counted": ""}}
+
+
+def test_kruisebus_plan_shows_the_budget_evidence_of_each_delete(tmp_path: Any) -> None:
+    import json
+
+    import yaml
+
+    from services.dryrun import run
+
+    c = steady(rolling(maxUnavailable=1))
+    c.set_image("nginx:2.0")
+    path = tmp_path / "ds.yaml"
+    revisions = [{"apiVersion": "apps/v1", "kind": "ControllerRevision", **r} for r in c.revisions.values()]
+    path.write_text(yaml.safe_dump_all([c.cs, *c.nodes.values(), *c.pods.values(), *revisions]))
+    code, out = run(str(path), now="2026-06-01T10:01:00Z", feature_gates=None)
+    assert code == 0, out
+    doc = json.loads(out)
+    [deleted] = doc["delete"]
+    assert doc["budget"] == {deleted: {"budget": "charged", "resourceVersion": c.pods[deleted]["metadata"]["resourceVersion"],
+                                       "node": "node-4", "maxUnavailable": 1, "unavailable": 0, "counted": ""}}

@@ -19,7 +19,7 @@ from schemas.constants import (
     LABEL_SIDECARSET_NAME,
 )
 from schemas.kube import ControllerRevision, Pod
-from schemas.messages import VERB_SIDECAR_UPGRADE, CreateOp, PatchOp
+from schemas.messages import CreateOp, PatchOp
 from schemas.sidecarset import SidecarSet
 from services.planner.kit.gates import DEFAULT_GATES
 from services.planner.sidecarset.inject import InjectionView, inject
@@ -83,7 +83,7 @@ def pods(n: int, u: int, c: int, *, old: SidecarSet, new: SidecarSet, ready: boo
 ])
 def test_K27_next_upgrade_pods(mu: int | str, n: int, u: int, c: int, expected: int) -> None:
     old, new = ss_at(V1), ss_at(V2, updateStrategy={"maxUnavailable": mu})
-    chosen, _ = next_upgrade_pods(new, pods(n, u, c, old=old, new=new))
+    chosen = next_upgrade_pods(new, pods(n, u, c, old=old, new=new)).chosen
     assert len(chosen) == expected
 
 
@@ -92,19 +92,19 @@ def test_K28_update_selector_mu_100() -> None:
     new = ss_at(V2, updateStrategy={"maxUnavailable": 100, "selector": {"matchLabels": {"group": "test"}}})
     matched = [running(injected(old, f"pod-{i}", {"group": "test"} if i < 30 else None), index=i)
                for i in range(1000)]
-    chosen, _ = next_upgrade_pods(new, matched)
+    chosen = next_upgrade_pods(new, matched).chosen
     assert len(chosen) == 30 and all(p.metadata.labels.get("group") == "test" for p in chosen)
 
 
 def test_K28_percent_budget_rounds_up() -> None:
     old, new = ss_at(V1), ss_at(V2, updateStrategy={"maxUnavailable": "5%"})
-    chosen, _ = next_upgrade_pods(new, pods(5, 0, 0, old=old, new=new))
+    chosen = next_upgrade_pods(new, pods(5, 0, 0, old=old, new=new)).chosen
     assert len(chosen) == 1
 
 
 def test_K29_order_newest_first_among_ready() -> None:
     old, new = ss_at(V1), ss_at(V2, updateStrategy={"maxUnavailable": 10})
-    chosen, _ = next_upgrade_pods(new, pods(20, 10, 5, old=old, new=new))
+    chosen = next_upgrade_pods(new, pods(20, 10, 5, old=old, new=new)).chosen
     assert [p.metadata.name for p in chosen] == ["pod-19", "pod-18", "pod-17", "pod-16", "pod-15"]
 
 
@@ -117,7 +117,7 @@ def test_K29_order_newest_first_among_ready() -> None:
 ])
 def test_partition_is_subtracted_from_candidates(partition: int | str, expected: int) -> None:
     old, new = ss_at(V1), ss_at(V2, updateStrategy={"maxUnavailable": 10, "partition": partition})
-    chosen, _ = next_upgrade_pods(new, pods(2, 0, 0, old=old, new=new))
+    chosen = next_upgrade_pods(new, pods(2, 0, 0, old=old, new=new)).chosen
     assert len(chosen) == expected
 
 
@@ -125,28 +125,8 @@ def test_not_ready_candidates_are_free_and_first() -> None:
     old, new = ss_at(V1), ss_at(V2)  # maxUnavailable 1
     matched = pods(3, 0, 0, old=old, new=new)
     matched[0] = running(injected(old, "pod-0"), ready=False)
-    chosen, _ = next_upgrade_pods(new, matched)
+    chosen = next_upgrade_pods(new, matched).chosen
     assert [p.metadata.name for p in chosen][0] == "pod-0" and len(chosen) == 2
-
-
-def test_a_not_ready_pod_upgraded_for_free_is_patched_only_at_the_version_seen() -> None:
-    """A not-Ready candidate costs no maxUnavailable, which holds only for the state the pass saw: its
-    patch tests that resourceVersion, so a pod that became Ready meanwhile is not upgraded as a free
-    one (the patch fails, the pass runs again on the newer view). The charged pod's patch does not."""
-    old, new = ss_at(V1), ss_at(V2)  # maxUnavailable 1
-    matched = pods(3, 0, 0, old=old, new=new)
-    raw = msgspec.to_builtins(running(injected(old, "pod-0"), ready=False))
-    raw["metadata"]["resourceVersion"] = "41"
-    matched[0] = msgspec.convert(raw, Pod)
-    plan = plan_sidecarset(new, matched, [], now=datetime(2026, 1, 2, tzinfo=UTC))
-    tests = {}
-    for cmd in plan.commands:
-        if cmd.verb == VERB_SIDECAR_UPGRADE:
-            [patch, *_] = cmd.ops
-            tests[cmd.pod] = [op for op in patch.patch if op["op"] == "test" and op["path"] == "/metadata/resourceVersion"]
-    assert len(tests) == 2 and "pod-0" in tests, plan.upgrade
-    assert tests.pop("pod-0") == [{"op": "test", "path": "/metadata/resourceVersion", "value": "41"}]
-    assert list(tests.values()) == [[]]
 
 
 def _status(plan: Any) -> tuple[int, int, int, int]:
@@ -493,7 +473,7 @@ def _labelled(ps: list[Pod], labels: dict[str, dict[str, str]]) -> list[Pod]:
 def test_K29_priority_order(priority: dict[str, Any], labels: dict[str, dict[str, str]], expected: list[str]) -> None:
     old = ss_at(V1)
     new = ss_at(V2, updateStrategy={"maxUnavailable": 10, "priorityStrategy": priority})
-    chosen, _ = next_upgrade_pods(new, _labelled(pods(20, 10, 2, old=old, new=new), labels))
+    chosen = next_upgrade_pods(new, _labelled(pods(20, 10, 2, old=old, new=new), labels)).chosen
     assert [p.metadata.name for p in chosen] == expected
 
 
@@ -567,3 +547,61 @@ def test_an_upgrade_is_expected_to_show_in_the_view_before_the_budget_is_counted
         patched.metadata, resource_version=str(int(p1.metadata.resource_version or "0") + 1)))
     assert expectation_met(exp, {}, shared_pods={p1.metadata.uid: patched})
     assert expectation_met(exp, {}, shared_pods={})  # gone: nothing more to wait for
+
+
+def _at(pod: Pod, rv: str) -> Pod:
+    return msgspec.structs.replace(pod, metadata=msgspec.structs.replace(pod.metadata, resource_version=rv))
+
+
+def test_each_upgrade_carries_whether_it_was_charged_or_free_and_the_budget_it_was_decided_on() -> None:
+    """The rollout log's evidence (`Command.data`, kit.budget): a pod not Ready in the pass's view is
+    upgraded free, a Ready one is charged, and both name the budget and who was counted against it."""
+    old, new = ss_at(V1), ss_at(V2, updateStrategy={"maxUnavailable": 2})
+    # pod-0 is on v2 and still runs v1 (counted unavailable); pod-1 is old and not Ready; 2 and 3 are old, Ready
+    matched = pods(4, 1, 0, old=old, new=new)
+    matched[1] = running(injected(old, "pod-1"), ready=False, index=1)
+    matched = [_at(p, str(100 + i)) for i, p in enumerate(matched)]
+    plan = plan_sidecarset(new, matched, [], now=NOW)
+    assert plan.upgrade == ["default/pod-1", "default/pod-3"]
+    data = {c.pod: c.data for c in plan.commands if c.verb == "sidecar-upgrade"}
+    budget = {"maxUnavailable": 2, "unavailable": 1, "counted": "pod-0@100"}
+    assert data == {"pod-1": {"budget": "free", "resourceVersion": "101", **budget},
+                    "pod-3": {"budget": "charged", "resourceVersion": "103", **budget}}
+    # the other commands of the pass carry none
+    assert all(not c.data for c in plan.commands if c.verb != "sidecar-upgrade")
+
+
+def test_the_evidence_names_at_most_four_counted_pods() -> None:
+    old, new = ss_at(V1), ss_at(V2, updateStrategy={"maxUnavailable": 10})
+    matched = [_at(p, str(i)) for i, p in enumerate(pods(10, 6, 0, old=old, new=new))]
+    got = next_upgrade_pods(new, matched)
+    assert len(got.chosen) == 4
+    assert got.budget.evidence(charged=True, resource_version="9")["counted"] == "pod-0@0,pod-1@1,pod-2@2,pod-3@3,+2"
+
+
+def test_a_pod_upgraded_free_is_upgraded_only_while_it_is_the_version_that_was_not_ready() -> None:
+    """The soak's SidecarSet breach (docs/reliability.md, seed 20261205 with the evidence): a pass
+    took `sidecar-0-12` for free (not Ready: restarting into the previous version's image) together
+    with a Ready pod charged to maxUnavailable 1; the restart finished before the patch landed, so the
+    patch took a Ready pod down outside the budget. The free pick's patch now tests the
+    resourceVersion it was decided on; a charged pick's does not (a newer status of a Ready pod does
+    not change its charge)."""
+    from sim.patch import PatchError, json_patch
+
+    old, new = ss_at(V1), ss_at(V2)  # maxUnavailable 1
+    restarting = _at(running(injected(old, "pod-0"), ready=False, index=0), "101")
+    ready = _at(running(injected(old, "pod-1"), index=1), "102")
+    plan = plan_sidecarset(new, [restarting, ready], [], now=NOW)
+    patches = {c.pod: c.ops[0].patch for c in plan.commands if c.verb == "sidecar-upgrade"}
+    assert set(patches) == {"pod-0", "pod-1"}
+
+    def now_ready(pod: Pod, rv: str) -> dict[str, Any]:
+        raw = msgspec.to_builtins(pod)
+        raw["metadata"]["resourceVersion"] = rv
+        raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        return raw
+
+    assert json_patch(msgspec.to_builtins(restarting), patches["pod-0"])["spec"]["containers"][0]["image"] == V2
+    with pytest.raises(PatchError):  # became Ready since the decision: the command is stale
+        json_patch(now_ready(restarting, "105"), patches["pod-0"])
+    assert json_patch(now_ready(ready, "106"), patches["pod-1"])["spec"]["containers"][0]["image"] == V2

@@ -35,7 +35,7 @@ def test_budget_and_partition_hold(shape: tuple[int, int, int, int], mu: int | s
     base, matched = population(n, u, c, not_ready)
     ss = ss_at(V2, updateStrategy={"maxUnavailable": mu, "partition": partition})
     assert ss.metadata.annotations == base.metadata.annotations
-    chosen, _ = next_upgrade_pods(ss, matched)
+    chosen = next_upgrade_pods(ss, matched).chosen
     names = sidecar_names(ss)
     chosen_names = {p.metadata.name for p in chosen}
     # only pods not yet updated are chosen, each once
