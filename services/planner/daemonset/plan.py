@@ -660,12 +660,16 @@ def _delete(ctx: _Ctx, pod: Pod) -> None:
     # a free replacement (old and not available) holds only while the pod is that version: one that has
     # become available since is not deleted (the planner's view may lag the pod by a few milliseconds)
     exact = evidence.get("budget") == BUDGET_FREE
-    b.command(f"{b.uid}/delete/{meta.uid}", VERB_DELETE, [b.pod_delete(pod, exact=exact)], pod=meta.name,
+    command_id = f"{b.uid}/delete/{meta.uid}"
+    b.command(command_id, VERB_DELETE, [b.pod_delete(pod, exact=exact)], pod=meta.name,
               pod_uid=meta.uid,
               on_success=kube_event(EVENT_SUCCESSFUL_DELETE, f"Deleted pod: {meta.name}"),
               on_failure=kube_event(EVENT_FAILED_DELETE, "Error deleting", warning=True), data=evidence)
     b.expect(meta.name, "absent")
-    b.event("pod-deleted", f"deleted pod {meta.name}", pod=meta.name, data=evidence)
+    # the command's id names the pod's uid: a DaemonSet's pod names come back on their node, and the
+    # rollout log's message id (workload, type, command, message) otherwise took the next pod's
+    # deletion for a duplicate of the last one and dropped it
+    b.event("pod-deleted", f"deleted pod {meta.name}", pod=meta.name, data=evidence, command_id=command_id)
     ctx.deletes.append(meta.name)
 
 

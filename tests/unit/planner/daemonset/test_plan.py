@@ -679,3 +679,14 @@ def test_kruisebus_plan_shows_the_budget_evidence_of_each_delete(tmp_path: Any) 
     [deleted] = doc["delete"]
     assert doc["budget"] == {deleted: {"budget": "charged", "resourceVersion": c.pods[deleted]["metadata"]["resourceVersion"],
                                        "node": "node-4", "maxUnavailable": 1, "unavailable": 0, "counted": ""}}
+
+
+def test_the_pod_deleted_event_names_its_delete_command() -> None:
+    """A DaemonSet's pod names come back on their node; the rollout log tells one deletion from the next
+    by the command (whose id names the pod's uid), not by the message, which repeats."""
+    c = steady(rolling(maxUnavailable=2))
+    c.set_image("nginx:2.0")
+    plan = sync(c, NOW + timedelta(seconds=1))
+    deletes = {cmd.pod: cmd.id for cmd in plan.commands if cmd.verb == "delete"}
+    events = {e.pod: e.command_id for e in plan.events if e.type == "pod-deleted"}
+    assert len(deletes) == 2 and events == deletes
