@@ -124,6 +124,7 @@ class Informer:
     relist_requested: asyncio.Event = field(default_factory=asyncio.Event)
     # awaited before each relist: a workload kind's relist waits for the kinds its pass reads (`run_watcher`)
     before_relist: Callable[[], Awaitable[Any]] | None = None
+    served: bool = True  # False while the API server does not serve the kind (nothing to list)
 
     @property
     def resource(self) -> Resource:
@@ -303,6 +304,7 @@ class Informer:
                     if self.before_relist is not None:
                         await self.before_relist()
                     rv = await self.relist()
+                    self.served = True
                     self.synced.set()
                     log.info("listed %s at resourceVersion %s (%d objects)", self.kind.token, rv,
                              len(self.known))
@@ -317,6 +319,7 @@ class Informer:
                 # The API server does not serve the kind (its CRD is not installed, a cluster without
                 # batch/v1 Jobs): there is nothing to list, which must not hold every other kind's readiness.
                 # Listed again now and then, so installing the CRD later is picked up.
+                self.served = False
                 if not self.synced.is_set():
                     log.warning("%s is not served (%s); nothing listed, trying again every %.0fs",
                                 self.kind.token, e, UNSERVED_RETRY)
@@ -441,8 +444,9 @@ async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = Non
             t.cancel()
 
     async def state_lost(base: str, info: object) -> None:
-        for inf in read:  # listed again before the workloads are (above)
-            inf.synced.clear()
+        for inf in read:  # listed again before the workloads are (above); an unserved kind has nothing to list
+            if inf.served:
+                inf.synced.clear()
         for inf in informers:
             inf.relist_requested.set()
 
