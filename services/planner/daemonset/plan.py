@@ -817,11 +817,11 @@ def _find(ctx: _Ctx, group: list[_PodFacts]) -> _NodePods:
     """`findUpdatedPodsOnNode`: the live new and old pod (ok=False with more than one of either)."""
     new: _PodFacts | None = None
     old: _PodFacts | None = None
-    hash_, gen = ctx.hash, ctx.template_generation
+    updated = ctx.updated
     for f in group:
         if f.terminating:
             continue
-        if f.hash == hash_ or (gen is not None and f.generation == gen):  # _Ctx.updated
+        if updated(f):
             if new is not None:
                 return _NodePods(False, None, None)
             new = f
@@ -1024,7 +1024,7 @@ def _counts(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodF
     """(desired, current, misscheduled, ready, available, updated)."""
     desired = current = misscheduled = ready = available = updated = 0
     min_ready, now = ctx.spec.min_ready_seconds, ctx.now
-    hash_, gen = ctx.hash, ctx.template_generation
+    is_updated = ctx.updated
     for name, fit in fits.items():
         group = by_node.get(name)
         if fit.should_run:
@@ -1036,7 +1036,7 @@ def _counts(ctx: _Ctx, fits: dict[str, DaemonFit], by_node: dict[str, list[_PodF
                     ready += 1
                     if oldest.base_available if min_ready <= 0 else _available(oldest, min_ready, now):
                         available += 1
-                if oldest.hash == hash_ or (gen is not None and oldest.generation == gen):  # _Ctx.updated
+                if is_updated(oldest):
                     updated += 1
         elif group:
             misscheduled += 1

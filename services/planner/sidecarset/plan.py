@@ -29,7 +29,7 @@ when a few pods were replaced (`tests/unit/planner/sidecarset/test_memo.py` chec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
@@ -113,6 +113,7 @@ from services.planner.sidecarset.podfacts import (
     sidecar_names,
     status_of,
     tally,
+    tally_all,
     working_containers,
 )
 from services.planner.sidecarset.revisions import find_specific, history, register_latest, to_truncate
@@ -455,21 +456,8 @@ class _Matched:
         if want == self.want:
             return
         self.want = want
-        self.counts = _counts(self.facts.values(), want)
+        self.counts = tally_all(self.facts.values(), want)
         self.upgrades.clear()
-
-
-def _counts(facts: Iterable[PodFacts], want: Wanted) -> tuple[int, int, int]:
-    """podfacts.tally summed: (updated, ready, updated and ready)."""
-    updated = ready = updated_ready = 0
-    hash_ = want.hash
-    for f in facts:
-        u = f.hash == hash_
-        r = f.consistent and f.ready
-        updated += u
-        ready += r
-        updated_ready += u and r
-    return updated, ready, updated_ready
 
 
 # Per SidecarSet: each pod's view (None: not matched), reused while the pod is the same object at the
@@ -493,7 +481,7 @@ def _build(version: int, pods: Sequence[Pod], per_pod: list[_PodView | None], wa
             preparing.add(v.uid)
     index = {p.metadata.uid: i for i, p in enumerate(matched)}
     return _Matched(version, matched, facts, keys, preparing, index if len(index) == len(matched) else None,
-                    want, _counts(facts.values(), want))
+                    want, tally_all(facts.values(), want))
 
 
 def _patch(got: _Matched, pods: Sequence[Pod], changes: list[tuple[int, _PodView | None, _PodView | None]]) -> bool:

@@ -9,7 +9,7 @@ a HotUpgrade pair) and the controller's status (`calculateStatus`). Decided once
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -252,6 +252,20 @@ def tally(facts: PodFacts, want: Wanted) -> tuple[int, int, int]:
     return int(u), int(r), int(u and r)
 
 
+def tally_all(facts: Iterable[PodFacts], want: Wanted) -> tuple[int, int, int]:
+    """`tally` summed over matched pods (one loop, no tuple per pod: it runs over every matched pod when
+    the hashes change)."""
+    updated = ready = updated_ready = 0
+    hash_ = want.hash
+    for f in facts:
+        u = f.hash == hash_
+        r = f.consistent and f.ready
+        updated += u
+        ready += r
+        updated_ready += u and r
+    return updated, ready, updated_ready
+
+
 def status_of(ss: SidecarSet, matched: int, counts: tuple[int, int, int], latest_revision: str,
               collisions: int | None) -> SidecarSetStatus:
     """The status from the matched count and the summed tallies."""
@@ -264,15 +278,8 @@ def status_of(ss: SidecarSet, matched: int, counts: tuple[int, int, int], latest
 def compute_status(ss: SidecarSet, matched: Sequence[Pod], latest_revision: str, collisions: int,
                    facts: Mapping[str, PodFacts] | None = None) -> SidecarSetStatus:
     facts = facts if facts is not None else facts_of(ss, matched)
-    want = Wanted.of(ss)
-    updated = ready = updated_ready = 0
-    for pod in matched:
-        u, r, ur = tally(facts[pod.metadata.uid], want)
-        updated += u
-        ready += r
-        updated_ready += ur
-    return status_of(ss, len(matched), (updated, ready, updated_ready), latest_revision, collisions)
-
+    counts = tally_all((facts[pod.metadata.uid] for pod in matched), Wanted.of(ss))
+    return status_of(ss, len(matched), counts, latest_revision, collisions)
 
 
 def is_consistent_container(pod: Pod, name: str) -> bool:
@@ -282,6 +289,6 @@ def is_consistent_container(pod: Pod, name: str) -> bool:
     return "\x00" not in state and not _container_inconsistent(pod, name, state)
 
 
-__all__ = ["PodFacts", "Wanted", "pod_facts", "compute_status", "status_of", "tally", "facts_of", "hot_pairs", "inplace_state", "is_consistent",
+__all__ = ["PodFacts", "Wanted", "pod_facts", "compute_status", "status_of", "tally", "tally_all", "facts_of", "hot_pairs", "inplace_state", "is_consistent",
            "is_consistent_container", "is_matched", "is_updated", "is_upgradable", "sidecar_names",
            "working_containers"]
