@@ -117,7 +117,6 @@ def exec_routes(
 
         return run()
 
-
     return [
         ("GET", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
         ("POST", "/sim/pods/{ns}/{name}/exec-outcomes", exec_outcomes),
@@ -132,7 +131,7 @@ def fleet_locator(fleet: NodeFleet) -> Callable[[str, str], tuple[Kubelet, PodSt
 
     def locate(ns: str, name: str) -> tuple[Kubelet, PodState] | None:
         k = where.get((ns, name))
-        ps = k.pod(ns, name) if k is not None and k.name in fleet.kubelets else None
+        ps = k.pod(ns, name) if k is not None and fleet.kubelets.get(k.name) is k else None
         if k is None or ps is None:
             k = _kubelet_of(fleet, ns, name)
             ps = k.pod(ns, name) if k is not None else None
@@ -149,6 +148,7 @@ def node_control_routes(
     fleet: NodeFleet, node_exists: Callable[[str], bool] | None = None
 ) -> list[tuple[str, str, Handler]]:
     """The routes above for `fleet`; `node_exists` also refuses names of Nodes the fleet does not run."""
+    locate = fleet_locator(fleet)
 
     def list_nodes(request: Request) -> Response:
         return json_response(
@@ -205,10 +205,10 @@ def node_control_routes(
             container = body.get("container")
         except ValueError as e:
             return json_response({"message": str(e)}, 400)
-        kubelet = _kubelet_of(fleet, ns, name)
-        if kubelet is None:
+        found = locate(ns, name)
+        if found is None:
             return json_response({"message": f"pod {ns}/{name} is not running on a simulated node"}, 404)
-        k, exit_code = kubelet, code
+        k, exit_code = found[0], code
 
         async def exited() -> Response:
             done = await k.exit_pod(ns, name, exit_code, container)
@@ -271,5 +271,5 @@ def node_control_routes(
         ("POST", "/sim/pods/{ns}/{name}/exit", exit_pod),
         ("GET", "/sim/nodes/{node}/images", images),
         ("POST", "/sim/nodes/{node}/images", pull),
-        *exec_routes(fleet_locator(fleet)),
+        *exec_routes(locate),
     ]
