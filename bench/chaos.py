@@ -215,6 +215,7 @@ class SoakConfig:
     window: float = 4.0  # seconds of chaos per round
     changes: tuple[int, int] = (1, 3)  # template changes per round (inclusive range)
     kills: float = 1.1  # mean SIGKILLs per round
+    pairs: float = 0.0  # chance that a kill takes a second process down with it (within 0.2 s)
     downtime: tuple[float, float] = (0.0, 2.0)  # seconds a killed process stays down
     targets: tuple[str, ...] | None = None  # None: the pipeline, NATS, and the prober/agent when they run
     api_faults: bool = False
@@ -537,6 +538,11 @@ class Soak:
             target = rng.choice(self.targets)
             plan.append((at, "kill", target))
             plan.append((at + rng.uniform(*cfg.downtime), "revive", target))
+            others = [t for t in self.targets if t != target]
+            if others and rng.random() < cfg.pairs:  # two at once: e.g. the planner with the watcher
+                second, at2 = rng.choice(others), at + rng.uniform(0.0, 0.2)
+                plan.append((at2, "kill", second))
+                plan.append((at2 + rng.uniform(*cfg.downtime), "revive", second))
         if cfg.probe_pods:
             plan.append((rng.uniform(0, cfg.window), "flip", "*"))
         if cfg.api_faults and rng.random() < 0.5:
@@ -767,6 +773,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=10)
     p.add_argument("--window", type=float, default=4.0, help="seconds of chaos per round")
     p.add_argument("--kills", type=float, default=1.1, help="mean SIGKILLs per round")
+    p.add_argument("--pairs", type=float, default=0.0,
+                   help="chance that a kill takes a second random target down within 0.2 s (two at once)")
     p.add_argument("--targets", default=None, help="processes to kill (default: "
                    f"{','.join(TARGETS)}, and {AGENT} and the prober when they run)")
     p.add_argument("--api-faults", action="store_true", help="also inject sim API errors and watch cuts")
@@ -786,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-docs", action="store_true", help="replace the figures section of docs/reliability.md")
     args = p.parse_args(argv)
     cfg = SoakConfig(rounds=args.rounds, seed=args.seed, sizes=tuple(int(x) for x in args.sizes.split(",")),
-                     nodes=args.nodes, window=args.window, kills=args.kills,
+                     nodes=args.nodes, window=args.window, kills=args.kills, pairs=args.pairs,
                      targets=tuple(args.targets.split(",")) if args.targets else None,
                      api_faults=args.api_faults,
                      settle_timeout=args.settle_timeout, give_up_after=args.give_up_after,

@@ -410,7 +410,24 @@ class ProbeResult(_Msg, kw_only=True):
     container_id: str = ""  # the container probed (a restarted prober resumes its state on it)
 
 
+# --- the state barrier (core NATS request/reply, `Subjects.state_sync`) ---------------------------
+
+
+class StateSynced(_Msg, kw_only=True):
+    """The active watcher's answer to "is the state stream current?".
+
+    Sent only once every kind the watcher lists has been listed since its start (or since the stream was
+    lost) and everything it has seen so far is published: the stream then holds the cluster as the
+    watcher saw it when it answered, up to `seq`. A planner that plans only after it has read that far
+    does not decide on states a dead watcher never got to publish (a pod its predecessor had deleted
+    still in its view, a second pod taken down under maxUnavailable).
+    """
+
+    seq: int  # the highest KB_STATE sequence of the states this watcher published (0: none)
+
+
 ENCODER = msgspec.json.Encoder()
+STATE_SYNCED_DECODER = msgspec.json.Decoder(StateSynced)
 STATE_DECODER = msgspec.json.Decoder(StateEvent)
 COMMAND_DECODER = msgspec.json.Decoder(Command)
 EVENT_DECODER = msgspec.json.Decoder(RolloutEvent)
@@ -479,6 +496,8 @@ __all__ = [
     "STATE_DECODER",
     "SCHEMA_VERSION",
     "StateEvent",
+    "STATE_SYNCED_DECODER",
+    "StateSynced",
     "UNLOGGED_VERBS",
     "VERB_EVENT",
     "VERB_CREATE",

@@ -94,6 +94,14 @@ class Subjects:
     def state_all(self) -> str:
         return f"{self.prefix}.state.>"
 
+    def state_sync(self) -> str:
+        """The watcher's core-NATS request subject (not a stream): "is the state stream current?".
+
+        A planner asks before its first pass (and before planning partitions taken over); the active
+        watcher answers with a `StateSynced` once everything it has listed and watched is on the stream.
+        """
+        return f"{self.prefix}.sync.state"
+
     def state_of_kind(self, kind: str) -> str:
         """Filter for every state subject of one kind, in every namespace and under every owner."""
         return f"{self.prefix}.state.*.*.{kind}.*"

@@ -754,6 +754,40 @@ class Bus:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- ordered consumers (replay + follow) ---------------------------------------------------
+    async def serve(self, subject: str, answer: Callable[[Msg], Awaitable[bytes]], *, stop: asyncio.Event) -> None:
+        """Answer core-NATS requests on `subject` with `answer`'s bytes until `stop` is set (or cancelled).
+
+        Requests are answered one at a time, in arrival order; an `answer` that raises is logged and the
+        request goes unanswered (the asker's timeout tells it), so one bad request does not end the service.
+        """
+        async def on_request(msg: Msg) -> None:
+            try:
+                reply = await answer(msg)
+            except Exception:
+                log.exception("answering a request on %s failed", subject)
+                return
+            if msg.reply:
+                await msg.respond(reply)
+
+        sub = await self.nc.subscribe(subject, cb=on_request)
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def ask(self, subject: str, payload: bytes, *, timeout: float) -> bytes | None:
+        """One core-NATS request; its reply, or None when nobody answers in `timeout` (no responder
+        subscribed, the responder busy or gone, NATS away)."""
+        try:
+            reply = await self.nc.request(subject, payload, timeout=timeout)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError):
+            _reraise_swallowed_cancel()
+            return None
+        _reraise_swallowed_cancel()
+        return reply.data
+
     async def watch(
         self,
         subject_filter: str,

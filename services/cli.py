@@ -324,7 +324,8 @@ async def cmd_planner(args: argparse.Namespace) -> int:
 
     async def body(bus: Bus, stop: asyncio.Event) -> None:
         planner = Planner(bus, gates=gates, resync_seconds=settings.resync_seconds,
-                          expectation_timeout=settings.expectation_timeout, registry=registry)
+                          expectation_timeout=settings.expectation_timeout, registry=registry,
+                          state_sync_timeout=settings.state_sync_timeout)
         if settings.partitions:
             store = await LeaseStore.open(bus, create=False)
             planner.claim_partitions(store, _holder("planner", lease_settings), settings.partitions,

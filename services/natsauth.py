@@ -15,7 +15,9 @@ What each service needs, beside its own subjects:
   requests it answers on `$JS.FC.<stream>.>`;
 - a durable pull consumer (the executor's, each node agent's) is created with `CONSUMER.DURABLE.CREATE`, pulled with
   `CONSUMER.MSG.NEXT` and acknowledged on `$JS.ACK.<stream>.<durable>.>`;
-- a lease is a compare-and-set publish to `$KV.<bucket>.<key>` and a direct get of that key.
+- a lease is a compare-and-set publish to `$KV.<bucket>.<key>` and a direct get of that key;
+- the state barrier (`kb.sync.state`) is a core request: the planner publishes it, the watcher subscribes
+  and may answer to the asker's inbox (`allow_responses`: only the reply subject of a request it got).
 
 Creating and updating streams and the lease bucket is the `admin` user's (`kruisebus nats-init`, the
 chart's init job, the local stack before it starts the services). The one exception is a stream lost
@@ -85,6 +87,7 @@ class Permissions(msgspec.Struct, frozen=True, kw_only=True):
 
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    allow_responses: bool = False  # may publish to the reply subject of a request it received
 
 
 def _ordered_consumer(stream: str) -> list[str]:
@@ -133,6 +136,7 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
             s.command_all(),
             s.node_all(),
             s.events_all(),
+            s.state_sync(),  # asks the watcher whether the state stream is current
             f"{JS_API}.STREAM.INFO.{state}",
             *_ordered_consumer(state),
             f"{JS_API}.STREAM.INFO.{events}",
@@ -199,8 +203,8 @@ def permissions(user: str, prefix: str = DEFAULT_PREFIX) -> Permissions:
         raise ValueError(f"unknown NATS user {user!r}: one of {', '.join(USERS)}")
     # the viewer also gets the default inbox, so stock clients (`nats sub`, nats-py) read the log as it
     # without an inbox-prefix setting; only other viewers' replies come there
-    sub = (inbox, "_INBOX.>") if user == VIEWER else (inbox,)
-    return Permissions(publish=tuple(dict.fromkeys(pub)), subscribe=sub)
+    sub = (inbox, "_INBOX.>") if user == VIEWER else (inbox, s.state_sync()) if user == WATCHER else (inbox,)
+    return Permissions(publish=tuple(dict.fromkeys(pub)), subscribe=sub, allow_responses=user == WATCHER)
 
 
 def generate_passwords(users: tuple[str, ...] = USERS) -> dict[str, str]:
@@ -222,16 +226,13 @@ def server_config(
     users = []
     for user, password in passwords.items():
         perms = permissions(user, prefix)
-        users.append(
-            {
-                "user": user,
-                "password": password,
-                "permissions": {
-                    "publish": {"allow": list(perms.publish)},
-                    "subscribe": {"allow": list(perms.subscribe)},
-                },
-            }
-        )
+        allowed: dict[str, object] = {
+            "publish": {"allow": list(perms.publish)},
+            "subscribe": {"allow": list(perms.subscribe)},
+        }
+        if perms.allow_responses:
+            allowed["allow_responses"] = True
+        users.append({"user": user, "password": password, "permissions": allowed})
     config: dict[str, object] = {"accounts": {account_name(prefix): {"jetstream": "enabled", "users": users}}}
     if store_dir is not None:
         config["jetstream"] = {"store_dir": store_dir}
@@ -252,11 +253,13 @@ def chart_file() -> str:
     """The chart's files/nats-users.yaml: every user's permissions with the prefix and the login left
     for the chart to fill in (`templates/nats-accounts.yaml` renders the nats-server accounts from it)."""
     login = f"{inbox_prefix(USER_PLACEHOLDER)}.>"
-    users: dict[str, dict[str, list[str]]] = {}
+    users: dict[str, dict[str, object]] = {}
     for user in USERS:
         p = permissions(user, PREFIX_PLACEHOLDER)
         own = f"{inbox_prefix(user)}.>"
         users[user] = {"publish": list(p.publish), "subscribe": [login if x == own else x for x in p.subscribe]}
+        if p.allow_responses:
+            users[user]["allow_responses"] = True
     doc = {"account": account_name(PREFIX_PLACEHOLDER),
            "placeholders": {"prefix": PREFIX_PLACEHOLDER, "streams": STREAMS_PLACEHOLDER, "login": USER_PLACEHOLDER},
            "users": users}
@@ -277,7 +280,8 @@ def permissions_table(prefix: str = DEFAULT_PREFIX) -> str:
         p = permissions(user, prefix)
         rows.append(
             f"| `{user}` | {USER_PURPOSE[user]} | {'<br>'.join(f'`{x}`' for x in p.publish)} | "
-            f"{'<br>'.join(f'`{x}`' for x in p.subscribe)} |"
+            f"{'<br>'.join(f'`{x}`' for x in p.subscribe)}"
+            f"{'<br>(and answers requests it receives: `allow_responses`)' if p.allow_responses else ''} |"
         )
     return "\n".join(rows)
 

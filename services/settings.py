@@ -110,6 +110,10 @@ class PlannerSettings(msgspec.Struct, frozen=True, kw_only=True):
     time_zone: str = "UTC"
     """The zone of AdvancedCronJob schedules without `timeZone` (Kruise: its controller's zone, UTC in its
     image); an IANA name."""
+    state_sync_timeout: float = 30.0
+    """Before its first pass, and before planning partitions taken over, the planner asks the active
+    watcher whether the state stream is current and waits (up to this long) for its answer and for the
+    states it names; past it, it plans on the stream as it is (a warning). 0: it does not ask."""
     partitions: int = 16
     """Workloads are split into this many partitions (hash of the uid), each planned by the replica
     holding its lease; replicas share them evenly. 0: no leases, this planner plans every workload
@@ -127,6 +131,9 @@ class PlannerSettings(msgspec.Struct, frozen=True, kw_only=True):
                        help="seconds a Node is Ready before its NodeImage is made (env KRUISEBUS_NODEIMAGE_CREATION_DELAY)")
         p.add_argument("--time-zone", default=env("TIME_ZONE", "UTC"),
                        help="zone of AdvancedCronJob schedules without timeZone, an IANA name (env KRUISEBUS_TIME_ZONE)")
+        p.add_argument("--state-sync-timeout", type=float, default=float(env("STATE_SYNC_TIMEOUT", "30")),
+                       help="seconds to wait at start for the watcher to answer that the state stream is current; "
+                            "0: do not ask (env KRUISEBUS_STATE_SYNC_TIMEOUT)")
         p.add_argument("--partitions", type=int, default=int(env("PLANNER_PARTITIONS", "16")),
                        help="workload partitions shared by the planner replicas; 0: no leases, plan all "
                             "(env KRUISEBUS_PLANNER_PARTITIONS)")
@@ -138,7 +145,7 @@ class PlannerSettings(msgspec.Struct, frozen=True, kw_only=True):
         return cls(feature_gates=args.feature_gates, resync_seconds=args.resync_seconds,
                    expectation_timeout=args.expectation_timeout,
                    nodeimage_creation_delay=args.nodeimage_creation_delay, time_zone=args.time_zone,
-                   partitions=args.partitions)
+                   state_sync_timeout=args.state_sync_timeout, partitions=args.partitions)
 
 
 class LeaseSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -38,6 +38,7 @@ from schemas.messages import (
     COMMAND_DECODER,
     EVENT_DECODER,
     STATE_DECODER,
+    STATE_SYNCED_DECODER,
     VERB_CREATE,
     VERB_REVISION_CREATE,
     Command,
@@ -198,7 +199,10 @@ class Planner:
     def __init__(self, bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, resync_seconds: float = 30.0,
                  expectation_timeout: float = 30.0, report_grace: float = REPORT_GRACE,
                  tracer_provider: trace.TracerProvider | None = None,
-                 registry: dict[str, WorkloadPlanner] | None = None) -> None:
+                 registry: dict[str, WorkloadPlanner] | None = None, state_sync_timeout: float = 0.0) -> None:
+        """`state_sync_timeout`: how long to wait for the watcher's state barrier before planning (the
+        service passes `PlannerSettings.state_sync_timeout`); 0 plans on the replayed stream at once,
+        for a planner fed without a watcher (tests that publish the states themselves)."""
         self.bus = bus
         self.registry = registry if registry is not None else registry_for(gates)
         self.owned_kinds = owned_kinds(self.registry)
@@ -262,6 +266,14 @@ class Planner:
         # once nothing decided for it is still being published (fencing).
         self.claims: PartitionClaims | None = None
         self.acting = asyncio.Lock()
+        # The state barrier (`sync_view`): no pass runs while `view_current` is clear; `view_wanted` asks
+        # `keep_view_current` for a barrier (at start, and when partitions are taken over).
+        self.state_sync_timeout = state_sync_timeout
+        self.state_seq = 0  # the highest KB_STATE sequence handled
+        self.state_seen = asyncio.Event()  # pulsed by each state handled
+        self.view_current = asyncio.Event()
+        self.view_wanted = asyncio.Event()
+        self.view_wanted.set()
 
     # --- partitions ------------------------------------------------------------------------------
     def owns(self, uid: str) -> bool:
@@ -283,6 +295,10 @@ class Planner:
         executor has not done yet is in KB_CMD; wait for it as if this replica had decided it (as a
         restarted planner does), instead of what this replica remembered from an earlier ownership."""
         uids = set(self._in_partition(p))
+        # Its last planner may have died with the watcher: then the stream lacks what that planner's last
+        # commands did until a new watcher has relisted. Plan nothing before the barrier is passed again.
+        self.view_current.clear()
+        self.view_wanted.set()
         for uid in uids:
             wl = self.workloads[uid]
             wl.expectations.clear()
@@ -310,6 +326,10 @@ class Planner:
     async def on_state(self, event: StateEvent, msg: Msg | None = None) -> None:
         """Route a state to the workload it belongs to: a workload's own state to it, a pod or an owned
         object to its controller, an object of a shared kind to the workloads that read it."""
+        if msg is not None:
+            with contextlib.suppress(Exception):  # a message without JetStream metadata (tests)
+                self.state_seq = max(self.state_seq, msg.metadata.sequence.stream)
+            self.state_seen.set()
         kind = kind_of(event)
         obj = event.object
         meta = obj.metadata
@@ -797,15 +817,70 @@ class Planner:
             with contextlib.suppress(Exception):  # best effort, as every report
                 await self.bus.publish_event(event, msg_id=f"{EVENT_STREAM_LOST}@{stream}@{created}@{wl.uid}")
 
+    async def sync_view(self) -> bool:
+        """Pass the state barrier: ask the active watcher whether the state stream is current, then read
+        it as far as the answer says; whether that happened within `state_sync_timeout`.
+
+        The view is replayed from the stream, and the stream is only as current as the watcher that fills
+        it. A planner SIGKILLed together with the watcher restarted on a stream that lacked its
+        predecessor's last executed delete (the watcher died before publishing it; the expectation
+        died with the planner): it counted that DaemonSet pod as still up and took a second node's pod
+        down under maxUnavailable 1 (a chaos soak saw it for 0.28 s). The live watcher answers at once;
+        a restarting one only once it has relisted, which tombstones what was deleted meanwhile. This
+        is what waiting for an informer's cache to sync is to a Kubernetes controller.
+        """
+        if self.state_sync_timeout <= 0:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.state_sync_timeout
+        subject = self.bus.subjects.state_sync()
+        asked = 0
+        while (left := deadline - loop.time()) > 0:
+            asked += 1
+            raw = await self.bus.ask(subject, b"", timeout=min(left, 5.0))
+            if raw is None:  # no watcher (yet), or one still relisting: ask again
+                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+                continue
+            try:
+                synced = STATE_SYNCED_DECODER.decode(raw)
+            except UNDECODABLE as err:
+                log.warning("the answer on %s does not decode (%s); asking again", subject, err)
+                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+                continue
+            while self.state_seq < synced.seq and (left := deadline - loop.time()) > 0:
+                self.state_seen.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.state_seen.wait(), left)
+            if self.state_seq >= synced.seq:
+                log.info("the state stream is current (the watcher published through sequence %d; asked %d "
+                         "times)", synced.seq, asked)
+                return True
+        log.warning("the state stream may be behind the cluster: no watcher answered that it is current within "
+                    "%gs (%s); planning on it as it is", self.state_sync_timeout, subject)
+        return False
+
+    async def keep_view_current(self) -> None:
+        """Pass the state barrier whenever one is wanted (`view_wanted`), then let passes run."""
+        await self.replayed.wait()
+        while True:
+            await self.view_wanted.wait()
+            self.view_wanted.clear()
+            await self.sync_view()
+            if not self.view_wanted.is_set():  # else another partition came meanwhile: its barrier first
+                self.view_current.set()
+                self.mark(self.workloads)
+
     async def run_loop(self) -> None:
         await self.replayed.wait()
         await self.rejections_replayed.wait()
         for replayed in self.inputs_replayed.values():
             await replayed.wait()
+        await self.view_current.wait()
         self.recovered = await self.recover_in_flight()
         self.mark(self.workloads)
         while True:
             await self.wakeup.wait()
+            await self.view_current.wait()
             self.wakeup.clear()
             batch, self.dirty = self.dirty, set()
             now = time.monotonic()
@@ -898,6 +973,7 @@ async def run_planner(bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, stop: as
         for base in (STREAM_CMD, STREAM_NODE, STREAM_EVENTS, STREAM_STATE, STREAM_PROBE):
             tg.create_task(bus.guard_stream(base, stop=stop, recreate=base in (STREAM_CMD, STREAM_NODE, STREAM_EVENTS),
                                             on_lost=planner.stream_lost))
+        view_task = tg.create_task(planner.keep_view_current())
         loop_task = tg.create_task(planner.run_loop())
         resync_task = tg.create_task(planner.resync())
         timers_task = tg.create_task(planner.run_timers())
@@ -906,5 +982,6 @@ async def run_planner(bus: Bus, *, gates: FeatureGates = DEFAULT_GATES, stop: as
         await stop.wait()
         async with planner.acting:  # the pass in flight publishes what it decided
             loop_task.cancel()
+            view_task.cancel()
             resync_task.cancel()
             timers_task.cancel()

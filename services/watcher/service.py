@@ -8,6 +8,12 @@ bookmarks, relist on 410) because the client's built-in retry re-uses a stale re
 
 Deletions and routing-key changes (a pod adopted by another owner) publish tombstones, so the view
 never holds two live copies of one object.
+
+The watcher also answers the state barrier (`Subjects.state_sync`): a planner that starts, or takes a
+partition over, asks whether the stream is current before it plans, and is answered only once every
+kind has been listed since this watcher started (or since its last relist) and everything seen so
+far is published. A planner that started together with a restarting watcher would otherwise decide on
+what the dead watcher last published, which can lack its predecessor's last executed delete.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from schemas.cloneset import CloneSet
 from schemas.constants import BUS_MAX_PAYLOAD_BYTES, LABEL_REVISION_HASH, MAX_OBJECT_BYTES, REASON_TOO_LARGE
 from schemas.kinds import LISTED, Kind
 from schemas.kube import ObjectMeta, Pod
-from schemas.messages import STATE_DECODER, Resource, RolloutEvent, StateEvent
+from schemas.messages import ENCODER, STATE_DECODER, Resource, RolloutEvent, StateEvent, StateSynced
 from schemas.subjects import EVENT_REJECTED, STREAM_STATE, Subjects
 from schemas.timefmt import format_micro
 from services import metrics
@@ -125,6 +131,9 @@ class Informer:
     # awaited before each relist: a workload kind's relist waits for the kinds its pass reads (`run_watcher`)
     before_relist: Callable[[], Awaitable[Any]] | None = None
     served: bool = True  # False while the API server does not serve the kind (nothing to list)
+    # set while the stream holds this kind as listed (cleared while a relist runs): the state barrier
+    current: asyncio.Event = field(default_factory=asyncio.Event)
+    published_seq: int = 0  # the highest KB_STATE sequence a publish of this informer was stored at
 
     @property
     def resource(self) -> Resource:
@@ -174,7 +183,8 @@ class Informer:
             if self.rollouts is not None and not event.deleted:
                 context, attributes = self.rollouts.observe(event.object)
             try:
-                await self.bus.publish_state(event, subject=subject, context=context, attributes=attributes)
+                ack = await self.bus.publish_state(event, subject=subject, context=context, attributes=attributes)
+                self.published_seq = max(self.published_seq, ack.seq or 0)
             except nats.errors.MaxPayloadError:
                 await self.report_too_large(event, subject)
 
@@ -237,6 +247,12 @@ class Informer:
         while self._inflight:
             await asyncio.wait(list(self._inflight))
         self._raise_failure()
+
+    async def published(self) -> None:
+        """Wait until what is queued now is on the stream (without taking its failure: the informer's own
+        loop reports that, and relists)."""
+        if self._inflight:
+            await asyncio.wait(list(self._inflight))
 
     def cancel_pending(self) -> None:
         for task in list(self._inflight):
@@ -301,11 +317,13 @@ class Informer:
             try:
                 if rv is None:
                     self.relist_requested.clear()  # one asked for while this relist runs is kept
+                    self.current.clear()
                     if self.before_relist is not None:
                         await self.before_relist()
                     rv = await self.relist()
                     self.served = True
                     self.synced.set()
+                    self.current.set()
                     log.info("listed %s at resourceVersion %s (%d objects)", self.kind.token, rv,
                              len(self.known))
                 rv = await self._watch_until_relist(rv)
@@ -320,6 +338,7 @@ class Informer:
                 # batch/v1 Jobs): there is nothing to list, which must not hold every other kind's readiness.
                 # Listed again now and then, so installing the CRD later is picked up.
                 self.served = False
+                self.current.set()  # nothing to list is current
                 if not self.synced.is_set():
                     log.warning("%s is not served (%s); nothing listed, trying again every %.0fs",
                                 self.kind.token, e, UNSERVED_RETRY)
@@ -448,7 +467,19 @@ async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = Non
             if inf.served:
                 inf.synced.clear()
         for inf in informers:
+            inf.current.clear()  # the new stream holds nothing yet: no barrier answered until it is refilled
+            inf.published_seq = 0  # its sequences start over
             inf.relist_requested.set()
+
+    async def answer_sync(_request: object) -> bytes:
+        """The state barrier: answered once every kind is listed and what is queued now is published."""
+        while True:
+            for inf in informers:
+                await inf.current.wait()
+            for inf in informers:
+                await inf.published()
+            if all(inf.current.is_set() for inf in informers):  # no relist began meanwhile
+                return ENCODER.encode(StateSynced(seq=max(inf.published_seq for inf in informers)))
 
     guard_stop = stop if stop is not None else asyncio.Event()
     async with asyncio.TaskGroup() as tg:
@@ -456,6 +487,7 @@ async def run_watcher(kube: Kube, bus: Bus, *, ready: asyncio.Event | None = Non
         # the watcher owns KB_STATE: lost, it is recreated (with its old config) and refilled by a relist
         tasks.append(tg.create_task(bus.guard_stream(STREAM_STATE, stop=guard_stop, recreate=True,
                                                      on_lost=state_lost)))
+        tasks.append(tg.create_task(bus.serve(bus.subjects.state_sync(), answer_sync, stop=guard_stop)))
         ready_task = tg.create_task(signal_ready())
         if stop is not None:
             tasks.append(ready_task)

@@ -313,6 +313,40 @@ async def _fetch_one(bus: Bus) -> None:
     await sub.fetch(1, timeout=1)
 
 
+async def test_the_watcher_answers_the_planners_state_barrier_and_nobody_else_can(server: NatsServer) -> None:
+    """The barrier is a core request: the planner may ask, the watcher may subscribe and reply to the
+    asker's inbox (`allow_responses`), and an executor cannot pose as the watcher."""
+    v = Violations()
+    watcher, planner = await connect(server, natsauth.WATCHER, v), await connect(server, natsauth.PLANNER, v)
+    executor_v = Violations()
+    executor = await connect(server, natsauth.EXECUTOR, executor_v)
+    stop = asyncio.Event()
+    try:
+        async def answer(_msg: Msg) -> bytes:
+            return b'{"seq": 7}'
+
+        serving = asyncio.create_task(watcher.serve(watcher.subjects.state_sync(), answer, stop=stop))
+        reply = None
+        deadline = asyncio.get_running_loop().time() + 10
+        while reply is None and asyncio.get_running_loop().time() < deadline:
+            # until the subscription is in place (the first asks may find no responder)
+            reply = await planner.ask(planner.subjects.state_sync(), b"", timeout=2.0)
+        assert reply == b'{"seq": 7}'
+        assert not v.any(), v.seen
+        await executor.nc.subscribe(executor.subjects.state_sync())
+        for _ in range(100):
+            if executor_v.any():
+                break
+            await executor.nc.flush()
+        assert executor_v.any(), executor_v.seen
+        stop.set()
+        await serving
+    finally:
+        stop.set()
+        for bus in (watcher, planner, executor):
+            await bus.close(drain=False)
+
+
 async def test_a_user_cannot_read_another_users_replies(server: NatsServer) -> None:
     v = Violations()
     bus = await connect(server, natsauth.VIEWER, v)
@@ -443,4 +477,5 @@ async def test_nats_permissions_prints_the_table_the_server_enforces() -> None:
     assert set(printed) == set(natsauth.USERS)
     for user in natsauth.USERS:
         p = natsauth.permissions(user, "kb")
-        assert printed[user] == {"publish": list(p.publish), "subscribe": list(p.subscribe)}
+        assert printed[user] == {"publish": list(p.publish), "subscribe": list(p.subscribe),
+                                 "allow_responses": p.allow_responses}

@@ -39,6 +39,7 @@ from services.bus import Bus
 from services.demo import load_sample
 from services.lease import LeaseStore
 from services.natsd import NatsServer
+from services.planner.cloneset.revision import build_revision
 from services.planner.kit.gates import FeatureGates
 from services.planner.kit.workload import Input, Shared
 from services.planner.service import Planner, run_planner
@@ -599,4 +600,73 @@ async def test_a_lost_stream_is_reported_once_on_every_workloads_log(nats_server
         assert all("events before this one are gone" in e.message for e in events)
         assert events[0].data["stream"] == bus.subjects.stream(STREAM_EVENTS)
     finally:
+        await bus.close()
+
+
+async def test_a_planner_plans_only_once_the_watcher_says_the_state_stream_is_current(
+        nats_server: NatsServer, uid: str) -> None:
+    """A planner restarted together with the watcher must not plan on what the dead watcher last
+    published: it asks the state barrier and plans once it has read as far as the answer names.
+    Here the stream lacks the CloneSet's revision when the planner starts (planned at once it would
+    decide a revision-create); the watcher's relist publishes it before answering."""
+    prefix = f"p{uid}"
+    bus = await Bus.connect(nats_server.url, name="test-planner", prefix=prefix)
+    watcher = await Bus.connect(nats_server.url, name="test-watcher", prefix=prefix)
+    await bus.ensure_streams()
+    cs = sample_cloneset("barrier")
+    await bus.publish_state(CloneSetState(object=cs))
+    asked, relisted = asyncio.Event(), asyncio.Event()
+    seq = 0
+
+    async def answer(_msg: object) -> bytes:
+        asked.set()
+        await relisted.wait()
+        return msgspec.json.encode({"seq": seq})
+
+    stop, serving_stop = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(watcher.serve(watcher.subjects.state_sync(), answer, stop=serving_stop))
+    planner = Planner(bus, expectation_timeout=60, state_sync_timeout=60)
+    task = asyncio.create_task(run_planner(bus, stop=stop, planner=planner))
+    try:
+        await eventually(lambda: asyncio.sleep(0, asked.is_set()), bool, what="the planner to ask the barrier")
+        # parked on the barrier: the replayed view is not planned
+        assert planner.plans == 0 and not await commands(bus, cs.metadata.uid)
+
+        # the "relist": the revision the stream lacked, then the answer naming it
+        revision = build_revision(cs, 1, None)
+        revision_name = revision.metadata.name
+        revision = msgspec.structs.replace(revision, metadata=msgspec.structs.replace(
+            revision.metadata, uid="rev-barrier", resource_version="11"))
+        seq = (await bus.publish_state(RevisionState(object=revision))).seq
+        relisted.set()
+        cmds = await eventually(lambda: commands(bus, cs.metadata.uid), lambda c: c, what="the first plan")
+        assert [c.verb for c in cmds if c.verb == "revision-create"] == [], \
+            "planned on the view from before the barrier (no revision)"
+        assert any(c.verb == "create" and c.revision == revision_name for c in cmds), [c.verb for c in cmds]
+    finally:
+        relisted.set()
+        stop.set()
+        serving_stop.set()
+        await asyncio.wait_for(task, 15)
+        await serving
+        await watcher.close()
+        await bus.close()
+
+
+async def test_a_planner_that_no_watcher_answers_plans_after_the_timeout(nats_server: NatsServer, uid: str) -> None:
+    """No watcher: the planner waits `state_sync_timeout`, then plans on the stream as it is."""
+    prefix = f"p{uid}"
+    bus = await Bus.connect(nats_server.url, name="test-planner", prefix=prefix)
+    await bus.ensure_streams()
+    cs = sample_cloneset("alone")
+    await bus.publish_state(CloneSetState(object=cs))
+    stop = asyncio.Event()
+    planner = Planner(bus, expectation_timeout=60, state_sync_timeout=1.0)
+    task = asyncio.create_task(run_planner(bus, stop=stop, planner=planner))
+    try:
+        cmds = await eventually(lambda: commands(bus, cs.metadata.uid), lambda c: c, what="a plan after the timeout")
+        assert "revision-create" in [c.verb for c in cmds]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
         await bus.close()

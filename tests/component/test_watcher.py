@@ -24,6 +24,7 @@ from schemas.messages import (
     NAMESPACES,
     PODS,
     STATE_DECODER,
+    STATE_SYNCED_DECODER,
     CloneSetState,
     ConfigMapState,
     PodState,
@@ -372,5 +373,51 @@ async def test_a_relist_publishes_the_pods_before_the_workloads(
             last_pod = max(i for i, k in enumerate(kinds) if k is PodState)
             assert kinds.index(CloneSetState) > last_pod, "the CloneSet was published before its pods"
         finally:
+            await bus.close()
+            await kube.close()
+
+
+async def test_the_state_barrier_is_answered_only_once_the_relist_is_on_the_stream(
+        tmp_path: Path, nats_server: NatsServer, uid: str) -> None:
+    """A planner that starts together with the watcher asks it whether the state stream is current
+    before planning. A pod deleted while no watcher ran is still live on the stream until the new
+    watcher's relist retires it: the answer must come after that tombstone, or the planner would count
+    a pod that is gone (a chaos soak saw a DaemonSet take a second node down that way)."""
+    async with SimCluster(nodes=1, tmpdir=tmp_path, gc_dangling=False, scheduler=False,
+                          **FAST) as cluster:  # type: ignore[arg-type]
+        kube = await Kube.connect(str(cluster.kubeconfig_path))
+        bus = await Bus.connect(nats_server.url, name="test-watcher", prefix=f"w{uid}")
+        planner = await Bus.connect(nats_server.url, name="test-planner", prefix=f"w{uid}")
+        try:
+            await bus.ensure_streams()
+            gone = msgspec.json.decode(await kube.create(PODS, "default", pod_body("gone")), type=Pod)
+            await kube.create(PODS, "default", pod_body("kept"))
+            ready = asyncio.Event()
+            first = asyncio.create_task(run_watcher(kube, bus, ready=ready))
+            await asyncio.wait_for(ready.wait(), 10)
+            first.cancel()
+            await asyncio.wait({first}, timeout=10)
+            assert await planner.ask(planner.subjects.state_sync(), b"", timeout=1.0) is None, \
+                "nobody may answer while no watcher runs"
+
+            await kube.delete(PODS, "default", "gone", grace_period_seconds=0)
+            second = asyncio.create_task(run_watcher(kube, bus))
+            try:
+                reply = None
+                deadline = asyncio.get_running_loop().time() + 20
+                while reply is None and asyncio.get_running_loop().time() < deadline:
+                    reply = await planner.ask(planner.subjects.state_sync(), b"", timeout=5.0)
+                assert reply is not None, "the restarted watcher never answered the barrier"
+                synced = STATE_SYNCED_DECODER.decode(reply)
+                subject = bus.subjects.state("default", None, POD.token, gone.metadata.uid)
+                tombstone = await bus.js.get_last_msg(bus.subjects.stream("STATE"), subject)
+                assert tombstone.data is not None and STATE_DECODER.decode(tombstone.data).deleted
+                assert tombstone.seq is not None and tombstone.seq <= synced.seq, \
+                    f"answered through {synced.seq}, before the relist's tombstone at {tombstone.seq}"
+            finally:
+                second.cancel()
+                await asyncio.wait({second}, timeout=10)
+        finally:
+            await planner.close()
             await bus.close()
             await kube.close()
