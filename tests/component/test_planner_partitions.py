@@ -53,13 +53,16 @@ class _Recorder:
 
 
 class Replica:
-    def __init__(self, url: str, prefix: str, name: str, log: list[tuple[str, str]]) -> None:
+    def __init__(self, url: str, prefix: str, name: str, log: list[tuple[str, str]], *,
+                 state_sync_timeout: float = 0.0) -> None:
         self.url, self.prefix, self.name, self.log = url, prefix, name, log
+        self.state_sync_timeout = state_sync_timeout
         self.stop = asyncio.Event()
 
     async def start(self) -> Replica:
         self.bus = await Bus.connect(self.url, name=f"test-{self.name}", prefix=self.prefix)
-        self.planner = Planner(self.bus, registry={CLONESET.token: _Recorder(self.name, self.log)})
+        self.planner = Planner(self.bus, registry={CLONESET.token: _Recorder(self.name, self.log)},
+                               state_sync_timeout=self.state_sync_timeout)
         self.planner.claim_partitions(await LeaseStore.open(self.bus), self.name, PARTITIONS, TTL)
         self.task = asyncio.create_task(run_planner(self.bus, stop=self.stop, planner=self.planner))
         return self
@@ -183,6 +186,56 @@ async def test_a_partition_taken_over_waits_for_the_commands_left_queued(
         if not b.stop.is_set():
             await b.close()
         await a.close()
+        await bus.close()
+
+
+async def test_a_partition_taken_over_is_planned_only_after_the_state_barrier(
+    nats_server: NatsServer, uid: str
+) -> None:
+    """A replica that died with the watcher leaves a stream that may lack what its last commands did;
+    the replica taking its partitions over asks the watcher again and plans nothing until answered."""
+    prefix = f"pb{uid}"
+    bus = await Bus.connect(nats_server.url, name="test-watcher", prefix=prefix)
+    await bus.ensure_streams()
+    asked, answering, stop_serving = [0], asyncio.Event(), asyncio.Event()
+    answering.set()
+
+    async def answer(_msg: object) -> bytes:
+        asked[0] += 1
+        await answering.wait()
+        return b'{"schema": 1, "seq": 0}'
+
+    serving = asyncio.create_task(bus.serve(bus.subjects.state_sync(), answer, stop=stop_serving))
+    log: list[tuple[str, str]] = []
+    clonesets = [sample_cloneset(f"cs-{i}") for i in range(12)]
+    uids = {cs.metadata.uid for cs in clonesets}
+    for cs in clonesets:
+        await bus.publish_state(CloneSetState(object=cs))
+    a = await Replica(nats_server.url, prefix, "a", log, state_sync_timeout=30).start()
+    b = await Replica(nats_server.url, prefix, "b", log, state_sync_timeout=30).start()
+    try:
+        await eventually(lambda: _now((len(a.held()), len(b.held()))), lambda n: n == (4, 4), timeout=15,
+                         what="the partitions split 4/4")
+        await eventually(lambda: _now({u for _, u in log}), lambda seen: seen == uids, what="every workload planned")
+        answering.clear()  # the watcher is down from now on
+        before = asked[0]
+        await b.close()
+        await eventually(lambda: _now(len(a.held())), lambda n: n == PARTITIONS, timeout=TTL * 2,
+                         what="a to take b's partitions over")
+        await eventually(lambda: _now(asked[0]), lambda n: n > before, what="a to ask the barrier again")
+        assert not a.planner.view_current.is_set(), "a plans the partitions taken over before the barrier"
+        log.clear()
+        answering.set()  # the watcher is back
+        await eventually(lambda: _now({u for _, u in log}), lambda seen: seen == uids,
+                         what="a to plan every workload once answered")
+        assert {who for who, _ in log} == {"a"}
+    finally:
+        answering.set()
+        if not b.stop.is_set():
+            await b.close()
+        await a.close()
+        stop_serving.set()
+        await serving
         await bus.close()
 
 
