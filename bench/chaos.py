@@ -12,7 +12,7 @@ soak flips every round on the sim's runtime; with ``--pull-jobs N`` every round 
 for the round's new CloneSet images, pulled on every node by the node agents (`agent`). The prober and
 the agent are then kill targets too. A *round* is a chaos window: one or more template (image) changes of every workload at random moments,
 SIGKILLs of random processes (each restarted after a random downtime; NATS on the same port and
-store) and, with ``--api-faults``, injected API errors and cut watch streams on the sim. After the
+store; with ``--pairs P`` a kill takes a second process down within 0.2 s with chance P) and, with ``--api-faults``, injected API errors and cut watch streams on the sim. After the
 window every fault is off and the round must *settle*: every workload converged (see
 `services.chaoscheck.Rules.convergence`) within ``--settle-timeout``. The time from the end of the
 window to convergence is the round's settle time (markers and pull jobs included: every probed pod

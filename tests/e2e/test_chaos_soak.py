@@ -1,6 +1,7 @@
 """The chaos soak, short: continuous rollouts of four CloneSets while processes are SIGKILLed.
 
-Watcher, planner, executor and NATS are killed at random moments (a fixed seed, printed) during
+Watcher, planner, executor and NATS are killed at random moments, a third of the kills two processes
+at once (a fixed seed, printed), during
 rollouts of an in-place, a ReCreate, a surging ReCreate and a partitioned CloneSet (the DaemonSet and
 the SidecarSet of `python -m bench.chaos` stay out to keep this about two minutes on two cores; the
 long soak runs them, docs/reliability.md), with
@@ -33,7 +34,7 @@ def explain(result: SoakResult, soak: Soak) -> str:
 
 
 async def test_chaos_soak_keeps_the_invariants_and_converges(tmp_path: Path) -> None:
-    cfg = SoakConfig(rounds=40, seed=SEED, sizes=(8, 10, 8, 10), nodes=4, window=3.0, kills=1.5,
+    cfg = SoakConfig(rounds=40, seed=SEED, sizes=(8, 10, 8, 10), nodes=4, window=3.0, kills=1.5, pairs=0.3,
                      api_faults=True, settle_timeout=60, max_seconds=100, give_up_after=1,
                      daemonset_partition=None, sidecar_pods=0)  # see the module docstring
     print(f"chaos soak seed {SEED}")
