@@ -19,12 +19,15 @@ every `--period` seconds with thresholds 1. Measured:
   published result (`ProbeResult.time`: the pipeline alone, prober -> KB_PROBE -> planner -> KB_CMD ->
   executor -> API server; target <= 1 s). The API is polled every 100 ms with the label selector
   `gameserver-idle=false` (only the flipped pods match), so the figures include up to 0.1 s of polling.
+  That pipeline is split into stages (`STAGES`) by the stamps the bus and the rollout log carry: p50 /
+  p99 / max of each, and the stages of the five slowest pods.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -39,7 +42,7 @@ import aiohttp
 import msgspec
 
 from schemas.kube import Pod
-from schemas.messages import CLONESETS, EVENT_DECODER, PODPROBEMARKERS, PODS, PROBE_DECODER
+from schemas.messages import CLONESETS, EVENT_DECODER, PODPROBEMARKERS, PODS, PROBE_DECODER, RolloutEvent
 from schemas.timefmt import parse_time
 from services.kube import Kube
 from services.observe import poll
@@ -91,6 +94,37 @@ def rss_mb(pid: int) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+STAGES = ("prober", "planner", "executor", "seen")
+"""The pipeline's stages, each from the previous stamp: the prober's published result (`ProbeResult.time`)
+-> prober: the result stored on KB_PROBE (its JetStream timestamp) -> planner: the marker's command stored
+on KB_CMD (the `queued` of its `done` event) -> executor: the pod patched (the `done` event's `time`)
+-> seen: the label seen by the benchmark's 0.1 s poll of the label selector."""
+
+
+def _quantiles(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    return {"p50": round(statistics.median(xs), 3), "p99": round(xs[min(len(xs) - 1, int(0.99 * len(xs)))], 3),
+            "max": round(xs[-1], 3)}
+
+
+def stages(stamps: dict[str, list[datetime | None]]) -> dict[str, Any]:
+    """Per stage p50 / p99 / max over the flipped pods whose five stamps are all known, and the slowest
+    pods' stages (where the tail is)."""
+    rows: dict[str, list[float]] = {}
+    for pod, ts in stamps.items():
+        known = [t for t in ts if t is not None]
+        if len(known) == len(ts):
+            rows[pod] = [(b - a).total_seconds() for a, b in itertools.pairwise(known)]
+    if not rows:
+        return {"stages_pods": 0}
+    slowest = sorted(rows.items(), key=lambda kv: -sum(kv[1]))[:5]
+    return {
+        "stages_pods": len(rows),
+        "stages_s": {name: _quantiles([r[i] for r in rows.values()]) for i, name in enumerate(STAGES)},
+        "stages_slowest_s": {pod: dict(zip(STAGES, (round(x, 3) for x in r), strict=True)) for pod, r in slowest},
+    }
 
 
 async def api_server(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
@@ -160,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*(http.post(f"{stack.sim_url}/sim/pods/{NS}/{n}/exec-outcomes",
                                              json={"*": {"exitCode": 1, "stderr": "busy"}}) for n in names))
         flipped = time.monotonic()
+        flipped_at = datetime.now(UTC)
         seen: dict[str, float] = {}
         seen_at: dict[str, datetime] = {}
         while len(seen) < len(names) and time.monotonic() - flipped < 120:
@@ -171,10 +206,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.1)
         lat = sorted(seen.values())
         # the pipeline alone: from the prober's published result (its `time`) to the label seen
-        results = await bus.last_per_subject(bus.subjects.probe_all(), PROBE_DECODER)
-        published = {r.pod: parse_time(r.time) for r in results.values()
-                     if r.pod in seen_at and r.probe.endswith("#Idle") and r.state == "Failed"}
+        results = await bus.last_per_subject_stored(bus.subjects.probe_all(), PROBE_DECODER)
+        flips = {r.pod: (r, stored) for r, stored in results.values()
+                 if r.pod in seen_at and r.probe.endswith("#Idle") and r.state == "Failed"}
+        published = {n: parse_time(r.time) for n, (r, _) in flips.items()}
         pipe = sorted((seen_at[n] - t).total_seconds() for n, t in published.items() if t is not None)
+        done: dict[str, RolloutEvent] = {}  # each flipped pod's first marker write after the flip
+        for e in await bus.read_since(bus.subjects.events_of_type("probe"), EVENT_DECODER, flipped_at):
+            if e.pod in flips:
+                done.setdefault(e.pod, e)
+        split = stages({n: [parse_time(r.time), stored, parse_time(done[n].queued), parse_time(done[n].time),
+                            seen_at[n]] for n, (r, stored) in flips.items() if n in done})
         return {
             "pods": args.pods, "groups": args.groups, "nodes": args.nodes, "prober_processes": len(probers), "probes": 2 * args.pods,
             "period_s": args.period,
@@ -192,6 +234,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "result_to_label_p50_s": round(statistics.median(pipe), 3) if pipe else None,
             "result_to_label_p99_s": round(pipe[min(len(pipe) - 1, int(0.99 * len(pipe)))], 3) if pipe else None,
             "result_to_label_s": [round(x, 3) for x in pipe],
+            **split,
             "cpus": os.cpu_count(), "loadavg": open("/proc/loadavg").read().split()[:3],
         }
     finally:

@@ -383,6 +383,10 @@ class RolloutEvent(_Msg):
     # rejection is not blamed on a re-created workload of the same name
     workload_uid: str = ""
     data: dict[str, int | str] = {}
+    # for a command's `done` event: when the command entered KB_CMD (its JetStream timestamp, RFC 3339
+    # with microseconds, as `time` is then), so `time` minus `queued` is the executor's part of the
+    # decision's latency (waiting in the queue, then the API calls). "" on every other event.
+    queued: str = ""
 
 
 # --- KB_PROBE --------------------------------------------------------------------------------------

@@ -953,7 +953,13 @@ class Bus:
         retire those objects too, not only the ones it happens to remember in memory.
         """
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
-        return {subject: msg for subject, msg in await self._read(subject_filter, decoder, config)}
+        return {subject: msg for subject, msg, _ in await self._read(subject_filter, decoder, config)}
+
+    async def last_per_subject_stored(self, subject_filter: str,
+                                      decoder: msgspec.json.Decoder[T]) -> dict[str, tuple[T, datetime]]:
+        """`last_per_subject`, each message with the time the stream stored it (its JetStream timestamp)."""
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
+        return {subject: (msg, stored) for subject, msg, stored in await self._read(subject_filter, decoder, config)}
 
     async def read_since(self, subject_filter: str, decoder: msgspec.json.Decoder[T], since: datetime) -> list[T]:
         """Every message matching `subject_filter` stored since `since`, decoded (malformed ones skipped).
@@ -963,14 +969,14 @@ class Bus:
         server refuses), so a long-lived watch must start at ALL, NEW or a sequence.
         """
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=since)
-        return [msg for _, msg in await self._read(subject_filter, decoder, config)]
+        return [msg for _, msg, _ in await self._read(subject_filter, decoder, config)]
 
     async def _read(self, subject_filter: str, decoder: msgspec.json.Decoder[T],
-                    config: api.ConsumerConfig) -> list[tuple[str, T]]:
+                    config: api.ConsumerConfig) -> list[tuple[str, T, datetime]]:
         stream = self.stream_for(subject_filter)
         sub = await self.js.subscribe(subject_filter, stream=stream, ordered_consumer=True, config=config,
                                       idle_heartbeat=5)
-        out: list[tuple[str, T]] = []
+        out: list[tuple[str, T, datetime]] = []
         try:
             info = await sub.consumer_info()
             # messages already pushed to the subscription count as delivered, not pending
@@ -979,7 +985,7 @@ class Bus:
                 msg = await sub.next_msg(timeout=self.js_timeout)
                 pending = msg.metadata.num_pending
                 try:
-                    out.append((msg.subject, decoder.decode(msg.data)))
+                    out.append((msg.subject, decoder.decode(msg.data), msg.metadata.timestamp))
                 except UNDECODABLE as err:
                     log.warning("skipping malformed message on %s: %s", msg.subject, err)
         finally:

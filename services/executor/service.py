@@ -37,7 +37,7 @@ from schemas.messages import (
     RolloutEvent,
 )
 from schemas.subjects import EXECUTOR_DURABLE, REASON_NAME_TAKEN, STREAM_CMD
-from schemas.timefmt import format_time, parse_time
+from schemas.timefmt import format_micro, format_time, parse_time
 from services import metrics, telemetry
 from services.bus import Bus, outcome_msg_id
 from services.errors import PermanentError, StaleError, TransientError
@@ -91,6 +91,16 @@ def _delivery(msg: Msg) -> int:
         return int(msg.metadata.num_delivered)
     except Exception:  # not a JetStream message (a direct call in a test)
         return 1
+
+
+def _queued(msg: Msg) -> str:
+    """When the message entered its stream (its JetStream timestamp), with microseconds; "" outside
+    JetStream (a direct call in a test)."""
+    try:
+        stamp = msg.metadata.timestamp
+    except Exception:
+        return ""
+    return format_micro(stamp) if isinstance(stamp, datetime) else ""
 
 
 def span_attributes(cmd: Command) -> dict[str, AttributeValue]:
@@ -357,11 +367,14 @@ class Executor:
             # been this command itself, killed before it reported: then report, once by Event name.)
             log.debug("command %s: already done by another command; nothing to report", cmd.id)
             return False
+        # microseconds, as the `rejected` outcomes: a marker's label follows its probe result within a
+        # second, and the log must be able to tell the stages apart (docs/probemarker.md, "Latency")
         event = RolloutEvent(
             type=cmd.verb, namespace=cmd.namespace, workload=cmd.workload.name,
             message=cmd.on_success.message if cmd.on_success else f"{cmd.verb} done",
-            time=format_time(datetime.now(UTC)), pod=cmd.pod, revision=cmd.revision, command_id=cmd.id,
+            time=format_micro(datetime.now(UTC)), pod=cmd.pod, revision=cmd.revision, command_id=cmd.id,
             data=cmd.data,  # the decision's evidence (kit.budget) goes to the log with its outcome
+            queued=_queued(msg),
         )
         # The Kubernetes Event and the rollout event are independent: write both at once.
         done: list[Awaitable[Any]] = []

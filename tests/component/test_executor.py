@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from schemas.messages import (
     Resource,
     WorkloadRef,
 )
+from schemas.timefmt import parse_time
 from services.bus import Bus
 from services.demo import load_sample
 from services.executor.service import Executor, run_executor
@@ -154,6 +157,30 @@ async def test_a_commands_evidence_reaches_the_log_with_its_outcome_done_or_reje
     outcome = {e.command_id: (e.type, e.data) for e in log}
     assert outcome["ev-done"] == ("label", seen)
     assert outcome["ev-stale"] == ("rejected", {**seen, "budget": "free"})
+
+
+async def test_a_done_event_says_to_the_microsecond_when_its_command_was_queued_and_done(
+        env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
+    """The `done` event's `time` and `queued` (the command's JetStream timestamp on KB_CMD) carry
+    microseconds: the log splits a decision's latency into the planner's part and the executor's."""
+    _, kube, bus, cs = env
+    await kube.create(PODS, "default", pod_body(cs, "sample-t"))
+    before = datetime.now(UTC)
+    await bus.publish_command(command(cs, "timed", "label", [PatchOp(
+        resource=PODS, namespace="default", name="sample-t", patch_type="merge",
+        patch={"metadata": {"labels": {"timed": "yes"}}})], pod="sample-t"))
+    published = datetime.now(UTC)
+    log = await eventually(lambda: all_events(bus), lambda evs: any(e.command_id == "timed" for e in evs),
+                           what="the done event")
+    done = next(e for e in log if e.command_id == "timed")
+    micro = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+    assert micro.match(done.time) and micro.match(done.queued), (done.time, done.queued)
+    queued, finished = parse_time(done.queued), parse_time(done.time)
+    assert queued is not None and finished is not None
+    slack = timedelta(milliseconds=5)  # the server's clock is this machine's; its stamp is to the ns
+    assert before - slack <= queued <= published + slack <= finished + slack
+    pod = await get_pod(kube, "sample-t")
+    assert pod is not None and pod.metadata.labels.get("timed") == "yes"
 
 
 async def test_forbidden_change_is_reported_on_the_workload(env: tuple[SimCluster, Kube, Bus, CloneSet]) -> None:
