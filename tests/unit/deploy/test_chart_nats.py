@@ -62,7 +62,10 @@ def test_rendered_accounts_are_the_codes_permissions(prefix: str) -> None:
         own = f"{natsauth.inbox_prefix(user)}.>"
         subscribe = [f"{natsauth.inbox_prefix(f'kb-{user}')}.>" if s == own else s for s in want.subscribe]
         got = users[f"kb-{user}"]
-        assert got["permissions"] == {"publish": list(want.publish), "subscribe": subscribe}, user
+        expected: dict[str, object] = {"publish": list(want.publish), "subscribe": subscribe}
+        if want.allow_responses:  # the watcher answers the planner's state barrier
+            expected["allow_responses"] = True
+        assert got["permissions"] == expected, user
         assert got["password"] == f"$KRUISEBUS_NATS_PASSWORD_{user.upper().replace('-', '_')}"
 
 
