@@ -429,6 +429,10 @@ def kubectl_main(argv: list[str] | None = None, prog: str = "kubectl kruisebus")
     return uvloop.run(run(args, sys.stdout, sys.stderr))
 
 
+SERVICES = frozenset({"watcher", "planner", "executor", "webhook", "prober"})
+"""The commands that run a service (until stopped), as opposed to one-shot tools."""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "rollout":
@@ -457,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.demo import up
 
         return uvloop.run(up(nodes=args.nodes))
+    if args.command in SERVICES:  # long-running, each with its view of the cluster in memory
+        from services import gcpolicy, metrics
+
+        gcpolicy.install(on_pause=lambda gen, seconds: metrics.GC_PAUSE.labels(str(gen)).observe(seconds))
     runners: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "watcher": cmd_watcher,
         "planner": cmd_planner,

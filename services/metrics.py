@@ -6,8 +6,6 @@ a module constant here, named `kruisebus_*`, with its labels fixed, so the servi
 `.inc()` / `.observe()` / `.set()` and the dashboards' queries can be checked against this module
 (`METRIC_NAMES`). What each one means for an operator: docs/operations.md.
 
-Defined ahead of its code: `kruisebus_probes_total`, for the prober (nothing increments it yet).
-
 The metrics live in prometheus-client's default registry (with its process and Python collectors);
 `services.health.HealthServer` serves them at `/metrics`.
 """
@@ -143,12 +141,20 @@ PROBES = Counter(
     ["node", "result"],
 )
 
+# --- process (every service; services/gcpolicy.py) -----------------------------------------------
+
+GC_PAUSE = Histogram(
+    "kruisebus_gc_pause_seconds",
+    "Wall time of one cyclic garbage collection, during which the process does nothing else.",
+    ["generation"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
 ALL: tuple[MetricWrapperBase, ...] = (
     ROLLOUT_DURATION, ROLLOUTS_IN_PROGRESS, PLANNER_PASSES, PLANNER_PASS_DURATION, PLANNER_COMMANDS, PLANNER_RETRIES,
     WORKLOAD_PODS, EXECUTOR_COMMANDS, EXECUTOR_COMMAND_DURATION, KUBE_REQUESTS, KUBE_REQUEST_DURATION,
     KUBE_THROTTLED, CONSUMER_PENDING, CONSUMER_IN_FLIGHT, CONSUMER_MESSAGES, REJECTIONS, EVENTS_DROPPED, STREAM_LOSSES,
     STATE_EVENTS,
-    IMAGE_PULLS, PROBES,
+    IMAGE_PULLS, PROBES, GC_PAUSE,
 )
 
 

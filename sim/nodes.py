@@ -233,6 +233,10 @@ class Kubelet:
         self.images: dict[str, str] = {img: image_id(img) for img in cfg.preloaded_images}
         self._pulls: dict[str, asyncio.Task[str]] = {}
         self.pods: dict[str, PodState] = {}
+        # (namespace, name) -> the uid `pod` last found for it: an exec probe looks its pod up by name,
+        # a thousand times a second at 10,000 pods, and a scan of the node's pods each time would be
+        # the busiest code of the node (checked against `pods` on use, so it is never wrong)
+        self._uid_by_name: dict[tuple[str, str], str] = {}
         self._ip_counter = itertools.count(2)
         self.pull_count = 0
         self.stopped = False
@@ -422,6 +426,8 @@ class Kubelet:
                 self.net.release(uid)
             self.exec_outcomes.pop(uid, None)
             if ps:
+                if self._uid_by_name.get((ps.ns, ps.name)) == uid:
+                    del self._uid_by_name[(ps.ns, ps.name)]
                 for t in ps.actions.values():
                     t.cancel()
             return
@@ -750,7 +756,18 @@ class Kubelet:
         return dict(cur)
 
     def pod(self, ns: str, name: str) -> PodState | None:
-        return next((p for p in self.pods.values() if p.ns == ns and p.name == name), None)
+        """The pod `ns/name` on this node: the first one the node took on under that name (a pod being
+        deleted and its namesake both here: the old one, as a scan in insertion order finds it)."""
+        uid = self._uid_by_name.get((ns, name))
+        ps = self.pods.get(uid) if uid is not None else None
+        if ps is not None and ps.ns == ns and ps.name == name:
+            return ps
+        ps = next((p for p in self.pods.values() if p.ns == ns and p.name == name), None)
+        if ps is None:
+            self._uid_by_name.pop((ns, name), None)
+        else:
+            self._uid_by_name[(ns, name)] = ps.uid
+        return ps
 
     async def exec_sync(
         self, ns: str, name: str, container: str, command: list[str], timeout: float
@@ -856,7 +873,7 @@ class Kubelet:
     async def exit_pod(self, ns: str, name: str, code: int, container: str | None = None) -> list[str] | None:
         """Runtime API: the running containers of a pod on this node (or one of them) exit with `code`.
         Returns the containers that exited; None when the pod is not here."""
-        ps = next((p for p in self.pods.values() if p.ns == ns and p.name == name), None)
+        ps = self.pod(ns, name)
         if ps is None:
             return None
         spec_names = [c["name"] for c in (ps.pod.get("spec") or {}).get("containers") or []]

@@ -62,6 +62,7 @@ from schemas.messages import (
 from schemas.podprobemarker import PodProbeMarker
 from schemas.subjects import STREAM_PROBE
 from schemas.timefmt import parse_time
+from services import metrics
 from services.bus import Bus, replayed_or_stopped
 from services.planner.podprobemarker.matching import PodProbe, pod_probes
 from services.planner.podprobemarker.validation import validate_podprobemarker
@@ -148,6 +149,7 @@ class Worker:
         except ExecUnavailable as e:
             log.debug("probe %s on %s/%s: %s", spec.name, spec.namespace, spec.pod, e)
             return  # not a result: the state does not change
+        metrics.PROBES.labels(self.node, "failed" if result == PROBE_FAILED else "succeeded").inc()
         if self.thresholds.observe(result):
             await self.report(result, message)
 

@@ -8,7 +8,8 @@ probe was removed retires exactly those results and resumes the others without r
 Exec outcomes come from the sim's control API: a probe that hangs past its timeout fails with
 "timed out", a probe printing 1 MB succeeds with a message cut to 1024 bytes, and neither stops the
 prober from probing the other pods (a third pod's outcome flips and is reported). tcpSocket really
-connects to the pod's loopback address and fails once the container is gone.
+connects to the pod's loopback address and fails once the container is gone; each attempt is counted
+in `kruisebus_probes_total`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import msgspec
 import nats.errors
 import pytest
 from nats.js.errors import NotFoundError
+from prometheus_client import REGISTRY
 
 from schemas.messages import PODPROBEMARKERS, PODS, PROBE_DECODER, ProbeResult
 from schemas.subjects import STREAM_PROBE
@@ -90,6 +92,10 @@ async def running(cluster: SimCluster, names: list[str]) -> None:
     await cluster.wait_for(ok, timeout=20, message="pods running")
 
 
+def probes_counted(result: str) -> float:
+    return REGISTRY.get_sample_value("kruisebus_probes_total", {"node": "sim-node-0", "result": result}) or 0.0
+
+
 async def test_a_hang_and_1mb_of_output_neither_crash_nor_stall_the_other_pods(env: Env) -> None:
     cluster, kube, bus = env
     names = ["hang", "big", "other"]
@@ -118,6 +124,7 @@ async def test_a_hang_and_1mb_of_output_neither_crash_nor_stall_the_other_pods(e
 
 async def test_tcp_probe_connects_to_the_pod_address_and_fails_once_the_container_is_gone(env: Env) -> None:
     cluster, kube, bus = env
+    before = {r: probes_counted(r) for r in ("succeeded", "failed")}
     await kube.create(PODS, NS, bare_pod("tcp"))
     await running(cluster, ["tcp"])
     [ps] = [p for p in cluster.kubelets["sim-node-0"].pods.values() if p.name == "tcp"]
@@ -130,6 +137,8 @@ async def test_tcp_probe_connects_to_the_pod_address_and_fails_once_the_containe
     rs = await poll(lambda: results(bus), lambda r: r[("tcp", "t#check")].state == "Failed", timeout=20,
                     what="the tcp probe to fail once nothing listens")
     assert "connect" in rs[("tcp", "t#check")].message
+    # each attempt is counted on /metrics by its node and result
+    assert probes_counted("succeeded") > before["succeeded"] and probes_counted("failed") > before["failed"]
 
 
 async def test_a_deleted_pod_s_results_leave_kb_probe(env: Env) -> None:
